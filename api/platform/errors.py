@@ -1,0 +1,94 @@
+"""One error type for the API, rendered always as JSON `{"error": {"code", "message"}}`.
+
+Raise `ApiError` (or a subclass) anywhere under a request; the handlers registered by
+`register_error_handlers` turn it, and every other failure, into a JSON body with the right status.
+A traceback never reaches a client.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class InputError(ApiError):
+    """A client's request or document is malformed: 400, naming the field."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class QueueFull(ApiError):
+    status, code = 429, "queue_full"
+
+
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
+
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+              503: "unavailable"}
+
+
+def error_response(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = "request body too large (see MAX_UPLOAD_BYTES)"
+        return error_response(status, HTTP_CODES.get(status, "http_error"), message)
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_down(exc: Exception):
+        log.error("redis unreachable: %s", exc)
+        return error_response(503, "unavailable", "the job store (Redis) is unreachable; try again later")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; see the API log")

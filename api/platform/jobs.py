@@ -1,0 +1,261 @@
+"""Job state: a Redis hash per job, written at every transition, mirrored to `job.json` on disk.
+
+The job store is the platform's own record, independent of dramatiq's messages: a job is never
+"PENDING forever" because a result backend expired, and an unknown id is a 404. Transitions are
+checked atomically in Redis (a Lua script), so a cancel racing with a worker picking the job up
+ends in exactly one state. `job.json` beside the results keeps the final state after Redis forgets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .config import Config
+from .storage import JOB_FILE, job_folder, write_json
+
+PENDING, STARTED, SUCCESS, FAILURE, CANCELLED = "PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"
+STATES = (PENDING, STARTED, SUCCESS, FAILURE, CANCELLED)
+TERMINAL = frozenset({SUCCESS, FAILURE, CANCELLED})
+# new state -> the states it may come from. STARTED -> STARTED is a re-delivery after a worker died.
+ALLOWED_FROM = {
+    STARTED: (PENDING, STARTED),
+    SUCCESS: (STARTED,),
+    FAILURE: (PENDING, STARTED),
+    CANCELLED: (PENDING, STARTED),
+}
+MAX_ERRORS_KEPT = 1000
+
+# KEYS: job hash, old-state index prefix. ARGV: new state, allowed (comma list), ttl, now, id, field/value pairs.
+TRANSITION_LUA = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return false end
+local allowed = false
+for state in string.gmatch(ARGV[2], '[^,]+') do
+  if state == current then allowed = true end
+end
+if not allowed then return current end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2] .. current, ARGV[5])
+redis.call('ZADD', KEYS[2] .. ARGV[1], ARGV[4], ARGV[5])
+return 'OK'
+"""
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") if ts else None
+
+
+@dataclass
+class Job:
+    tracking_id: str
+    app: str
+    experiment_id: str = ""
+    state: str = PENDING
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    done: int = 0
+    total: int = 0
+    error: str = ""
+    notify_url: str = ""
+    base_url: str = ""
+    message_id: str = ""
+    attempts: int = 0
+    worker: str = ""
+    params: dict = field(default_factory=dict)
+    documents: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    output: Any = None
+
+    # Redis keeps strings: JSON-encode the structured fields.
+    JSON_FIELDS = ("params", "documents", "timings", "output")
+
+    def to_redis(self) -> dict[str, str]:
+        return {name: json.dumps(value) if name in self.JSON_FIELDS else str(value)
+                for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes, bytes]) -> "Job":
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name in cls.JSON_FIELDS:
+                kwargs[f.name] = json.loads(value) if value else None
+            elif f.type in ("int", int):
+                kwargs[f.name] = int(float(value or 0))
+            elif f.type in ("float", float):
+                kwargs[f.name] = float(value or 0)
+            else:
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    def urls(self, cfg: Config) -> dict[str, str]:
+        """Absolute URLs of the job's status and result (PUBLIC_URL, else the URL it was submitted to)."""
+        base = f"{(cfg.public_url or self.base_url).rstrip('/')}/{self.app}/{self.tracking_id}"
+        return {"status_url": f"{base}/status", "result_url": f"{base}/result"}
+
+    def progress(self, now: float | None = None) -> dict:
+        percent = round(100.0 * self.done / self.total, 1) if self.total else (100.0 if self.state == SUCCESS else 0.0)
+        eta = None
+        if self.state == STARTED and self.done and self.total > self.done:
+            elapsed = (now or time.time()) - self.started_at
+            eta = round(elapsed / self.done * (self.total - self.done), 1)
+        return {"done": self.done, "total": self.total, "percent": percent, "eta_s": eta}
+
+
+class JobStore:
+    """Reads and writes jobs; the only code that touches the `job:*` keys."""
+
+    def __init__(self, client: redis.Redis, cfg: Config):
+        self.redis = client
+        self.cfg = cfg
+        self._transition = client.register_script(TRANSITION_LUA)
+
+    @staticmethod
+    def key(tracking_id: str) -> str:
+        return f"job:{tracking_id}"
+
+    @staticmethod
+    def index_prefix(app: str) -> str:
+        return f"jobs:{app}:"
+
+    def create(self, job: Job) -> None:
+        job.created_at = job.created_at or time.time()
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key(job.tracking_id), mapping=job.to_redis())
+        pipe.expire(self.key(job.tracking_id), self.cfg.job_ttl_s)
+        pipe.zadd(self.index_prefix(job.app) + job.state, {job.tracking_id: job.created_at})
+        pipe.execute()
+        self.write_snapshot(job)
+
+    def get(self, app: str, tracking_id: str) -> Job | None:
+        """From Redis, else from `job.json` (state outlives Redis); None if this app has no such job."""
+        raw = self.redis.hgetall(self.key(tracking_id))
+        if raw:
+            job = Job.from_redis(raw)
+            return job if job.app == app else None
+        path = job_folder(self.cfg, app, tracking_id) / JOB_FILE
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return Job(**{f.name: data[f.name] for f in fields(Job) if f.name in data})
+        return None
+
+    def transition(self, job: Job, state: str, **changes: Any) -> bool:
+        """Move `job` to `state` if its current state allows it; update `job` and `job.json`.
+        Returns False (and reloads `job`) when another process got there first."""
+        now = time.time()
+        if state in TERMINAL:
+            changes.setdefault("finished_at", now)
+        if state == STARTED:
+            changes.setdefault("started_at", now)
+        candidate = Job(**{**asdict(job), **changes, "state": state})
+        encoded = candidate.to_redis()
+        args = [state, ",".join(ALLOWED_FROM[state]), self.cfg.job_ttl_s, now, job.tracking_id]
+        for name in changes:
+            args += [name, encoded[name]]
+        outcome = self._transition(keys=[self.key(job.tracking_id), self.index_prefix(job.app)], args=args)
+        if outcome != b"OK":
+            fresh = self.get(job.app, job.tracking_id)
+            if fresh:
+                job.__dict__.update(fresh.__dict__)
+            return False
+        job.__dict__.update(candidate.__dict__)
+        self.write_snapshot(job)
+        return True
+
+    def update(self, job: Job, **changes: Any) -> None:
+        """Fields that change within a state (progress, totals, timings): Redis only."""
+        job.__dict__.update(changes)
+        encoded = job.to_redis()
+        self.redis.hset(self.key(job.tracking_id), mapping={name: encoded[name] for name in changes})
+
+    def refresh(self, job: Job) -> Job:
+        fresh = self.get(job.app, job.tracking_id)
+        if fresh:
+            job.__dict__.update(fresh.__dict__)
+        return job
+
+    # -- per-image errors and the log tail --------------------------------------------------
+    def add_error(self, job: Job, error: dict) -> None:
+        key = f"{self.key(job.tracking_id)}:errors"
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, json.dumps(error))
+        pipe.ltrim(key, 0, MAX_ERRORS_KEPT - 1)
+        pipe.expire(key, self.cfg.job_ttl_s)
+        pipe.execute()
+
+    def errors(self, job: Job, limit: int = 100) -> list[dict]:
+        return [json.loads(e) for e in self.redis.lrange(f"{self.key(job.tracking_id)}:errors", 0, limit - 1)]
+
+    def error_count(self, job: Job) -> int:
+        return int(self.redis.llen(f"{self.key(job.tracking_id)}:errors"))
+
+    def log(self, job: Job, message: str) -> None:
+        key = f"{self.key(job.tracking_id)}:log"
+        line = f"{iso(time.time())} {message}"
+        pipe = self.redis.pipeline()
+        pipe.rpush(key, line)
+        pipe.ltrim(key, -self.cfg.log_tail_lines, -1)
+        pipe.expire(key, self.cfg.job_ttl_s)
+        pipe.execute()
+
+    def log_tail(self, job: Job) -> list[str]:
+        return [line.decode() for line in self.redis.lrange(f"{self.key(job.tracking_id)}:log", 0, -1)]
+
+    # -- counts, snapshots ------------------------------------------------------------------
+    def counts(self, app: str) -> dict[str, int]:
+        """Jobs per state for `app`; forgets index entries older than the job TTL."""
+        prefix, oldest = self.index_prefix(app), time.time() - self.cfg.job_ttl_s
+        pipe = self.redis.pipeline()
+        for state in STATES:
+            pipe.zremrangebyscore(prefix + state, "-inf", oldest)
+            pipe.zcard(prefix + state)
+        replies = pipe.execute()
+        return {state: int(replies[2 * i + 1]) for i, state in enumerate(STATES)}
+
+    def write_snapshot(self, job: Job) -> None:
+        """`job.json` beside the results, with the errors and log tail when Redis has them."""
+        data = asdict(job)
+        try:
+            data["errors"] = self.errors(job, MAX_ERRORS_KEPT)
+            data["log"] = self.log_tail(job)
+        except redis.RedisError:
+            pass
+        write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)
+
+    def snapshot_extras(self, job: Job) -> tuple[list[dict], list[str]]:
+        """Errors and log of a job that Redis forgot, read back from its `job.json`."""
+        path = job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE
+        if not path.is_file():
+            return [], []
+        data = json.loads(path.read_text())
+        return data.get("errors", []), data.get("log", [])
+
+
+def remember_idempotency_key(client: redis.Redis, cfg: Config, app: str, key: str, tracking_id: str) -> str:
+    """The tracking id already bound to this Idempotency-Key, or `tracking_id` if it is new."""
+    redis_key = f"idempotency:{app}:{hashlib.sha256(key.encode()).hexdigest()}"
+    if client.set(redis_key, tracking_id, nx=True, ex=cfg.job_ttl_s):
+        return tracking_id
+    existing = client.get(redis_key)
+    return existing.decode() if existing else tracking_id
+
+
+def job_path(cfg: Config, job: Job) -> Path:
+    return job_folder(cfg, job.app, job.tracking_id)

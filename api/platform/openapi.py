@@ -1,0 +1,147 @@
+"""The OpenAPI description of the API, built from the installed demos, and a docs page for people.
+
+The docs page is plain server-rendered HTML (no script, no CDN), so it works offline and behind
+the spiped tunnel.
+"""
+from __future__ import annotations
+
+import html as html_lib
+
+from .demo import Demo
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JOB_PATH_ID = {"name": "tracking_id", "in": "path", "required": True, "schema": {"type": "string",
+                                                                                 "pattern": "^[0-9a-f]{32}$"}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
+            for code, text in ((400, "Invalid input, naming the field"), (401, "Missing or wrong token"),
+                               (404, "Unknown job"), (409, "Not possible in the job's state"),
+                               (413, "Upload too large"), (415, "Not JSON nor a form"), (429, "Queue full"),
+                               (503, "Redis unreachable")) if code in codes}
+
+
+def _ok(description: str, schema: dict | None = None, media: str = "application/json") -> dict:
+    content = {media: {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
+
+
+def _demo_paths(demo: Demo) -> dict:
+    tag = [demo.name]
+    params = {"type": "object", "additionalProperties": False,
+              "properties": {name: p.json_schema() for name, p in demo.params.items()}}
+    start_body = {"type": "object", "additionalProperties": False, "properties": {
+        "experiment_id": {"type": "string", "description": "Your id for this run; echoed back"},
+        "notify_url": {"type": "string", "format": "uri", "description": "Receives callbacks (POST JSON)"},
+        "documents": {"type": "array", "items": {"$ref": "#/components/schemas/Document"}},
+        "parameters": params}}
+    prefix = f"/{demo.name}"
+    return {
+        f"{prefix}/start": {"post": {
+            "tags": tag, "summary": f"Start a {demo.name} job", "description": demo.description,
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string"}, "description": "Same key, same job"}],
+            "requestBody": {"content": {
+                "application/json": {"schema": start_body},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "documents": {"type": "string", "description": "JSON list of documents"},
+                    "parameters": {"type": "string", "description": "JSON object"},
+                    "experiment_id": {"type": "string"}, "notify_url": {"type": "string"}}}}}},
+            "responses": {"202": _ok("Queued", {"$ref": "#/components/schemas/Started"}),
+                          **_errors(400, 401, 409, 413, 415, 429, 503)}}},
+        f"{prefix}/{{tracking_id}}/status": {"get": {
+            "tags": tag, "summary": "Job state, progress, errors, log tail, timings", "parameters": [JOB_PATH_ID],
+            "responses": {"200": _ok("The job", {"$ref": "#/components/schemas/Status"}), **_errors(401, 404)}}},
+        f"{prefix}/{{tracking_id}}/cancel": {"post": {
+            "tags": tag, "summary": "Cancel: a pending job ends at once, a running one at its next image",
+            "parameters": [JOB_PATH_ID],
+            "responses": {"202": _ok("Cancel requested", {"$ref": "#/components/schemas/Status"}),
+                          **_errors(401, 404, 409)}}},
+        f"{prefix}/{{tracking_id}}/result": {"get": {
+            "tags": tag, "summary": "All results as a zip (once the job succeeded)", "parameters": [JOB_PATH_ID],
+            "responses": {"200": _ok("The zip", {"type": "string", "format": "binary"}, "application/zip"),
+                          **_errors(401, 404, 409)}}},
+        f"{prefix}/{{tracking_id}}/result/{{path}}": {"get": {
+            "tags": tag, "summary": "One result file",
+            "parameters": [JOB_PATH_ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("The file", {"type": "string", "format": "binary"}, "application/octet-stream"),
+                          **_errors(401, 404)}}},
+        f"{prefix}/qsizes": {"get": {"tags": tag, "summary": "Messages waiting in this demo's queue",
+                                     "responses": {"200": _ok("Queue sizes")}}},
+        f"{prefix}/monitor": {"get": {"tags": tag, "summary": "Queues, live workers, jobs per state, disk use",
+                                      "responses": {"200": _ok("Monitoring data")}}},
+        f"{prefix}/models": {"get": {
+            "tags": tag, "summary": "Models: {file: last update}; ?details=1 for classes, size, source",
+            "parameters": [{"name": "details", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("Models")}}},
+    }
+
+
+def spec(demos: dict[str, Demo]) -> dict:
+    paths = {
+        "/health": {"get": {"summary": "Alive (no token needed)", "responses": {"200": _ok("ok")}}},
+        "/ready": {"get": {"summary": "Redis reachable and at least one worker alive",
+                           "responses": {"200": _ok("Ready"), "503": _ok("Not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain")}}},
+    }
+    for demo in demos.values():
+        paths.update(_demo_paths(demo))
+    progress = {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"},
+                                                 "percent": {"type": "number"}, "eta_s": {"type": ["number", "null"]}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Image-analysis demo API", "version": "1.0",
+                 "description": "Send images, follow the job, get the results."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Document": {"type": "object", "required": ["type", "src"], "properties": {
+                    "type": {"enum": ["img", "url_list", "iiif", "zip", "pdf"]},
+                    "src": {"type": "string", "format": "uri"}, "uid": {"type": "string"}}},
+                "Started": {"type": "object", "properties": {k: {"type": "string"} for k in (
+                    "tracking_id", "experiment_id", "state", "status_url", "result_url")}},
+                "Status": {"type": "object", "properties": {
+                    "tracking_id": {"type": "string"}, "experiment_id": {"type": "string"},
+                    "state": {"enum": ["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"]},
+                    "progress": progress, "error": {"type": ["string", "null"]},
+                    "errors": {"type": "array", "items": {"type": "object"}},
+                    "log": {"type": "array", "items": {"type": "string"}},
+                    "result_url": {"type": "string"}, "timings": {"type": "object"}}},
+            },
+        },
+    }
+
+
+def html(document: dict) -> str:
+    """A readable page of the spec: each route, what it does, the parameters of each demo."""
+    esc = html_lib.escape
+    rows = []
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{esc(path)}</code></td>"
+                        f"<td>{esc(op.get('summary', ''))}</td></tr>")
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body:
+                props = body["properties"]["parameters"]["properties"]
+                if props:
+                    items = "".join(
+                        f"<li><code>{esc(n)}</code> ({esc(str(p.get('type')))}"
+                        f"{', default ' + esc(repr(p['default'])) if 'default' in p else ''})"
+                        f" {esc(p.get('description', ''))}</li>" for n, p in props.items())
+                    rows.append(f"<tr><td></td><td colspan=2>parameters:<ul>{items}</ul></td></tr>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(document['info']['title'])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+td{{padding:.3rem .6rem;vertical-align:top;border-bottom:1px solid #ddd}}code{{font-size:.95em}}</style></head>
+<body><h1>{esc(document['info']['title'])}</h1><p>{esc(document['info']['description'])}
+Machine-readable: <a href="/openapi.json">/openapi.json</a>. With <code>API_TOKEN</code> set, send
+<code>Authorization: Bearer &lt;token&gt;</code>.</p>
+<table><thead><tr><th>Method</th><th>Path</th><th>What it does</th></tr></thead><tbody>
+{''.join(rows)}</tbody></table></body></html>"""

@@ -1,0 +1,185 @@
+"""The queue: a dramatiq RedisBroker, one actor per installed demo, and the middleware seams.
+
+Each demo gets the actor `run_<app>` on the queue `cfg.queue_for(app)` (its own name unless
+`DEMO_QUEUES` groups GPU demos on one queue). The actor's only argument is the tracking id; all
+job data lives in the job store. Retries happen for infrastructure failures only (Redis lost,
+disk full); a bad input ends the job FAILURE at once. Cancel goes through dramatiq-abort.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable, Iterable
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
+from dramatiq_abort import Abort, Abortable, abort
+from dramatiq_abort.backends import RedisBackend
+from dramatiq_abort.middleware import AbortMode
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "dramatiq"
+WORKERS_SEEN = "workers:seen"  # sorted set: worker id -> last heartbeat (unix time)
+WORKERS_INFO = "workers:info"  # hash: worker id -> JSON (pid, host, queues, current job)
+INFRASTRUCTURE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def actor_name(app: str) -> str:
+    return f"run_{app}"
+
+
+def should_retry(retries: int, exc: BaseException, max_retries: int) -> bool:
+    """Retry infrastructure failures only; never bad input, a time limit or a cancel."""
+    if isinstance(exc, (TimeLimitExceeded, Abort)):
+        return False
+    return isinstance(exc, INFRASTRUCTURE_ERRORS) and retries < max_retries
+
+
+class Platform:
+    """The broker and the actors of the installed demos, built the same way in API and workers."""
+
+    def __init__(self, cfg: Config, apps: Iterable[str], run_job: Callable[[str, str], None] | None = None):
+        self.cfg = cfg
+        self.client = redis.Redis.from_url(cfg.redis_url, health_check_interval=30)
+        self.abortable = Abortable(backend=RedisBackend(client=self.client))
+        self.broker = RedisBroker(
+            client=self.client,
+            namespace=NAMESPACE,
+            heartbeat_timeout=int(cfg.broker_heartbeat_timeout_s * 1000),
+            maintenance_chance=cfg.broker_maintenance_chance,
+        )
+        self.failed_jobs = FailedJobs()
+        self.heartbeat = WorkerHeartbeat(self)
+        for middleware in (self.abortable, CurrentMessage(), self.failed_jobs, self.heartbeat):
+            self.broker.add_middleware(middleware)
+        dramatiq.set_broker(self.broker)
+        self.actors: dict[str, dramatiq.Actor] = {}
+        for app in apps:
+            self.actors[app] = dramatiq.Actor(
+                _bind(run_job, app), broker=self.broker, actor_name=actor_name(app),
+                queue_name=self.cfg.queue_for(app), priority=0,
+                options={
+                    "time_limit": cfg.job_time_limit_s * 1000,
+                    "max_retries": cfg.infra_max_retries,
+                    "min_backoff": 1000, "max_backoff": 60_000,
+                    "retry_when": lambda retries, exc: should_retry(retries, exc, cfg.infra_max_retries),
+                    "max_age": None,
+                },
+            )
+
+    # -- API side -----------------------------------------------------------------------------
+    def enqueue(self, app: str, tracking_id: str) -> str:
+        return self.actors[app].send(tracking_id).message_id
+
+    def cancel(self, message_id: str, running: bool) -> None:
+        """A pending message is skipped when dequeued; a running one is asked to stop at its next
+        image, and interrupted after CANCEL_GRACE_S if it does not."""
+        abort(message_id, middleware=self.abortable,
+              mode=AbortMode.ABORT if running else AbortMode.CANCEL,
+              abort_timeout=int(self.cfg.cancel_grace_s * 1000) if running else 0)
+
+    def queue_size(self, queue: str) -> int:
+        return int(self.client.llen(f"{NAMESPACE}:{queue}"))
+
+    def queue_sizes(self) -> dict[str, dict[str, int]]:
+        """Waiting, delayed (retry back-off) and dead-lettered messages per queue."""
+        queues = sorted({self.cfg.queue_for(app) for app in self.actors})
+        pipe = self.client.pipeline()
+        for q in queues:
+            pipe.llen(f"{NAMESPACE}:{q}")
+            pipe.llen(f"{NAMESPACE}:{q}.DQ")
+            pipe.zcard(f"{NAMESPACE}:{q}.XQ")
+        replies = pipe.execute()
+        return {q: {"waiting": replies[3 * i], "delayed": replies[3 * i + 1], "dead": replies[3 * i + 2]}
+                for i, q in enumerate(queues)}
+
+    def live_workers(self) -> list[dict]:
+        """Workers whose heartbeat is recent (within three beats)."""
+        oldest = time.time() - 3 * self.cfg.worker_heartbeat_s
+        gone = self.client.zrangebyscore(WORKERS_SEEN, "-inf", oldest)
+        if gone:
+            self.client.zrem(WORKERS_SEEN, *gone)
+            self.client.hdel(WORKERS_INFO, *gone)
+        ids = self.client.zrange(WORKERS_SEEN, 0, -1)
+        if not ids:
+            return []
+        infos = self.client.hmget(WORKERS_INFO, ids)
+        return [json.loads(info) for info in infos if info]
+
+
+def _bind(run_job: Callable[[str, str], None] | None, app: str) -> Callable[[str], None]:
+    def run(tracking_id: str) -> None:
+        if run_job is None:  # the API process never runs jobs
+            raise RuntimeError("this process only enqueues")
+        run_job(app, tracking_id)
+
+    run.__name__ = actor_name(app)
+    return run
+
+
+class FailedJobs(Middleware):
+    """When dramatiq gives up on a message (retries exhausted, dead-lettered), end its job FAILURE."""
+
+    def __init__(self):
+        self.on_dead_letter: Callable[[str, str, BaseException | None], None] | None = None
+
+    def before_nack(self, broker, message) -> None:
+        if self.on_dead_letter and message.args:
+            app = message.actor_name.removeprefix("run_")
+            try:
+                self.on_dead_letter(app, message.args[0], getattr(message, "_exception", None))
+            except Exception:  # the dead letter itself must still be kept
+                log.exception("could not record the failure of job %s", message.args[0])
+
+
+class WorkerHeartbeat(Middleware):
+    """Each worker process says it is alive every WORKER_HEARTBEAT_S, with the job it runs; `/ready`
+    and `/monitor` read these instead of asking the processes."""
+
+    def __init__(self, platform: Platform):
+        self.platform = platform
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.current_job: dict | None = None
+        self.queues: list[str] = []
+        self._stop = threading.Event()
+        self.started_at = time.time()
+
+    def before_worker_boot(self, broker, worker) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.queues = sorted(worker.queues or broker.queues)
+        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
+
+    def beat(self) -> None:
+        client = self.platform.client
+        info = {"id": self.worker_id, "pid": os.getpid(), "host": socket.gethostname(),
+                "queues": self.queues, "started_at": self.started_at, "job": self.current_job,
+                "device": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        pipe = client.pipeline()
+        pipe.hset(WORKERS_INFO, self.worker_id, json.dumps(info))
+        pipe.zadd(WORKERS_SEEN, {self.worker_id: time.time()})
+        pipe.execute()
+
+    def _beat_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            self._stop.wait(self.platform.cfg.worker_heartbeat_s)
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        self._stop.set()
+        try:
+            self.platform.client.zrem(WORKERS_SEEN, self.worker_id)
+            self.platform.client.hdel(WORKERS_INFO, self.worker_id)
+        except redis.RedisError:
+            pass

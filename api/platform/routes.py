@@ -1,0 +1,286 @@
+"""HTTP routes: the same blueprint for every installed demo, and the platform's global routes.
+
+Paths follow discover-api's so its clients work unchanged: `POST /<app>/start`,
+`GET /<app>/<id>/status`, `POST /<app>/<id>/cancel`, `GET /<app>/<id>/result[/<path>]`,
+`GET /<app>/qsizes`, `GET /<app>/monitor`, `GET /<app>/models`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import redis
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.utils import secure_filename
+
+from . import metrics, openapi
+from .app import services
+from .demo import Demo
+from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
+from .events import announce
+from .inputs import document_from_upload, parse_documents
+from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, iso, remember_idempotency_key
+from .netguard import AddressNotAllowed, check_url
+from .storage import ZIP_NAME, is_tracking_id, serve_file
+
+START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
+
+platform_blueprint = Blueprint("platform", __name__)
+
+
+# -- global routes ---------------------------------------------------------------------------------
+@platform_blueprint.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@platform_blueprint.get("/ready")
+def ready():
+    """Ready when Redis answers and at least one worker sent a heartbeat recently."""
+    s = services()
+    try:
+        s.platform.client.ping()
+        workers = s.platform.live_workers()
+    except redis.RedisError as exc:
+        return jsonify(ready=False, redis=False, workers=0, reason=f"Redis unreachable: {exc}"), 503
+    if not workers:
+        return jsonify(ready=False, redis=True, workers=0, reason="no worker heartbeat"), 503
+    return jsonify(ready=True, redis=True, workers=len(workers))
+
+
+@platform_blueprint.get("/")
+def index():
+    s = services()
+    return jsonify(apps=list(s.demos), docs="/docs", openapi="/openapi.json", health="/health")
+
+
+@platform_blueprint.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi.spec(services().demos))
+
+
+@platform_blueprint.get("/docs")
+def docs():
+    return Response(openapi.html(openapi.spec(services().demos)), mimetype="text/html")
+
+
+@platform_blueprint.get("/metrics")
+def metrics_route():
+    s = services()
+    counts = {app: s.store.counts(app) for app in s.demos}
+    body = metrics.render(s.platform.client, counts, s.platform.queue_sizes(), len(s.platform.live_workers()))
+    return Response(body, mimetype="text/plain; version=0.0.4")
+
+
+# -- per-demo routes -------------------------------------------------------------------------------
+def demo_blueprint(demo: Demo) -> Blueprint:
+    bp = Blueprint(demo.name, __name__, url_prefix=f"/{demo.name}")
+    app = demo.name
+
+    @bp.post("/start")
+    def start():
+        return start_job(demo)
+
+    @bp.get("/<tracking_id>/status")
+    def status(tracking_id: str):
+        return jsonify(status_body(get_job(app, tracking_id)))
+
+    @bp.post("/<tracking_id>/cancel")
+    def cancel(tracking_id: str):
+        return cancel_job(get_job(app, tracking_id))
+
+    @bp.get("/<tracking_id>/result")
+    def result(tracking_id: str):
+        job = get_job(app, tracking_id)
+        if job.state != SUCCESS:
+            raise Conflict(f"job {tracking_id} is {job.state}; its zip exists once it succeeds")
+        return serve_file(services().cfg, app, tracking_id, ZIP_NAME, download_name=f"{app}_{tracking_id}.zip")
+
+    @bp.get("/<tracking_id>/result/<path:relpath>")
+    def result_file(tracking_id: str, relpath: str):
+        get_job(app, tracking_id)
+        return serve_file(services().cfg, app, tracking_id, relpath)
+
+    @bp.get("/qsizes")
+    def qsizes():
+        s = services()
+        queue = s.cfg.queue_for(app)
+        sizes = s.platform.queue_sizes()[queue]
+        return jsonify(queue=queue, queues={queue: sizes["waiting"]}, **sizes)
+
+    @bp.get("/monitor")
+    def monitor():
+        return jsonify(monitor_body(app))
+
+    @bp.get("/models")
+    def models():
+        found = demo.models()
+        if request.args.get("details", "").lower() in ("1", "true", "yes"):
+            return jsonify(found)
+        return jsonify({name: info.get("updated") for name, info in found.items()})
+
+    extra = demo.blueprint()
+    if extra is not None:
+        bp.register_blueprint(extra)
+    return bp
+
+
+def get_job(app: str, tracking_id: str) -> Job:
+    if not is_tracking_id(tracking_id):
+        raise NotFound(f"no job {tracking_id!r} in {app}")
+    job = services().store.get(app, tracking_id)
+    if job is None:
+        raise NotFound(f"no job {tracking_id!r} in {app}")
+    return job
+
+
+def status_body(job: Job) -> dict:
+    s = services()
+    try:
+        errors, log, error_count = s.store.errors(job), s.store.log_tail(job), s.store.error_count(job)
+    except redis.RedisError:
+        errors, log = s.store.snapshot_extras(job)
+        error_count = len(errors)
+    if not log and job.finished:  # Redis forgot the job: its job.json still has them
+        errors, log = s.store.snapshot_extras(job)
+        error_count = len(errors)
+    return {
+        "tracking_id": job.tracking_id,
+        "experiment_id": job.experiment_id,
+        "app": job.app,
+        "state": job.state,
+        "progress": job.progress(),
+        "error": job.error or None,
+        "errors": errors,
+        "error_count": error_count,
+        "log": log,
+        **job.urls(s.cfg),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "timings": job.timings,
+        "output": job.output,
+    }
+
+
+def monitor_body(app: str) -> dict:
+    s = services()
+    queue = s.cfg.queue_for(app)
+    sizes = s.platform.queue_sizes()
+    disk = shutil.disk_usage(s.cfg.data_folder) if s.cfg.data_folder.exists() else None
+    results_bytes = int(s.platform.client.get(f"disk:{app}") or 0)
+    workers = [w for w in s.platform.live_workers() if not w.get("queues") or queue in w["queues"]]
+    return {
+        "app": app,
+        "queue": queue,
+        "queues": sizes,
+        "qsizes": {queue: sizes[queue]["waiting"]},
+        "dead_letters": sizes[queue]["dead"],
+        "workers": workers,
+        "jobs": s.store.counts(app),
+        "callbacks": {"pending": s.outbox.pending()},
+        "total_size": results_bytes,
+        "disk": {"results_bytes": results_bytes,
+                 "free_bytes": disk.free if disk else None, "total_bytes": disk.total if disk else None},
+    }
+
+
+# -- starting and cancelling -----------------------------------------------------------------------
+def read_start_request() -> tuple[dict, list]:
+    """The start request's fields and uploaded files, from JSON or from a (multipart) form."""
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InputError("body", "not a JSON object")
+        return body, []
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields = {key: request.form[key] for key in request.form}
+        uploads = [f for key in request.files for f in request.files.getlist(key) if f.filename]
+        return fields, uploads
+    if not request.get_data(cache=True):
+        return {}, []
+    raise ApiError("send JSON (application/json) or a form (multipart/form-data)", status=415,
+                   code="unsupported_media_type")
+
+
+def start_job(demo: Demo):
+    s = services()
+    body, uploads = read_start_request()
+    unknown = sorted(set(body) - set(START_FIELDS))
+    if unknown:
+        raise InputError(unknown[0], f"unknown field; expected {', '.join(START_FIELDS)}")
+    params = demo.validate(body.get("parameters"))
+    documents = parse_documents(body.get("documents") or [], s.cfg)
+    experiment_id = str(body.get("experiment_id") or "")
+    if len(experiment_id) > 200:
+        raise InputError("experiment_id", "at most 200 characters")
+    notify_url = str(body.get("notify_url") or "")
+    if notify_url:
+        try:
+            check_url(notify_url, allow_private=s.cfg.allow_private_urls)
+        except (AddressNotAllowed, ValueError) as exc:
+            raise InputError("notify_url", str(exc)) from None
+    if not documents and not uploads:
+        raise InputError("documents", "give at least one document, or upload files")
+    if s.platform.queue_size(s.cfg.queue_for(demo.name)) >= s.cfg.max_queue_length:
+        raise QueueFull(f"the {s.cfg.queue_for(demo.name)} queue is full (MAX_QUEUE_LENGTH="
+                        f"{s.cfg.max_queue_length}); try again later")
+
+    tracking_id = uuid.uuid4().hex
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key:
+        fingerprint = hashlib.sha256(json.dumps(
+            [experiment_id, notify_url, body.get("documents"), params, [u.filename for u in uploads]],
+            sort_keys=True, default=str).encode()).hexdigest()
+        bound = remember_idempotency_key(s.platform.client, s.cfg, demo.name, key, f"{tracking_id}:{fingerprint}")
+        bound_id, _, bound_fingerprint = bound.partition(":")
+        if bound_id != tracking_id:
+            if bound_fingerprint != fingerprint:
+                raise Conflict("this Idempotency-Key was used for a different request")
+            existing = s.store.get(demo.name, bound_id)
+            if existing is None:
+                raise Conflict("a request with this Idempotency-Key is still being handled; retry")
+            return start_response(existing, replayed=True)
+
+    taken = {d.uid for d in documents}
+    folder = s.cfg.uploads_folder / tracking_id
+    for index, upload in enumerate(uploads):
+        name = secure_filename(upload.filename) or f"upload{index}"
+        path = folder / f"{index:04d}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        upload.save(path)
+        documents.append(document_from_upload(Path(path), upload.filename, taken))
+
+    job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
+              base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents])
+    s.store.create(job)
+    s.store.update(job, message_id=s.platform.enqueue(demo.name, tracking_id))
+    return start_response(job)
+
+
+def start_response(job: Job, replayed: bool = False):
+    urls = job.urls(services().cfg)
+    response = jsonify(tracking_id=job.tracking_id, experiment_id=job.experiment_id, state=job.state, **urls)
+    response.status_code = 202
+    response.headers["Location"] = urls["status_url"]
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def cancel_job(job: Job):
+    s = services()
+    if job.finished:
+        raise Conflict(f"job {job.tracking_id} already ended {job.state}")
+    if job.state == PENDING and s.store.transition(job, CANCELLED, error="cancelled by the client"):
+        s.platform.cancel(job.message_id, running=False)
+        announce(s.outbox, s.cfg, job)
+    elif job.state == STARTED:
+        s.platform.cancel(job.message_id, running=True)
+        s.store.log(job, "cancel requested")
+    body = status_body(job)
+    body["cancel_requested"] = True
+    return jsonify(body), 202

@@ -1,0 +1,195 @@
+"""Running one job inside a worker process: the body of every demo's actor.
+
+Order of work: claim the job (PENDING → STARTED, atomically), get the model from the per-process
+cache, expand the documents into image sources, let the demo run over them, zip the results,
+record SUCCESS. Bad input or a demo error ends FAILURE with a plain message and is never retried;
+a cancel ends CANCELLED; Redis or disk trouble is raised again so dramatiq retries the message.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+import redis
+from dramatiq.middleware import TimeLimitExceeded
+from dramatiq_abort import Abort, abort_requested
+
+from . import metrics
+from .callbacks import Outbox
+from .config import Config
+from .context import JobCancelled, JobContext
+from .demo import Demo
+from .events import announce
+from .inputs import Document, DocumentError, DownloadError, Fetcher, configure_pillow, expand
+from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, TERMINAL, Job, JobStore, job_path
+from .queue import INFRASTRUCTURE_ERRORS, Platform
+from .storage import build_zip, folder_size
+
+log = logging.getLogger(__name__)
+
+
+class ModelCache:
+    """Models kept per worker process, by (demo, model id), least recently used dropped first."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.models: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
+        self.loads = 0
+
+    def get(self, demo: Demo, model_id: str | None) -> tuple[Any, float]:
+        """The model and the seconds spent loading it now (0.0 when it was cached)."""
+        key = (demo.name, model_id)
+        if key in self.models:
+            self.models.move_to_end(key)
+            return self.models[key], 0.0
+        start = time.perf_counter()
+        model = demo.load_model(model_id)
+        self.loads += 1
+        self.models[key] = model
+        while len(self.models) > self.size:
+            self.models.popitem(last=False)
+        return model, time.perf_counter() - start
+
+
+def pick_device(setting: str) -> str:
+    """`DEVICE=auto` means CUDA when this (worker) process can see a GPU; only workers call this."""
+    if setting != "auto":
+        return setting
+    try:
+        import torch  # noqa: PLC0415 - optional, and CUDA is touched only in workers
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class JobRunner:
+    def __init__(self, cfg: Config, demos: dict[str, Demo]):
+        self.cfg = cfg
+        self.demos = demos
+        self.models = ModelCache(cfg.model_cache_size)
+        self.platform: Platform | None = None
+        self._device: str | None = None
+        configure_pillow(cfg)
+
+    def attach(self, platform: Platform) -> None:
+        self.platform = platform
+        self.store = JobStore(platform.client, self.cfg)
+        self.outbox = Outbox(platform.client, self.cfg)
+        self.fetcher = Fetcher(self.cfg)
+        self.heartbeat = platform.heartbeat
+        platform.failed_jobs.on_dead_letter = self.record_dead_letter
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = pick_device(self.cfg.device)
+        return self._device
+
+    # -- the actor body -------------------------------------------------------------------------
+    def run(self, app: str, tracking_id: str) -> None:
+        job = self.store.get(app, tracking_id)
+        if job is None or job.state in TERMINAL:
+            log.info("job %s is %s; nothing to do", tracking_id, job.state if job else "unknown")
+            return
+        if not self.store.transition(job, STARTED, attempts=job.attempts + 1, worker=self.heartbeat.worker_id,
+                                     done=0):
+            log.info("job %s was %s before it could start", tracking_id, job.state)
+            return
+        if job.attempts > self.cfg.job_max_deliveries:
+            self._finish(job, FAILURE, error=f"the worker running this job stopped {job.attempts - 1} times; "
+                                              "giving up (see the worker logs)")
+            return
+        self.heartbeat.current_job = {"app": app, "tracking_id": tracking_id}
+        self.heartbeat.beat()
+        self.store.redis.delete(f"{self.store.key(tracking_id)}:errors")
+        self.store.log(job, f"started on {self.heartbeat.worker_id} (attempt {job.attempts})")
+        announce(self.outbox, self.cfg, job)
+        try:
+            self._run(job)
+        except (JobCancelled, Abort):
+            self._finish(job, CANCELLED, error="cancelled by the client")
+        except TimeLimitExceeded:
+            self._finish(job, FAILURE, error=f"time limit of {self.cfg.job_time_limit_s} s exceeded")
+        except INFRASTRUCTURE_ERRORS:
+            raise  # dramatiq retries it; FailedJobs records FAILURE if it never succeeds
+        except Exception as exc:
+            log.error("job %s failed:\n%s", tracking_id, traceback.format_exc())
+            self._finish(job, FAILURE, error=_plain(exc))
+        finally:
+            self.heartbeat.current_job = None
+
+    def _run(self, job: Job) -> None:
+        demo = self.demos[job.app]
+        started = time.perf_counter()
+        sources = self._expand(job)
+        expand_s = time.perf_counter() - started
+        model, load_s = self.models.get(demo, demo.model_id(job.params))
+        self.store.update(job, total=len(sources))
+        ctx = JobContext(job, cfg=self.cfg, store=self.store, folder=job_path(self.cfg, job), sources=sources,
+                         fetcher=self.fetcher, cancel_requested=self._cancel_requested,
+                         on_progress=lambda j: announce(self.outbox, self.cfg, j, "PROGRESS"), device=self.device)
+        run_started = time.perf_counter()
+        output = demo.run(ctx, model)
+        run_s = time.perf_counter() - run_started
+        if sources and self.store.error_count(job) >= len(sources):
+            raise RuntimeError(f"no image could be processed; first error: {self.store.errors(job, 1)[0]['message']}")
+        timings = {"queued_s": round(job.started_at - job.created_at, 4), "expand_s": round(expand_s, 4),
+                   "model_load_s": round(load_s, 4), "model_cached": load_s == 0.0, "run_s": round(run_s, 4),
+                   "per_image_s": round(run_s / max(job.done, 1), 4), **ctx.timings}
+        self.store.update(job, timings=timings, done=job.total)
+        self._finish(job, SUCCESS, output=output)
+
+    def _expand(self, job: Job) -> list:
+        """Every document's image sources; a document that cannot be read is an error, not the end."""
+        sources, failures = [], []
+        for raw in job.documents:
+            doc = Document.from_dict(raw)
+            try:
+                found = expand(doc, self.fetcher, self.cfg)
+            except (DocumentError, DownloadError) as exc:
+                failures.append(f"{doc.uid}: {exc}")
+                self.store.add_error(job, {"doc_uid": doc.uid, "message": str(exc)})
+                continue
+            self.store.log(job, f"document {doc.uid}: {len(found)} image(s)")
+            sources.extend(found)
+        if len(sources) > self.cfg.max_images_per_job:
+            raise ValueError(f"{len(sources)} images in this job; the limit is {self.cfg.max_images_per_job} "
+                             "(MAX_IMAGES_PER_JOB)")
+        if not sources:
+            raise ValueError("no image to process" + (f": {'; '.join(failures)}" if failures else ""))
+        return sources
+
+    def _cancel_requested(self) -> bool:
+        return abort_requested(middleware=self.platform.abortable) is not None
+
+    def _finish(self, job: Job, state: str, **changes: Any) -> None:
+        folder = job_path(self.cfg, job)
+        if state == SUCCESS:
+            build_zip(folder)
+        error = changes.get("error")
+        self.store.log(job, state.lower() + (f": {error}" if error else ""))
+        if not self.store.transition(job, state, **changes):
+            log.info("job %s: %s not recorded, it is already %s", job.tracking_id, state, job.state)
+            return
+        duration = job.finished_at - (job.started_at or job.created_at)
+        metrics.observe(self.store.redis, "api_job_duration_seconds", {"app": job.app, "state": state}, duration,
+                        buckets=metrics.JOB_BUCKETS)
+        self.store.redis.incrby(f"disk:{job.app}", folder_size(folder))
+        announce(self.outbox, self.cfg, job)
+
+    def record_dead_letter(self, app: str, tracking_id: str, exc: BaseException | None) -> None:
+        """dramatiq gave up on this job's message: record FAILURE unless it already ended."""
+        job = self.store.get(app, tracking_id)
+        if job and job.state not in TERMINAL:
+            self._finish(job, FAILURE, error=f"infrastructure failure, retries exhausted: {_plain(exc)}")
+
+
+def _plain(exc: BaseException | None) -> str:
+    """An exception as one line for a client: its message, never a traceback."""
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:500]
