@@ -65,7 +65,7 @@ class LocalServer:
         self.port = self.httpd.server_address[1]
         bracket = f"[{host}]" if ":" in host else host
         self.base_url = f"http://{bracket}:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str) -> str:
         return self.base_url + path

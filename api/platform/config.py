@@ -115,7 +115,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     kwargs: dict = {}
     for name, value in defaults.__dataclass_fields__.items():
         key = name.upper()
-        if key not in env or env[key] == "" and name != "redis_url":
+        if env.get(key, "") == "":
             continue
         raw = env[key].strip()
         default = getattr(defaults, name)

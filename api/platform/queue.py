@@ -17,7 +17,8 @@ from typing import Callable, Iterable
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
 from dramatiq_abort import Abort, Abortable, abort
 from dramatiq_abort.backends import RedisBackend
@@ -31,6 +32,38 @@ NAMESPACE = "dramatiq"
 WORKERS_SEEN = "workers:seen"  # sorted set: worker id -> last heartbeat (unix time)
 WORKERS_INFO = "workers:info"  # hash: worker id -> JSON (pid, host, queues, current job)
 INFRASTRUCTURE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def wake_key(queue: str) -> str:
+    return f"{NAMESPACE}:wake:{queue}"
+
+
+class _WakeableConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer, but an idle one waits on a wake-up list (BLPOP) instead of
+    sleeping with back-off, so a job sent to an idle worker starts within a millisecond or two
+    rather than after up to a second of polling. `Platform.enqueue` pushes the wake-ups."""
+
+    def __init__(self, broker, queue_name, prefetch, timeout):
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.idle_timeout_s = max(timeout / 1000, 0.1)
+        self.timeout = 0  # the parent's back-off sleep becomes zero
+
+    def __next__(self):
+        message = super().__next__()
+        if message is None and self.outstanding_message_count < self.prefetch:
+            try:
+                self.broker.client.blpop([wake_key(self.queue_name)], timeout=self.idle_timeout_s)
+            except redis.ConnectionError as exc:
+                raise ConnectionClosed(exc) from None
+        elif message is None:
+            time.sleep(0.01)  # busy with prefetched work: nothing to wait for on the queue
+        return message
+
+
+class WakeableRedisBroker(RedisBroker):
+    @property
+    def consumer_class(self):
+        return _WakeableConsumer
 
 
 def actor_name(app: str) -> str:
@@ -51,7 +84,7 @@ class Platform:
         self.cfg = cfg
         self.client = redis.Redis.from_url(cfg.redis_url, health_check_interval=30)
         self.abortable = Abortable(backend=RedisBackend(client=self.client))
-        self.broker = RedisBroker(
+        self.broker = WakeableRedisBroker(
             client=self.client,
             namespace=NAMESPACE,
             heartbeat_timeout=int(cfg.broker_heartbeat_timeout_s * 1000),
@@ -78,7 +111,12 @@ class Platform:
 
     # -- API side -----------------------------------------------------------------------------
     def enqueue(self, app: str, tracking_id: str) -> str:
-        return self.actors[app].send(tracking_id).message_id
+        message = self.actors[app].send(tracking_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(wake_key(message.queue_name), 1)
+        pipe.ltrim(wake_key(message.queue_name), 0, 63)
+        pipe.execute()
+        return message.message_id
 
     def cancel(self, message_id: str, running: bool) -> None:
         """A pending message is skipped when dequeued; a running one is asked to stop at its next
@@ -154,6 +192,8 @@ class WorkerHeartbeat(Middleware):
         self.started_at = time.time()
 
     def before_worker_boot(self, broker, worker) -> None:
+        # Hold one message at a time: a busy GPU worker must not sit on a job an idle one could run.
+        worker.queue_prefetch = 1
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.queues = sorted(worker.queues or broker.queues)
         threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()

@@ -1,0 +1,160 @@
+"""IIIF Presentation manifests (v2 and v3) → one image source per canvas.
+
+Where an image has a IIIF Image API service, the image is asked of the service at the configured
+size (IIIF_IMAGE_SIZE), so a 20000-pixel scan arrives at a size a model can use; otherwise the
+resource's own URL is used. The Image API changed the word for "the whole image" from "full"
+(v2) to "max" (v3), so that word is picked by the service's version.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..config import Config
+from .names import numbered
+from .sources import DocumentError, ImageSource, check_count
+
+FULL_SIZES = ("full", "max")
+NOT_IMAGES = ("Sound", "Video", "Text", "dctypes:Sound", "dctypes:Video", "dctypes:Text")
+
+
+def manifest_sources(path: Path, manifest_url: str, doc_uid: str, cfg: Config) -> list[ImageSource]:
+    """The images of the manifest saved at `path` (fetched from `manifest_url`), in canvas order."""
+    try:
+        manifest = json.loads(path.read_bytes())
+    except ValueError:
+        raise DocumentError("the manifest is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise DocumentError("not a IIIF manifest: expected a JSON object")
+    if (manifest.get("type") or manifest.get("@type")) in ("Collection", "sc:Collection"):
+        raise DocumentError("this is a IIIF collection, not a manifest: send its manifests as documents")
+    v3 = _is_v3(manifest)
+    if v3:
+        found = list(_v3_images(manifest))
+    elif isinstance(manifest.get("sequences"), list):
+        found = list(_v2_images(manifest))
+    else:
+        raise DocumentError("not a IIIF manifest: it has neither `sequences` (v2) nor `items` (v3)")
+    if not found:
+        raise DocumentError("the manifest has no images")
+    check_count(len(found), cfg)
+    sources = []
+    for index, (canvas, resource) in enumerate(found):
+        url = _image_url(resource, v3, cfg)
+        if not url:
+            raise DocumentError(f"canvas {index + 1} has an image without an id")
+        sources.append(ImageSource(
+            doc_uid=doc_uid, name=numbered(index, len(found)), index=index, url=url,
+            canvas={"id": _id(canvas), "width": _int(canvas.get("width")), "height": _int(canvas.get("height")),
+                    "label": _label_text(canvas.get("label")), "manifest": manifest_url}))
+    return sources
+
+
+def _v2_images(manifest: dict) -> Iterator[tuple[dict, dict]]:
+    """(canvas, image resource) pairs of the first sequence; other sequences are other orders."""
+    sequence = _first(manifest["sequences"])
+    for canvas in _dicts(sequence.get("canvases") if sequence else None):
+        for annotation in _dicts(canvas.get("images")):
+            resource = _first(annotation.get("resource"))
+            if resource and resource.get("@type") == "oa:Choice":
+                resource = _first(resource.get("default")) or _first(resource.get("item"))
+            if resource and resource.get("@type") not in NOT_IMAGES:
+                yield canvas, resource
+                break
+
+
+def _v3_images(manifest: dict) -> Iterator[tuple[dict, dict]]:
+    """(canvas, body) of each canvas's first painting annotation."""
+    for canvas in _dicts(manifest.get("items")):
+        body = _canvas_body(canvas)
+        if body:
+            yield canvas, body
+
+
+def _canvas_body(canvas: dict) -> dict | None:
+    for page in _dicts(canvas.get("items")):  # AnnotationPages
+        for annotation in _dicts(page.get("items")):
+            if annotation.get("motivation", "painting") in ("painting", ["painting"]):
+                body = _painted(annotation.get("body"))
+                if body:
+                    return body
+    return None
+
+
+def _painted(body: Any) -> dict | None:
+    """The image of an annotation body: the first of a list, the first choice of a Choice."""
+    body = _first(body)
+    if body and body.get("type") == "Choice":
+        body = _first(body.get("items"))
+    return body if body and body.get("type") not in NOT_IMAGES else None
+
+
+def _image_url(resource: dict, manifest_v3: bool, cfg: Config) -> str | None:
+    service = next((s for s in _dicts(resource.get("service")) if _is_image_service(s) and _id(s)), None)
+    if service is None:
+        return _id(resource)
+    size = cfg.iiif_image_size
+    if size in FULL_SIZES:
+        size = "max" if _service_is_v3(service, manifest_v3) else "full"
+    return f"{_id(service).rstrip('/')}/full/{size}/0/default.jpg"
+
+
+def _is_image_service(service: dict) -> bool:
+    kind = str(service.get("type") or service.get("@type") or "")
+    return kind.startswith("ImageService") or "iiif.io/api/image" in f"{service.get('@context')}{service.get('profile')}"
+
+
+def _service_is_v3(service: dict, manifest_v3: bool) -> bool:
+    kind = str(service.get("type") or service.get("@type") or "")
+    context = f"{service.get('@context')} {service.get('profile')}"
+    if kind == "ImageService3" or "image/3" in context:
+        return True
+    if kind in ("ImageService1", "ImageService2") or "image/2" in context or "image/1" in context:
+        return False
+    return manifest_v3
+
+
+def _is_v3(manifest: dict) -> bool:
+    context = manifest.get("@context")
+    contexts = context if isinstance(context, list) else [context]
+    if any(isinstance(c, str) and "presentation/3" in c for c in contexts):
+        return True
+    return "sequences" not in manifest and isinstance(manifest.get("items"), list)
+
+
+def _label_text(label: Any) -> str:
+    """A label as one string: v2 gives a string, a list or {"@value"}; v3 a language map."""
+    if isinstance(label, str):
+        return label
+    if isinstance(label, list):
+        return next((text for text in map(_label_text, label) if text), "")
+    if isinstance(label, dict):
+        if "@value" in label:
+            return str(label["@value"] or "")
+        for key in ("en", "none", *label):
+            if label.get(key):
+                return _label_text(label[key])
+    return ""
+
+
+def _id(obj: dict) -> str | None:
+    value = obj.get("id") or obj.get("@id")
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dicts(value: Any) -> list[dict]:
+    """A JSON-LD value that may be one object or a list, as a list of its objects."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _first(value: Any) -> dict | None:
+    return next(iter(_dicts(value)), None)
