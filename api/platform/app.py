@@ -42,6 +42,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     platform = Platform(cfg, demos)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_upload_bytes
+    app.url_map.merge_slashes = False  # "//" in a result path is refused, not redirected
     app.json.sort_keys = False
     app.extensions["api"] = Services(cfg, demos, platform, JobStore(platform.client, cfg),
                                      Outbox(platform.client, cfg))

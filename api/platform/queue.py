@@ -195,7 +195,7 @@ class WorkerHeartbeat(Middleware):
         # Hold one message at a time: a busy GPU worker must not sit on a job an idle one could run.
         worker.queue_prefetch = 1
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.queues = sorted(worker.queues or broker.queues)
+        self.queues = sorted(worker.consumer_whitelist or broker.queues)
         threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
 
     def beat(self) -> None:
