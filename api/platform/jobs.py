@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,13 @@ class Job:
     # Redis keeps strings: JSON-encode the structured fields.
     JSON_FIELDS = ("params", "documents", "timings", "output")
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, shallow (dataclasses.asdict deep-copies, which costs on the /start path)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def to_redis(self) -> dict[str, str]:
         return {name: json.dumps(value) if name in self.JSON_FIELDS else str(value)
-                for name, value in asdict(self).items()}
+                for name, value in self.as_dict().items()}
 
     @classmethod
     def from_redis(cls, raw: dict[bytes, bytes]) -> "Job":
@@ -142,7 +146,7 @@ class JobStore:
         pipe.expire(self.key(job.tracking_id), self.cfg.job_ttl_s)
         pipe.zadd(self.index_prefix(job.app) + job.state, {job.tracking_id: job.created_at})
         pipe.execute()
-        self.write_snapshot(job)
+        self.write_snapshot(job, extras=False)
 
     def get(self, app: str, tracking_id: str) -> Job | None:
         """From Redis, else from `job.json` (state outlives Redis); None if this app has no such job."""
@@ -164,7 +168,7 @@ class JobStore:
             changes.setdefault("finished_at", now)
         if state == STARTED:
             changes.setdefault("started_at", now)
-        candidate = Job(**{**asdict(job), **changes, "state": state})
+        candidate = Job(**{**job.as_dict(), **changes, "state": state})
         encoded = candidate.to_redis()
         args = [state, ",".join(ALLOWED_FROM[state]), self.cfg.job_ttl_s, now, job.tracking_id]
         for name in changes:
@@ -229,12 +233,14 @@ class JobStore:
         replies = pipe.execute()
         return {state: int(replies[2 * i + 1]) for i, state in enumerate(STATES)}
 
-    def write_snapshot(self, job: Job) -> None:
-        """`job.json` beside the results, with the errors and log tail when Redis has them."""
-        data = asdict(job)
+    def write_snapshot(self, job: Job, extras: bool = True) -> None:
+        """`job.json` beside the results, with the errors and log tail when Redis has them
+        (`extras=False`: a new job has none, so do not ask)."""
+        data = job.as_dict()
         try:
-            data["errors"] = self.errors(job, MAX_ERRORS_KEPT)
-            data["log"] = self.log_tail(job)
+            if extras:
+                data["errors"] = self.errors(job, MAX_ERRORS_KEPT)
+                data["log"] = self.log_tail(job)
         except redis.RedisError:
             pass
         write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)

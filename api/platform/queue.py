@@ -110,8 +110,13 @@ class Platform:
             )
 
     # -- API side -----------------------------------------------------------------------------
-    def enqueue(self, app: str, tracking_id: str) -> str:
-        message = self.actors[app].send(tracking_id)
+    def message_for(self, app: str, tracking_id: str) -> dramatiq.Message:
+        """The message that will run this job; its id is known before it is sent."""
+        return self.actors[app].message(tracking_id)
+
+    def enqueue(self, message: dramatiq.Message) -> str:
+        """Send the message, then wake an idle worker of its queue."""
+        self.broker.enqueue(message)
         pipe = self.client.pipeline(transaction=False)
         pipe.lpush(wake_key(message.queue_name), 1)
         pipe.ltrim(wake_key(message.queue_name), 0, 63)

@@ -254,10 +254,12 @@ def start_job(demo: Demo):
         upload.save(path)
         documents.append(document_from_upload(Path(path), upload.filename, taken))
 
+    message = s.platform.message_for(demo.name, tracking_id)
     job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
-              base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents])
+              base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents],
+              message_id=message.message_id)
     s.store.create(job)
-    s.store.update(job, message_id=s.platform.enqueue(demo.name, tracking_id))
+    s.platform.enqueue(message)
     return start_response(job)
 
 
