@@ -6,7 +6,9 @@ with exponential backoff. A slow or dead receiver never holds a GPU and never fa
 that cannot be delivered end in a short "dead" list an operator can read.
 
 Keys: `callbacks:queue` (list, waiting), `callbacks:processing:<sender>` (list, being sent),
-`callbacks:retry` (sorted set by due time), `callbacks:dead` (capped list).
+`callbacks:retry` (sorted set by due time), `callbacks:dead` (capped list),
+`callbacks:alive:<sender>` (a sender's heartbeat). Delivery is at least once: an event whose
+sender died mid-POST is sent again, so receivers de-duplicate by `event_id`.
 """
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ EVENTS = ("STARTED", "PROGRESS", "SUCCESS", "ERROR", "CANCELLED")
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 QUEUE, RETRY, DEAD = "callbacks:queue", "callbacks:retry", "callbacks:dead"
+PROCESSING, ALIVE = "callbacks:processing:", "callbacks:alive:"
 DEAD_KEPT = 100
+ALIVE_TTL_S = 30  # a sender silent this long is presumed dead; its in-flight events are sent again
 
 # Move retries that are due back to the queue, atomically (several senders may run).
 DUE_LUA = """
@@ -102,11 +106,15 @@ class CallbackSender:
         self.redis = client
         self.cfg = cfg
         self.session = guarded_session(allow_private=cfg.allow_private_urls)
-        self.processing = f"callbacks:processing:{uuid.uuid4().hex}"
+        self.sender_id = uuid.uuid4().hex
+        self.processing = PROCESSING + self.sender_id
         self._due = client.register_script(DUE_LUA)
+        self._housekeeping_at = 0.0
 
     def step(self, timeout: float = 1.0) -> bool:
         """Requeue due retries, then wait up to `timeout` for one event and try to deliver it."""
+        if time.monotonic() >= self._housekeeping_at:
+            self._housekeeping()
         self._due(keys=[RETRY, QUEUE], args=[time.time()])
         raw = self.redis.blmove(QUEUE, self.processing, timeout, "LEFT", "RIGHT")
         if raw is None:
@@ -153,17 +161,20 @@ class CallbackSender:
 
     def run(self, stop: threading.Event) -> None:
         """Send until `stop` is set; an error is logged, never fatal."""
-        self._recover()
         while not stop.is_set():
             try:
                 self.step(timeout=0.5)
             except Exception:  # noqa: BLE001 - the sender must outlive any one failure
                 log.exception("callback sender step failed")
                 stop.wait(1.0)
+        self.redis.delete(ALIVE + self.sender_id)
 
-    def _recover(self) -> None:
-        """Put back events that a sender killed mid-delivery left in its processing list."""
-        for key in self.redis.scan_iter("callbacks:processing:*"):
-            if key.decode() != self.processing:
+    def _housekeeping(self) -> None:
+        """Say this sender is alive; put back the events of senders that died mid-delivery."""
+        self._housekeeping_at = time.monotonic() + ALIVE_TTL_S / 3
+        self.redis.set(ALIVE + self.sender_id, 1, ex=ALIVE_TTL_S)
+        for key in self.redis.scan_iter(PROCESSING + "*"):
+            sender_id = key.decode().removeprefix(PROCESSING)
+            if not self.redis.exists(ALIVE + sender_id):
                 while self.redis.lmove(key, QUEUE, "LEFT", "RIGHT"):
                     pass
