@@ -137,19 +137,49 @@ def test_cancel_mid_job_stops_at_next_image_and_worker_takes_next_job(env, procs
     assert wait_state(client, following)["state"] == "SUCCESS"
 
 
-def test_kill_9_of_worker_mid_job_is_redelivered_never_stuck(env, procs, client, redis_url):
-    first = procs.worker()
-    tracking_id = start_job(client, images=6, delay=0.7)
+def kill_busy_worker(client, procs, redis_url: str, tracking_id: str, first) -> None:
+    """`kill -9` the worker process running this job, once it has done an image."""
     wait_for(lambda: status_of(client, tracking_id)["progress"]["done"] >= 1, 30, message="first image")
     workers = [json.loads(v) for v in redis.Redis.from_url(redis_url).hvals("workers:info")]
     busy = next(w for w in workers if w["job"] and w["job"]["tracking_id"] == tracking_id)
     os.kill(busy["pid"], signal.SIGKILL)
     first.wait(30)  # dramatiq's parent process exits once its worker child died
+
+
+def test_kill_9_of_worker_mid_job_is_redelivered_never_stuck(env, procs, client, redis_url):
+    first = procs.worker()
+    tracking_id = start_job(client, images=6, delay=0.7)
+    kill_busy_worker(client, procs, redis_url, tracking_id, first)
     procs.worker()
     status = wait_state(client, tracking_id, timeout=90)
-    assert status["state"] in ("SUCCESS", "FAILURE")
     assert status["state"] == "SUCCESS", status
     assert json.loads(client.get(f"/dummy/{tracking_id}/result/job.json").data)["attempts"] == 2
+
+
+def test_worker_dying_too_often_ends_failure(env, procs, redis_url):
+    from api import create_app
+
+    env.update(JOB_MAX_DELIVERIES="1")
+    procs.env.update(JOB_MAX_DELIVERIES="1")
+    client = create_app(load_config(env)).test_client()
+    first = procs.worker()
+    tracking_id = start_job(client, images=6, delay=0.7)
+    kill_busy_worker(client, procs, redis_url, tracking_id, first)
+    procs.worker()
+    status = wait_state(client, tracking_id, timeout=90)
+    assert status["state"] == "FAILURE"
+    assert status["error"].startswith("the worker running this job stopped 1 times")
+
+
+def test_cancel_while_its_worker_is_dead_ends_cancelled_on_redelivery(env, procs, client, redis_url):
+    first = procs.worker()
+    tracking_id = start_job(client, images=6, delay=0.7)
+    kill_busy_worker(client, procs, redis_url, tracking_id, first)
+    assert client.post(f"/dummy/{tracking_id}/cancel").status_code == 202
+    assert status_of(client, tracking_id)["state"] == "STARTED"  # nobody runs it to see the cancel yet
+    procs.worker()
+    status = wait_state(client, tracking_id, timeout=60)
+    assert status["state"] == "CANCELLED"
 
 
 def test_callback_receiver_down_then_up_gets_the_event_after_retries(env, procs, client):
@@ -216,3 +246,18 @@ def test_serve_with_embedded_redis_and_submit_wait(tmp_path):
             serve.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
+
+
+def test_infrastructure_failure_is_retried_then_dead_lettered_as_failure(env, procs, data_folder):
+    from api import create_app
+
+    env.update(INFRA_MAX_RETRIES="1")
+    procs.env.update(INFRA_MAX_RETRIES="1")
+    client = create_app(load_config(env)).test_client()
+    procs.worker()
+    tracking_id = start_job(client, images=1, disk_full=True)
+    status = wait_state(client, tracking_id, timeout=30)
+    assert status["state"] == "FAILURE"
+    assert "retries exhausted" in status["error"] and "No space left" in status["error"]
+    assert json.loads(client.get(f"/dummy/{tracking_id}/result/job.json").data)["attempts"] == 2  # one retry
+    assert json_of(client.get("/dummy/monitor"))["dead_letters"] == 1

@@ -7,6 +7,7 @@ disk full); a bad input ends the job FAILURE at once. Cancel goes through dramat
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,14 @@ log = logging.getLogger(__name__)
 NAMESPACE = "dramatiq"
 WORKERS_SEEN = "workers:seen"  # sorted set: worker id -> last heartbeat (unix time)
 WORKERS_INFO = "workers:info"  # hash: worker id -> JSON (pid, host, queues, current job)
-INFRASTRUCTURE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Failures of the machine, not of the job: worth another try once the machine is better.
+INFRASTRUCTURE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS}
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in INFRASTRUCTURE_ERRNOS
 
 
 def wake_key(queue: str) -> str:
@@ -74,7 +82,7 @@ def should_retry(retries: int, exc: BaseException, max_retries: int) -> bool:
     """Retry infrastructure failures only; never bad input, a time limit or a cancel."""
     if isinstance(exc, (TimeLimitExceeded, Abort)):
         return False
-    return isinstance(exc, INFRASTRUCTURE_ERRORS) and retries < max_retries
+    return is_infrastructure_error(exc) and retries < max_retries
 
 
 class Platform:
@@ -90,9 +98,9 @@ class Platform:
             heartbeat_timeout=int(cfg.broker_heartbeat_timeout_s * 1000),
             maintenance_chance=cfg.broker_maintenance_chance,
         )
-        self.failed_jobs = FailedJobs()
+        self.job_ends = JobEnds()
         self.heartbeat = WorkerHeartbeat(self)
-        for middleware in (self.abortable, CurrentMessage(), self.failed_jobs, self.heartbeat):
+        for middleware in (self.abortable, CurrentMessage(), self.job_ends, self.heartbeat):
             self.broker.add_middleware(middleware)
         dramatiq.set_broker(self.broker)
         self.actors: dict[str, dramatiq.Actor] = {}
@@ -169,19 +177,29 @@ def _bind(run_job: Callable[[str, str], None] | None, app: str) -> Callable[[str
     return run
 
 
-class FailedJobs(Middleware):
-    """When dramatiq gives up on a message (retries exhausted, dead-lettered), end its job FAILURE."""
+class JobEnds(Middleware):
+    """Ends a job whose message dramatiq stops handling without running it to the end: dead-lettered
+    (retries exhausted) → FAILURE; skipped because it was cancelled (e.g. a running job whose
+    worker died before it saw the cancel) → CANCELLED. The runner supplies the two callbacks."""
 
     def __init__(self):
         self.on_dead_letter: Callable[[str, str, BaseException | None], None] | None = None
+        self.on_skipped: Callable[[str, str], None] | None = None
 
     def before_nack(self, broker, message) -> None:
         if self.on_dead_letter and message.args:
-            app = message.actor_name.removeprefix("run_")
-            try:
-                self.on_dead_letter(app, message.args[0], getattr(message, "_exception", None))
-            except Exception:  # the dead letter itself must still be kept
-                log.exception("could not record the failure of job %s", message.args[0])
+            self._safely(self.on_dead_letter, message, getattr(message, "_exception", None))
+
+    def after_skip_message(self, broker, message) -> None:
+        if self.on_skipped and message.args:
+            self._safely(self.on_skipped, message)
+
+    @staticmethod
+    def _safely(callback, message, *extra) -> None:
+        try:
+            callback(message.actor_name.removeprefix("run_"), message.args[0], *extra)
+        except Exception:  # the message must still be nacked or skipped
+            log.exception("could not record the end of job %s", message.args[0])
 
 
 class WorkerHeartbeat(Middleware):

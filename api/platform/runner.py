@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 import redis
-from dramatiq.middleware import TimeLimitExceeded
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from dramatiq_abort import Abort, abort_requested
 
 from . import metrics
@@ -25,7 +25,7 @@ from .demo import Demo
 from .events import announce
 from .inputs import Document, DocumentError, DownloadError, Fetcher, configure_pillow, expand
 from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, TERMINAL, Job, JobStore, job_path
-from .queue import INFRASTRUCTURE_ERRORS, Platform
+from .queue import Platform, is_infrastructure_error
 from .storage import build_zip, folder_size
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class JobRunner:
         self.outbox = Outbox(platform.client, self.cfg)
         self.fetcher = Fetcher(self.cfg)
         self.heartbeat = platform.heartbeat
-        platform.failed_jobs.on_dead_letter = self.record_dead_letter
+        platform.job_ends.on_dead_letter = self.record_dead_letter
+        platform.job_ends.on_skipped = self.record_skipped
 
     @property
     def device(self) -> str:
@@ -98,8 +99,10 @@ class JobRunner:
                                      done=0):
             log.info("job %s was %s before it could start", tracking_id, job.state)
             return
-        if job.attempts > self.cfg.job_max_deliveries:
-            self._finish(job, FAILURE, error=f"the worker running this job stopped {job.attempts - 1} times; "
+        message = CurrentMessage.get_current_message()
+        deaths = job.attempts - 1 - (message.options.get("retries", 0) if message else 0)
+        if deaths >= self.cfg.job_max_deliveries:
+            self._finish(job, FAILURE, error=f"the worker running this job stopped {deaths} times; "
                                               "giving up (see the worker logs)")
             return
         self.heartbeat.current_job = {"app": app, "tracking_id": tracking_id}
@@ -113,9 +116,9 @@ class JobRunner:
             self._finish(job, CANCELLED, error="cancelled by the client")
         except TimeLimitExceeded:
             self._finish(job, FAILURE, error=f"time limit of {self.cfg.job_time_limit_s} s exceeded")
-        except INFRASTRUCTURE_ERRORS:
-            raise  # dramatiq retries it; FailedJobs records FAILURE if it never succeeds
         except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise  # dramatiq retries it; JobEnds records FAILURE if it never succeeds
             log.error("job %s failed:\n%s", tracking_id, traceback.format_exc())
             self._finish(job, FAILURE, error=_plain(exc))
         finally:
@@ -185,6 +188,13 @@ class JobRunner:
         job = self.store.get(app, tracking_id)
         if job and job.state not in TERMINAL:
             self._finish(job, FAILURE, error=f"infrastructure failure, retries exhausted: {_plain(exc)}")
+
+
+    def record_skipped(self, app: str, tracking_id: str) -> None:
+        """The message was skipped because of a cancel: make sure the job says CANCELLED."""
+        job = self.store.get(app, tracking_id)
+        if job and job.state not in TERMINAL:
+            self._finish(job, CANCELLED, error="cancelled by the client")
 
 
 def _plain(exc: BaseException | None) -> str:

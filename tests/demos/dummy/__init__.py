@@ -6,6 +6,7 @@ check that a worker loads a model once, not once per job.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -31,6 +32,7 @@ class Dummy(Demo):
         "model": Param(str, "v1", help="model id (any string)"),
         "delay": Param(float, 0.0, min=0, max=60, help="seconds to wait per image"),
         "fail": Param(bool, False, help="raise an error in the model"),
+        "disk_full": Param(bool, False, help="raise 'no space left on device' (an infrastructure failure)"),
         "labels": Param(list, [], items=str, help="echoed back"),
     }
 
@@ -46,6 +48,8 @@ class Dummy(Demo):
     def run(self, job, model: MeanColour) -> dict:
         if job.params["fail"]:
             raise ValueError("the model refused this job (fail=true)")
+        if job.params["disk_full"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
         measured = {}
         for item in job.images():
             time.sleep(job.params["delay"])
