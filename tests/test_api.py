@@ -223,6 +223,10 @@ def test_models_monitor_qsizes_openapi_docs_metrics(client):
     assert 'api_queue_messages{kind="waiting",queue="dummy"} 1.0' in text
 
 
+def test_a_demo_adds_its_own_routes_under_its_prefix(client):
+    assert json_of(client.get("/dummy/channels")) == {"channels": ["red", "green", "blue"]}
+
+
 def test_param_coercion():
     assert Param(int).coerce("n", "3") == 3
     assert Param(float).coerce("x", 1) == 1.0

@@ -261,3 +261,34 @@ def test_infrastructure_failure_is_retried_then_dead_lettered_as_failure(env, pr
     assert "retries exhausted" in status["error"] and "No space left" in status["error"]
     assert json.loads(client.get(f"/dummy/{tracking_id}/result/job.json").data)["attempts"] == 2  # one retry
     assert json_of(client.get("/dummy/monitor"))["dead_letters"] == 1
+
+
+def test_every_document_type_through_api_and_worker_and_cache_reused(procs, client, http_server):
+    from tests.test_inputs import image_bytes, manifest_v2, pdf_bytes, zip_bytes
+
+    procs.worker()
+    for i in range(2):
+        http_server.add(f"/v2/p{i}.jpg", image_bytes((50 + i, 40), fmt="JPEG"), "image/jpeg")
+    http_server.add("/v2/manifest.json", json.dumps(manifest_v2(http_server, service=False)), "application/json")
+    http_server.add("/scan.pdf", pdf_bytes([(100, 80), (100, 80)]), "application/pdf")
+    http_server.add("/pages.zip", zip_bytes({"a/1.png": image_bytes(), "a/2.png": image_bytes(), "notes.txt": b"x"}),
+                    "application/zip")
+    http_server.add("/one.png", image_bytes((10, 10)), "image/png")
+    http_server.add("/urls.txt", http_server.url("/one.png") + "\n# a comment\n", "text/plain")
+    documents = [{"type": "iiif", "src": http_server.url("/v2/manifest.json"), "uid": "book"},
+                 {"type": "pdf", "src": http_server.url("/scan.pdf"), "uid": "scan"},
+                 {"type": "zip", "src": http_server.url("/pages.zip"), "uid": "pages"},
+                 {"type": "url_list", "src": http_server.url("/urls.txt"), "uid": "list"}]
+    first = json_of(client.post("/dummy/start", json={"documents": documents}))["tracking_id"]
+    status = wait_state(client, first)
+    assert status["state"] == "SUCCESS", status
+    assert status["progress"]["total"] == 7 and status["error_count"] == 0
+    assert sorted(status["output"]["images"]) == ["book", "list", "pages", "scan"]
+    assert [i["width"] for i in status["output"]["images"]["book"]] == [50, 51]
+    hits = len(http_server.requests)
+    second = json_of(client.post("/dummy/start", json={"documents": documents}))["tracking_id"]
+    assert wait_state(client, second)["state"] == "SUCCESS"
+    assert len(http_server.requests) == hits  # the second job downloaded nothing
+    metrics = client.get("/metrics").data.decode()
+    assert 'api_job_duration_seconds_count{app="dummy",state="SUCCESS"} 2.0' in metrics
+    assert 'api_image_duration_seconds_count{app="dummy"} 14.0' in metrics

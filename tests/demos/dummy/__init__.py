@@ -10,6 +10,7 @@ import errno
 import os
 import time
 
+from flask import Blueprint, jsonify
 from PIL import ImageStat
 
 from api.platform.demo import Demo, Param
@@ -62,6 +63,16 @@ class Dummy(Demo):
 
     def models(self) -> dict[str, dict]:
         return {"v1": {"updated": "2026-11-01", "classes": [], "source": "built in"}}
+
+    def blueprint(self) -> Blueprint:
+        """A demo's own route, mounted under /dummy/ beside the platform's."""
+        extra = Blueprint("dummy_extra", __name__)
+
+        @extra.get("/channels")
+        def channels():
+            return jsonify(channels=["red", "green", "blue"])
+
+        return extra
 
 
 demo = Dummy()
