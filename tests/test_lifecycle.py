@@ -292,3 +292,16 @@ def test_every_document_type_through_api_and_worker_and_cache_reused(procs, clie
     metrics = client.get("/metrics").data.decode()
     assert 'api_job_duration_seconds_count{app="dummy",state="SUCCESS"} 2.0' in metrics
     assert 'api_image_duration_seconds_count{app="dummy"} 14.0' in metrics
+
+
+def test_job_whose_every_image_is_unreadable_ends_failure_saying_why(procs, client, http_server):
+    procs.worker()
+    http_server.add("/bad.png", b"garbage", "image/png")
+    http_server.add("/missing.png", b"gone", "text/plain", status=404)
+    tracking_id = json_of(client.post("/dummy/start", json={"documents": [
+        {"type": "img", "src": http_server.url("/bad.png")},
+        {"type": "img", "src": http_server.url("/missing.png")}]}))["tracking_id"]
+    status = wait_state(client, tracking_id)
+    assert status["state"] == "FAILURE"
+    assert status["error"].startswith("no image could be processed; first error:")
+    assert status["error_count"] == 2 and status["progress"]["done"] == 2

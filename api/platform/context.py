@@ -39,6 +39,8 @@ class JobContext:
         self._last_progress = 0.0
         self._last_advance = time.monotonic()
         self.timings: dict[str, float] = {}
+        self.failed_images = 0
+        self.first_error = ""
 
     # -- what the job is ----------------------------------------------------------------------
     @property
@@ -86,7 +88,9 @@ class JobContext:
     def error(self, source: ImageSource | None, message: str) -> None:
         """Record that one image (or, with None, the job as a whole) could not be processed."""
         entry = {"message": message}
+        self.first_error = self.first_error or message
         if source is not None:
+            self.failed_images += 1
             entry.update(doc_uid=source.doc_uid, image=source.name, index=source.index)
             if source.url:
                 entry["url"] = source.url

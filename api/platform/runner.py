@@ -137,8 +137,8 @@ class JobRunner:
         run_started = time.perf_counter()
         output = demo.run(ctx, model)
         run_s = time.perf_counter() - run_started
-        if sources and self.store.error_count(job) >= len(sources):
-            raise RuntimeError(f"no image could be processed; first error: {self.store.errors(job, 1)[0]['message']}")
+        if ctx.failed_images >= len(sources):
+            raise RuntimeError(f"no image could be processed; first error: {ctx.first_error}")
         timings = {"queued_s": round(job.started_at - job.created_at, 4), "expand_s": round(expand_s, 4),
                    "model_load_s": round(load_s, 4), "model_cached": load_s == 0.0, "run_s": round(run_s, 4),
                    "per_image_s": round(run_s / max(job.done, 1), 4), **ctx.timings}
@@ -149,6 +149,8 @@ class JobRunner:
         """Every document's image sources; a document that cannot be read is an error, not the end."""
         sources, failures = [], []
         for raw in job.documents:
+            if self._cancel_requested():
+                raise JobCancelled()
             doc = Document.from_dict(raw)
             try:
                 found = expand(doc, self.fetcher, self.cfg)
