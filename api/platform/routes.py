@@ -249,7 +249,7 @@ def start_job(demo: Demo):
     folder = s.cfg.uploads_folder / tracking_id
     for index, upload in enumerate(uploads):
         name = secure_filename(upload.filename) or f"upload{index}"
-        path = folder / f"{index:04d}_{name}"
+        path = folder / f"{index:04d}" / name  # a folder per upload keeps the client's file name
         path.parent.mkdir(parents=True, exist_ok=True)
         upload.save(path)
         documents.append(document_from_upload(Path(path), upload.filename, taken))
