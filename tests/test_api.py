@@ -163,6 +163,14 @@ def test_state_outlives_redis_through_job_json(client, app, redis_url):
     assert status["error"] == "cancelled by the client"
 
 
+def test_unfinished_job_that_redis_lost_is_reported_lost_not_pending_forever(client, redis_url):
+    tracking_id = json_of(start(client))["tracking_id"]
+    redis.Redis.from_url(redis_url).flushall()
+    status = json_of(client.get(f"/dummy/{tracking_id}/status"))
+    assert status["state"] == "FAILURE"
+    assert "lost this job" in status["error"]
+
+
 def test_xaccel_hands_the_file_to_nginx(env):
     app = create_app(load_config({**env, "USE_XACCEL": "1"}))
     client = app.test_client()

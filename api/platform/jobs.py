@@ -31,6 +31,7 @@ ALLOWED_FROM = {
     CANCELLED: (PENDING, STARTED),
 }
 MAX_ERRORS_KEPT = 1000
+LOST = "the job store (Redis) lost this job before it ended; please start it again"
 
 # KEYS: job hash, old-state index prefix. ARGV: new state, allowed (comma list), ttl, now, id, field/value pairs.
 TRANSITION_LUA = """
@@ -157,7 +158,10 @@ class JobStore:
         path = job_folder(self.cfg, app, tracking_id) / JOB_FILE
         if path.is_file():
             data = json.loads(path.read_text())
-            return Job(**{f.name: data[f.name] for f in fields(Job) if f.name in data})
+            job = Job(**{f.name: data[f.name] for f in fields(Job) if f.name in data})
+            if not job.finished:  # its message went with Redis: it will never run, say so
+                job.state, job.error = FAILURE, LOST
+            return job
         return None
 
     def transition(self, job: Job, state: str, **changes: Any) -> bool:
