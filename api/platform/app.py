@@ -3,34 +3,19 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 
 from .callbacks import Outbox
 from .config import Config, ConfigError, load_config
-from .demo import Demo
 from .errors import Unauthorized, register_error_handlers
 from .jobs import JobStore
 from .queue import Platform
 from .registry import load_demos
+from .routes import demo_blueprint, platform_blueprint
+from .services import Services
 
 PUBLIC_ENDPOINTS = {"platform.health"}
-
-
-@dataclass
-class Services:
-    """What request handlers use; one per app, reached through `services()`."""
-
-    cfg: Config
-    demos: dict[str, Demo]
-    platform: Platform
-    store: JobStore
-    outbox: Outbox
-
-
-def services() -> Services:
-    return current_app.extensions["api"]
 
 
 def create_app(cfg: Config | None = None) -> Flask:
@@ -55,8 +40,6 @@ def create_app(cfg: Config | None = None) -> Flask:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), cfg.api_token.encode()):
                 raise Unauthorized("missing or wrong token: send `Authorization: Bearer <API_TOKEN>`")
-
-    from .routes import demo_blueprint, platform_blueprint  # noqa: PLC0415 - routes need `services`
 
     app.register_blueprint(platform_blueprint)
     for demo in demos.values():

@@ -10,14 +10,13 @@ import hashlib
 import json
 import shutil
 import uuid
-from pathlib import Path
 
 import redis
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.utils import secure_filename
 
 from . import metrics, openapi
-from .app import services
+from .services import services
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
 from .events import announce
@@ -207,6 +206,7 @@ def read_start_request() -> tuple[dict, list]:
 
 
 def start_job(demo: Demo):
+    """Validate everything first (a 4xx leaves no trace), then save uploads, record, enqueue."""
     s = services()
     body, uploads = read_start_request()
     unknown = sorted(set(body) - set(START_FIELDS))
@@ -225,34 +225,25 @@ def start_job(demo: Demo):
             raise InputError("notify_url", str(exc)) from None
     if not documents and not uploads:
         raise InputError("documents", "give at least one document, or upload files")
-    if s.platform.queue_size(s.cfg.queue_for(demo.name)) >= s.cfg.max_queue_length:
-        raise QueueFull(f"the {s.cfg.queue_for(demo.name)} queue is full (MAX_QUEUE_LENGTH="
-                        f"{s.cfg.max_queue_length}); try again later")
+    queue = s.cfg.queue_for(demo.name)
+    if s.platform.queue_size(queue) >= s.cfg.max_queue_length:
+        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
 
     tracking_id = uuid.uuid4().hex
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
-        fingerprint = hashlib.sha256(json.dumps(
-            [experiment_id, notify_url, body.get("documents"), params, [u.filename for u in uploads]],
-            sort_keys=True, default=str).encode()).hexdigest()
-        bound = remember_idempotency_key(s.platform.client, s.cfg, demo.name, key, f"{tracking_id}:{fingerprint}")
-        bound_id, _, bound_fingerprint = bound.partition(":")
-        if bound_id != tracking_id:
-            if bound_fingerprint != fingerprint:
-                raise Conflict("this Idempotency-Key was used for a different request")
-            existing = s.store.get(demo.name, bound_id)
-            if existing is None:
-                raise Conflict("a request with this Idempotency-Key is still being handled; retry")
-            return start_response(existing, replayed=True)
+        request_parts = [experiment_id, notify_url, body.get("documents"), params, [u.filename for u in uploads]]
+        earlier = job_of_idempotency_key(demo.name, key, tracking_id, request_parts)
+        if earlier is not None:
+            return start_response(earlier, replayed=True)
 
     taken = {d.uid for d in documents}
-    folder = s.cfg.uploads_folder / tracking_id
     for index, upload in enumerate(uploads):
         name = secure_filename(upload.filename) or f"upload{index}"
-        path = folder / f"{index:04d}" / name  # a folder per upload keeps the client's file name
+        path = s.cfg.uploads_folder / tracking_id / f"{index:04d}" / name  # keeps the client's file name
         path.parent.mkdir(parents=True, exist_ok=True)
         upload.save(path)
-        documents.append(document_from_upload(Path(path), upload.filename, taken))
+        documents.append(document_from_upload(path, upload.filename, taken))
 
     message = s.platform.message_for(demo.name, tracking_id)
     job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
@@ -261,6 +252,23 @@ def start_job(demo: Demo):
     s.store.create(job)
     s.platform.enqueue(message)
     return start_response(job)
+
+
+def job_of_idempotency_key(app: str, key: str, tracking_id: str, request_parts: list) -> Job | None:
+    """The job an earlier request with this key started, or None if the key is new (it is then
+    bound to `tracking_id`). The same key with a different request is a 409."""
+    s = services()
+    fingerprint = hashlib.sha256(json.dumps(request_parts, sort_keys=True, default=str).encode()).hexdigest()
+    bound = remember_idempotency_key(s.platform.client, s.cfg, app, key, f"{tracking_id}:{fingerprint}")
+    bound_id, _, bound_fingerprint = bound.partition(":")
+    if bound_id == tracking_id:
+        return None
+    if bound_fingerprint != fingerprint:
+        raise Conflict("this Idempotency-Key was used for a different request")
+    earlier = s.store.get(app, bound_id)
+    if earlier is None:
+        raise Conflict("a request with this Idempotency-Key is still being handled; retry")
+    return earlier
 
 
 def start_response(job: Job, replayed: bool = False):
