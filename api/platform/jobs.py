@@ -179,9 +179,7 @@ class JobStore:
             args += [name, encoded[name]]
         outcome = self._transition(keys=[self.key(job.tracking_id), self.index_prefix(job.app)], args=args)
         if outcome != b"OK":
-            fresh = self.get(job.app, job.tracking_id)
-            if fresh:
-                job.__dict__.update(fresh.__dict__)
+            self.refresh(job)
             return False
         job.__dict__.update(candidate.__dict__)
         self.write_snapshot(job)

@@ -37,7 +37,6 @@ class ModelCache:
     def __init__(self, size: int):
         self.size = max(1, size)
         self.models: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
-        self.loads = 0
 
     def get(self, demo: Demo, model_id: str | None) -> tuple[Any, float]:
         """The model and the seconds spent loading it now (0.0 when it was cached)."""
@@ -47,7 +46,6 @@ class ModelCache:
             return self.models[key], 0.0
         start = time.perf_counter()
         model = demo.load_model(model_id)
-        self.loads += 1
         self.models[key] = model
         while len(self.models) > self.size:
             self.models.popitem(last=False)
