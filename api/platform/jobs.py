@@ -247,13 +247,20 @@ class JobStore:
             pass
         write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)
 
-    def snapshot_extras(self, job: Job) -> tuple[list[dict], list[str]]:
-        """Errors and log of a job that Redis forgot, read back from its `job.json`."""
-        path = job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE
-        if not path.is_file():
-            return [], []
-        data = json.loads(path.read_text())
-        return data.get("errors", []), data.get("log", [])
+    def extras(self, job: Job, limit: int = 100) -> tuple[list[dict], list[str], int]:
+        """The job's first errors, its log tail and its error count, in one round trip; from
+        `job.json` once Redis forgot a finished job (a started job always has a log line)."""
+        errors_key, log_key = f"{self.key(job.tracking_id)}:errors", f"{self.key(job.tracking_id)}:log"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(errors_key, 0, limit - 1)
+        pipe.lrange(log_key, 0, -1)
+        pipe.llen(errors_key)
+        errors, log, count = pipe.execute()
+        if not log and job.finished:
+            path = job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE
+            data = json.loads(path.read_text()) if path.is_file() else {}
+            return data.get("errors", [])[:limit], data.get("log", []), len(data.get("errors", []))
+        return [json.loads(e) for e in errors], [line.decode() for line in log], int(count)
 
 
 def remember_idempotency_key(client: redis.Redis, cfg: Config, app: str, key: str, tracking_id: str) -> str:

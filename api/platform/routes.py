@@ -138,14 +138,7 @@ def get_job(app: str, tracking_id: str) -> Job:
 
 def status_body(job: Job) -> dict:
     s = services()
-    try:
-        errors, log, error_count = s.store.errors(job), s.store.log_tail(job), s.store.error_count(job)
-    except redis.RedisError:
-        errors, log = s.store.snapshot_extras(job)
-        error_count = len(errors)
-    if not log and job.finished:  # Redis forgot the job: its job.json still has them
-        errors, log = s.store.snapshot_extras(job)
-        error_count = len(errors)
+    errors, log, error_count = s.store.extras(job)
     return {
         "tracking_id": job.tracking_id,
         "experiment_id": job.experiment_id,
