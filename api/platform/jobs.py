@@ -206,12 +206,6 @@ class JobStore:
         pipe.expire(key, self.cfg.job_ttl_s)
         pipe.execute()
 
-    def errors(self, job: Job, limit: int = 100) -> list[dict]:
-        return [json.loads(e) for e in self.redis.lrange(f"{self.key(job.tracking_id)}:errors", 0, limit - 1)]
-
-    def error_count(self, job: Job) -> int:
-        return int(self.redis.llen(f"{self.key(job.tracking_id)}:errors"))
-
     def log(self, job: Job, message: str) -> None:
         key = f"{self.key(job.tracking_id)}:log"
         line = f"{iso(time.time())} {message}"
@@ -220,9 +214,6 @@ class JobStore:
         pipe.ltrim(key, -self.cfg.log_tail_lines, -1)
         pipe.expire(key, self.cfg.job_ttl_s)
         pipe.execute()
-
-    def log_tail(self, job: Job) -> list[str]:
-        return [line.decode() for line in self.redis.lrange(f"{self.key(job.tracking_id)}:log", 0, -1)]
 
     # -- counts, snapshots ------------------------------------------------------------------
     def counts(self, app: str) -> dict[str, int]:
@@ -241,8 +232,7 @@ class JobStore:
         data = job.as_dict()
         try:
             if extras:
-                data["errors"] = self.errors(job, MAX_ERRORS_KEPT)
-                data["log"] = self.log_tail(job)
+                data["errors"], data["log"], _ = self.extras(job, MAX_ERRORS_KEPT)
         except redis.RedisError:
             pass
         write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)

@@ -13,7 +13,6 @@ import traceback
 from collections import OrderedDict
 from typing import Any
 
-import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from dramatiq_abort import Abort, abort_requested
 
@@ -185,16 +184,16 @@ class JobRunner:
 
     def record_dead_letter(self, app: str, tracking_id: str, exc: BaseException | None) -> None:
         """dramatiq gave up on this job's message: record FAILURE unless it already ended."""
-        job = self.store.get(app, tracking_id)
-        if job and job.state not in TERMINAL:
-            self._finish(job, FAILURE, error=f"infrastructure failure, retries exhausted: {_plain(exc)}")
-
+        self._end_unless_ended(app, tracking_id, FAILURE, f"infrastructure failure, retries exhausted: {_plain(exc)}")
 
     def record_skipped(self, app: str, tracking_id: str) -> None:
         """The message was skipped because of a cancel: make sure the job says CANCELLED."""
+        self._end_unless_ended(app, tracking_id, CANCELLED, "cancelled by the client")
+
+    def _end_unless_ended(self, app: str, tracking_id: str, state: str, error: str) -> None:
         job = self.store.get(app, tracking_id)
         if job and job.state not in TERMINAL:
-            self._finish(job, CANCELLED, error="cancelled by the client")
+            self._finish(job, state, error=error)
 
 
 def _plain(exc: BaseException | None) -> str:
