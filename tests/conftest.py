@@ -102,14 +102,14 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def worker(self, wait: bool = True) -> subprocess.Popen:
-        """`dramatiq api.worker -p 1 -t 1`, as in production; waits for its first heartbeat."""
+    def worker(self, wait: bool = True, queue: str = "dummy", timeout: float = 30) -> subprocess.Popen:
+        """`dramatiq api.worker -p 1 -t 1 -Q <queue>`, as in production; waits for its first heartbeat."""
         import redis as redis_lib
 
         client = redis_lib.Redis.from_url(self.env["REDIS_URL"])
         before = set(client.hkeys("workers:info"))
-        proc = self.start("-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", "dummy", name="worker")
-        deadline = time.monotonic() + 30
+        proc = self.start("-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", queue, name="worker")
+        deadline = time.monotonic() + timeout
         while wait:
             if set(client.hkeys("workers:info")) - before:
                 break
