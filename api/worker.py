@@ -17,7 +17,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 config = load_config()
 if not config.redis_url:
     raise ConfigError("REDIS_URL is empty: a worker needs the API's Redis (`python -m api serve` sets it)")
-runner = JobRunner(config, load_demos(config.installed_apps))
+runner = JobRunner(config, load_demos(config.installed_apps, config))
 platform = Platform(config, runner.demos, run_job=runner.run)
 runner.attach(platform)
 broker = platform.broker

@@ -16,9 +16,30 @@ def template_variables() -> dict[str, str]:
     return dict(re.findall(r"^([A-Z_]+)=(.*)$", text, re.MULTILINE))
 
 
+DEMO_PREFIXES = ("REGIONS_", "VECTORIZATION_", "SORTER_")
+
+
 def test_every_setting_is_documented_in_the_template_and_nothing_else():
-    fields = {f.name.upper() for f in dataclasses.fields(Config)}
-    assert set(template_variables()) == fields
+    fields = {f.name.upper() for f in dataclasses.fields(Config)} - {"DEMO_SETTINGS"}
+    platform = {name for name in template_variables() if not name.startswith(DEMO_PREFIXES)}
+    assert platform == fields
+
+
+def test_every_demo_setting_in_the_template_is_read_by_its_demo():
+    for name in template_variables():
+        if name.startswith(DEMO_PREFIXES):
+            demo, _, key = name.partition("_")
+            sources = "".join(p.read_text() for p in (ROOT / "api" / "demos" / demo.lower()).rglob("*.py"))
+            assert f'setting("{key}"' in sources, f"{name} is documented but api/demos/{demo.lower()} never reads it"
+
+
+def test_demo_settings_are_kept_for_installed_demos_only():
+    cfg = load_config({"ENV_FILE": "/nonexistent", "INSTALLED_APPS": "tests.demos.dummy",
+                       "DUMMY_MODEL": "v2", "OTHER_MODEL": "x", "DUMMY_EMPTY": ""})
+    assert cfg.demo_settings == {"DUMMY_MODEL": "v2"}
+    demo = load_demos(cfg.installed_apps, cfg)["dummy"]
+    assert demo.setting("model") == "v2" and demo.setting("missing", "d") == "d"
+    assert demo.models_folder == cfg.models_folder / "dummy"
 
 
 def test_the_template_as_env_file_gives_the_defaults(tmp_path):
@@ -27,7 +48,7 @@ def test_the_template_as_env_file_gives_the_defaults(tmp_path):
     cfg = load_config({"ENV_FILE": str(env_file)})
     defaults = Config()
     for field in dataclasses.fields(Config):
-        if field.name != "data_folder":
+        if field.name not in ("data_folder", "demo_settings"):
             assert getattr(cfg, field.name) == getattr(defaults, field.name), field.name
 
 

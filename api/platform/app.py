@@ -23,7 +23,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     if not cfg.redis_url:
         raise ConfigError("REDIS_URL is empty: set it, or start everything with `python -m api serve`, "
                           "which runs an embedded Redis")
-    demos = load_demos(cfg.installed_apps)
+    demos = load_demos(cfg.installed_apps, cfg)
     platform = Platform(cfg, demos)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_upload_bytes

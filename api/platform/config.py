@@ -69,6 +69,9 @@ class Config:
     gunicorn_workers: int = 2
     gunicorn_threads: int = 8
     embedded_workers: int = 1
+    # Settings of the installed demos: `<DEMO>_<NAME>` variables (e.g. REGIONS_MODEL), read by the
+    # demo through `Demo.setting`; documented in `.env.template` under each demo's heading.
+    demo_settings: Mapping[str, str] = field(default_factory=dict)
 
     def queue_for(self, app: str) -> str:
         """The dramatiq queue of a demo: its own name unless `DEMO_QUEUES` groups it with others."""
@@ -115,7 +118,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     kwargs: dict = {}
     for name, value in defaults.__dataclass_fields__.items():
         key = name.upper()
-        if env.get(key, "") == "":
+        if name == "demo_settings" or env.get(key, "") == "":
             continue
         raw = env[key].strip()
         default = getattr(defaults, name)
@@ -136,4 +139,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 kwargs[name] = raw
         except ValueError as exc:
             raise ConfigError(f"{key}={raw!r}: {exc}") from None
+    prefixes = tuple(f"{entry.rsplit('.', 1)[-1].upper()}_" for entry in kwargs.get("installed_apps", ()))
+    kwargs["demo_settings"] = {key: value.strip() for key, value in env.items()
+                               if prefixes and key.startswith(prefixes) and value.strip() != ""}
     return Config(**kwargs)

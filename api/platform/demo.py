@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import InputError
@@ -32,6 +33,7 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Blueprint
 
+    from .config import Config
     from .context import JobContext
 
 TRUE_STRINGS = {"true", "1", "yes", "on"}
@@ -122,6 +124,24 @@ class Demo:
     title: str = ""
     description: str = ""
     params: Mapping[str, Param] = {}
+    cfg: "Config | None" = None
+
+    def configure(self, cfg: "Config") -> None:
+        """Called once the configuration is known (in the API and in each worker), before any
+        route or job. Override to read settings early; keep calling super()."""
+        self.cfg = cfg
+
+    def setting(self, name: str, default: str = "") -> str:
+        """The demo's own setting `<DEMO>_<NAME>` (e.g. REGIONS_MODEL) from the environment/.env."""
+        settings = self.cfg.demo_settings if self.cfg else {}
+        return settings.get(f"{self.name.upper()}_{name.upper()}", default)
+
+    @property
+    def models_folder(self) -> Path:
+        """DATA_FOLDER/models/<demo>/, where this demo's checkpoints live."""
+        if self.cfg is None:
+            raise RuntimeError(f"demo {self.name!r} used before configure()")
+        return self.cfg.models_folder / self.name
 
     def validate(self, raw: Any) -> dict:
         """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .config import ConfigError
+from .config import Config, ConfigError
 from .demo import Demo
 from .storage import APP_NAME
 
@@ -33,11 +33,14 @@ def load_demo(entry: str) -> Demo:
     return demo
 
 
-def load_demos(entries: tuple[str, ...] | list[str]) -> dict[str, Demo]:
-    """The demos by name, in `INSTALLED_APPS` order; an unknown or duplicate name stops start-up."""
+def load_demos(entries: tuple[str, ...] | list[str], cfg: Config | None = None) -> dict[str, Demo]:
+    """The demos by name, in `INSTALLED_APPS` order, configured with `cfg` when given; an unknown
+    or duplicate name stops start-up."""
     demos: dict[str, Demo] = {}
     for entry in entries:
         demo = load_demo(entry)
+        if cfg is not None:
+            demo.configure(cfg)
         if demo.name in demos:
             raise ConfigError(f"INSTALLED_APPS: demo {demo.name!r} is installed twice")
         demos[demo.name] = demo
