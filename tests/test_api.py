@@ -103,6 +103,16 @@ def test_multipart_upload_becomes_documents(client, app):
         assert ".." not in doc["path"]
 
 
+def test_a_demo_can_add_documents_from_its_parameters(client, app, data_folder):
+    (data_folder / "crops").mkdir()
+    response = client.post("/dummy/start", json={"parameters": {"folder": "crops"}})
+    assert response.status_code == 202, response.data
+    job = app.extensions["api"].store.get("dummy", json_of(response)["tracking_id"])
+    assert job.documents == [{"type": "dir", "uid": "folder", "path": str(data_folder / "crops")}]
+    response = client.post("/dummy/start", json={"parameters": {"folder": "nope"}})
+    assert response.status_code == 400 and json_of(response)["error"]["field"] == "parameters.folder"
+
+
 def test_auth_required_everywhere_but_health(env):
     app = create_app(load_config({**env, "API_TOKEN": "t0ken"}))
     client = app.test_client()

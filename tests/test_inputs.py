@@ -472,3 +472,25 @@ def test_feed_close_stops_promptly(config, http_server):
     assert time.monotonic() - started < 0.5
     time.sleep(0.8)
     assert http_server.hits("/slow.png") <= 8
+
+
+# -- folders of images made by the platform or a demo ("dir") -------------------------------------
+def test_a_folder_document_gives_its_images_by_name_and_only_inside_data_folder(config, tmp_path):
+    folder = config.data_folder / "results" / "regions" / "abc" / "doc" / "crops"
+    folder.mkdir(parents=True)
+    for name in ("p2-0.jpg", "p1-1.jpg", "p1-0.jpg"):
+        (folder / name).write_bytes(image_bytes(fmt="JPEG"))
+    (folder / "notes.txt").write_text("not an image")
+    fetcher = Fetcher(config)
+    sources = expand(Document.from_dict({"type": "dir", "uid": "doc", "path": str(folder)}), fetcher, config)
+    assert [(s.name, s.index) for s in sources] == [("p1-0", 0), ("p1-1", 1), ("p2-0", 2)]
+    assert all(item.image.size == (40, 30) for item in feed_all(sources, fetcher, config))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(DocumentError, match="gone"):
+        expand(Document(type="dir", uid="x", path=str(outside)), fetcher, config)
+
+
+def test_clients_cannot_send_a_folder_document(config):
+    with pytest.raises(InputError, match=r"documents\[0\]\.type"):
+        parse_documents([{"type": "dir", "src": "http://127.0.0.1/x"}], config)

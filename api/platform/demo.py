@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import Config
     from .context import JobContext
+    from .inputs import Document
 
 TRUE_STRINGS = {"true", "1", "yes", "on"}
 FALSE_STRINGS = {"false", "0", "no", "off"}
@@ -159,6 +160,12 @@ class Demo:
             raise InputError(f"parameters.{unknown[0]}",
                              f"unknown parameter; {self.name} accepts {', '.join(self.params) or 'none'}")
         return {name: param.coerce(name, raw.get(name, param.default)) for name, param in self.params.items()}
+
+    def extra_documents(self, params: dict) -> list["Document"]:
+        """Documents a job reads besides the client's, from its validated parameters (e.g. the
+        crops of an earlier job, as `Document(type="dir", uid=..., path=...)`). Called by the API at
+        /start; raise InputError for a parameter that names something unusable."""
+        return []
 
     def model_id(self, params: dict) -> str | None:
         """Which model a job needs; the platform caches `load_model`'s result under this id."""

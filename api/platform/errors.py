@@ -63,8 +63,9 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "m
               503: "unavailable"}
 
 
-def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, field: str = ""):
+    body = {"code": code, "message": message, **({"field": field} if field else {})}
+    response = jsonify({"error": body})
     response.status_code = status
     return response
 
@@ -72,7 +73,7 @@ def error_response(status: int, code: str, message: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "field", ""))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

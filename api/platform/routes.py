@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from dataclasses import replace
 
 import redis
 from flask import Blueprint, Response, jsonify, request
@@ -21,6 +22,7 @@ from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
 from .events import announce
 from .inputs import document_from_upload, parse_documents
+from .inputs.names import unique
 from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, iso, remember_idempotency_key
 from .netguard import AddressNotAllowed, check_url
 from .storage import ZIP_NAME, is_tracking_id, serve_file
@@ -207,6 +209,9 @@ def start_job(demo: Demo):
         raise InputError(unknown[0], f"unknown field; expected {', '.join(START_FIELDS)}")
     params = demo.validate(body.get("parameters"))
     documents = parse_documents(body.get("documents") or [], s.cfg)
+    taken = {d.uid for d in documents}
+    for extra in demo.extra_documents(params):
+        documents.append(replace(extra, uid=unique(extra.uid, taken)))
     experiment_id = str(body.get("experiment_id") or "")
     if len(experiment_id) > 200:
         raise InputError("experiment_id", "at most 200 characters")
@@ -230,7 +235,6 @@ def start_job(demo: Demo):
         if earlier is not None:
             return start_response(earlier, replayed=True)
 
-    taken = {d.uid for d in documents}
     for index, upload in enumerate(uploads):
         name = secure_filename(upload.filename) or f"upload{index}"
         path = s.cfg.uploads_folder / tracking_id / f"{index:04d}" / name  # keeps the client's file name

@@ -20,13 +20,16 @@ from ..netguard import check_url
 from .names import SAFE_NAME, slugify, unique
 
 DOCUMENT_TYPES = ("img", "url_list", "iiif", "zip", "pdf")
+# Made by the platform or a demo, never accepted from a client: "dir" is a folder of images under
+# DATA_FOLDER (e.g. the crops of an earlier job, see Demo.extra_documents).
+INTERNAL_TYPES = ("dir",)
 DOCUMENT_KEYS = ("type", "src", "uid")
 MAX_URL_LENGTH = 8192
 
 
 @dataclass(frozen=True)
 class Document:
-    type: str  # one of DOCUMENT_TYPES
+    type: str  # one of DOCUMENT_TYPES or INTERNAL_TYPES
     uid: str  # safe as a folder name (names.SAFE_NAME)
     src: str | None = None  # http(s) URL
     path: str | None = None  # absolute local path of an upload saved by the API
@@ -38,7 +41,7 @@ class Document:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Document":
-        if d.get("type") not in DOCUMENT_TYPES or not SAFE_NAME.match(str(d.get("uid", ""))):
+        if d.get("type") not in DOCUMENT_TYPES + INTERNAL_TYPES or not SAFE_NAME.match(str(d.get("uid", ""))):
             raise ValueError(f"not a stored document: {d!r}")
         path = d.get("path")
         return cls(type=d["type"], uid=d["uid"], src=d.get("src"), path=str(path) if path is not None else None)

@@ -19,6 +19,7 @@ from .names import slugify, unique
 from .pdf import pdf_sources
 from .sources import DocumentError, ImageSource, check_count
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".jp2"}
 _WHAT = {"text": "URL list", "manifest": "IIIF manifest", "zip": "zip archive", "pdf": "PDF"}
 
 
@@ -35,6 +36,8 @@ def expand(doc: Document, fetcher: Fetcher, cfg: Config) -> list[ImageSource]:
         sources = zip_sources(_local_file(doc, fetcher, "zip"), doc.uid, cfg)
     elif doc.type == "pdf":
         sources = pdf_sources(_local_file(doc, fetcher, "pdf"), doc.uid, cfg)
+    elif doc.type == "dir":
+        sources = _folder_sources(doc, cfg)
     else:
         raise DocumentError(f"unknown document type {doc.type!r}")
     check_count(len(sources), cfg)
@@ -54,6 +57,19 @@ def _local_file(doc: Document, fetcher: Fetcher, kind: str) -> Path:
         return fetcher.fetch(doc.src, kind=kind)
     except DownloadError as exc:
         raise DocumentError(f"cannot download the {_WHAT[kind]}: {exc}") from None
+
+
+def _folder_sources(doc: Document, cfg: Config) -> list[ImageSource]:
+    """The images of a folder inside DATA_FOLDER, by file name (the platform made this document,
+    but the folder is still checked to lie in DATA_FOLDER: a job never reads elsewhere)."""
+    folder = Path(doc.path or "").resolve()
+    if not folder.is_relative_to(cfg.data_folder.resolve()) or not folder.is_dir():
+        raise DocumentError("the folder of images is gone")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    check_count(len(files), cfg)
+    taken: set[str] = set()
+    return [ImageSource(doc_uid=doc.uid, name=unique(_stem(str(p), "image"), taken), index=i, path=p)
+            for i, p in enumerate(files)]
 
 
 def _url_list_sources(doc: Document, path: Path, cfg: Config) -> list[ImageSource]:

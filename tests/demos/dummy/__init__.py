@@ -14,6 +14,8 @@ from flask import Blueprint, jsonify
 from PIL import ImageStat
 
 from api.platform.demo import Demo, Param
+from api.platform.errors import InputError
+from api.platform.inputs import Document
 
 
 class MeanColour:
@@ -35,7 +37,16 @@ class Dummy(Demo):
         "fail": Param(bool, False, help="raise an error in the model"),
         "disk_full": Param(bool, False, help="raise 'no space left on device' (an infrastructure failure)"),
         "labels": Param(list, [], items=str, help="echoed back"),
+        "folder": Param(str, "", help="also read the images of DATA_FOLDER/<folder> (extra_documents)"),
     }
+
+    def extra_documents(self, params: dict) -> list[Document]:
+        if not params["folder"]:
+            return []
+        folder = self.cfg.data_folder / params["folder"]
+        if not folder.is_dir():
+            raise InputError("parameters.folder", "no such folder in DATA_FOLDER")
+        return [Document(type="dir", uid="folder", path=str(folder))]
 
     def model_id(self, params: dict) -> str:
         return params["model"]
