@@ -24,7 +24,9 @@ def assert_error(response, status: int, code: str | None = None, mentions: str |
     assert response.status_code == status, response.data
     assert response.mimetype == "application/json"
     error = json_of(response)["error"]
-    assert set(error) == {"code", "message"}
+    assert set(error) <= {"code", "message", "field"} and error.get("field", "x")
+    if code == "invalid_input":
+        assert error["message"].startswith(f"{error['field']}: ")
     assert "Traceback" not in error["message"]
     if code:
         assert error["code"] == code

@@ -101,7 +101,8 @@ def spec(demos: dict[str, Demo]) -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}}}}},
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the invalid input, for 400s"}}}}},
                 "Document": {"type": "object", "required": ["type", "src"], "properties": {
                     "type": {"enum": ["img", "url_list", "iiif", "zip", "pdf"]},
                     "src": {"type": "string", "format": "uri"}, "uid": {"type": "string"}}},
