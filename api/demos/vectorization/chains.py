@@ -1,0 +1,132 @@
+"""From an ink mask to ordered pixel chains along the strokes' centre lines.
+
+The skeleton (one pixel wide) is cut at its junctions (pixels with three or more neighbours), so
+each remaining piece is a simple path or a closed loop; each is walked into an ordered list of
+points. Fitting lines and arcs to ordered points is then one-dimensional, and the pieces a
+junction cut apart are joined again later by geometry (collinear lines, cocircular arcs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+NEIGHBOURS_4 = ((0, 1), (1, 0), (0, -1), (-1, 0))
+NEIGHBOURS_8 = NEIGHBOURS_4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+@dataclass
+class Chain:
+    points: np.ndarray  # N×2 float (x, y), in walking order
+    closed: bool  # a loop with no end (e.g. a circle nothing touches)
+    at_junction: tuple[bool, bool] = (False, False)  # whether its first / last point touches a junction
+
+    def trimmed(self, n: int) -> "Chain":
+        """Without `n` points at each end that touches a junction, where skeletons bend towards the
+        other stroke; a chain is never cut below half its length."""
+        first, last = self.at_junction
+        total = len(self.points)
+        n = min(n, total // 4)
+        if n <= 0 or not (first or last):
+            return self
+        lo = n if first else 0
+        hi = total - n if last else total
+        return Chain(self.points[lo:hi], self.closed, self.at_junction)
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    from skimage.morphology import skeletonize
+
+    return skeletonize(mask)
+
+
+def neighbour_count(skel: np.ndarray) -> np.ndarray:
+    kernel = np.ones((3, 3), np.float32)
+    kernel[1, 1] = 0
+    return cv2.filter2D(skel.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).astype(np.int32)
+
+
+def chains_of(skel: np.ndarray, min_points: int = 3) -> list[Chain]:
+    """Ordered chains of the skeleton with its junction pixels removed."""
+    count = neighbour_count(skel)
+    junction = skel & (count >= 3)
+    # A pixel with 3 neighbours on a staircase is not a junction: keep it when its neighbours do
+    # not fall into three separate groups around it.
+    junction &= _branch_count(skel) >= 3
+    body = skel & ~junction
+    n, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
+    ys, xs = np.nonzero(body)
+    order = np.argsort(labels[ys, xs], kind="stable")
+    ys, xs = ys[order], xs[order]
+    bounds = np.searchsorted(labels[ys, xs], np.arange(1, n + 1))
+    near_junction = cv2.dilate(junction.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    chains = []
+    for k in range(1, n):
+        lo, hi = bounds[k - 1], bounds[k]
+        if hi - lo < min_points:
+            continue
+        for chain in _walk(list(zip(ys[lo:hi].tolist(), xs[lo:hi].tolist()))):
+            if len(chain.points) < min_points:
+                continue
+            (x0, y0), (x1, y1) = chain.points[0].astype(int), chain.points[-1].astype(int)
+            chain.at_junction = (bool(near_junction[y0, x0]), bool(near_junction[y1, x1]))
+            chains.append(chain)
+    return chains
+
+
+def _branch_count(skel: np.ndarray) -> np.ndarray:
+    """For each pixel, how many separate groups its 8 neighbours form (walking round the ring)."""
+    padded = np.pad(skel, 1).astype(np.uint8)
+    h, w = skel.shape
+    ring = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
+    values = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ring]
+    transitions = np.zeros((h, w), np.int32)
+    for i in range(8):
+        a, b = values[i], values[(i + 1) % 8]
+        transitions += (a == 0) & (b == 1)
+    # a corner neighbour that touches a side neighbour belongs to its group: the 0→1 count of the
+    # ring already merges adjacent ones; diagonal-only neighbours separated by a side gap count apart
+    return transitions
+
+
+def _walk(pixels: list[tuple[int, int]]) -> list[Chain]:
+    """Walk a component from one of its ends (or anywhere, for a loop); what one walk leaves
+    behind (a branch the junction test missed) is walked again."""
+    remaining = set(pixels)
+    chains = []
+    while len(remaining) >= 3:
+        chains.append(_walk_once(remaining, [p for p in pixels if p in remaining]))
+    return chains
+
+
+def _walk_once(remaining: set, pixels: list[tuple[int, int]]) -> Chain:
+    def degree(p) -> int:
+        y, x = p
+        return sum((y + dy, x + dx) in remaining for dy, dx in NEIGHBOURS_8)
+
+    start = next((p for p in pixels if degree(p) <= 1), None)
+    closed = start is None
+    if closed:
+        start = pixels[0]
+    path = [start]
+    remaining.discard(start)
+    current = start
+    while True:
+        y, x = current
+        step = None
+        for dy, dx in NEIGHBOURS_8:  # side neighbours first: a staircase is walked stair by stair
+            if (y + dy, x + dx) in remaining:
+                step = (y + dy, x + dx)
+                break
+        if step is None:
+            break
+        remaining.discard(step)
+        path.append(step)
+        current = step
+    if closed:
+        y0, x0 = start
+        y1, x1 = path[-1]
+        closed = max(abs(y0 - y1), abs(x0 - x1)) <= 1 and len(path) > 8
+    points = np.array([(x, y) for y, x in path], np.float64)
+    return Chain(points=points, closed=closed)

@@ -1,0 +1,151 @@
+"""Arc pieces → circles and arcs.
+
+Junctions cut a circle into several arc pieces (a radius touching it, a line crossing it). Pieces
+lying on one circle are gathered, the circle is refitted on all their points, and the angular
+coverage decides: no gap wider than a junction → a circle; otherwise one arc per covered stretch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fitting import CircleFit, Piece, angular_span, fit_circle
+from .primitives import Primitive, arc, circle
+
+
+@dataclass
+class ArcCluster:
+    points: np.ndarray
+    fit: CircleFit
+    pieces: list[Piece] = field(default_factory=list)
+
+    def add(self, piece: Piece, fit: CircleFit) -> None:
+        self.points = np.concatenate([self.points, piece.points])
+        self.pieces.append(piece)
+        self.fit = fit
+
+
+def cluster_arcs(pieces: list[Piece], tolerance: float) -> list[ArcCluster]:
+    """Gather arc pieces that lie on one circle (within 1.5 × tolerance for 95% of their points)."""
+    clusters: list[ArcCluster] = []
+    for piece in sorted(pieces, key=lambda p: -len(p.points)):
+        fit = fit_circle(piece.points)
+        if fit is None:
+            continue
+        for cluster in clusters:
+            joint = _joint_fit(cluster, piece.points, fit, tolerance)
+            if joint is not None:
+                cluster.add(piece, joint)
+                break
+        else:
+            clusters.append(ArcCluster(piece.points, fit, [piece]))
+    merged = True
+    while merged:  # clusters that grew towards each other
+        merged = False
+        for i, a in enumerate(clusters):
+            for b in clusters[i + 1:]:
+                joint = _joint_fit(a, b.points, b.fit, tolerance)
+                if joint is not None:
+                    for piece in b.pieces:
+                        a.pieces.append(piece)
+                    a.points, a.fit = np.concatenate([a.points, b.points]), joint
+                    clusters.remove(b)
+                    merged = True
+                    break
+            if merged:
+                break
+    return clusters
+
+
+def _joint_fit(cluster: ArcCluster, points: np.ndarray, fit: CircleFit, tolerance: float) -> CircleFit | None:
+    c = cluster.fit
+    slack = 0.15 * max(c.r, fit.r) + 2 * tolerance
+    if abs(c.r - fit.r) > slack or math.hypot(c.cx - fit.cx, c.cy - fit.cy) > slack:
+        return None
+    # the new points must already lie near the cluster's circle before a joint refit is tried
+    d = np.abs(np.hypot(points[:, 0] - c.cx, points[:, 1] - c.cy) - c.r)
+    if np.percentile(d, 90) > 3 * tolerance:
+        return None
+    joint = fit_circle(np.concatenate([cluster.points, points]))
+    if joint is None or np.percentile(joint.residuals, 95) > 1.5 * tolerance:
+        return None
+    return joint
+
+
+def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance: float,
+                       max_gap: float) -> list[Piece]:
+    """Short line pieces that lie on a cluster's circle, next to its coverage (junction debris,
+    flat stretches of large circles), join that circle; the rest are returned."""
+    left = []
+    for piece in lines:
+        taken = False
+        for cluster in clusters:
+            c = cluster.fit
+            d = np.abs(np.hypot(piece.points[:, 0] - c.cx, piece.points[:, 1] - c.cy) - c.r)
+            if np.percentile(d, 90) > 1.5 * tolerance:
+                continue
+            if _angular_distance(c.angles(piece.points), c.angles(cluster.points)) * math.pi / 180 * c.r > max_gap:
+                continue
+            cluster.points = np.concatenate([cluster.points, piece.points])
+            cluster.pieces.append(piece)
+            taken = True
+            break
+        if not taken:
+            left.append(piece)
+    for cluster in clusters:
+        fit = fit_circle(cluster.points)
+        if fit is not None:
+            cluster.fit = fit
+    return left
+
+
+def _angular_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest angle (degrees) between any angle of `a` and any of `b`."""
+    b = np.sort(b % 360.0)
+    a = a % 360.0
+    idx = np.searchsorted(b, a)
+    before = b[(idx - 1) % len(b)]
+    after = b[idx % len(b)]
+    d1 = (a - before) % 360.0
+    d2 = (after - a) % 360.0
+    return float(min(d1.min(), d2.min()))
+
+
+def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_radius: float) -> list[Primitive]:
+    """A circle when the coverage has no gap wider than `max_gap` px, else one arc per stretch."""
+    fit = cluster.fit
+    if fit.r > max_radius or fit.r < 2:
+        return []
+    angles = np.sort(fit.angles(cluster.points))
+    gaps = np.diff(np.concatenate([angles, [angles[0] + 360.0]]))
+    gap_limit = max(3.0, math.degrees(max_gap / fit.r))
+    big = np.nonzero(gaps > gap_limit)[0]
+    if big.size == 0:
+        return [circle(fit.cx, fit.cy, fit.r)] if 2 * math.pi * fit.r >= min_length else []
+    result = []
+    n = len(angles)
+    for k, gap_index in enumerate(big):
+        start_index = (gap_index + 1) % n
+        end_index = big[(k + 1) % len(big)]
+        start = angles[start_index]
+        end = angles[end_index]
+        if end < start or (end == start and len(big) == 1):
+            end += 360.0
+        part = _points_between(cluster.points, fit, start, end)
+        if len(part) < 8:
+            continue
+        refit = fit_circle(part) or fit
+        if refit.r > max_radius:
+            continue
+        start, sweep = angular_span(refit.angles(part))
+        if math.radians(sweep) * refit.r < min_length:
+            continue
+        result.append(arc(refit.cx, refit.cy, refit.r, start, start + sweep))
+    return result
+
+
+def _points_between(points: np.ndarray, fit: CircleFit, start: float, end: float) -> np.ndarray:
+    rel = (fit.angles(points) - start) % 360.0
+    return points[rel <= (end - start) + 1e-6]

@@ -1,0 +1,181 @@
+"""How right are the primitives? Precision, recall and F1 per type at a pixel tolerance.
+
+    python -m api.demos.vectorization.evaluate <predictions> <ground truth> [--tolerance 3]
+
+Each argument is a file (.svg, .json, .dxf) or a folder of them; in folders, files are paired by
+stem (a.svg with a.dxf). A prediction matches a truth of the same type, one to one (Hungarian
+assignment), when:
+- line: both ends within the tolerance (either direction);
+- circle: centre within the tolerance and radius within the tolerance;
+- arc: its start, middle and end points each within the tolerance of the truth's (either direction).
+DXF has y up and no image size: its y is flipped with the image height, read from the paired
+prediction SVG (`height` attribute) or given with --height.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .primitives import TYPES, Primitive, arc_point
+
+INFEASIBLE = 1e9
+
+
+def distance(kind: str, a: dict, b: dict) -> float:
+    """The matching distance between two primitives of one type (see the module's doc)."""
+    if kind == "line":
+        p1, p2 = (a["x1"], a["y1"]), (a["x2"], a["y2"])
+        q1, q2 = (b["x1"], b["y1"]), (b["x2"], b["y2"])
+        return min(max(math.dist(p1, q1), math.dist(p2, q2)), max(math.dist(p1, q2), math.dist(p2, q1)))
+    if kind == "circle":
+        return max(math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]), abs(a["r"] - b["r"]))
+    pa = [arc_point(a, t) for t in (a["start"], (a["start"] + a["end"]) / 2, a["end"])]
+    pb = [arc_point(b, t) for t in (b["start"], (b["start"] + b["end"]) / 2, b["end"])]
+    forward = max(math.dist(p, q) for p, q in zip(pa, pb))
+    backward = max(math.dist(p, q) for p, q in zip(pa, reversed(pb)))
+    return min(forward, backward)
+
+
+def match(predicted: list[Primitive], truth: list[Primitive], tolerance: float = 3.0) -> dict[str, dict]:
+    """Per type: tp, fp, fn, precision, recall, f1 (and the mean distance of the matches)."""
+    from scipy.optimize import linear_sum_assignment
+
+    report = {}
+    for kind in TYPES:
+        pred = [p.geometry for p in predicted if p.type == kind]
+        true = [t.geometry for t in truth if t.type == kind]
+        tp, mean_error = 0, None
+        if pred and true:
+            cost = np.array([[distance(kind, p, t) for t in true] for p in pred])
+            cost[cost > tolerance] = INFEASIBLE
+            rows, cols = linear_sum_assignment(cost)
+            matched = cost[rows, cols] < INFEASIBLE
+            tp = int(matched.sum())
+            if tp:
+                mean_error = round(float(cost[rows, cols][matched].mean()), 3)
+        report[kind] = _scores(tp, len(pred) - tp, len(true) - tp)
+        report[kind]["mean_error_px"] = mean_error
+    return report
+
+
+def _scores(tp: int, fp: int, fn: int) -> dict:
+    precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(precision, 4), "recall": round(recall, 4),
+            "f1": round(f1, 4)}
+
+
+def total(reports: Iterable[dict]) -> dict[str, dict]:
+    """Pool several images' reports (micro-average: counts summed, then scores)."""
+    sums = {kind: [0, 0, 0] for kind in TYPES}
+    errors: dict[str, list[tuple[float, int]]] = {kind: [] for kind in TYPES}
+    for report in reports:
+        for kind in TYPES:
+            r = report[kind]
+            sums[kind][0] += r["tp"]
+            sums[kind][1] += r["fp"]
+            sums[kind][2] += r["fn"]
+            if r.get("mean_error_px") is not None:
+                errors[kind].append((r["mean_error_px"], r["tp"]))
+    result = {}
+    for kind in TYPES:
+        result[kind] = _scores(*sums[kind])
+        weight = sum(n for _, n in errors[kind])
+        result[kind]["mean_error_px"] = round(sum(e * n for e, n in errors[kind]) / weight, 3) if weight else None
+    return result
+
+
+# -- reading files -----------------------------------------------------------------------------------
+def read_primitives(path: Path, height: float | None = None) -> list[Primitive]:
+    """Primitives from our JSON, any SVG (line, polyline, polygon, circle, path M/L/H/V/A/Z) or a DXF."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        items = data.get("primitives", data) if isinstance(data, dict) else data
+        return [Primitive.from_dict(item) for item in items]
+    if suffix == ".svg":
+        from .svg import parse_svg
+
+        return parse_svg(path.read_bytes()).primitives
+    if suffix == ".dxf":
+        from .dxf import read_dxf
+
+        return read_dxf(path, height=height)
+    raise ValueError(f"{path}: unsupported file type (use .svg, .json or .dxf)")
+
+
+def svg_height(path: Path) -> float | None:
+    if path.suffix.lower() != ".svg":
+        return None
+    from .svg import parse_svg
+
+    return parse_svg(path.read_bytes()).height
+
+
+def pairs(predictions: Path, truth: Path) -> list[tuple[Path, Path]]:
+    if predictions.is_file() and truth.is_file():
+        return [(predictions, truth)]
+    if predictions.is_dir() and truth.is_dir():
+        preds = _by_name(predictions)
+        truths = _by_name(truth)
+        common = sorted(set(preds) & set(truths))
+        if not common:
+            raise ValueError("no prediction and ground-truth files share a name")
+        return [(preds[name], truths[name]) for name in common]
+    raise ValueError("give two files or two folders")
+
+
+def _by_name(folder: Path) -> dict[str, Path]:
+    """Files by relative path without suffix (doc/0001); JSON wins over SVG (exact numbers)."""
+    rank = {".json": 0, ".dxf": 1, ".svg": 2}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        suffix = path.suffix.lower()
+        if suffix not in rank or not path.is_file():
+            continue
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key not in found or rank[suffix] < rank[found[key].suffix.lower()]:
+            found[key] = path
+    return found
+
+
+def evaluate_paths(predictions: Path, truth: Path, tolerance: float = 3.0, height: float | None = None) -> dict:
+    images = {}
+    for pred_path, true_path in pairs(predictions, truth):
+        h = height
+        if true_path.suffix.lower() == ".dxf" and h is None:
+            sibling = pred_path.with_suffix(".svg")
+            h = svg_height(pred_path) or (svg_height(sibling) if sibling.exists() else None)
+        images[pred_path.relative_to(predictions).with_suffix('').as_posix() if predictions.is_dir() else pred_path.stem] = match(read_primitives(pred_path), read_primitives(true_path, height=h), tolerance)
+    return {"tolerance_px": tolerance, "images": len(images), "total": total(images.values()), "per_image": images}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.demos.vectorization.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", type=Path)
+    parser.add_argument("truth", type=Path)
+    parser.add_argument("--tolerance", type=float, default=3.0, help="pixels (default 3)")
+    parser.add_argument("--height", type=float, default=None, help="image height, to flip DXF's y axis")
+    parser.add_argument("--per-image", action="store_true", help="also print each image's scores")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_paths(args.predictions, args.truth, args.tolerance, args.height)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.per_image:
+        report.pop("per_image")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

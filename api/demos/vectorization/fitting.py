@@ -1,0 +1,164 @@
+"""Fitting lines and circles to points, and cutting one chain into line and arc pieces.
+
+A chain is cut greedily from its start: the longest run that stays within `tolerance` px of one
+straight line, or of one circle, becomes a piece; a circle wins only when it explains clearly more
+of the chain, because any short stretch of a large circle is also nearly straight.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LineFit:
+    centre: np.ndarray  # a point on the line
+    direction: np.ndarray  # unit vector
+    residuals: np.ndarray  # perpendicular distances of the points
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        return (points - self.centre) @ self.direction
+
+    def endpoints(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = self.project(points)
+        return self.centre + t.min() * self.direction, self.centre + t.max() * self.direction
+
+
+@dataclass
+class CircleFit:
+    cx: float
+    cy: float
+    r: float
+    residuals: np.ndarray  # |distance to centre − r|
+
+    def angles(self, points: np.ndarray) -> np.ndarray:
+        """Angles of the points in degrees, y down (see primitives.py)."""
+        return np.degrees(np.arctan2(points[:, 1] - self.cy, points[:, 0] - self.cx)) % 360.0
+
+
+def fit_line(points: np.ndarray) -> LineFit:
+    centre = points.mean(axis=0)
+    centred = points - centre
+    if len(points) < 2:
+        return LineFit(centre, np.array([1.0, 0.0]), np.zeros(len(points)))
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    direction = vt[0]
+    normal = np.array([-direction[1], direction[0]])
+    return LineFit(centre, direction, np.abs(centred @ normal))
+
+
+def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
+    """Algebraic (Kåsa) fit, then a few Gauss-Newton steps on the geometric distance, which removes
+    the algebraic fit's bias towards small circles on short arcs."""
+    if len(points) < 5:
+        return None
+    x, y = points[:, 0], points[:, 1]
+    mx, my = x.mean(), y.mean()
+    u, v = x - mx, y - my
+    a = np.column_stack([u, v, np.ones_like(u)])
+    b = u * u + v * v
+    try:
+        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    except np.linalg.LinAlgError:
+        return None
+    cx, cy = sol[0] / 2, sol[1] / 2
+    r2 = sol[2] + cx * cx + cy * cy
+    if not np.isfinite(r2) or r2 <= 0:
+        return None
+    r = math.sqrt(r2)
+    for _ in range(refine):
+        dx, dy = u - cx, v - cy
+        d = np.hypot(dx, dy)
+        d[d == 0] = 1e-9
+        jac = np.column_stack([-dx / d, -dy / d, -np.ones_like(d)])
+        res = d - r
+        try:
+            step, *_ = np.linalg.lstsq(jac, -res, rcond=None)
+        except np.linalg.LinAlgError:
+            break
+        cx, cy, r = cx + step[0], cy + step[1], r + step[2]
+        if not np.isfinite(r) or r <= 0 or np.abs(step).max() < 1e-3:
+            break
+    if not np.isfinite(r) or r <= 0:
+        return None
+    d = np.hypot(u - cx, v - cy)
+    return CircleFit(float(cx + mx), float(cy + my), float(r), np.abs(d - r))
+
+
+def angular_span(angles: np.ndarray) -> tuple[float, float]:
+    """(start, sweep) of the smallest arc holding all the angles (degrees)."""
+    a = np.sort(angles % 360.0)
+    if len(a) == 1:
+        return float(a[0]), 0.0
+    gaps = np.diff(np.concatenate([a, [a[0] + 360.0]]))
+    i = int(np.argmax(gaps))
+    start = a[(i + 1) % len(a)]
+    return float(start), float(360.0 - gaps[i])
+
+
+@dataclass
+class Piece:
+    kind: str  # "line" or "arc"
+    points: np.ndarray
+
+
+class ChainCutter:
+    def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0):
+        self.tolerance = tolerance
+        self.max_radius = max_radius
+        self.min_sweep = min_sweep
+
+    def line_fits(self, points: np.ndarray) -> bool:
+        return len(points) < 3 or fit_line(points).residuals.max() <= self.tolerance
+
+    def arc_fits(self, points: np.ndarray) -> bool:
+        if len(points) < 8:
+            return False
+        fit = fit_circle(points, refine=2)
+        return fit is not None and fit.r <= self.max_radius and fit.residuals.max() <= self.tolerance
+
+    def sweep(self, points: np.ndarray) -> float:
+        fit = fit_circle(points)
+        return 0.0 if fit is None else angular_span(fit.angles(points))[1]
+
+    def cut(self, points: np.ndarray, closed: bool = False) -> list[Piece]:
+        n = len(points)
+        if closed and self.arc_fits(points):
+            return [Piece("arc", points)]
+        pieces: list[Piece] = []
+        i = 0
+        while i < n - 1:
+            end_line = self._longest(points, i, self.line_fits, 2)
+            end_arc = self._longest(points, i, self.arc_fits, 8)
+            if end_arc > end_line + max(4, 0.15 * (end_line - i)) and \
+                    self.sweep(points[i:end_arc]) >= self.min_sweep:
+                pieces.append(Piece("arc", points[i:end_arc]))
+                i = end_arc - 1
+            else:
+                pieces.append(Piece("line", points[i:end_line]))
+                i = end_line - 1
+        return pieces
+
+    @staticmethod
+    def _longest(points: np.ndarray, i: int, fits, least: int) -> int:
+        """The largest j with fits(points[i:j]) (doubling, then bisection); at least i + 2."""
+        n = len(points)
+        if i + least > n or not fits(points[i:i + least]):
+            return min(n, i + 2)
+        good, step = i + least, least
+        while good < n:
+            trial = min(n, i + step * 2)
+            if fits(points[i:trial]):
+                good, step = trial, step * 2
+            else:
+                bad = trial
+                while bad - good > 1:
+                    mid = (good + bad) // 2
+                    if fits(points[i:mid]):
+                        good = mid
+                    else:
+                        bad = mid
+                break
+        return good

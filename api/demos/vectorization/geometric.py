@@ -1,0 +1,136 @@
+"""The `geometric` backend: classical image processing, no weights.
+
+ink mask (binarize) → skeleton chains (chains) → line and arc pieces (fitting) → arcs gathered
+into circles and arcs (circles), fragments merged into lines and their ends snapped (lines) →
+each primitive scored by how much ink lies under it. Every threshold is a `Settings` field, and
+the demo exposes them as job parameters.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .binarize import ink_mask
+from .chains import chains_of, skeleton
+from .circles import absorb_line_pieces, cluster_arcs, primitives_of
+from .fitting import ChainCutter, fit_line
+from .lines import cluster_lines, segment_of, snap_ends
+from .primitives import Primitive, sample
+
+
+@dataclass
+class Settings:
+    """Thresholds of the geometric backend (pixels unless said otherwise)."""
+
+    tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
+    min_length: float = 0.0  # shorter lines and arcs are dropped; 0: max(30, 10 × the stroke width)
+    min_radius: float = 8.0  # smaller circles and arcs are dropped (letters such as o, e, 6)
+    min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
+    sensitivity: float = 0.5  # threshold between paper (0) and darkest ink (1)
+    max_gap: float = 0.0  # widest gap bridged when joining fragments; 0: max(10, 4 × the stroke width)
+    min_support: float = 0.6  # share of a primitive's length that must lie on ink
+
+
+@dataclass
+class Detection:
+    primitives: list[Primitive]
+    stroke_width: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+
+
+class GeometricDetector:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+
+    def detect(self, rgb: np.ndarray) -> Detection:
+        s = self.settings
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(now - clock, 4)
+            clock = now
+
+        h, w = rgb.shape[:2]
+        ink = ink_mask(rgb, min_size=s.min_size or 24, sensitivity=s.sensitivity)
+        width = ink.stroke_width
+        if not s.min_size and 5 * width > 24:  # thick pens: bigger letters too
+            ink = ink_mask(rgb, min_size=int(5 * width), sensitivity=s.sensitivity)
+        lap("binarize_s")
+        tolerance = max(s.tolerance, width / 4)
+        max_gap = s.max_gap or max(10.0, 4 * width)
+        min_length = s.min_length or max(30.0, 10 * width)
+        chains = [c.trimmed(int(round(0.75 * width)) + 1) for c in chains_of(skeleton(ink.mask))]
+        lap("skeleton_s")
+        max_radius = 2.0 * max(h, w)
+        cutter = ChainCutter(tolerance=tolerance, max_radius=max_radius)
+        pieces = [piece for chain in chains for piece in cutter.cut(chain.points, chain.closed)]
+        lap("fit_s")
+        arc_pieces = [p for p in pieces if p.kind == "arc"]
+        line_pieces = [p for p in pieces if p.kind == "line"]
+        arc_clusters = cluster_arcs(arc_pieces, tolerance)
+        line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap)
+        round_things = [p for c in arc_clusters for p in primitives_of(c, max_gap, min_length, max_radius)
+                        if p.geometry["r"] >= s.min_radius]
+        line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width))
+        straight = [segment_of(c) for c in line_clusters]
+        straight = [p for p in straight if _length(p) >= min_length]
+        lap("merge_s")
+        support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        snap_ends(straight, round_things, support_mask, reach=max_gap + 2 * width)
+        primitives = []
+        for p in round_things + straight:
+            support = _support(p, support_mask)
+            if support < s.min_support:
+                continue
+            p.confidence = round(support, 3)
+            primitives.append(p)
+        _clip_inside(primitives, w, h)
+        _name(primitives)
+        lap("score_s")
+        return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
+
+
+def _length(p: Primitive) -> float:
+    g = p.geometry
+    return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"])
+
+
+def _support(p: Primitive, mask: np.ndarray) -> float:
+    """Share of the primitive's points (1 px apart) that fall on ink: its confidence."""
+    h, w = mask.shape
+    points = np.array(sample(p.type, p.geometry, step=1.0))
+    xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    if not inside.any():
+        return 0.0
+    return float(mask[ys[inside], xs[inside]].sum()) / len(points)
+
+
+def _clip_inside(primitives: list[Primitive], w: int, h: int) -> None:
+    """Line ends snapped a little past the border are brought back inside the image."""
+    for p in primitives:
+        if p.type == "line":
+            g = p.geometry
+            for key, limit in (("x1", w), ("x2", w), ("y1", h), ("y2", h)):
+                g[key] = min(max(g[key], 0.0), float(limit))
+
+
+def _name(primitives: list[Primitive]) -> None:
+    order = {"line": 0, "circle": 1, "arc": 2}
+    primitives.sort(key=lambda p: (order[p.type], -p.confidence))
+    counters = {"line": 0, "circle": 0, "arc": 0}
+    prefix = {"line": "l", "circle": "c", "arc": "a"}
+    for p in primitives:
+        counters[p.type] += 1
+        p.id = f"{prefix[p.type]}{counters[p.type]}"
+
+
+__all__ = ["Detection", "GeometricDetector", "Settings", "fit_line"]
