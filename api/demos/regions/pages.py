@@ -1,0 +1,65 @@
+"""`PageWriter`: the files of a regions job, page by page, then per document.
+
+Layout in the job folder, per document uid:
+    <doc>/annotations/<page>.json   one page, discover-api compatible
+    <doc>/labels/<page>.txt         YOLO labels (class cx cy w h, normalised)
+    <doc>/crops/<page>-<i>.jpg      each box, when `crops` is on (crop_id = <page>-<i>)
+    <doc>/previews/<page>.jpg       the page with boxes and labels drawn
+    <doc>/annotations.json          every page of the document, at the end
+    <doc>/iiif/annotation-list.json and annotation-page.json  for IIIF canvases (v2 and W3C/v3)
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from .detector import Detection
+from .outputs import annotation, crop_entry, crop_image, iiif_annotations, preview, yolo_lines
+
+
+class PageWriter:
+    def __init__(self, job, model, *, crops: bool, padding: int):
+        self.job = job
+        self.model = model
+        self.crops = crops
+        self.padding = padding
+        self.annotations: dict[str, list[dict]] = {}
+        self.canvases: dict[str, list[tuple[dict, tuple[int, int], list[dict]]]] = {}
+        self.class_counts: Counter = Counter()
+
+    def write_page(self, item, detections: list[Detection]) -> dict:
+        job, src, image = self.job, item.source, item.image
+        doc, page = src.doc_uid, src.name
+        entries = [crop_entry(d, f"{page}-{i}", self.model.label(d.cls), image.width, image.height)
+                   for i, d in enumerate(sorted(detections, key=lambda d: (d.y1, d.x1)))]
+        entries = [e for e in entries if e["absolute"]["width"] > 0 and e["absolute"]["height"] > 0]
+        record = annotation(page, doc, image, entries)
+        if src.canvas:
+            record["canvas"] = src.canvas.get("id")
+            self.canvases.setdefault(doc, []).append((src.canvas, image.size, entries))
+        job.write_json(f"{doc}/annotations/{page}.json", record)
+        job.write(f"{doc}/labels/{page}.txt", yolo_lines(entries))
+        if self.crops:
+            for entry in entries:
+                with job.open(f"{doc}/crops/{entry['crop_id']}.jpg") as handle:
+                    crop_image(image, entry, self.padding).save(handle, "JPEG", quality=90)
+        with job.open(f"{doc}/previews/{page}.jpg") as handle:
+            preview(image, entries).save(handle, "JPEG", quality=85)
+        self.annotations.setdefault(doc, []).append(record)
+        self.class_counts.update(e["class"] for e in entries)
+        return record
+
+    def finish(self) -> dict[str, dict]:
+        """Per-document files; returns their URLs by document uid."""
+        files: dict[str, dict] = {}
+        for doc, records in self.annotations.items():
+            self.job.write_json(f"{doc}/annotations.json", records)
+            files[doc] = {"annotations": self.job.url(f"{doc}/annotations.json"),
+                          "previews": [self.job.url(f"{doc}/previews/{r['source']}.jpg") for r in records]}
+            if doc in self.canvases:
+                list_id = self.job.url(f"{doc}/iiif")
+                annotation_list, annotation_page = iiif_annotations(self.canvases[doc], list_id)
+                self.job.write_json(f"{doc}/iiif/annotation-list.json", annotation_list)
+                self.job.write_json(f"{doc}/iiif/annotation-page.json", annotation_page)
+                files[doc]["iiif_annotation_list"] = self.job.url(f"{doc}/iiif/annotation-list.json")
+                files[doc]["iiif_annotation_page"] = self.job.url(f"{doc}/iiif/annotation-page.json")
+        return files

@@ -1,0 +1,224 @@
+"""The regions demo with real inference: a YOLO built from its yaml and trained here for about a
+minute on synthetic pages (tests/synthetic_pages.py), then run through the API and a real worker."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from api.platform.config import load_config
+from tests.conftest import ROOT, json_of, wait_for
+from tests.synthetic_pages import CLASSES, iou, make_page, write_yolo_dataset
+
+IMGSZ = 160
+UNSEEN = range(9000, 9006)
+
+
+def _quiet_ultralytics(folder) -> None:
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores."""
+    folder = tmp_path_factory.mktemp("yolo")
+    _quiet_ultralytics(folder / "settings")
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(2)
+    data = write_yolo_dataset(folder / "dataset", train=96, val=4)
+    model = YOLO("yolov8n.yaml")
+    model.train(data=str(data), epochs=40, imgsz=IMGSZ, batch=16, workers=0, plots=False, val=False, amp=False,
+                device="cpu", project=str(folder / "runs"), name="pages", exist_ok=True, verbose=False,
+                mosaic=0.0, seed=0, deterministic=True)
+    return folder / "runs" / "pages" / "weights" / "last.pt"
+
+
+@pytest.fixture
+def regions_env(env, procs, data_folder, trained_model):
+    models = data_folder / "models" / "regions"
+    models.mkdir(parents=True)
+    shutil.copy(trained_model, models / "pages.pt")
+    settings = {"INSTALLED_APPS": "regions", "REGIONS_BATCH_SIZE": "4"}
+    env.update(settings)
+    procs.env.update(settings)
+    return env
+
+
+@pytest.fixture
+def regions_client(regions_env):
+    from api import create_app
+
+    return create_app(load_config(regions_env)).test_client()
+
+
+def page_png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    make_page(seed).image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def run_job(client, procs, data=None, json_body=None) -> tuple[str, dict]:
+    procs.worker(queue="regions", timeout=120)
+    if json_body is not None:
+        response = client.post("/regions/start", json=json_body)
+    else:
+        response = client.post("/regions/start", data=data, content_type="multipart/form-data")
+    assert response.status_code == 202, response.data
+    tracking_id = json_of(response)["tracking_id"]
+    status = wait_for(lambda: (s := json_of(client.get(f"/regions/{tracking_id}/status")))["state"]
+                      in ("SUCCESS", "FAILURE") and s, 180, message="the regions job")
+    assert status["state"] == "SUCCESS", (status, procs.logs())
+    return tracking_id, status
+
+
+def test_finds_the_figures_of_unseen_pages_through_the_api_and_a_worker(regions_client, procs, data_folder):
+    files = [(io.BytesIO(page_png(seed)), f"page{seed}.png") for seed in UNSEEN]
+    files.append((io.BytesIO(b"\x89PNG\r\n\x1a\n but not really"), "corrupt.png"))
+    tracking_id, status = run_job(regions_client, procs, data={
+        "files": files, "parameters": json.dumps({"imgsz": IMGSZ, "conf": 0.1, "crop_padding": 3})})
+    assert status["progress"]["done"] == status["progress"]["total"] == len(UNSEEN) + 1
+    assert [e["doc_uid"] for e in status["errors"]] == ["corrupt"]
+    folder = data_folder / "results" / "regions" / tracking_id
+    output = json.loads((folder / "job.json").read_text())["output"]
+    found = expected = 0
+    for seed in UNSEEN:
+        doc = f"page{seed}"
+        truth = make_page(seed)
+        [record] = output["annotations"][doc]
+        assert record == json.loads((folder / doc / "annotations" / f"{doc}.json").read_text())
+        assert (record["width"], record["height"]) == truth.image.size
+        boxes = [(c["absolute"]["x1"], c["absolute"]["y1"], c["absolute"]["x2"], c["absolute"]["y2"])
+                 for c in record["crops"]]
+        expected += len(truth.boxes)
+        found += sum(any(iou(t[1:], b) >= 0.5 for b in boxes) for t in truth.boxes)
+        labels = (folder / doc / "labels" / f"{doc}.txt").read_text().splitlines()
+        assert len(labels) == len(record["crops"])
+        for crop, line in zip(record["crops"], labels):
+            a, r = crop["absolute"], crop["relative"]
+            w, h = record["width"], record["height"]
+            # relative and absolute boxes agree, and so does the YOLO label line
+            assert abs(r["x1"] * w - a["x1"]) < 1 and abs(r["y2"] * h - a["y2"]) < 1
+            assert abs(r["width"] * w - a["width"]) < 1 and a["x2"] - a["x1"] == a["width"]
+            assert crop["bbox"] == f"{a['x1']},{a['y1']},{a['width']},{a['height']}"
+            cls, cx, cy, bw, bh = line.split()
+            assert int(cls) == crop["class"] and crop["label"] == CLASSES[crop["class"]]
+            assert abs(float(cx) - (r["x1"] + r["x2"]) / 2) < 1e-4 and abs(float(bw) - r["width"]) < 1e-4
+            # the crop is its box plus the padding, clipped to the page
+            with Image.open(folder / doc / "crops" / f"{crop['crop_id']}.jpg") as image:
+                assert image.size == (min(a["x2"] + 3, w) - max(a["x1"] - 3, 0),
+                                      min(a["y2"] + 3, h) - max(a["y1"] - 3, 0))
+        with Image.open(folder / doc / "previews" / f"{doc}.jpg") as image:
+            assert image.size == truth.image.size
+    recall = found / expected
+    print(f"regions recall at IoU 0.5 on {len(UNSEEN)} unseen pages: {recall:.2f} ({found}/{expected})")
+    assert recall >= 0.8
+    summary = output["summary"]
+    assert summary["images"] == len(UNSEEN) and summary["images_failed"] == 1
+    assert summary["detections"] == sum(len(r[0]["crops"]) for r in output["annotations"].values())
+    assert set(summary["detections_per_class"]) <= set(CLASSES) and summary["batch_size"] == 4
+    assert summary == json.loads((folder / "summary.json").read_text())
+    assert "inference" in summary["timings"]
+
+
+def test_a_iiif_manifest_gives_annotations_on_its_canvases(regions_client, procs, http_server):
+    """The IIIF server sends images at half the canvas size: boxes are scaled back to the canvas."""
+    canvases = []
+    for i, seed in enumerate(UNSEEN[:2]):
+        http_server.add(f"/iiif/p{i}/full/full/0/default.jpg", page_png(seed), "image/png")
+        w, h = make_page(seed).image.size
+        canvases.append({"@id": http_server.url(f"/canvas/{i}"), "@type": "sc:Canvas", "label": f"p{i}",
+                         "width": 2 * w, "height": 2 * h, "images": [{
+                             "@type": "oa:Annotation", "motivation": "sc:painting", "on": http_server.url(f"/canvas/{i}"),
+                             "resource": {"@id": http_server.url(f"/iiif/p{i}/full/full/0/default.jpg"),
+                                          "@type": "dctypes:Image", "width": w, "height": h}}]})
+    manifest = {"@context": "http://iiif.io/api/presentation/2/context.json", "@id": http_server.url("/manifest.json"),
+                "@type": "sc:Manifest", "label": "book", "sequences": [{"@type": "sc:Sequence", "canvases": canvases}]}
+    http_server.add("/manifest.json", json.dumps(manifest).encode(), "application/json")
+    tracking_id, status = run_job(regions_client, procs, json_body={
+        "documents": [{"type": "iiif", "src": http_server.url("/manifest.json"), "uid": "book"}],
+        "parameters": {"imgsz": IMGSZ, "conf": 0.1, "crops": False}})
+    output = json_of(regions_client.get(f"/regions/{tracking_id}/result/book/iiif/annotation-list.json"))
+    assert output["@type"] == "sc:AnnotationList" and output["resources"]
+    annotations = json_of(regions_client.get(f"/regions/{tracking_id}/result/book/annotations.json"))
+    by_canvas = {c["@id"]: c for c in canvases}
+    crops = {c["crop_id"]: (page, c) for page in annotations for c in page["crops"]}
+    for resource in output["resources"]:
+        canvas_id, _, fragment = resource["on"].partition("#xywh=")
+        canvas = by_canvas[canvas_id]
+        x, y, w, h = map(int, fragment.split(","))
+        assert 0 <= x and 0 <= y and x + w <= canvas["width"] and y + h <= canvas["height"] and w > 0 and h > 0
+        page, crop = crops[resource["@id"].rsplit("/", 1)[1]]
+        assert page["canvas"] == canvas_id
+        assert abs(x - 2 * crop["absolute"]["x1"]) <= 1 and abs(w - 2 * crop["absolute"]["width"]) <= 1
+    page = json_of(regions_client.get(f"/regions/{tracking_id}/result/book/iiif/annotation-page.json"))
+    assert page["type"] == "AnnotationPage" and len(page["items"]) == len(output["resources"])
+    assert regions_client.get(f"/regions/{tracking_id}/result/book/crops/p0-0.jpg").status_code == 404
+
+
+def test_models_are_listed_with_classes_and_bad_parameters_are_400(regions_client, data_folder):
+    assert json_of(regions_client.get("/regions/models")) == {"pages.pt": wait_for(lambda: True) and
+                                                              json_of(regions_client.get("/regions/models"))["pages.pt"]}
+    details = json_of(regions_client.get("/regions/models?details=1"))["pages.pt"]
+    assert details["classes"] == list(CLASSES) and details["format"] == "ultralytics"
+    assert details["size"] == (data_folder / "models" / "regions" / "pages.pt").stat().st_size
+    assert details["source"] == "local file"
+    for params, field in (({"model": "nope.pt"}, "parameters.model"), ({"model": "../x.pt"}, "parameters.model"),
+                          ({"conf": 2}, "parameters.conf"), ({"classes": [-1]}, "parameters.classes"),
+                          ({"imgsz": "big"}, "parameters.imgsz")):
+        response = regions_client.post("/regions/start", json={
+            "documents": [{"type": "img", "src": "http://127.0.0.1:9/a.png"}], "parameters": params})
+        assert response.status_code == 400, params
+        assert json_of(response)["error"]["field"] == field
+    response = regions_client.post("/regions/start", json={
+        "documents": [{"type": "img", "src": "http://127.0.0.1:9/a.png"}], "parameters": {"model": "nope.pt"}})
+    message = json_of(response)["error"]["message"]
+    assert "models/regions" in message and "python -m api models pull regions" in message and "pages.pt" in message
+
+
+def test_the_api_reads_checkpoints_without_importing_torch(trained_model):
+    code = ("import sys, json; from pathlib import Path; from api.demos.regions.models import describe; "
+            f"d = describe(Path({str(trained_model)!r})); "
+            "assert 'torch' not in sys.modules and 'ultralytics' not in sys.modules, 'torch imported'; "
+            "print(json.dumps(d))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["classes"] == list(CLASSES)
+
+
+def test_an_onnx_export_gives_the_same_boxes(trained_model, tmp_path):
+    from ultralytics import YOLO
+
+    from api.demos.regions.detector import Detector, Options
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(trained_model, folder / "pages.pt")
+    exported = YOLO(str(folder / "pages.pt")).export(format="onnx", imgsz=IMGSZ, simplify=False, dynamic=False)
+    torch_model = Detector(folder / "pages.pt", "cpu")
+    onnx_model = Detector(folder / "pages.onnx", "cpu")
+    assert str(exported).endswith("pages.onnx") and onnx_model.format == "onnx"
+    assert onnx_model.classes == torch_model.classes == list(CLASSES)
+    options = Options(conf=0.1, imgsz=IMGSZ)
+    compared = 0
+    for seed in UNSEEN:
+        image = make_page(seed).image
+        [a] = torch_model.detect([image], options)
+        [b] = onnx_model.detect([image], options)
+        assert len(a) == len(b), seed
+        for box in a:
+            best = max(b, key=lambda other: iou((box.x1, box.y1, box.x2, box.y2), (other.x1, other.y1, other.x2, other.y2)))
+            assert iou((box.x1, box.y1, box.x2, box.y2), (best.x1, best.y1, best.x2, best.y2)) >= 0.9
+            assert best.cls == box.cls and abs(best.confidence - box.confidence) <= 0.05
+            compared += 1
+    assert compared > 0
