@@ -1,0 +1,100 @@
+"""Vectorization demo: diagrams → SVG lines, circles and arcs, with their confidence.
+
+For each image: `<doc>/<image>.svg` (the image's size and viewBox), `<doc>/<image>.json` (the same
+primitives), `<doc>/<image>.png` (a preview: primitives in colour over the faded image); per
+document `<doc>.zip` of its SVGs, as the reference service gives. Inputs are the platform's
+documents and/or the crops of a finished `regions` job (`regions_job`), so the two demos chain.
+
+Only the platform and the standard library are imported here: OpenCV, scikit-image and numpy are
+imported by `run`, in the worker, never by the API process.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from api.platform.demo import Demo, Param
+from api.platform.errors import InputError
+from api.platform.inputs import Document
+from api.platform.inputs.names import SAFE_NAME
+from api.platform.storage import JOB_FILE, is_tracking_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from api.platform.context import JobContext
+
+BACKEND_CHOICES = ("geometric", "learned")
+REGIONS_APP = "regions"
+
+
+class Vectorization(Demo):
+    name = "vectorization"
+    title = "Diagram vectorization"
+    description = ("Finds the lines, circles and arcs of diagrams (astronomy, geometry) and returns them as SVG "
+                   "and JSON with a confidence each, a preview over the image, and a zip of SVGs per document.")
+    params = {
+        "backend": Param(str, "geometric", choices=BACKEND_CHOICES,
+                         help="geometric: OpenCV + scikit-image, no weights; learned: a trained model (not installed)"),
+        "tolerance": Param(float, 2.0, min=0.5, max=10,
+                           help="px a stroke's centre may stray from a fitted line or circle"),
+        "min_length": Param(float, 0.0, min=0, max=100000,
+                            help="shorter lines and arcs are dropped (px); 0: max(30, 10 × stroke width)"),
+        "min_radius": Param(float, 8.0, min=0, max=100000, help="smaller circles and arcs are dropped (px)"),
+        "min_size": Param(int, 0, min=0, max=10000,
+                          help="ink blobs smaller than this both ways are text or specks (px); "
+                               "0: max(24, 5 × stroke width)"),
+        "sensitivity": Param(float, 0.5, min=0.05, max=0.95,
+                             help="threshold between paper (0) and the darkest ink (1); higher keeps fainter ink"),
+        "max_gap": Param(float, 0.0, min=0, max=10000,
+                         help="widest gap (px) bridged when joining fragments; 0: max(10, 4 × stroke width)"),
+        "min_support": Param(float, 0.6, min=0, max=1,
+                             help="share of a primitive's length that must lie on ink; also its confidence"),
+        "regions_job": Param(str, "", help="tracking_id of a finished regions job: vectorize its crops"),
+    }
+
+    def validate(self, raw: Any) -> dict:
+        params = super().validate(raw)
+        if params["backend"] == "learned":
+            raise InputError("parameters.backend", "learned backend not available on this server; use geometric")
+        params["regions_job"] = params["regions_job"].strip().lower()
+        return params
+
+    def extra_documents(self, params: dict) -> list[Document]:
+        """One `dir` document per document of the regions job, reading its crops folder."""
+        tracking_id = params.get("regions_job") or ""
+        if not tracking_id:
+            return []
+        field = "parameters.regions_job"
+        if not is_tracking_id(tracking_id):
+            raise InputError(field, "must be the tracking_id of a regions job (32 hexadecimal characters)")
+        folder = self.cfg.results_folder / REGIONS_APP / tracking_id
+        try:
+            state = json.loads((folder / JOB_FILE).read_text()).get("state")
+        except (OSError, ValueError):
+            raise InputError(field, "no regions job with this tracking_id") from None
+        if state != "SUCCESS":
+            raise InputError(field, f"the regions job has not succeeded (its state is {state}); "
+                                    "wait for SUCCESS or start a new one")
+        documents = [Document(type="dir", uid=doc.name, path=str((doc / "crops").resolve()))
+                     for doc in sorted(folder.iterdir())
+                     if doc.is_dir() and SAFE_NAME.match(doc.name) and _has_images(doc / "crops")]
+        if not documents:
+            raise InputError(field, "the regions job found no regions (no crops) to vectorize")
+        return documents
+
+    def run(self, job: "JobContext", model: Any) -> dict:
+        from .job import run_job
+
+        return run_job(job, job.params)
+
+    def models(self) -> dict[str, dict]:
+        return {"geometric": {"updated": "2026-11-26", "source": "built in: OpenCV + scikit-image, no weights",
+                              "primitives": ["line", "circle", "arc"]}}
+
+
+def _has_images(folder: Path) -> bool:
+    suffixes = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+    return folder.is_dir() and any(p.suffix.lower() in suffixes for p in folder.iterdir())
+
+
+demo = Vectorization()

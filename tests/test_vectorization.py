@@ -1,0 +1,289 @@
+"""Vectorization demo: the evaluator, SVG/DXF reading, the detector on synthetic diagrams with
+exact ground truth, and whole jobs through the API and a real worker (uploads and a regions job)."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from api.demos.vectorization.evaluate import distance, evaluate_paths, main as evaluate_main, match, total
+from api.demos.vectorization.primitives import Primitive, arc, circle, line
+from api.demos.vectorization.svg import parse_path, parse_svg, to_svg
+from api.demos.vectorization.synthetic import generate, ground_truth_svg
+from api.platform.config import load_config
+from tests.conftest import json_of, wait_for
+
+APP = "vectorization"
+TARGET = {"line": 0.9, "circle": 0.85}
+
+
+def shifted(p: Primitive, dx: float, dy: float) -> Primitive:
+    g = dict(p.geometry)
+    for key in g:
+        if key[0] == "x" or key == "cx":
+            g[key] += dx
+        if key[0] == "y" or key == "cy":
+            g[key] += dy
+    return Primitive(p.type, g)
+
+
+TRUTH = [line(10, 10, 200, 40), line(50, 300, 60, 100), circle(150, 150, 60), arc(300, 300, 80, 200, 330),
+         arc(100, 400, 40, 350, 420)]
+
+
+# -- the evaluator ----------------------------------------------------------------------------------
+def test_perfect_prediction_scores_one_and_a_10px_shift_scores_zero():
+    report = match(TRUTH, TRUTH, tolerance=3)
+    assert all(report[k]["f1"] == 1.0 for k in ("line", "circle", "arc")), report
+    far = match([shifted(p, 10, 0) for p in TRUTH], TRUTH, tolerance=3)
+    assert all(far[k]["f1"] == 0.0 and far[k]["fp"] == far[k]["fn"] for k in ("line", "circle", "arc")), far
+    near = match([shifted(p, 2, -1) for p in TRUTH], TRUTH, tolerance=3)
+    assert all(near[k]["f1"] == 1.0 for k in ("line", "circle", "arc"))
+
+
+def test_matching_ignores_direction_but_is_one_to_one_and_per_type():
+    reversed_line = line(200, 40, 10, 10)
+    assert distance("line", reversed_line.geometry, TRUTH[0].geometry) == 0
+    # the same arc described from its other end is the same arc
+    same_arc = arc(300, 300, 80, 330, 330 + 130)
+    assert distance("arc", same_arc.geometry, TRUTH[3].geometry) > 3  # different arc (the complement side)
+    twice = match([TRUTH[0], TRUTH[0]], [TRUTH[0]])
+    assert twice["line"] == {**twice["line"], "tp": 1, "fp": 1, "fn": 0, "precision": 0.5, "recall": 1.0}
+    wrong_type = match([circle(10, 10, 5)], [arc(10, 10, 5, 0, 350)])
+    assert wrong_type["circle"]["fp"] == 1 and wrong_type["arc"]["fn"] == 1
+    empty = match([], [])
+    assert empty["line"]["f1"] == 1.0  # nothing to find, nothing found
+    pooled = total([match(TRUTH, TRUTH), match([], TRUTH)])
+    assert pooled["line"]["recall"] == 0.5 and pooled["line"]["precision"] == 1.0
+
+
+def test_arc_endpoints_must_match_not_only_the_circle():
+    shorter = arc(300, 300, 80, 200, 320)  # same circle, ends 10° (≈14 px) early
+    assert match([shorter], [TRUTH[3]])["arc"]["f1"] == 0.0
+
+
+# -- SVG and DXF ------------------------------------------------------------------------------------
+def test_svg_round_trip_keeps_geometry_size_ids_and_has_no_script():
+    primitives = [Primitive(p.type, dict(p.geometry), 0.9, f"p{i}") for i, p in enumerate(TRUTH)]
+    text = to_svg(primitives, 640, 480)
+    drawing = parse_svg(text)
+    assert (drawing.width, drawing.height, drawing.view_box) == (640, 480, (0, 0, 640, 480))
+    assert not drawing.has_script and "<script" not in text
+    assert [p.id for p in drawing.primitives] == [p.id for p in primitives]
+    assert all(p.confidence == 0.9 for p in drawing.primitives)
+    assert match(drawing.primitives, TRUTH, tolerance=0.05)["arc"]["f1"] == 1.0
+    assert all(r["f1"] == 1.0 for r in match(drawing.primitives, TRUTH, tolerance=0.05).values())
+
+
+def test_svg_paths_of_other_tools_are_read():
+    found = parse_path("M10 10 l 20 0 V 50 h-20 z M 100 100 a 50 50 0 0 1 100 0 C 1 2 3 4 5 6")
+    kinds = [p.type for p in found]
+    assert kinds == ["line", "line", "line", "line", "arc"]
+    half = found[-1].geometry  # upper half circle from (100,100) to (200,100), clockwise on screen
+    assert math.isclose(half["cx"], 150) and math.isclose(half["cy"], 100) and math.isclose(half["r"], 50)
+    assert math.isclose(half["start"], 180) and math.isclose(half["end"], 360)
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="100px" height="50"><polygon points="0,0 10,0 10,10"/>'
+           '<ellipse cx="5" cy="5" rx="3" ry="3"/><rect x="1" y="1" width="2" height="2"/></svg>')
+    drawing = parse_svg(svg)
+    assert [p.type for p in drawing.primitives].count("line") == 7 and drawing.width == 100
+    with pytest.raises(ValueError):
+        parse_svg(b"<html><body/></html>")
+    with pytest.raises(ValueError):
+        parse_svg(b"not xml")
+
+
+def test_dxf_ground_truth_is_read_with_y_flipped(tmp_path):
+    import ezdxf
+
+    height = 500
+    doc = ezdxf.new()
+    msp = doc.modelspace()
+    msp.add_line((10, height - 10), (200, height - 40))
+    msp.add_circle((150, height - 150), 60)
+    msp.add_arc((300, height - 300), 80, start_angle=30, end_angle=160)  # CCW with y up
+    msp.add_lwpolyline([(400, 100, 0, 0, 1.0), (480, 100, 0, 0, 0)], format="xyseb")  # bulge 1: half circle
+    doc.saveas(tmp_path / "truth.dxf")
+    expected = [line(10, 10, 200, 40), circle(150, 150, 60), arc(300, 300, 80, -160, -30),
+                arc(440, height - 100, 40, 0, 180)]
+    (tmp_path / "pred.svg").write_text(to_svg(expected, 600, height))
+    report = evaluate_paths(tmp_path / "pred.svg", tmp_path / "truth.dxf", tolerance=0.5)
+    assert all(r["f1"] == 1.0 for r in report["total"].values()), report
+    assert evaluate_main([str(tmp_path / "pred.svg"), str(tmp_path / "truth.dxf")]) == 0
+    assert evaluate_main([str(tmp_path / "pred.svg"), str(tmp_path / "missing.dxf")]) == 2
+
+
+# -- the detector on synthetic drawings --------------------------------------------------------------
+def test_synthetic_diagrams_are_reproducible_and_their_truth_is_inside():
+    a, b = generate(7, 600), generate(7, 600)
+    assert np.array_equal(a.image, b.image) and [p.geometry for p in a.primitives] == [p.geometry for p in b.primitives]
+    kinds = {p.type for p in a.primitives}
+    assert kinds == {"line", "circle", "arc"}
+    for p in a.primitives:
+        x0, y0, x1, y1 = p.bounds()
+        assert 0 <= x0 and x1 <= 600 and 0 <= y0 and y1 <= 600
+    assert parse_svg(ground_truth_svg(a)).height == 600
+    noisy = generate(7, 600, noisy=True)
+    assert noisy.image.std() > 0 and not np.array_equal(noisy.image, a.image)
+
+
+def test_blank_and_text_only_pages_give_nothing():
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    detector = GeometricDetector()
+    assert detector.detect(np.full((300, 400, 3), 240, np.uint8)).primitives == []
+    text_only = generate(3, 800, text=True)
+    import cv2
+
+    page = np.full((800, 800, 3), 255, np.uint8)
+    for i, word in enumerate(["Sol", "Luna 42", "Mercurius", "ab cd ef", "XII"]):
+        cv2.putText(page, word, (40 + 30 * i, 100 + 120 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2,
+                    cv2.LINE_AA)
+    assert detector.detect(page).primitives == [], "labels are text, not primitives"
+    assert text_only.primitives  # (the generator itself draws primitives besides its text)
+
+
+# -- whole jobs through the API and a real worker ------------------------------------------------------
+@pytest.fixture
+def vec(env, procs):
+    """API client and a real worker with the vectorization demo installed."""
+    from api import create_app
+
+    env["INSTALLED_APPS"] = APP
+    procs.env["INSTALLED_APPS"] = APP
+    client = create_app(load_config(env)).test_client()
+    procs.worker(queue=APP, timeout=120)
+    return client
+
+
+def png_of(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def wait_done(client, tracking_id: str, timeout: float = 150) -> dict:
+    return wait_for(lambda: (s := json_of(client.get(f"/{APP}/{tracking_id}/status")))["state"]
+                    in ("SUCCESS", "FAILURE", "CANCELLED") and s, timeout, message=f"job {tracking_id} to end")
+
+
+def result_path(url: str) -> str:
+    return url.split("/result/", 1)[1]
+
+
+def test_clean_diagrams_through_api_and_worker_reach_the_f1_targets(vec):
+    client = vec
+    diagrams = [generate(seed, 1000) for seed in range(100, 106)]
+    files = [(io.BytesIO(png_of(d.image)), f"diagram{i}.png") for i, d in enumerate(diagrams)]
+    files.append((io.BytesIO(b"\x89PNG\r\n\x1a\n not really a png"), "corrupt.png"))
+    response = client.post(f"/{APP}/start", content_type="multipart/form-data",
+                           data={"files": files, "parameters": json.dumps({"tolerance": 2})})
+    assert response.status_code == 202, response.data
+    tracking_id = json_of(response)["tracking_id"]
+    status = wait_done(client, tracking_id)
+    assert status["state"] == "SUCCESS", status
+    assert status["error_count"] == 1 and status["errors"][0]["doc_uid"] == "corrupt"
+    output = status["output"]
+    assert set(output["documents"]) == {f"diagram{i}" for i in range(6)}
+
+    reports = []
+    for i, diagram in enumerate(diagrams):
+        doc = f"diagram{i}"
+        [entry] = output["documents"][doc]
+        svg = client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['svg'])}")
+        assert svg.status_code == 200 and "attachment" in svg.headers["Content-Disposition"]
+        drawing = parse_svg(svg.data)
+        assert (drawing.width, drawing.height, drawing.view_box) == (1000, 1000, (0, 0, 1000, 1000))
+        assert not drawing.has_script
+        for p in drawing.primitives:
+            x0, y0, x1, y1 = p.bounds()
+            assert -0.5 <= x0 and x1 <= 1000.5 and -0.5 <= y0 and y1 <= 1000.5, p
+            assert 0 < p.confidence <= 1 and p.id
+        data = json.loads(client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['json'])}").data)
+        predicted = [Primitive.from_dict(d) for d in data["primitives"]]
+        assert entry["counts"] == {k: sum(p.type == k for p in predicted) for k in ("line", "circle", "arc")}
+        assert len(drawing.primitives) == len(predicted)
+        preview = Image.open(io.BytesIO(client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['preview'])}").data))
+        assert preview.size == (1000, 1000)
+        archive = zipfile.ZipFile(io.BytesIO(client.get(
+            f"/{APP}/{tracking_id}/result/{result_path(output['zips'][doc])}").data))
+        assert [n for n in archive.namelist() if n.endswith(".svg")] == [f"{entry['image']}.svg"]
+        reports.append(match(predicted, diagram.primitives, tolerance=3))
+    scores = total(reports)
+    print("F1 at 3 px, clean, through the API:", {k: v["f1"] for k, v in scores.items()})
+    for kind, target in TARGET.items():
+        assert scores[kind]["f1"] >= target, (kind, scores[kind])
+    assert scores["arc"]["f1"] >= 0.6, scores["arc"]  # not a target of the issue; guards regressions
+
+
+def test_parameters_are_checked_at_start(vec, data_folder):
+    client = vec
+    doc = {"documents": [{"type": "img", "src": "http://127.0.0.1:9/a.png"}]}
+    cases = [({"backend": "learned"}, "parameters.backend", "learned backend not available"),
+             ({"backend": "magic"}, "parameters.backend", "must be one of"),
+             ({"tolerance": 0}, "parameters.tolerance", "at least"),
+             ({"regions_job": "../../etc"}, "parameters.regions_job", "32 hexadecimal"),
+             ({"regions_job": "0" * 32}, "parameters.regions_job", "no regions job")]
+    for params, field, mentions in cases:
+        response = client.post(f"/{APP}/start", json={**doc, "parameters": params})
+        assert response.status_code == 400, (params, response.data)
+        error = json_of(response)["error"]
+        assert error["field"] == field and mentions in error["message"], error
+    unfinished = data_folder / "results" / "regions" / ("a" * 32)
+    unfinished.mkdir(parents=True)
+    (unfinished / "job.json").write_text(json.dumps({"state": "STARTED"}))
+    response = client.post(f"/{APP}/start", json={"parameters": {"regions_job": "a" * 32}})
+    assert response.status_code == 400 and "STARTED" in json_of(response)["error"]["message"]
+
+
+def fake_regions_job(data_folder, tracking_id: str, crops: dict[str, list[np.ndarray]], state: str = "SUCCESS"):
+    """A finished regions job's folder as the regions demo leaves it (job.json, <doc>/crops/*.jpg)."""
+    folder = data_folder / "results" / "regions" / tracking_id
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"tracking_id": tracking_id, "app": "regions", "state": state}))
+    for doc, images in crops.items():
+        (folder / doc / "crops").mkdir(parents=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(folder / doc / "crops" / f"page-{i}.jpg", quality=95)
+    return folder
+
+
+def test_extra_documents_lists_the_crops_of_a_finished_regions_job(config, data_folder):
+    from api.demos.vectorization import Vectorization
+    from api.platform.errors import InputError
+
+    demo = Vectorization()
+    demo.configure(config)
+    white = np.full((50, 50, 3), 255, np.uint8)
+    tracking_id = "b" * 32
+    folder = fake_regions_job(data_folder, tracking_id, {"doc2": [white], "doc1": [white, white]})
+    (folder / "empty" / "crops").mkdir(parents=True)
+    documents = demo.extra_documents(demo.validate({"regions_job": tracking_id.upper()}))
+    assert [(d.type, d.uid, d.path) for d in documents] == [
+        ("dir", "doc1", str(folder / "doc1" / "crops")), ("dir", "doc2", str(folder / "doc2" / "crops"))]
+    assert demo.extra_documents(demo.validate({})) == []
+    (folder / "job.json").write_text(json.dumps({"state": "FAILURE"}))
+    with pytest.raises(InputError, match="FAILURE"):
+        demo.extra_documents(demo.validate({"regions_job": tracking_id}))
+
+
+def test_a_finished_regions_job_is_vectorized_through_the_worker(vec, data_folder):
+    client = vec
+    diagram = generate(11, 700)
+    tracking_id = "c" * 32
+    fake_regions_job(data_folder, tracking_id, {"manuscript": [diagram.image, generate(12, 500).image]})
+    response = client.post(f"/{APP}/start", json={"parameters": {"regions_job": tracking_id}})
+    assert response.status_code == 202, response.data
+    status = wait_done(client, json_of(response)["tracking_id"])
+    assert status["state"] == "SUCCESS", status
+    entries = status["output"]["documents"]["manuscript"]
+    assert [e["image"] for e in entries] == ["page-0", "page-1"]
+    assert set(status["output"]["zips"]) == {"manuscript"}
+    data = json.loads(client.get(f"/{APP}/{status['tracking_id']}/result/{result_path(entries[0]['json'])}").data)
+    assert (data["width"], data["height"]) == (700, 700)
+    report = match([Primitive.from_dict(d) for d in data["primitives"]], diagram.primitives, tolerance=3)
+    assert report["line"]["recall"] >= 0.7 and report["circle"]["recall"] >= 0.5, report  # JPEG crops
