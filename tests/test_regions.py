@@ -222,3 +222,116 @@ def test_an_onnx_export_gives_the_same_boxes(trained_model, tmp_path):
             assert best.cls == box.cls and abs(best.confidence - box.confidence) <= 0.05
             compared += 1
     assert compared > 0
+
+
+# -- legacy YOLOv5 checkpoints ---------------------------------------------------------------------
+def legacy_checkpoint(path, names=("illustration", "diagram"), anchor=(40.0, 30.0)):
+    """A small network laid out as ultralytics/yolov5 v7 saves it: whole modules pickled under
+    `models.common.*` / `models.yolo.*` in {"model": DetectionModel, "ema": None, ...}.
+
+    Its layers are built from ultralytics' modules (same attribute names as yolov5's), then given
+    classes named as yolov5's. The head's weights are zero and its biases chosen so that every
+    cell of the stride-8 level proposes class 0 with confidence ~1 and a box of `anchor` size
+    centred on the cell: the expected detections are known exactly."""
+    import types as types_module
+
+    import torch
+    from torch import nn
+    from ultralytics.nn.modules import C3, SPPF, Concat, Conv
+
+    modules = {}
+    for module_name, class_names in (("models", []), ("models.common", ["Conv", "C3", "SPPF", "Concat", "Bottleneck"]),
+                                     ("models.yolo", ["Detect", "DetectionModel"])):
+        module = types_module.ModuleType(module_name)
+        for class_name in class_names:
+            cls = type(class_name, (nn.Module,), {"__module__": module_name})
+            setattr(module, class_name, cls)
+        modules[module_name] = module
+    saved = {k: sys.modules.get(k) for k in modules}
+    sys.modules.update(modules)
+    try:
+        layers = [Conv(3, 16, 6, 2, 2), Conv(16, 32, 3, 2), C3(32, 32, 1), Conv(32, 64, 3, 2), C3(64, 64, 1),
+                  Conv(64, 128, 3, 2), SPPF(128, 128, 5), nn.Upsample(None, 2, "nearest"), Concat(1), C3(192, 64, 1, False)]
+        froms = [-1, -1, -1, -1, -1, -1, -1, -1, [-1, 4], -1, [9, 6]]
+        nc, na = len(names), 3
+        detect = nn.Module()
+        detect.nc, detect.no, detect.nl, detect.na = nc, nc + 5, 2, na
+        detect.stride = torch.tensor([8.0, 16.0])
+        anchors = torch.tensor([[anchor, (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)]], dtype=torch.float32)
+        detect.register_buffer("anchors", anchors / detect.stride.view(-1, 1, 1))
+        detect.m = nn.ModuleList(nn.Conv2d(c, (nc + 5) * na, 1) for c in (64, 128))
+        detect.grid, detect.anchor_grid, detect.inplace = [torch.empty(0)] * 2, [torch.empty(0)] * 2, True
+        for level, conv in enumerate(detect.m):
+            nn.init.zeros_(conv.weight)
+            bias = torch.full((na, nc + 5), -20.0)
+            bias[:, :4] = 0.0  # xy offset 0.5 → cell centre; wh → (2 * 0.5)^2 * anchor = anchor
+            if level == 0:
+                bias[0, 4] = bias[0, 5] = 20.0  # anchor 0: objectness and class 0 certain
+            conv.bias.data = bias.flatten()
+        layers.append(detect)
+        for i, (layer, f) in enumerate(zip(layers, froms)):
+            layer.i, layer.f, layer.type, layer.np = i, f, type(layer).__name__, 0
+        model = nn.Module()
+        model.model = nn.Sequential(*layers)
+        model.save, model.names, model.stride, model.yaml = [4, 6, 9], list(names), detect.stride, {"nc": nc}
+        renamed = {"Conv": "models.common", "C3": "models.common", "SPPF": "models.common", "Concat": "models.common",
+                   "Bottleneck": "models.common"}
+        for module in model.modules():
+            kind = type(module).__name__
+            if kind in renamed:
+                module.__class__ = getattr(modules[renamed[kind]], kind)
+        detect.__class__ = modules["models.yolo"].Detect
+        model.__class__ = modules["models.yolo"].DetectionModel
+        torch.save({"epoch": 10, "best_fitness": None, "model": model.half(), "ema": None, "updates": 0,
+                    "optimizer": None, "opt": {"imgsz": 320}, "git": None, "date": "2023-01-01"}, path)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
+
+
+def test_a_legacy_yolov5_checkpoint_loads_and_predicts_what_its_weights_say(tmp_path):
+    from api.demos.regions.checkpoints import inspect_checkpoint
+    from api.demos.regions.detector import Detector, Options
+
+    path = tmp_path / "legacy.pt"
+    legacy_checkpoint(path)
+    assert "models.yolo" not in sys.modules
+    info = inspect_checkpoint(path)
+    assert (info.format, info.classes) == ("yolov5", ["illustration", "diagram"])
+    detector = Detector(path, "cpu")
+    assert detector.format == "yolov5" and detector.classes == ["illustration", "diagram"]
+    image = Image.new("RGB", (640, 320), "white")  # letterboxed at imgsz 320 to 320x160: scale 0.5
+    [found] = detector.detect([image], Options(conf=0.5, iou=0.3, imgsz=320, max_det=1000))
+    assert len(found) > 20
+    for det in found:
+        assert det.cls == 0 and det.confidence > 0.99
+        width, height = det.x2 - det.x1, det.y2 - det.y1
+        cx, cy = (det.x1 + det.x2) / 2, (det.y1 + det.y2) / 2
+        inside = 0 < det.x1 and det.x2 < 640 and 0 < det.y1 and det.y2 < 320
+        if inside:  # boxes cut by the image border are clipped
+            assert abs(width - 80) < 0.5 and abs(height - 60) < 0.5  # the anchor (40x30) / scale 0.5
+        # centres on the stride-8 lattice of the 320x160 letterboxed input, scaled back by 2
+        assert abs((cx / 2 / 8 - 0.5) - round(cx / 2 / 8 - 0.5)) < 0.02 or not inside
+        assert abs((cy / 2 / 8 - 0.5) - round(cy / 2 / 8 - 0.5)) < 0.02 or not inside
+    [none] = detector.detect([image], Options(conf=0.5, imgsz=320, classes=(1,)))
+    assert none == []
+
+
+def test_a_checkpoint_naming_foreign_code_is_refused(tmp_path):
+    import pickle
+
+    import torch
+
+    from api.demos.regions.legacy import load_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        load_checkpoint(path)
