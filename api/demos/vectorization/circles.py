@@ -15,7 +15,7 @@ from .fitting import CircleFit, Piece, angular_span, fit_circle
 from .primitives import Primitive, arc, circle
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: they hold arrays
 class ArcCluster:
     points: np.ndarray
     fit: CircleFit
@@ -113,8 +113,11 @@ def _angular_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(d1.min(), d2.min()))
 
 
-def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_radius: float) -> list[Primitive]:
-    """A circle when the coverage has no gap wider than `max_gap` px, else one arc per stretch."""
+def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_radius: float,
+                  ink: np.ndarray | None = None) -> list[Primitive]:
+    """A circle when the coverage has no gap wider than `max_gap` px, nor any wider gap where the
+    circle's path is ink all the same (another stroke crossing at a shallow angle); else one arc
+    per covered stretch."""
     fit = cluster.fit
     if fit.r > max_radius or fit.r < 2:
         return []
@@ -122,6 +125,8 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
     gaps = np.diff(np.concatenate([angles, [angles[0] + 360.0]]))
     gap_limit = max(3.0, math.degrees(max_gap / fit.r))
     big = np.nonzero(gaps > gap_limit)[0]
+    if ink is not None:
+        big = np.array([i for i in big if not _inked_gap(ink, fit, angles[i], angles[i] + gaps[i])], int)
     if big.size == 0:
         return [circle(fit.cx, fit.cy, fit.r)] if 2 * math.pi * fit.r >= min_length else []
     result = []
@@ -149,3 +154,16 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
 def _points_between(points: np.ndarray, fit: CircleFit, start: float, end: float) -> np.ndarray:
     rel = (fit.angles(points) - start) % 360.0
     return points[rel <= (end - start) + 1e-6]
+
+
+def _inked_gap(ink: np.ndarray, fit: CircleFit, start: float, end: float, need: float = 0.9) -> bool:
+    """Whether the circle's path from `start` to `end` degrees lies on ink."""
+    h, w = ink.shape
+    n = max(2, int(math.radians(end - start) * fit.r))
+    t = np.radians(np.linspace(start, end, n))
+    xs = np.round(fit.cx + fit.r * np.cos(t)).astype(int)
+    ys = np.round(fit.cy + fit.r * np.sin(t)).astype(int)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    if inside.mean() < 1:
+        return False
+    return float(ink[ys, xs].mean()) >= need

@@ -17,8 +17,9 @@ import numpy as np
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
-from .fitting import ChainCutter, fit_line
-from .lines import cluster_lines, segment_of, snap_ends
+from .fitting import ChainCutter
+from .ends import drop_covered_lines, extend_arcs, extend_lines
+from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
 
 
@@ -77,14 +78,19 @@ class GeometricDetector:
         line_pieces = [p for p in pieces if p.kind == "line"]
         arc_clusters = cluster_arcs(arc_pieces, tolerance)
         line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap)
-        round_things = [p for c in arc_clusters for p in primitives_of(c, max_gap, min_length, max_radius)
+        support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        round_things = [p for c in arc_clusters
+                        for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width))
         straight = [segment_of(c) for c in line_clusters]
         straight = [p for p in straight if _length(p) >= min_length]
         lap("merge_s")
-        support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        snap_ends(straight, round_things, support_mask, reach=max_gap + 2 * width)
+        distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
+        reach = 3 * max_gap
+        extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
+        extend_lines(straight, round_things, ink.raw, distance, reach)
+        straight = drop_covered_lines(straight, 2 * tolerance)
         primitives = []
         for p in round_things + straight:
             support = _support(p, support_mask)
@@ -132,5 +138,3 @@ def _name(primitives: list[Primitive]) -> None:
         counters[p.type] += 1
         p.id = f"{prefix[p.type]}{counters[p.type]}"
 
-
-__all__ = ["Detection", "GeometricDetector", "Settings", "fit_line"]

@@ -1,9 +1,8 @@
 """Line pieces → line segments: collinear fragments merged, ends snapped to where they meet.
 
 Junctions and crossings cut a drawn line into fragments; fragments that lie on one straight line
-with a gap no wider than a junction are one line again. Skeletons are unreliable right at
-junctions and corners, so a line end is then moved onto the line or circle it runs into — but only
-when ink joins them, so a free end near another stroke stays free.
+with a gap no wider than a junction are one line again. Where a line's ends really are is settled
+afterwards, from the ink (ends.py), with `intersections` giving the points where it meets others.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from .fitting import LineFit, Piece, fit_line
 from .primitives import Primitive, line
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: they hold arrays
 class LineCluster:
     points: np.ndarray
     fit: LineFit
@@ -84,40 +83,7 @@ def segment_of(cluster: LineCluster) -> Primitive:
     return line(float(a[0]), float(a[1]), float(b[0]), float(b[1]))
 
 
-def snap_ends(lines: list[Primitive], others: list[Primitive], ink: np.ndarray, reach: float) -> None:
-    """Move each line end onto the nearest line/circle/arc its stroke runs into, within `reach` px
-    along its own direction, when the pixels between are ink (in place)."""
-    for index, current in enumerate(lines):
-        g = current.geometry
-        for end in (0, 1):
-            ex, ey = (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
-            ox, oy = (g["x2"], g["y2"]) if end == 0 else (g["x1"], g["y1"])
-            length = math.hypot(ex - ox, ey - oy)
-            if length < 1:
-                continue
-            ux, uy = (ex - ox) / length, (ey - oy) / length
-            best = None
-            for j, other in enumerate(lines + others):
-                if j == index:
-                    continue
-                for px, py in _intersections(ox, oy, ux, uy, other, reach):
-                    t = (px - ex) * ux + (py - ey) * uy  # > 0: beyond the end
-                    if t < -min(reach / 2, length / 4) or t > reach:
-                        continue
-                    distance = math.hypot(px - ex, py - ey)
-                    if best is not None and distance >= best[0]:
-                        continue
-                    if not _inked(ink, (ex, ey), (px, py)):
-                        continue
-                    best = (distance, px, py)
-            if best is not None:
-                if end == 0:
-                    g["x1"], g["y1"] = best[1], best[2]
-                else:
-                    g["x2"], g["y2"] = best[1], best[2]
-
-
-def _intersections(ox: float, oy: float, ux: float, uy: float, other: Primitive, reach: float):
+def intersections(ox: float, oy: float, ux: float, uy: float, other: Primitive, reach: float):
     g = other.geometry
     if other.type == "line":
         vx, vy = g["x2"] - g["x1"], g["y2"] - g["y1"]
@@ -155,11 +121,3 @@ def _intersections(ox: float, oy: float, ux: float, uy: float, other: Primitive,
             continue
         points.append((px, py))
     return points
-
-
-def _inked(ink: np.ndarray, a: tuple[float, float], b: tuple[float, float], need: float = 0.9) -> bool:
-    h, w = ink.shape
-    n = max(2, int(math.hypot(b[0] - a[0], b[1] - a[1])) + 1)
-    xs = np.clip(np.round(np.linspace(a[0], b[0], n)).astype(int), 0, w - 1)
-    ys = np.clip(np.round(np.linspace(a[1], b[1], n)).astype(int), 0, h - 1)
-    return float(ink[ys, xs].mean()) >= need

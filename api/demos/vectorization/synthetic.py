@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .primitives import Primitive, arc, circle, line, sample
+from .primitives import Primitive, arc, circle, line
 
 SHIFT = 4  # sub-pixel drawing: coordinates × 16
 LETTERS = "ABCDEFGHKLMNPRSTabdeghkmnpqrst0123456789"
@@ -236,5 +236,3 @@ def ground_truth_svg(diagram: Diagram) -> str:
     height, width = diagram.image.shape[:2]
     return to_svg(diagram.primitives, width, height)
 
-
-__all__ = ["Diagram", "generate", "ground_truth_svg", "sample"]
