@@ -335,3 +335,13 @@ def test_a_checkpoint_naming_foreign_code_is_refused(tmp_path):
     torch.save({"model": Evil()}, path)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         load_checkpoint(path)
+
+
+def test_pulling_a_model_offline_says_which_file_to_put_where(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "ENV_FILE": "/nonexistent",
+           "DATA_FOLDER": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "api", "models", "pull", "regions", "someone/pages", "best.pt"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"Copy the file by hand to {tmp_path / 'data' / 'models' / 'regions' / 'best.pt'}" in result.stderr
+    assert not (tmp_path / "data" / "models" / "regions" / "best.pt").exists()
