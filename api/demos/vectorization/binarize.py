@@ -55,13 +55,24 @@ def ink_mask(rgb: np.ndarray, min_size: int = 24, sensitivity: float = 0.5) -> I
     ink_level = float(np.percentile(smooth, 0.3))
     threshold = paper - sensitivity * (paper - ink_level)
     threshold = min(threshold, paper - 5 * noise)
-    raw = smooth < threshold
+    # hysteresis: fainter pixels count when they touch surely-ink ones (faded stretches of a stroke)
+    weak = smooth < max(threshold, paper - max(0.5 * sensitivity * (paper - ink_level), 4 * noise))
+    raw = _touching(weak, smooth < threshold)
     if paper - ink_level < 8 * noise:  # nothing stands out from the paper: a blank page
         raw[:] = False
     raw = _remove_small(raw, area=max(4, int(min_size // 4)))
     raw = ~_remove_small(~raw, area=max(4, int(min_size)))  # pinholes inside thick strokes
     mask = _drop_small_boxes(raw, min_size)
     return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold)
+
+
+def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """The components of `weak` that hold at least one `strong` pixel."""
+    count, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[strong & weak])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:

@@ -82,7 +82,7 @@ class GeometricDetector:
         round_things = [p for c in arc_clusters
                         for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius]
-        line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width))
+        line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         straight = [segment_of(c) for c in line_clusters]
         straight = [p for p in straight if _length(p) >= min_length]
         lap("merge_s")

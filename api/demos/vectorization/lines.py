@@ -26,13 +26,16 @@ class LineCluster:
         return float(t.min()), float(t.max())
 
 
-def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_piece: float) -> list[LineCluster]:
+def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_piece: float,
+                  ink: np.ndarray | None = None) -> list[LineCluster]:
+    """Gather fragments of one straight line: near its fitted line, and separated by at most
+    `max_gap` px, or by a longer gap that is ink all along (a crossing at a shallow angle)."""
     clusters: list[LineCluster] = []
     for piece in sorted(pieces, key=lambda p: -_length(p.points)):
         if _length(piece.points) < min_piece:
             continue
         for cluster in clusters:
-            joint = _joint_fit(cluster, piece.points, tolerance, max_gap)
+            joint = _joint_fit(cluster, piece.points, tolerance, max_gap, ink)
             if joint is not None:
                 cluster.points = np.concatenate([cluster.points, piece.points])
                 cluster.fit = joint
@@ -45,7 +48,7 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
         merged = False
         for i, a in enumerate(clusters):
             for b in clusters[i + 1:]:
-                joint = _joint_fit(a, b.points, tolerance, max_gap)
+                joint = _joint_fit(a, b.points, tolerance, max_gap, ink)
                 if joint is not None:
                     a.points = np.concatenate([a.points, b.points])
                     a.fit = joint
@@ -62,7 +65,8 @@ def _length(points: np.ndarray) -> float:
     return float(np.hypot(*(points[-1] - points[0]))) if len(points) > 1 else 0.0
 
 
-def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_gap: float) -> LineFit | None:
+def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_gap: float,
+               ink: np.ndarray | None = None) -> LineFit | None:
     fit = cluster.fit
     normal = np.array([-fit.direction[1], fit.direction[0]])
     if np.percentile(np.abs((points - fit.centre) @ normal), 90) > 2 * tolerance:
@@ -71,7 +75,16 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
     t = fit.project(points)
     gap = max(t.min() - hi, lo - t.max(), 0.0)
     if gap > max_gap:
-        return None
+        if ink is None or gap > 10 * max_gap:
+            return None
+        a, b = (hi, t.min()) if t.min() > hi else (t.max(), lo)
+        steps = np.linspace(a, b, max(2, int(b - a) + 1))
+        path = fit.centre + steps[:, None] * fit.direction
+        h, w = ink.shape
+        xs = np.clip(np.round(path[:, 0]).astype(int), 0, w - 1)
+        ys = np.clip(np.round(path[:, 1]).astype(int), 0, h - 1)
+        if ink[ys, xs].mean() < 0.95:
+            return None
     joint = fit_line(np.concatenate([cluster.points, points]))
     if np.percentile(joint.residuals, 95) > 1.5 * tolerance:
         return None
