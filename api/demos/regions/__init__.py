@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -103,18 +104,29 @@ class Regions(Demo):
         writer = PageWriter(job, model, crops=p["crops"], padding=p["crop_padding"])
         per_image: list[float] = []
         job.log(f"model {model.name} ({model.format}) on {model.device}, batch {model.batch_size}")
-        for batch in batches(job.images(), model.batch_size):
-            start = time.perf_counter()
-            found = model.detect([item.image for item in batch], options)
-            inference = time.perf_counter() - start
-            job.timing("inference", inference)
-            for item, detections in zip(batch, found):
+        # Pages are written on a thread while the next batch is inferred (JPEG encoding releases
+        # the GIL); progress advances once a page's files are whole, in page order.
+        pending: deque[tuple[Future, float]] = deque()
+
+        def finish_oldest() -> None:
+            future, inference_share = pending.popleft()
+            written = future.result()
+            job.timing("outputs", written)
+            per_image.append(inference_share + written)
+            job.advance()
+
+        with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool:
+            for batch in batches(job.images(), model.batch_size):
                 start = time.perf_counter()
-                writer.write_page(item, detections)
-                written = time.perf_counter() - start
-                job.timing("outputs", written)
-                per_image.append(inference / len(batch) + written)
-                job.advance()
+                found = model.detect([item.image for item in batch], options)
+                inference = time.perf_counter() - start
+                job.timing("inference", inference)
+                while len(pending) > model.batch_size:  # at most one batch written behind
+                    finish_oldest()
+                for item, detections in zip(batch, found):
+                    pending.append((pool.submit(writer.write_page, item, detections), inference / len(batch)))
+            while pending:
+                finish_oldest()
         start = time.perf_counter()
         files = writer.finish()
         job.timing("outputs", time.perf_counter() - start)

@@ -10,7 +10,7 @@ from .detector import Detection
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
-PREVIEW_MAX_SIDE = 1600
+PREVIEW_MAX_SIDE = 1280
 
 
 def _r(value: float, digits: int = 6) -> float:

@@ -10,6 +10,7 @@ Layout in the job folder, per document uid:
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from .detector import Detection
@@ -26,7 +27,9 @@ class PageWriter:
         self.canvases: dict[str, list[tuple[dict, tuple[int, int], list[dict]]]] = {}
         self.class_counts: Counter = Counter()
 
-    def write_page(self, item, detections: list[Detection]) -> dict:
+    def write_page(self, item, detections: list[Detection]) -> float:
+        """Write one page's files; returns the seconds it took."""
+        start = time.perf_counter()
         job, src, image = self.job, item.source, item.image
         doc, page = src.doc_uid, src.name
         entries = [crop_entry(d, f"{page}-{i}", self.model.label(d.cls), image.width, image.height)
@@ -46,7 +49,7 @@ class PageWriter:
             preview(image, entries).save(handle, "JPEG", quality=85)
         self.annotations.setdefault(doc, []).append(record)
         self.class_counts.update(e["class"] for e in entries)
-        return record
+        return time.perf_counter() - start
 
     def finish(self) -> dict[str, dict]:
         """Per-document files; returns their URLs by document uid."""
