@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's two commands, each setting itself up first (a virtual environment, pinned packages):
 #   bash run.sh serve [--port N]   API + dramatiq worker + callback sender (+ embedded Redis if REDIS_URL is empty)
-#   bash run.sh test [pytest args] the test suite
+#   bash run.sh test [pytest args] the test suite (installs the Debian packages it needs, see tools/)
 # VENV (default .venv) says where the virtual environment lives; packages are installed again only
 # when a requirements file changed.
 set -euo pipefail
@@ -30,6 +30,7 @@ case $command in
         exec "$VENV/bin/python" -m api serve "$@"
         ;;
     test)
+        bash tools/install-system-packages.sh   # nginx, redis, spiped, supervisor, chromium (stack and browser tests)
         setup requirements-dev.txt
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

@@ -9,6 +9,11 @@ from api.platform.embedded import EmbeddedRedis
 from tests.httpserver import LocalServer
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "stack: the deployment stack (nginx, supervisord, redis-server, spiped) on loopback")
+    config.addinivalue_line("markers", "browser: drives the distribution's chromium against the real front and API")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """One real redis-server process for the whole run (TCP on 127.0.0.1, no persistence)."""
