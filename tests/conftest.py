@@ -196,3 +196,33 @@ def png_bytes(colour=(200, 30, 30), size=(32, 24)) -> bytes:
 
 def json_of(response) -> dict:
     return json.loads(response.data)
+
+
+# -- a small YOLO detector trained here, for the regions demo and whoever chains it -----------------
+YOLO_IMGSZ = 160  # the detector is trained and run at this size
+
+
+def _quiet_ultralytics(folder) -> None:
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+
+
+@pytest.fixture(scope="session")
+def trained_yolo(tmp_path_factory):
+    """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores."""
+    folder = tmp_path_factory.mktemp("yolo")
+    _quiet_ultralytics(folder / "settings")
+    import torch
+    from ultralytics import YOLO
+
+    from tests.synthetic_pages import write_yolo_dataset
+
+    torch.set_num_threads(2)
+    data = write_yolo_dataset(folder / "dataset", train=96, val=4)
+    model = YOLO("yolov8n.yaml")
+    model.train(data=str(data), epochs=40, imgsz=YOLO_IMGSZ, batch=16, workers=0, plots=False, val=False, amp=False,
+                device="cpu", project=str(folder / "runs"), name="pages", exist_ok=True, verbose=False,
+                mosaic=0.0, seed=0, deterministic=True)
+    return folder / "runs" / "pages" / "weights" / "last.pt"

@@ -13,35 +13,17 @@ import pytest
 from PIL import Image
 
 from api.platform.config import load_config
-from tests.conftest import ROOT, json_of, wait_for
-from tests.synthetic_pages import CLASSES, iou, make_page, write_yolo_dataset
+from tests.conftest import ROOT, YOLO_IMGSZ, json_of, wait_for
+from tests.synthetic_pages import CLASSES, iou, make_page
 
-IMGSZ = 160
+IMGSZ = YOLO_IMGSZ
 UNSEEN = range(9000, 9006)
 
 
-def _quiet_ultralytics(folder) -> None:
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
-    os.environ.setdefault("YOLO_OFFLINE", "true")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_VERBOSE", "false")
-
-
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory):
-    """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores."""
-    folder = tmp_path_factory.mktemp("yolo")
-    _quiet_ultralytics(folder / "settings")
-    import torch
-    from ultralytics import YOLO
-
-    torch.set_num_threads(2)
-    data = write_yolo_dataset(folder / "dataset", train=96, val=4)
-    model = YOLO("yolov8n.yaml")
-    model.train(data=str(data), epochs=40, imgsz=IMGSZ, batch=16, workers=0, plots=False, val=False, amp=False,
-                device="cpu", project=str(folder / "runs"), name="pages", exist_ok=True, verbose=False,
-                mosaic=0.0, seed=0, deterministic=True)
-    return folder / "runs" / "pages" / "weights" / "last.pt"
+@pytest.fixture
+def trained_model(trained_yolo):
+    """conftest's session-wide detector (trained once per run)."""
+    return trained_yolo
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ class CallbackSender:
     def __init__(self, client: redis.Redis, cfg: Config):
         self.redis = client
         self.cfg = cfg
-        self.session = guarded_session(allow_private=cfg.allow_private_urls)
+        self.session = guarded_session(allow_private=cfg.allow_private_urls, allowed_hosts=cfg.allowed_source_hosts)
         self.sender_id = uuid.uuid4().hex
         self.processing = PROCESSING + self.sender_id
         self.alive_ttl_s = max(ALIVE_TTL_S, int(4 * cfg.callback_timeout_s) + 1)
@@ -215,7 +215,8 @@ class CallbackSender:
         if self.cfg.callback_secret:
             headers.update(signature_headers(self.cfg.callback_secret, body))
         try:
-            check_url(item["url"], allow_private=self.cfg.allow_private_urls, resolve=False)
+            check_url(item["url"], allow_private=self.cfg.allow_private_urls, resolve=False,
+                      allowed_hosts=self.cfg.allowed_source_hosts)
             response = self.session.post(item["url"], data=body, headers=headers, timeout=self.cfg.callback_timeout_s,
                                          allow_redirects=False, stream=True)  # the answer's body is never read
             response.close()

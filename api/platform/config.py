@@ -44,6 +44,8 @@ class Config:
     iiif_image_size: str = "!2048,2048"
     pdf_dpi: int = 150
     allow_private_urls: bool = False
+    # Hosts let through the SSRF guard for documents and notify_url (e.g. the front's media server).
+    allowed_source_hosts: frozenset[str] = frozenset()
     # Jobs and queue
     demo_queues: Mapping[str, str] = field(default_factory=dict)
     job_ttl_s: int = 7 * 24 * 3600
@@ -125,6 +127,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         try:
             if name == "installed_apps":
                 kwargs[name] = tuple(a.strip() for a in raw.split(",") if a.strip())
+            elif name == "allowed_source_hosts":
+                kwargs[name] = frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
             elif name == "demo_queues":
                 kwargs[name] = _parse_queues(raw)
             elif name == "data_folder":

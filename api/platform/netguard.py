@@ -3,7 +3,9 @@
 Two layers: `check_url` refuses a URL early (at submit time) by resolving its host, and
 `guarded_session` checks the address each connection *actually* reached, right after connect and
 before a byte is sent, so DNS rebinding and redirects to internal hosts are refused too.
-`ALLOW_PRIVATE_URLS=1` (development, tests on loopback) turns both off.
+`ALLOW_PRIVATE_URLS=1` (development, tests on loopback) turns both off. `ALLOWED_SOURCE_HOSTS`
+names hosts let through whatever they resolve to (a front's media server on a private network),
+while every other host stays guarded, redirects included.
 """
 from __future__ import annotations
 
@@ -44,8 +46,9 @@ def check_address(address: str, *, allow_private: bool) -> None:
         raise AddressNotAllowed(f"address {address} is not a public address")
 
 
-def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
-    """Refuse a URL that is not http(s), has no host, or whose host resolves to a non-public address."""
+def check_url(url: str, *, allow_private: bool, resolve: bool = True, allowed_hosts: frozenset[str] = frozenset()) -> None:
+    """Refuse a URL that is not http(s), has no host, or whose host resolves to a non-public
+    address (unless the host is in `allowed_hosts`, lower-case names)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise ValueError(f"only http and https URLs are accepted, not {parts.scheme or 'no scheme'!r}")
@@ -54,7 +57,7 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
         raise ValueError("the URL has no host")
     if parts.username or parts.password:
         raise ValueError("URLs with credentials are not accepted")
-    if allow_private:
+    if allow_private or host.lower() in allowed_hosts:
         return
     try:
         check_address(str(ipaddress.ip_address(host)), allow_private=False)
@@ -74,10 +77,12 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
         check_address(info[4][0], allow_private=False)
 
 
-def _guarded(connection_cls: type, allow_private: bool) -> type:
+def _guarded(connection_cls: type, allow_private: bool, allowed_hosts: frozenset[str]) -> type:
     class Guarded(connection_cls):
         def _new_conn(self):
             sock = super()._new_conn()
+            if (self.host or "").lower() in allowed_hosts:
+                return sock
             try:
                 check_address(sock.getpeername()[0], allow_private=allow_private)
             except AddressNotAllowed:
@@ -89,33 +94,35 @@ def _guarded(connection_cls: type, allow_private: bool) -> type:
     return Guarded
 
 
-@functools.lru_cache(maxsize=2)
-def _pool_classes(allow_private: bool) -> dict[str, type]:
+@functools.lru_cache(maxsize=8)
+def _pool_classes(allow_private: bool, allowed_hosts: frozenset[str]) -> dict[str, type]:
     http = type("GuardedHTTPPool", (HTTPConnectionPool,),
-                {"ConnectionCls": _guarded(HTTPConnection, allow_private)})
+                {"ConnectionCls": _guarded(HTTPConnection, allow_private, allowed_hosts)})
     https = type("GuardedHTTPSPool", (HTTPSConnectionPool,),
-                 {"ConnectionCls": _guarded(HTTPSConnection, allow_private)})
+                 {"ConnectionCls": _guarded(HTTPSConnection, allow_private, allowed_hosts)})
     return {"http": http, "https": https}
 
 
 class GuardedAdapter(HTTPAdapter):
-    def __init__(self, allow_private: bool, **kwargs):
+    def __init__(self, allow_private: bool, allowed_hosts: frozenset[str] = frozenset(), **kwargs):
         self.allow_private = allow_private
+        self.allowed_hosts = allowed_hosts
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.allow_private)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.allow_private, self.allowed_hosts)
 
 
-def guarded_session(*, allow_private: bool, pool_size: int = 10) -> requests.Session:
+def guarded_session(*, allow_private: bool, pool_size: int = 10,
+                    allowed_hosts: frozenset[str] = frozenset()) -> requests.Session:
     """A requests Session whose every connection, redirects included, is checked after connect.
 
     Environment proxies are ignored (a proxy would hide the address reached)."""
     session = requests.Session()
     session.trust_env = False
     session.max_redirects = MAX_REDIRECTS
-    adapter = GuardedAdapter(allow_private, pool_connections=pool_size, pool_maxsize=pool_size)
+    adapter = GuardedAdapter(allow_private, allowed_hosts, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -72,10 +72,42 @@ def _demo_paths(demo: Demo) -> dict:
                                      "responses": {"200": _ok("Queue sizes")}}},
         f"{prefix}/monitor": {"get": {"tags": tag, "summary": "Queues, live workers, jobs per state, disk use",
                                       "responses": {"200": _ok("Monitoring data")}}},
+        f"{prefix}/monitor/clear": {"post": {
+            "tags": tag, "summary": "Delete results and uploads of ended jobs older than days_before days",
+            "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["days_before"], "properties": {"days_before": {"type": "number"}}}}}},
+            "responses": {"200": _ok("Counts: cleared, bytes_freed, tracking_ids"), **_errors(400, 401)}}},
+        f"{prefix}/monitor/clear/{{tracking_id}}": {"post": {
+            "tags": tag, "summary": "Delete one ended job's files", "parameters": [JOB_PATH_ID],
+            "responses": {"200": _ok("Counts"), **_errors(401, 404, 409)}}},
         f"{prefix}/models": {"get": {
             "tags": tag, "summary": "Models: {file: last update}; ?details=1 for classes, size, source",
             "parameters": [{"name": "details", "in": "query", "required": False, "schema": {"type": "string"}}],
             "responses": {"200": _ok("Models")}}},
+    }
+
+
+def _dataset_paths() -> dict:
+    tag = ["datasets"]
+    doc = [{"name": "type", "in": "path", "required": True, "schema": {"enum": ["img", "url_list", "iiif", "zip", "pdf"]}},
+           {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/datasets/{uid}": {"get": {
+            "tags": tag, "summary": "The documents a job read (uid: its tracking id), with their URLs here",
+            "parameters": [{"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("uid, url, documents [{type, uid, src, url, download}]"), **_errors(401, 404)}}},
+        "/datasets/document/{type}/{uid}": {"get": {
+            "tags": tag, "summary": "A document's images, with URLs", "parameters": doc,
+            "responses": {"200": _ok("type, uid, src, images [{name, index, url, source_url}]"), **_errors(401, 404)}}},
+        "/datasets/document/{type}/{uid}/image/{name}": {"get": {
+            "tags": tag, "summary": "One image, as the API downloaded it",
+            "parameters": [*doc, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _ok("The image", {"type": "string", "format": "binary"}, "application/octet-stream"),
+                          **_errors(401, 404)}}},
+        "/datasets/document/{type}/{uid}/download": {"get": {
+            "tags": tag, "summary": "A zip of the document's images", "parameters": doc,
+            "responses": {"200": _ok("The zip", {"type": "string", "format": "binary"}, "application/zip"),
+                          **_errors(401, 404)}}},
     }
 
 
@@ -89,6 +121,7 @@ def spec(demos: dict[str, Demo]) -> dict:
     }
     for demo in demos.values():
         paths.update(_demo_paths(demo))
+    paths.update(_dataset_paths())
     progress = {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"},
                                                  "percent": {"type": "number"}, "eta_s": {"type": ["number", "null"]}}}
     return {

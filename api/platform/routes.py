@@ -16,7 +16,7 @@ import redis
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.utils import secure_filename
 
-from . import metrics, openapi
+from . import datasets, metrics, openapi
 from .services import services
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
@@ -25,7 +25,9 @@ from .inputs import document_from_upload, parse_documents
 from .inputs.names import unique
 from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, iso, remember_idempotency_key
 from .netguard import AddressNotAllowed, check_url
-from .storage import ZIP_NAME, is_tracking_id, serve_file
+from .storage import (
+    ZIP_NAME, clear_job_files, finished_jobs_older_than, is_tracking_id, serve_data_file, serve_file,
+)
 
 START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
 
@@ -76,6 +78,36 @@ def metrics_route():
     return Response(body, mimetype="text/plain; version=0.0.4")
 
 
+# -- datasets: the images jobs read, for clients that cut crops themselves (discover-demo) ----------
+def _base_url() -> str:
+    return (services().cfg.public_url or request.host_url).rstrip("/")
+
+
+@platform_blueprint.get("/datasets/<uid>")
+def dataset(uid: str):
+    return jsonify(datasets.dataset(services().cfg, uid, _base_url()))
+
+
+@platform_blueprint.get("/datasets/document/<doc_type>/<uid>")
+def dataset_document(doc_type: str, uid: str):
+    return jsonify(datasets.document(services().cfg, doc_type, uid, _base_url()))
+
+
+@platform_blueprint.get("/datasets/document/<doc_type>/<uid>/image/<name>")
+def dataset_image(doc_type: str, uid: str, name: str):
+    cfg = services().cfg
+    path = datasets.image_file(cfg, doc_type, uid, name)
+    return serve_data_file(cfg, path, f"{name}{datasets.suffix(path)}")
+
+
+@platform_blueprint.get("/datasets/document/<doc_type>/<uid>/download")
+def dataset_download(doc_type: str, uid: str):
+    cfg = services().cfg
+    response = serve_data_file(cfg, datasets.document_zip(cfg, doc_type, uid), f"{doc_type}_{uid}.zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{doc_type}_{uid}.zip"'
+    return response
+
+
 # -- per-demo routes -------------------------------------------------------------------------------
 def demo_blueprint(demo: Demo) -> Blueprint:
     bp = Blueprint(demo.name, __name__, url_prefix=f"/{demo.name}")
@@ -115,6 +147,33 @@ def demo_blueprint(demo: Demo) -> Blueprint:
     @bp.get("/monitor")
     def monitor():
         return jsonify(monitor_body(app))
+
+    @bp.post("/monitor/clear")
+    def monitor_clear():
+        """Delete the results (and uploads) of ended jobs older than `days_before` days (form or JSON)."""
+        raw = request.form.get("days_before", (request.get_json(silent=True) or {}).get("days_before"))
+        try:
+            days = float(raw)
+            if not days >= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InputError("days_before", "required: a number of days, 0 or more") from None
+        s = services()
+        tracking_ids = finished_jobs_older_than(s.cfg, app, days * 86400)
+        freed = sum(clear_job_files(s.cfg, app, tid) for tid in tracking_ids)
+        s.platform.client.decrby(f"disk:{app}", freed)
+        return jsonify(cleared=len(tracking_ids), bytes_freed=freed, days_before=days, tracking_ids=tracking_ids)
+
+    @bp.post("/monitor/clear/<tracking_id>")
+    def monitor_clear_job(tracking_id: str):
+        """Delete one ended job's files (a running job's are refused: 409)."""
+        s = services()
+        job = get_job(app, tracking_id)
+        if not job.finished:
+            raise Conflict(f"job {tracking_id} is {job.state}; cancel it or wait for it to end")
+        freed = clear_job_files(s.cfg, app, tracking_id)
+        s.platform.client.decrby(f"disk:{app}", freed)
+        return jsonify(cleared=1, bytes_freed=freed, tracking_ids=[tracking_id])
 
     @bp.get("/models")
     def models():
@@ -218,7 +277,7 @@ def start_job(demo: Demo):
     notify_url = str(body.get("notify_url") or "")
     if notify_url:
         try:
-            check_url(notify_url, allow_private=s.cfg.allow_private_urls)
+            check_url(notify_url, allow_private=s.cfg.allow_private_urls, allowed_hosts=s.cfg.allowed_source_hosts)
         except (AddressNotAllowed, ValueError) as exc:
             raise InputError("notify_url", str(exc)) from None
     if not documents and not uploads:

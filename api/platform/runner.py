@@ -16,7 +16,7 @@ from typing import Any
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from dramatiq_abort import Abort, abort_requested
 
-from . import metrics
+from . import datasets, metrics
 from .callbacks import Outbox
 from .config import Config
 from .context import JobCancelled, JobContext
@@ -136,6 +136,10 @@ class JobRunner:
         run_s = time.perf_counter() - run_started
         if ctx.failed_images >= len(sources):
             raise RuntimeError(f"no image could be processed; first error: {ctx.first_error}")
+        datasets.record(self.cfg, job.tracking_id, job.app, job.documents, sources, self.fetcher)
+        if isinstance(output, dict):  # where the client finds the images again (discover-demo reads it)
+            base = (self.cfg.public_url or job.base_url).rstrip("/")
+            output = {**output, "dataset_url": f"{base}/datasets/{job.tracking_id}"}
         timings = {"queued_s": round(job.started_at - job.created_at, 4), "expand_s": round(expand_s, 4),
                    "model_load_s": round(load_s, 4), "model_cached": load_s == 0.0, "run_s": round(run_s, 4),
                    "per_image_s": round(run_s / max(job.done, 1), 4), **ctx.timings}

@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterator
@@ -123,3 +125,48 @@ def serve_file(cfg: Config, app: str, tracking_id: str, relpath: str, *, downloa
         response = send_file(path, as_attachment=attachment, download_name=name, conditional=True, max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def serve_data_file(cfg: Config, path: Path, download_name: str) -> Response:
+    """A file elsewhere in DATA_FOLDER (the input cache, uploads), through nginx when USE_XACCEL is
+    on: `X-Accel-Redirect: <XACCEL_PREFIX>/_data/<path in DATA_FOLDER>` (an internal location)."""
+    relative = path.resolve().relative_to(cfg.data_folder.resolve())
+    if cfg.use_xaccel:
+        response = Response(status=200)
+        response.headers["X-Accel-Redirect"] = f"{cfg.xaccel_prefix.rstrip('/')}/_data/{quote(relative.as_posix())}"
+        response.headers["Content-Type"] = ""
+        response.headers["Content-Disposition"] = f'inline; filename="{download_name}"'
+    else:
+        response = send_file(path, download_name=download_name, conditional=True, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def clear_job_files(cfg: Config, app: str, tracking_id: str) -> int:
+    """Delete a job's results and uploads; returns the bytes freed."""
+    freed = 0
+    for folder in (job_folder(cfg, app, tracking_id), cfg.uploads_folder / tracking_id):
+        if folder.is_dir():
+            freed += folder_size(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
+def finished_jobs_older_than(cfg: Config, app: str, seconds: float) -> list[str]:
+    """Tracking ids of the app's ended jobs whose job.json was last written `seconds` ago or more."""
+    root = cfg.results_folder / app
+    if not root.is_dir():
+        return []
+    limit = time.time() - seconds
+    found = []
+    for folder in root.iterdir():
+        record = folder / JOB_FILE
+        if not is_tracking_id(folder.name) or not record.is_file() or record.stat().st_mtime > limit:
+            continue
+        try:
+            state = json.loads(record.read_text()).get("state")
+        except ValueError:
+            continue
+        if state in ("SUCCESS", "FAILURE", "CANCELLED"):
+            found.append(folder.name)
+    return found

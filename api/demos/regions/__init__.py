@@ -14,7 +14,6 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from api.platform.demo import Demo, Param

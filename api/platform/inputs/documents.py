@@ -121,7 +121,7 @@ def _checked_src(src: Any, field: str, cfg: Config) -> str:
     if len(src) > MAX_URL_LENGTH:
         raise InputError(field, f"URL longer than {MAX_URL_LENGTH} characters")
     try:
-        check_url(src, allow_private=cfg.allow_private_urls)
+        check_url(src, allow_private=cfg.allow_private_urls, allowed_hosts=cfg.allowed_source_hosts)
     except ValueError as exc:  # AddressNotAllowed is a ValueError too
         raise InputError(field, str(exc)) from None
     return src

@@ -85,7 +85,8 @@ def _url_list_sources(doc: Document, path: Path, cfg: Config) -> list[ImageSourc
     for index, (number, url) in enumerate(urls):
         try:
             # Not resolved here (one DNS query per line); the fetcher checks the address it reaches.
-            check_url(url, allow_private=cfg.allow_private_urls, resolve=False)
+            check_url(url, allow_private=cfg.allow_private_urls, resolve=False,
+                      allowed_hosts=cfg.allowed_source_hosts)
         except ValueError as exc:
             raise DocumentError(f"line {number} of the URL list: {exc}") from None
         sources.append(ImageSource(doc_uid=doc.uid, name=unique(_stem(url, "image"), taken), index=index, url=url))

@@ -41,7 +41,7 @@ class Fetcher:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.folder = cfg.cache_folder / "documents"
-        self.session = guarded_session(allow_private=cfg.allow_private_urls,
+        self.session = guarded_session(allow_private=cfg.allow_private_urls, allowed_hosts=cfg.allowed_source_hosts,
                                        pool_size=max(10, cfg.download_workers))
         self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
@@ -63,7 +63,8 @@ class Fetcher:
             if target.is_file():
                 return target
             try:
-                check_url(url, allow_private=self.cfg.allow_private_urls, resolve=False)
+                check_url(url, allow_private=self.cfg.allow_private_urls, resolve=False,
+                          allowed_hosts=self.cfg.allowed_source_hosts)
                 self._download(url, kind, target, cancel)
             except DownloadError:
                 raise
