@@ -494,3 +494,30 @@ def test_a_folder_document_gives_its_images_by_name_and_only_inside_data_folder(
 def test_clients_cannot_send_a_folder_document(config):
     with pytest.raises(InputError, match=r"documents\[0\]\.type"):
         parse_documents([{"type": "dir", "src": "http://127.0.0.1/x"}], config)
+
+
+def test_allowed_source_hosts_pass_the_guard_by_name_and_nothing_else():
+    from api.platform.config import load_config
+    from api.platform.netguard import AddressNotAllowed, check_url
+
+    cfg = load_config({"ENV_FILE": "/nonexistent", "ALLOWED_SOURCE_HOSTS": "Media.Front.Internal, 127.0.0.1"})
+    assert cfg.allowed_source_hosts == frozenset({"media.front.internal", "127.0.0.1"})
+    # a listed name is not even resolved (it may exist only on the private network)
+    check_url("https://media.front.internal/a.jpg", allow_private=False, allowed_hosts=cfg.allowed_source_hosts)
+    check_url("http://127.0.0.1:8000/a.jpg", allow_private=False, allowed_hosts=cfg.allowed_source_hosts)
+    for url in ("http://10.0.0.5/a.jpg", "http://169.254.169.254/latest", "http://localhost/a.jpg"):
+        with pytest.raises(AddressNotAllowed):
+            check_url(url, allow_private=False, allowed_hosts=cfg.allowed_source_hosts)
+    with pytest.raises(ValueError, match="only http"):
+        check_url("file:///etc/passwd", allow_private=False, allowed_hosts=frozenset({""}))
+
+
+def test_the_guarded_session_lets_a_listed_host_connect_and_refuses_the_same_address_by_another_name(http_server):
+    from api.platform.netguard import AddressNotAllowed, guarded_session
+
+    http_server.add("/x", b"hello", "text/plain")
+    session = guarded_session(allow_private=False, allowed_hosts=frozenset({"127.0.0.1"}))
+    assert session.get(http_server.url("/x"), timeout=5).content == b"hello"
+    with pytest.raises(Exception) as refused:
+        session.get(http_server.url("/x").replace("127.0.0.1", "localhost"), timeout=5)
+    assert isinstance(refused.value, AddressNotAllowed) or "not a public address" in str(refused.value)
