@@ -36,6 +36,7 @@ import pwd
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,13 @@ def program(name: str) -> str:
     return found
 
 
+def nginx_version(nginx: str) -> tuple[int, ...]:
+    """`nginx -v` as numbers; `-e` (the log used before the configuration is read) needs 1.19.5."""
+    done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", done.stderr + done.stdout)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
+
+
 def fill(template: str, values: dict[str, str]) -> str:
     """Replace every {{NAME}}; a placeholder without a value is an error, not an empty string."""
     def one(match: re.Match) -> str:
@@ -208,7 +216,9 @@ def programs(stack: Stack) -> str:
             "--threads", str(cfg.gunicorn_threads), "--bind", f"unix:{run}/gunicorn.sock",
             "--timeout", "120", "--graceful-timeout", "30", "--forwarded-allow-ips", '"*"',
             "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]), {"priority": "30", "startretries": "20"}))
-        sections.append(("nginx", f"{program('nginx')} -c {run}/nginx.conf -p {run}/nginx/ -e stderr",
+        nginx = program("nginx")
+        early_log = " -e stderr" if nginx_version(nginx) >= (1, 19, 5) else ""  # older: the image links it
+        sections.append(("nginx", f"{nginx} -c {run}/nginx.conf -p {run}/nginx/{early_log}",
                          {"priority": "40", "stopsignal": "QUIT"}))  # QUIT: finish the transfers under way
         sections.append(("callbacks", f"{py} -m api callbacks", {"priority": "50", "startretries": "20"}))
     elif stack.tunnel_target:

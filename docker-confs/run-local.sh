@@ -7,9 +7,7 @@
 # and the project's virtual environment (bash run.sh serve creates it). Stop with Ctrl-C / SIGTERM.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-for needed in supervisord; do
-    command -v "$needed" >/dev/null || { echo "$needed is not installed: bash tools/install-system-packages.sh" >&2; exit 1; }
-done
+command -v supervisord >/dev/null || { echo "supervisord is not installed: bash tools/install-system-packages.sh" >&2; exit 1; }
 export NGINX_LISTEN=${NGINX_LISTEN:-127.0.0.1:8001}
 export RUN_FOLDER=${RUN_FOLDER:-${TMPDIR:-/tmp}/demo-api-$(id -u)}
 exec bash "$root/docker-confs/start-stack.sh"
