@@ -17,7 +17,7 @@
 # .env settings read here: DATA_FOLDER (must exist; mounted at /data), DEVICE_NB (GPU indices,
 # e.g. 0,1; empty: CPU only), STACK_ROLE (api | worker), API_BIND (127.0.0.1), API_PUBLISH_PORT
 # (8001), REDIS_TUNNEL_PORT and REDIS_TUNNEL_PUBLISH_BIND (0.0.0.0): scale-out, see README),
-# DEMO_UID / DEMO_GID (default: this user), DOCKER_IMAGE (demo-api), DOCKER_CONTAINER
+# DEMO_UID / DEMO_GID (default: this user; as root, the owner of DATA_FOLDER), DOCKER_IMAGE (demo-api), DOCKER_CONTAINER
 # (demo-api, or demo-api-worker for STACK_ROLE=worker), DOCKER_SHM_SIZE (2g).
 set -euo pipefail
 
@@ -43,6 +43,7 @@ setting() {
         line=$(grep -E "^[[:space:]]*(export[[:space:]]+)?${key}[[:space:]]*=" "$ENV_FILE" | tail -n 1 || true)
         if [ -n "$line" ]; then
             value=${line#*=}
+            [[ ! $value =~ ^[[:space:]]+# ]] || value=""  # KEY=  # a comment: empty, as python-dotenv reads it
             value=${value#"${value%%[![:space:]]*}"}
             case $value in
                 \"*) value=${value#\"}; value=${value%%\"*} ;;
@@ -81,8 +82,14 @@ load_settings() {
     TUNNEL_PORT=$(setting REDIS_TUNNEL_PORT "")
     TUNNEL_BIND=$(setting REDIS_TUNNEL_PUBLISH_BIND 0.0.0.0)
     SHM=$(setting DOCKER_SHM_SIZE 2g)
-    DEMO_UID=$(setting DEMO_UID "$(id -u)")
-    DEMO_GID=$(setting DEMO_GID "$(id -g)")
+    # The container's user is this user; run as root, it is whoever owns DATA_FOLDER.
+    local uid gid
+    uid=$(id -u) gid=$(id -g)
+    if [ "$uid" = 0 ] && [ -d "$DATA" ]; then
+        uid=$(stat -c %u "$DATA") gid=$(stat -c %g "$DATA")
+    fi
+    DEMO_UID=$(setting DEMO_UID "$uid")
+    DEMO_GID=$(setting DEMO_GID "$gid")
 }
 
 require_docker() {
@@ -131,8 +138,8 @@ container_state() {
 
 build() {
     require_docker
-    [ "$DEMO_UID" != 0 ] || die "refusing to build for uid 0: run docker.sh as the user who owns DATA_FOLDER," \
-        "or set DEMO_UID/DEMO_GID in $ENV_FILE"
+    [ "$DEMO_UID" != 0 ] || die "refusing to build an image whose user is root: run docker.sh as the user who" \
+        "owns DATA_FOLDER (or chown DATA_FOLDER to that user, or set DEMO_UID/DEMO_GID in $ENV_FILE)"
     echo "building $IMAGE for uid $DEMO_UID ..." >&2
     docker build --build-arg "DEMO_UID=$DEMO_UID" --build-arg "DEMO_GID=$DEMO_GID" \
         --label "$INPUTS_LABEL=$(image_inputs)" --tag "$IMAGE" "$ROOT"

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -35,18 +36,13 @@ def stack_env(data: Path, run: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "CUDA_VISIBLE_DEVICES", "DEVICE_NB", "WORKER_GPUS", "STACK_ROLE")}
     env.update({
-        "ENV_FILE": "/nonexistent", "PYTHONPATH": str(ROOT), "STACK_PYTHON": str(ROOT / ".venv" / "bin" / "python")
-        if (ROOT / ".venv" / "bin" / "python").exists() else "",
+        "ENV_FILE": "/nonexistent", "PYTHONPATH": str(ROOT), "STACK_PYTHON": sys.executable,
         "DATA_FOLDER": str(data), "RUN_FOLDER": str(run), "INSTALLED_APPS": "tests.demos.dummy",
         "ALLOW_PRIVATE_URLS": "1", "WORKER_HEARTBEAT_S": "0.5", "BROKER_HEARTBEAT_TIMEOUT_S": "3",
         "BROKER_MAINTENANCE_CHANCE": "1000000", "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
         "MAX_QUEUE_LENGTH": str(QUEUED_JOBS + 100), "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "8",
         "NGINX_WORKERS": "1", "WORKER_STOP_WAIT_S": "5", "PROGRESS_INTERVAL_S": "0.2",
     })
-    if not env["STACK_PYTHON"]:
-        import sys
-
-        env["STACK_PYTHON"] = sys.executable
     env.update(extra)
     return env
 
@@ -254,3 +250,233 @@ def test_1000_queued_jobs_survive_a_redis_crash(deployment):
 
 
 # -- docker.sh, without a Docker engine --------------------------------------------------------------
+DOCKER_STAND_IN = r"""#!/usr/bin/env bash
+# A `docker` stand-in: records each call (arguments NUL-separated, one call per line) and keeps a
+# container's state in a file, so docker.sh can be run without a Docker engine.
+{ printf '%s\0' "$@"; printf '\n'; } >> "$DOCKER_CALLS"
+echo "docker $*" >&2
+state=$DOCKER_CALLS.state
+case $1 in
+    info) if [ -n "${FAKE_NVIDIA:-}" ]; then echo '{"nvidia":{},"runc":{}}'; else echo '{"runc":{}}'; fi ;;
+    image) [ -n "${FAKE_IMAGE_LABEL:-}" ] || exit 1
+           case "$*" in *.Id*) echo sha256:0123 ;; *) echo "$FAKE_IMAGE_LABEL" ;; esac ;;
+    container) [ -f "$state" ] || exit 1; cat "$state" ;;
+    run) echo running > "$state"; echo 0123abcd ;;
+    stop) echo exited > "$state" ;;
+    rm) rm -f "$state" ;;
+esac
+exit 0
+"""
+
+
+class DockerSh:
+    """A clone (with an `origin` to pull from) holding docker.sh and the image inputs, a `.env`,
+    and the `docker` stand-in first on PATH."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.origin = tmp / "origin.git"
+        self.clone = tmp / "clone"
+        self.data = tmp / "data"
+        self.data.mkdir()
+        if os.getuid() == 0:  # as root, docker.sh builds for the owner of DATA_FOLDER
+            os.chown(self.data, 4321, 4321)
+        self.uid = os.getuid() or 4321
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        (self.bin / "docker").write_text(DOCKER_STAND_IN)
+        (self.bin / "docker").chmod(0o755)
+        self.calls_file = tmp / "calls"
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"]
+        self.git = git
+        subprocess.run([*git, "init", "-q", "--bare", str(self.origin)], check=True)
+        seed = tmp / "seed"
+        seed.mkdir()
+        for name in ("docker.sh", "Dockerfile", ".dockerignore", "requirements.txt"):
+            (seed / name).write_bytes((ROOT / name).read_bytes())
+        (seed / ".gitignore").write_text(".env\n")
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "seed"], ["push", "-q", str(self.origin),
+                                                                                      "HEAD:main"]):
+            subprocess.run([*git, *args], cwd=seed, check=True)
+        subprocess.run([*git, "clone", "-q", str(self.origin), str(self.clone)], check=True)
+        self.write_env()
+
+    def write_env(self, **values: str) -> None:
+        settings = {"INSTALLED_APPS": "regions", "DATA_FOLDER": str(self.data), "DEVICE_NB": "0,2"}
+        settings.update(values)
+        (self.clone / ".env").write_text("# test\n" + "".join(f"{k}={v}  # comment\n" for k, v in settings.items()))
+
+    def run(self, *args: str, path: str | None = None, **env: str) -> subprocess.CompletedProcess:
+        self.calls_file.unlink(missing_ok=True)
+        environ = {"PATH": path if path is not None else f"{self.bin}:/usr/bin:/bin", "HOME": str(self.tmp),
+                   "DOCKER_CALLS": str(self.calls_file), **env}
+        return subprocess.run(["bash", str(self.clone / "docker.sh"), *args], cwd=self.tmp, env=environ,
+                              capture_output=True, text=True, timeout=60)
+
+    def calls(self) -> list[list[str]]:
+        if not self.calls_file.exists():
+            return []
+        return [line.split("\0")[:-1] for line in self.calls_file.read_text().split("\n") if line]
+
+    def call(self, verb: str) -> list[str]:
+        found = [c for c in self.calls() if c[0] == verb]
+        assert len(found) == 1, (verb, self.calls())
+        return found[0]
+
+
+@pytest.fixture
+def docker_sh(tmp_path):
+    return DockerSh(tmp_path)
+
+
+def flag_values(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == flag]
+
+
+def test_shell_scripts_pass_bash_n_and_shellcheck():
+    scripts = [ROOT / "docker.sh", *sorted(CONFS.glob("*.sh")), *sorted((CONFS / "spiped").glob("*.sh"))]
+    assert len(scripts) == 5
+    for script in scripts:
+        syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert syntax.returncode == 0, (script, syntax.stderr)
+    lint = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_dockerfile_runs_as_the_host_uid_with_health_and_its_scripts_exist():
+    lines = (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    instructions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    words = [i.split(None, 1) for i in instructions]
+    assert any(w[0] == "ARG" and w[1].startswith("CUDA_IMAGE=nvidia/cuda:") and "runtime" in w[1] for w in words)
+    assert any("python3.11" in i for i in instructions)
+    assert ["USER", "demo"] in words and words.index(["USER", "demo"]) > 0
+    assert any(w[0] == "RUN" and '--uid "${DEMO_UID}"' in w[1] for w in words)
+    assert ["EXPOSE", "8001"] in words
+    assert any(w[0] == "COPY" and "requirements.txt" in w[1] for w in words)
+    for w in words:
+        if w[0] == "RUN":  # each RUN is a valid shell command line
+            check = subprocess.run(["bash", "-n", "-c", w[1]], capture_output=True, text=True)
+            assert check.returncode == 0, (w[1], check.stderr)
+        if w[0] in ("CMD", "HEALTHCHECK"):
+            scripts = [part for part in json.loads(w[1][w[1].index("["):]) if part.startswith("/app/")]
+            assert scripts and all((ROOT / s[len("/app/"):]).is_file() for s in scripts), w
+    apt = next(w[1] for w in words if w[0] == "RUN" and "nginx redis-server spiped supervisor" in w[1])
+    assert "python3.11-venv" in apt
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env", "data"} <= set(ignored) and "!tests/demos" in ignored
+
+
+def test_docker_sh_rebuild_builds_for_this_uid_and_runs_on_gpus_by_index(docker_sh):
+    done = docker_sh.run("rebuild", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="old")
+    assert done.returncode == 0, done.stderr
+    build = docker_sh.call("build")
+    assert f"DEMO_UID={docker_sh.uid}" in flag_values(build, "--build-arg")
+    assert f"DEMO_GID={os.getgid() or 4321}" in flag_values(build, "--build-arg")
+    assert flag_values(build, "--tag") == ["demo-api"] and build[-1] == str(docker_sh.clone)
+    assert flag_values(build, "--label")[0].startswith("demo-api.inputs=")
+    run = docker_sh.call("run")
+    assert flag_values(run, "--gpus") == ['"device=0,2"']  # by index, never a count
+    assert "WORKER_GPUS=0,1" in flag_values(run, "--env")  # inside the container they are 0 and 1
+    assert "DATA_FOLDER=/data" in flag_values(run, "--env")
+    assert flag_values(run, "--publish") == ["127.0.0.1:8001:8001"]
+    assert set(flag_values(run, "--volume")) == {f"{docker_sh.data}:/data", f"{docker_sh.clone}:/app:ro"}
+    assert flag_values(run, "--name") == ["demo-api"] and run[-1] == "demo-api"
+    assert [c[0] for c in docker_sh.calls()].index("build") < [c[0] for c in docker_sh.calls()].index("run")
+
+    again = docker_sh.run("restart", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="old")
+    assert again.returncode == 0, again.stderr
+    verbs = [c[0] for c in docker_sh.calls()]
+    assert verbs.index("stop") < verbs.index("rm") < verbs.index("run") and "build" not in verbs
+    assert flag_values(docker_sh.call("stop"), "--time") == ["90"]
+
+
+def test_docker_sh_worker_role_publishes_nothing_and_cpu_only_gets_no_gpus(docker_sh):
+    docker_sh.write_env(STACK_ROLE="worker", DEVICE_NB="", REDIS_TUNNEL_TARGET="api.example.org:6380")
+    done = docker_sh.run("start", FAKE_IMAGE_LABEL="x")
+    assert done.returncode == 0, done.stderr
+    run = docker_sh.call("run")
+    assert flag_values(run, "--publish") == [] and flag_values(run, "--gpus") == []
+    assert flag_values(run, "--name") == ["demo-api-worker"] and "WORKER_GPUS=cpu" in flag_values(run, "--env")
+    assert "STACK_ROLE=worker" in flag_values(run, "--env")
+    docker_sh.write_env(REDIS_TUNNEL_PORT="6380", DEVICE_NB="")
+    docker_sh.run("stop")
+    assert docker_sh.run("start", FAKE_IMAGE_LABEL="x").returncode == 0
+    assert flag_values(docker_sh.call("run"), "--publish") == ["127.0.0.1:8001:8001", "0.0.0.0:6380:6380"]
+
+
+def test_docker_sh_refuses_with_clear_messages(docker_sh):
+    docker_sh.write_env(DATA_FOLDER=str(docker_sh.tmp / "missing"))
+    done = docker_sh.run("start", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="x")
+    assert done.returncode != 0 and f"DATA_FOLDER {docker_sh.tmp / 'missing'} does not exist" in done.stderr
+    assert not any(c[0] == "run" for c in docker_sh.calls())
+
+    docker_sh.write_env()
+    if not any(shutil_which(tool) for tool in ("nvidia-ctk", "nvidia-container-runtime-hook")):
+        done = docker_sh.run("start", FAKE_IMAGE_LABEL="x")
+        assert done.returncode != 0 and "NVIDIA Container Toolkit is missing" in done.stderr
+
+    docker_sh.write_env(DEVICE_NB="2gpus")
+    done = docker_sh.run("start", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="x")
+    assert done.returncode != 0 and "DEVICE_NB=2gpus: expected GPU indices" in done.stderr
+
+    docker_sh.write_env()
+    done = docker_sh.run("start", FAKE_NVIDIA="1")
+    assert done.returncode != 0 and "no image demo-api: bash docker.sh rebuild" in done.stderr
+
+    if not shutil_which("docker", "/usr/bin:/bin"):
+        done = docker_sh.run("status", path="/usr/bin:/bin")
+        assert done.returncode != 0 and "Docker is not installed" in done.stderr
+
+    if os.getuid() == 0:
+        os.chown(docker_sh.data, 0, 0)
+        done = docker_sh.run("rebuild", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="x")
+        assert done.returncode != 0 and "refusing to build an image whose user is root" in done.stderr
+
+    done = docker_sh.run("frobnicate")
+    assert done.returncode == 2 and "bash docker.sh rebuild" in done.stderr
+
+
+def test_docker_sh_pull_rebuilds_only_when_the_image_inputs_changed(docker_sh):
+    assert docker_sh.run("rebuild", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="old").returncode == 0
+    label = flag_values(docker_sh.call("build"), "--label")[0].split("=", 1)[1]
+
+    # new code only: restart, no build
+    other = docker_sh.tmp / "other"
+    subprocess.run([*docker_sh.git, "clone", "-q", str(docker_sh.origin), str(other)], check=True)
+    (other / "NOTES.md").write_text("code change\n")
+    for args in (["add", "-A"], ["commit", "-q", "-m", "code"], ["push", "-q"]):
+        subprocess.run([*docker_sh.git, *args], cwd=other, check=True)
+    done = docker_sh.run("pull", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL=label)
+    assert done.returncode == 0, done.stderr
+    assert (docker_sh.clone / "NOTES.md").exists()
+    verbs = [c[0] for c in docker_sh.calls()]
+    assert "build" not in verbs and verbs.index("stop") < verbs.index("run")
+
+    # a requirement changed: rebuild, then restart
+    with open(other / "requirements.txt", "a") as handle:
+        handle.write("# pinned something new\n")
+    for args in (["commit", "-q", "-am", "deps"], ["push", "-q"]):
+        subprocess.run([*docker_sh.git, *args], cwd=other, check=True)
+    done = docker_sh.run("pull", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL=label)
+    assert done.returncode == 0, done.stderr
+    verbs = [c[0] for c in docker_sh.calls()]
+    assert verbs.index("build") < verbs.index("run")
+    assert flag_values(docker_sh.call("build"), "--label")[0] != f"demo-api.inputs={label}"
+
+
+def test_docker_sh_status_logs_and_shell_go_to_the_container(docker_sh):
+    assert docker_sh.run("start", FAKE_NVIDIA="1", FAKE_IMAGE_LABEL="x").returncode == 0
+    done = docker_sh.run("status")
+    assert done.returncode == 0, done.stderr
+    execs = [c for c in docker_sh.calls() if c[0] == "exec"]
+    assert execs[-1] == ["exec", "demo-api", "python", "/app/docker-confs/stack_status.py"]
+    assert docker_sh.run("logs").returncode == 0
+    assert docker_sh.call("logs") == ["logs", "--follow", "--tail", "200", "demo-api"]
+    assert docker_sh.run("shell").returncode == 0
+    assert docker_sh.call("exec") == ["exec", "--interactive", "--tty", "demo-api", "bash"]
+
+
+def shutil_which(name: str, path: str | None = None) -> str | None:
+    import shutil
+
+    return shutil.which(name, path=path)
