@@ -21,6 +21,7 @@ class InkMask:
     raw: np.ndarray  # bool H×W, all ink, clutter included (to measure a primitive's support)
     stroke_width: float  # median stroke width in px
     threshold: float  # on the flattened image, paper = 1.0
+    min_size: int  # the clutter size used
 
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:
@@ -42,9 +43,9 @@ def flatten_background(grey: np.ndarray, stroke_hint: int = 12) -> np.ndarray:
     return grey / np.maximum(paper, 1.0)
 
 
-def ink_mask(rgb: np.ndarray, min_size: int = 24, sensitivity: float = 0.5) -> InkMask:
+def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> InkMask:
     """The strokes of a drawing. `min_size`: components whose bounding box is smaller than this in
-    both directions are clutter (text, specks). `sensitivity` in (0, 1): where between paper and ink
+    both directions are clutter (text, specks); 0 picks max(24, 5 × the pen width). `sensitivity` in (0, 1): where between paper and ink
     the threshold sits (higher keeps fainter ink)."""
     grey = grey_of(rgb)
     flat = flatten_background(grey)
@@ -60,10 +61,12 @@ def ink_mask(rgb: np.ndarray, min_size: int = 24, sensitivity: float = 0.5) -> I
     raw = _touching(weak, smooth < threshold)
     if paper - ink_level < 8 * noise:  # nothing stands out from the paper: a blank page
         raw[:] = False
-    raw = _remove_small(raw, area=max(4, int(min_size // 4)))
-    raw = ~_remove_small(~raw, area=max(4, int(min_size)))  # pinholes inside thick strokes
+    raw = _remove_small(raw, area=6)
+    raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
+    if min_size <= 0:  # automatic: letters are about five pen widths tall
+        min_size = max(24, int(5 * stroke_width(_drop_small_boxes(raw, 24))))
     mask = _drop_small_boxes(raw, min_size)
-    return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold)
+    return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size)
 
 
 def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:

@@ -60,10 +60,8 @@ class GeometricDetector:
             clock = now
 
         h, w = rgb.shape[:2]
-        ink = ink_mask(rgb, min_size=s.min_size or 24, sensitivity=s.sensitivity)
+        ink = ink_mask(rgb, min_size=s.min_size, sensitivity=s.sensitivity)
         width = ink.stroke_width
-        if not s.min_size and 5 * width > 24:  # thick pens: bigger letters too
-            ink = ink_mask(rgb, min_size=int(5 * width), sensitivity=s.sensitivity)
         lap("binarize_s")
         tolerance = max(s.tolerance, width / 4)
         max_gap = s.max_gap or max(10.0, 4 * width)

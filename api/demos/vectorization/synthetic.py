@@ -108,8 +108,8 @@ class _Canvas:
         """The ink grown by a clearance, recomputed only after something was drawn."""
         if self._near_cache is None:
             radius = int(8 * self.scale + 6)
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-            self._near_cache = cv2.dilate(self.mask, kernel)
+            paper = (self.mask == 0).astype(np.uint8)
+            self._near_cache = cv2.distanceTransform(paper, cv2.DIST_L2, 3) <= radius
         return self._near_cache
 
     @staticmethod
@@ -210,11 +210,10 @@ def _render(canvas: _Canvas, rng: random.Random, noisy: bool) -> np.ndarray:
         return np.dstack([grey] * 3)
     nprng = np.random.default_rng(rng.randrange(2**32))
     # uneven ink: strength varies slowly along the strokes (worn quill, faded print)
-    fade = cv2.GaussianBlur(nprng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 12 * canvas.scale)
-    ink *= np.clip(0.85 + 0.15 * fade / (fade.std() + 1e-6), 0.55, 1.0)
+    fade = _smooth_noise(nprng, size, 12 * canvas.scale)
+    ink *= np.clip(0.85 + 0.15 * fade, 0.55, 1.0)
     paper = np.array([rng.uniform(225, 245), rng.uniform(212, 232), rng.uniform(180, 205)], np.float32)
-    light = cv2.GaussianBlur(nprng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 120 * canvas.scale)
-    light = 1.0 + 0.10 * light / (light.std() + 1e-6)  # uneven lighting / foxing
+    light = 1.0 + 0.10 * _smooth_noise(nprng, size, 120 * canvas.scale)  # uneven lighting / foxing
     fibres = cv2.GaussianBlur(nprng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 1.5)
     fibres = 6 * fibres / (fibres.std() + 1e-6)
     colour = np.array([rng.uniform(40, 70), rng.uniform(30, 50), rng.uniform(20, 35)], np.float32)
@@ -227,6 +226,16 @@ def _render(canvas: _Canvas, rng: random.Random, noisy: bool) -> np.ndarray:
     image = cv2.GaussianBlur(image, (0, 0), 0.9 * max(1.0, canvas.scale))
     image += nprng.normal(0, 7, image.shape).astype(np.float32)
     return image.clip(0, 255).astype(np.uint8)
+
+
+def _smooth_noise(nprng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Gaussian noise blurred by `sigma` px, unit spread; made small and scaled up (same look,
+    without a blur kernel thousands of pixels wide)."""
+    factor = max(1, int(sigma // 3))
+    small = max(2, size // factor + 1)
+    field = cv2.GaussianBlur(nprng.normal(0, 1, (small, small)).astype(np.float32), (0, 0), sigma / factor)
+    field = cv2.resize(field, (size, size), interpolation=cv2.INTER_CUBIC)
+    return field / (field.std() + 1e-6)
 
 
 def ground_truth_svg(diagram: Diagram) -> str:

@@ -1,0 +1,92 @@
+"""Vectorization benchmark: time per image and F1 per primitive type on generated diagrams.
+
+For each size (default 1000 and 3000 px) and each kind of drawing (clean; noisy: tinted uneven
+paper, fibres, faded brown ink, blur, sensor noise, specks), generates diagrams with exact ground
+truth (api/demos/vectorization/synthetic.py), runs the geometric backend as a worker does (detect,
+then SVG, JSON and preview PNG), and prints:
+
+- median seconds per image: detection alone and with the output files;
+- precision / recall / F1 per type (line, circle, arc) at 3 px, and at 3 px × size/1000 (the
+  drawings scale with the image, pens included, so this is the same relative tolerance).
+
+    nice .venv/bin/python bench/vectorization.py [--images 10] [--sizes 1000,3000] [--threads 2]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/ holds queue.py, named like the standard library's `queue`: keep this folder off the path.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+
+from api.demos.vectorization.evaluate import match, total  # noqa: E402
+from api.demos.vectorization.geometric import GeometricDetector, Settings  # noqa: E402
+from api.demos.vectorization.preview import draw_preview  # noqa: E402
+from api.demos.vectorization.svg import to_svg  # noqa: E402
+from api.demos.vectorization.synthetic import generate  # noqa: E402
+
+
+def run(size: int, noisy: bool, images: int, first_seed: int) -> dict:
+    detector = GeometricDetector(Settings())
+    detect_times, full_times, at_3px, scaled = [], [], [], []
+    tolerance = 3.0 * size / 1000
+    for seed in range(first_seed, first_seed + images):
+        diagram = generate(seed, size, noisy=noisy)
+        started = time.perf_counter()
+        detection = detector.detect(diagram.image)
+        detected = time.perf_counter()
+        h, w = diagram.image.shape[:2]
+        to_svg(detection.primitives, w, h, detection.stroke_width)
+        json.dumps([p.to_dict() for p in detection.primitives])
+        cv2.imencode(".png", draw_preview(diagram.image, detection.primitives)[..., ::-1],
+                     [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        finished = time.perf_counter()
+        detect_times.append(detected - started)
+        full_times.append(finished - started)
+        at_3px.append(match(detection.primitives, diagram.primitives, 3.0))
+        scaled.append(match(detection.primitives, diagram.primitives, tolerance))
+    return {
+        "size_px": size, "noisy": noisy, "images": images,
+        "median_detect_s": round(statistics.median(detect_times), 3),
+        "median_per_image_s": round(statistics.median(full_times), 3),
+        "f1_at_3px": {k: v["f1"] for k, v in total(at_3px).items()},
+        f"f1_at_{tolerance:g}px": {k: v["f1"] for k, v in total(scaled).items()},
+        "detail_at_3px": total(at_3px),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=10, help="diagrams per size and kind (default 10)")
+    parser.add_argument("--sizes", default="1000,3000", help="image sizes in px (default 1000,3000)")
+    parser.add_argument("--seed", type=int, default=1000, help="first seed (default 1000: not the tests' seeds)")
+    parser.add_argument("--threads", type=int, default=2, help="OpenCV threads (default 2)")
+    parser.add_argument("--clean-only", action="store_true")
+    args = parser.parse_args()
+    cv2.setNumThreads(args.threads)
+    generate(0, 200)  # warm imports (skimage, scipy) before timing
+    GeometricDetector().detect(generate(0, 200).image)
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        for noisy in ((False,) if args.clean_only else (False, True)):
+            result = run(size, noisy, args.images, args.seed)
+            results.append(result)
+            brief = {k: v for k, v in result.items() if k != "detail_at_3px"}
+            print(json.dumps(brief), flush=True)
+    print(json.dumps({"results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
