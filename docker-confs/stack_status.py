@@ -40,8 +40,10 @@ def main() -> int:
         sizes = get(base, f"/{app}/qsizes", cfg.api_token)
         monitor = get(base, f"/{app}/monitor", cfg.api_token)
         workers = monitor.get("workers", [])
+        where = ", ".join(f"{w.get('host', '?')}/gpu {w['device']}" if w.get("device") else f"{w.get('host', '?')}/cpu"
+                          for w in workers)
         print(f"{app}: waiting {sizes['waiting']}, delayed {sizes['delayed']}, dead {sizes['dead']}; "
-              f"live workers {len(workers) if isinstance(workers, list) else workers}; jobs {monitor.get('jobs', {})}")
+              f"live workers {len(workers)} ({where}); jobs {monitor.get('jobs', {})}")
     return 0
 
 

@@ -107,6 +107,8 @@ class Deployment:
                           timeout, f"job {tracking_id} to end", diagnose=self.logs)
 
     def stop(self) -> None:
+        self.http.close()  # spiped, stopping, waits for its open connections to end
+        self.redis.close()
         for other in self.others:
             other.stop()
         for tunnel in self.tunnels:
@@ -165,6 +167,20 @@ def test_job_through_the_tunnel_with_results_served_by_nginx(deployment):
         in (400, 404)
 
 
+def test_healthcheck_and_status_scripts_read_the_running_stack(deployment):
+    d = deployment
+    env = {**d.stack.env, "NGINX_LISTEN": f"127.0.0.1:{d.ports['nginx']}"}
+    health = subprocess.run(["bash", str(CONFS / "healthcheck.sh")], env=env, capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0 and '"status":"ok"' in health.stdout.replace(" ", ""), health.stderr
+    status = subprocess.run([sys.executable, str(CONFS / "stack_status.py")], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "health: ok" in status.stdout and "dummy: waiting 0" in status.stdout and "gpu 0" in status.stdout
+    down = subprocess.run([sys.executable, str(CONFS / "stack_status.py")], env={**env, "NGINX_LISTEN": str(free_port())},
+                          capture_output=True, text=True, timeout=30)
+    assert down.returncode == 1 and "does not answer" in down.stdout
+
+
 def test_upload_above_the_limit_gets_413_from_nginx(deployment):
     d = deployment
     image = png_bytes()
@@ -209,6 +225,9 @@ def test_a_worker_on_another_host_joins_through_the_redis_tunnel(deployment):
     environ = Path(f"/proc/{remote_worker['pid']}/environ").read_bytes().split(b"\0")
     assert f"REDIS_URL=redis://127.0.0.1:{local_port}/0".encode() in environ  # through its own tunnel end
     assert "[program:nginx]" not in (d.base / "run2" / "supervisord.conf").read_text()
+    health = subprocess.run(["bash", str(CONFS / "healthcheck.sh")], env=remote.env, capture_output=True, text=True,
+                            timeout=30)
+    assert health.returncode == 0 and "worker-gpu1" in health.stdout and "RUNNING" in health.stdout, health.stdout
 
     assert "stopped" in d.stack.ctl("stop", "workers:*")  # only the other host can take the job now
     try:
@@ -230,6 +249,8 @@ def test_1000_queued_jobs_survive_a_redis_crash(deployment):
     with ThreadPoolExecutor(len(sessions)) as pool:
         ids = list(pool.map(lambda i: d.submit(images=1, session=sessions[i % len(sessions)], labels=[str(i)]),
                             range(QUEUED_JOBS)))
+    for session in sessions:
+        session.close()
     assert len(set(ids)) == QUEUED_JOBS
     assert d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"] == QUEUED_JOBS
 
