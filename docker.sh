@@ -161,8 +161,8 @@ start() {
         die "no image $IMAGE: bash docker.sh rebuild"
     local args=(run --detach --name "$CONTAINER" --restart unless-stopped --stop-timeout "$STOP_TIMEOUT"
         --shm-size "$SHM" --label "demo-api.role=$ROLE"
-        --volume "$ROOT:/app:ro" --volume "$DATA:/data"
-        --env DATA_FOLDER=/data --env "ENV_FILE=/app/$(basename "$ENV_FILE")" --env "STACK_ROLE=$ROLE")
+        --volume "$ROOT:/app:ro" --volume "$DATA:/data" --volume "$ENV_FILE:/etc/demo-api.env:ro"
+        --env DATA_FOLDER=/data --env ENV_FILE=/etc/demo-api.env --env "STACK_ROLE=$ROLE")
     if [ -n "$GPUS" ]; then
         # By index, never a count: --gpus '"device=0,1"'. Inside, those GPUs are numbered 0..n-1.
         local count inside="" i

@@ -160,6 +160,11 @@ def test_job_through_the_tunnel_with_results_served_by_nginx(deployment):
     assert svg.raw.headers.getlist("Content-Disposition") == ['attachment; filename="drawing.svg"']
     assert "sandbox" in svg.headers["Content-Security-Policy"]
 
+    (folder / "sub dir").mkdir()
+    (folder / "sub dir" / "page été #1.json").write_text('{"ok": true}')
+    odd = d.http.get(f"{d.url}/dummy/{tracking_id}/result/sub%20dir/page%20%C3%A9t%C3%A9%20%231.json", timeout=10)
+    assert odd.status_code == 200 and odd.json() == {"ok": True}
+
     # the internal location is not reachable by a client, nor can it list a folder
     for path in (f"/xaccel/dummy/{tracking_id}/{relpath}", f"/xaccel/dummy/{tracking_id}/", "/xaccel/dummy/"):
         assert d.http.get(f"{d.url}{path}", timeout=10).status_code == 404, path
@@ -268,6 +273,42 @@ def test_1000_queued_jobs_survive_a_redis_crash(deployment):
     assert first["state"] == "SUCCESS" and first["output"]["labels"] == ["0"]
     wait_until(lambda: d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"] < QUEUED_JOBS - 5, 30,
                "the workers to go on with the queue", diagnose=d.logs)
+
+
+def render(tmp: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = stack_env(tmp / "data", tmp / "run", **env)
+    return subprocess.run([sys.executable, str(CONFS / "render.py")], cwd=ROOT, env=environ, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_render_gives_each_installed_demo_its_xaccel_location_and_each_gpu_its_worker(tmp_path):
+    done = render(tmp_path, INSTALLED_APPS="regions,vectorization,sorter,tests.demos.dummy",
+                  DEMO_QUEUES="regions=gpu,sorter=gpu", DEVICE_NB="0,1", MAX_UPLOAD_BYTES="12345", XACCEL_PREFIX="/files")
+    assert done.returncode == 0, done.stderr
+    nginx = (tmp_path / "run" / "nginx.conf").read_text()
+    for app in ("regions", "vectorization", "sorter", "dummy"):
+        assert f"location /files/{app}/ {{\n            internal;\n            alias {tmp_path}/data/results/{app}/;" in nginx
+    assert "client_max_body_size 12345;" in nginx and "{{" not in nginx
+    supervisor = (tmp_path / "run" / "supervisord.conf").read_text()
+    for gpu in ("0", "1"):
+        section = supervisor.split(f"[program:worker-gpu{gpu}]")[1].split("\n\n")[0]
+        assert "-m dramatiq api.worker -p 1 -t 1 -Q dummy gpu vectorization" in section
+        assert f'environment=CUDA_VISIBLE_DEVICES="{gpu}"' in section
+    assert "--preload" not in supervisor and "programs=worker-gpu0,worker-gpu1" in supervisor
+    assert "--appendonly yes" in supervisor and f"--dir {tmp_path}/data/redis" in supervisor
+
+
+def test_render_refuses_a_wrong_stack_with_a_clear_message(tmp_path):
+    cases = {
+        "needs REDIS_TUNNEL_TARGET": {"STACK_ROLE": "worker"},
+        "no Redis tunnel key at": {"REDIS_TUNNEL_PORT": "6380"},
+        "unknown demo 'nope'": {"INSTALLED_APPS": "nope"},
+        "DEVICE_NB='two': expected GPU indices": {"DEVICE_NB": "two"},
+        "STACK_ROLE='front': expected api or worker": {"STACK_ROLE": "front"},
+    }
+    for message, env in cases.items():
+        done = render(tmp_path, **env)
+        assert done.returncode == 2 and message in done.stderr, (env, done.stderr)
 
 
 # -- docker.sh, without a Docker engine --------------------------------------------------------------
@@ -400,7 +441,9 @@ def test_docker_sh_rebuild_builds_for_this_uid_and_runs_on_gpus_by_index(docker_
     assert "WORKER_GPUS=0,1" in flag_values(run, "--env")  # inside the container they are 0 and 1
     assert "DATA_FOLDER=/data" in flag_values(run, "--env")
     assert flag_values(run, "--publish") == ["127.0.0.1:8001:8001"]
-    assert set(flag_values(run, "--volume")) == {f"{docker_sh.data}:/data", f"{docker_sh.clone}:/app:ro"}
+    assert set(flag_values(run, "--volume")) == {f"{docker_sh.data}:/data", f"{docker_sh.clone}:/app:ro",
+                                                 f"{docker_sh.clone}/.env:/etc/demo-api.env:ro"}
+    assert "ENV_FILE=/etc/demo-api.env" in flag_values(run, "--env")
     assert flag_values(run, "--name") == ["demo-api"] and run[-1] == "demo-api"
     assert [c[0] for c in docker_sh.calls()].index("build") < [c[0] for c in docker_sh.calls()].index("run")
 
