@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE=${ENV_FILE:-$ROOT/.env}
 INPUTS_LABEL=demo-api.inputs
-STOP_TIMEOUT=90
+STOP_TIMEOUT=120  # supervisord stops workers (WORKER_STOP_WAIT_S, 60), then the API, then Redis
 
 die() {
     echo "docker.sh: $*" >&2

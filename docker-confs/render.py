@@ -214,8 +214,8 @@ def programs(stack: Stack) -> str:
         sections.append(("api", " ".join([
             py, "-m", "gunicorn", "--workers", str(cfg.gunicorn_workers), "--worker-class", "gthread",
             "--threads", str(cfg.gunicorn_threads), "--bind", f"unix:{run}/gunicorn.sock",
-            "--timeout", "120", "--graceful-timeout", "30", "--forwarded-allow-ips", '"*"',
-            "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]), {"priority": "30", "startretries": "20"}))
+            "--timeout", "120", "--graceful-timeout", "10", "--forwarded-allow-ips", '"*"',
+            "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]), {"priority": "30", "startretries": "20", "stopwaitsecs": "15"}))
         nginx = program("nginx")
         early_log = " -e stderr" if nginx_version(nginx) >= (1, 19, 5) else ""  # older: the image links it
         sections.append(("nginx", f"{nginx} -c {run}/nginx.conf -p {run}/nginx/{early_log}",

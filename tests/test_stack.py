@@ -451,7 +451,7 @@ def test_docker_sh_rebuild_builds_for_this_uid_and_runs_on_gpus_by_index(docker_
     assert again.returncode == 0, again.stderr
     verbs = [c[0] for c in docker_sh.calls()]
     assert verbs.index("stop") < verbs.index("rm") < verbs.index("run") and "build" not in verbs
-    assert flag_values(docker_sh.call("stop"), "--time") == ["90"]
+    assert flag_values(docker_sh.call("stop"), "--time") == ["120"]
 
 
 def test_docker_sh_worker_role_publishes_nothing_and_cpu_only_gets_no_gpus(docker_sh):
