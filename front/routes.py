@@ -68,7 +68,8 @@ def index():
 @bp.get("/demos/<app>")
 def demo_page(app: str):
     form, models, problem = load_form(app)
-    return render_template("demo.html", form=form, models=models, problem=problem, values={}, field_error="")
+    status = 200 if form is not None else (404 if problem.startswith("No demo") else 502)
+    return render_template("demo.html", form=form, models=models, problem=problem, values={}, field_error=""), status
 
 
 @bp.post("/demos/<app>")

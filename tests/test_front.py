@@ -1,0 +1,278 @@
+"""The front without a browser: the callback verifier (against the API's own signer), the job
+store's merge and replay rules, the /callback endpoint, forms generated from the API's real
+OpenAPI spec, the result views' shapes, and the front's configuration."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+from api.platform.callbacks import signature_headers, verify_signature
+from front import create_app
+from front.callbacks import sign_headers, verify
+from front.config import FrontConfigError, load_config
+from front.forms import FormError, demo_form, documents_of
+from front.results import arc_path, primitive_shapes, regions_view, relpath_of, sorter_view, view_for
+from front.store import JobStore
+
+SECRET = "s3cret"
+BODY = json.dumps({"event": "SUCCESS", "tracking_id": "a" * 32}).encode()
+TID = "0123456789abcdef0123456789abcdef"
+
+
+# -- the verifier ----------------------------------------------------------------------------------------
+def test_the_verifier_accepts_what_the_api_signs_and_the_api_accepts_what_the_test_signer_makes():
+    now = time.time()
+    assert verify(SECRET, BODY, signature_headers(SECRET, BODY, now), now=now)
+    assert verify_signature(SECRET, BODY, sign_headers(SECRET, BODY, now), now=now)
+    lower = {k.lower(): v for k, v in signature_headers(SECRET, BODY, now).items()}
+    assert verify(SECRET, BODY, lower, now=now)  # header names are case-insensitive
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("wrong secret", "does not match"),
+    ("tampered body", "does not match"),
+    ("stale", "from now"),
+    ("future", "from now"),
+    ("no timestamp", "missing X-Signature-Timestamp"),
+    ("no signature", "missing X-Signature"),
+    ("no prefix", "does not start with sha256="),
+    ("timestamp not a number", "not a unix time"),
+    ("non-ascii signature", "does not match"),
+    ("signature of another timestamp", "does not match"),
+    ("empty secret", "no CALLBACK_SECRET"),
+])
+def test_the_verifier_refuses_with_a_reason(case, reason):
+    now = 1_800_000_000
+    headers = signature_headers(SECRET, BODY, now)
+    secret, body, at = SECRET, BODY, now
+    if case == "wrong secret":
+        secret = "other"
+    elif case == "tampered body":
+        body = BODY.replace(b"SUCCESS", b"SUCCESs")
+    elif case == "stale":
+        at = now + 301
+    elif case == "future":
+        at = now - 301
+    elif case == "no timestamp":
+        del headers["X-Signature-Timestamp"]
+    elif case == "no signature":
+        del headers["X-Signature"]
+    elif case == "no prefix":
+        headers["X-Signature"] = headers["X-Signature"].removeprefix("sha256=")
+    elif case == "timestamp not a number":
+        headers["X-Signature-Timestamp"] = "12ab"
+    elif case == "non-ascii signature":
+        headers["X-Signature"] = "sha256=é" + headers["X-Signature"][8:]
+    elif case == "signature of another timestamp":
+        headers["X-Signature-Timestamp"] = str(now + 1)
+    elif case == "empty secret":
+        secret = ""
+    verdict = verify(secret, body, headers, now=at, max_age_s=300)
+    assert not verdict and reason in verdict.reason
+    assert verify(SECRET, BODY, signature_headers(SECRET, BODY, now), now=now + 299, max_age_s=300)
+
+
+# -- the store --------------------------------------------------------------------------------------------
+def test_store_never_moves_an_ended_job_back_nor_progress_backwards(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.create(TID, "dummy", inputs=[{"uid": "a"}], parameters={"delay": 1})
+    assert store.update(TID, {"state": "STARTED", "progress": {"done": 2, "total": 4}}, "callback")
+    assert store.update(TID, {"state": "STARTED", "progress": {"done": 1, "total": 4}}, "callback")
+    assert store.get(TID)["progress"]["done"] == 2  # an older PROGRESS arriving late
+    assert store.update(TID, {"state": "SUCCESS", "progress": {"done": 4, "total": 4}, "output": {"x": 1}}, "callback")
+    assert not store.update(TID, {"state": "STARTED", "progress": {"done": 3, "total": 4}}, "callback")
+    assert not store.update(TID, {"state": "FAILURE", "error": "late"}, "callback")
+    assert not store.update("f" * 32, {"state": "SUCCESS"}, "callback")  # not one of ours
+    assert not store.update(TID, {"state": "WHATEVER"}, "callback")
+    job = store.get(TID)
+    assert (job["state"], job["output"], job["callbacks"], job["finished"]) == ("SUCCESS", {"x": 1}, 3, True)
+    assert job["inputs"] == [{"uid": "a"}] and job["parameters"] == {"delay": 1}
+    assert [j["tracking_id"] for j in store.recent()] == [TID]
+
+
+def test_store_remembers_signatures_and_event_ids_once(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    assert store.remember_signature("abc", 300) and not store.remember_signature("abc", 300)
+    assert store.remember_event("e1") and not store.remember_event("e1") and store.remember_event("e2")
+    assert not JobStore(tmp_path / "jobs.sqlite3").remember_signature("abc", 300)  # kept on disk
+
+
+# -- the /callback endpoint -----------------------------------------------------------------------------
+@pytest.fixture
+def front(tmp_path):
+    cfg = load_config({"FRONT_ENV_FILE": "/nonexistent", "API_URL": "http://127.0.0.1:9", "CALLBACK_SECRET": SECRET,
+                       "FRONT_PUBLIC_URL": "http://front.example", "FRONT_DATA_FOLDER": str(tmp_path / "front"),
+                       "FRONT_STATUS_REFRESH_S": "0"})
+    app = create_app(cfg)
+    app.testing = True
+    return app
+
+
+def post_event(client, event: dict, secret: str = SECRET, now: float | None = None, headers: dict | None = None):
+    body = json.dumps(event).encode()
+    signed = headers if headers is not None else sign_headers(secret, body, now)
+    return client.post("/callback", data=body, headers={"Content-Type": "application/json", **signed}), signed, body
+
+
+def test_callback_endpoint_applies_signed_events_and_refuses_forged_stale_and_replayed(front):
+    store = front.extensions["front_store"]
+    store.create(TID, "dummy")
+    client = front.test_client()
+    event = {"event": "PROGRESS", "state": "STARTED", "tracking_id": TID, "event_id": "ev1",
+             "progress": {"done": 1, "total": 3, "percent": 33.3}}
+    response, headers, body = post_event(client, event)
+    assert response.status_code == 200 and response.get_json()["status"] == "applied"
+    assert store.get(TID)["progress"]["done"] == 1 and store.get(TID)["callbacks"] == 1
+    replay = client.post("/callback", data=body, headers={"Content-Type": "application/json", **headers})
+    assert replay.status_code == 409
+    # the API's sender retrying the same event (new timestamp, new signature): acknowledged, applied once
+    time.sleep(1.01)
+    retry, _, _ = post_event(client, event)
+    assert retry.status_code == 200 and retry.get_json()["status"] == "duplicate"
+    assert store.get(TID)["callbacks"] == 1
+    forged = {**event, "event": "SUCCESS", "state": "SUCCESS", "event_id": "ev2", "output": {"evil": 1}}
+    assert post_event(client, forged, secret="not-the-secret")[0].status_code == 401
+    assert post_event(client, forged, now=time.time() - 400)[0].status_code == 401
+    assert post_event(client, forged, headers={})[0].status_code == 401
+    assert store.get(TID)["state"] == "STARTED" and store.get(TID)["output"] is None
+    done, _, _ = post_event(client, {**forged, "output": {"images": {}}})
+    assert done.status_code == 200 and store.get(TID)["state"] == "SUCCESS"
+    not_json, _, _ = post_event(client, ["not", "an", "event"])
+    assert not_json.status_code == 400
+
+
+def test_pages_say_plainly_when_the_api_cannot_be_reached(front):
+    client = front.test_client()
+    page = client.get("/").data.decode()
+    assert "The demos cannot be listed" in page and "cannot reach the API at http://127.0.0.1:9" in page
+    assert client.get("/demos/dummy").status_code == 502
+    assert "cannot reach the API" in client.get("/demos/dummy").data.decode()
+    assert "No job was started from this front yet" in client.get("/jobs").data.decode()
+    assert client.get(f"/jobs/dummy/{TID}").status_code == 404  # not one of ours: no proxy to other jobs
+    assert client.get(f"/jobs/dummy/{TID}/files/job.json").status_code == 404
+    front.extensions["front_store"].create(TID, "dummy")
+    state = client.get(f"/jobs/dummy/{TID}/state").get_json()
+    assert state["state"] == "PENDING" and "cannot reach the API" in state["problem"]
+    assert client.get(f"/jobs/dummy/{TID}/files/../../etc/passwd").status_code == 404
+    csp = client.get("/").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "http" not in csp.split("script-src")[1].split(";")[0]
+
+
+# -- forms from the API's real spec ------------------------------------------------------------------------
+def test_the_form_follows_the_apis_openapi_and_converts_values(client):
+    spec = client.get("/openapi.json").get_json()
+    form = demo_form(spec, "dummy")
+    kinds = {p.name: p.kind for p in form.params}
+    assert kinds == {"model": "string", "delay": "number", "fail": "boolean", "disk_full": "boolean",
+                     "labels": "array", "folder": "string", **{k: v for k, v in kinds.items() if k not in (
+                         "model", "delay", "fail", "disk_full", "labels", "folder")}}
+    delay = next(p for p in form.params if p.name == "delay")
+    assert (delay.minimum, delay.maximum, delay.default_text) == (0, 60, "0.0")
+    values = {"param-delay": "0.5", "param-labels": "a, b,", "param-fail-present": "1", "param-model": " "}
+    assert form.parse(values) == {"delay": 0.5, "labels": ["a", "b"], "fail": False}
+    assert form.parse({**values, "param-fail": "on"})["fail"] is True
+    for bad, message in (("x", "must be a number"), ("61", "at most 60"), ("-1", "at least 0")):
+        with pytest.raises(FormError) as caught:
+            form.parse({"param-delay": bad})
+        assert caught.value.field == "delay" and message in caught.value.message
+    assert demo_form(spec, "nope").params == []
+
+
+def test_documents_from_the_form_get_known_uids_and_bad_urls_are_named():
+    assert documents_of("https://a.org/1.jpg\n\n http://b.org/2.png ", "https://c.org/manifest.json") == [
+        {"type": "img", "src": "https://a.org/1.jpg", "uid": "url-1"},
+        {"type": "img", "src": "http://b.org/2.png", "uid": "url-2"},
+        {"type": "iiif", "src": "https://c.org/manifest.json", "uid": "iiif"}]
+    with pytest.raises(FormError, match="line 2"):
+        documents_of("https://a.org/1.jpg\nfile:///etc/passwd", "")
+    with pytest.raises(FormError) as caught:
+        documents_of("", "javascript:alert(1)")
+    assert caught.value.field == "manifest_url"
+
+
+# -- result views ------------------------------------------------------------------------------------------
+def test_result_urls_become_front_urls_and_regions_pages_use_the_kept_upload():
+    assert relpath_of(f"http://api:5000/regions/{TID}/result/p/crops/p-0.jpg", "regions", TID) == "p/crops/p-0.jpg"
+    assert relpath_of("https://elsewhere.org/x.jpg", "regions", TID) == ""
+    crop = {"crop_id": "p-0", "label": "diagram", "confidence": 0.87,
+            "absolute": {"x1": 10, "y1": 20, "x2": 60, "y2": 50, "width": 50, "height": 30}}
+    output = {"model": "m.pt", "annotations": {"p": [{"source": "p", "width": 100, "height": 80, "crops": [crop]}],
+                                               "book": [{"source": "0001", "width": 9, "height": 9, "crops": []},
+                                                        {"source": "0002", "width": 9, "height": 9, "crops": []}]}}
+    job = {"app": "regions", "tracking_id": TID, "parameters": {}, "output": output}
+    view = view_for("regions", job, lambda rel: f"/f/{rel}", lambda uid: f"/in/{uid}")
+    assert view["kind"] == "regions" and view["boxes"] == 1
+    page = view["pages"][0]
+    assert (page["image"], page["image_is_preview"]) == ("/in/p", False)
+    assert page["boxes"][0] == {"crop_id": "p-0", "label": "diagram", "confidence": 0.87, "x": 10, "y": 20,
+                                "w": 50, "h": 30, "crop_url": "/f/p/crops/p-0.jpg"}
+    assert view["pages"][1]["image"] == "/f/book/previews/0001.jpg"  # a page of a many-page document
+    no_crops = regions_view({**job, "parameters": {"crops": False}}, output, lambda r: r, lambda u: "")
+    assert no_crops["pages"][0]["boxes"][0]["crop_url"] == ""
+    broken = view_for("regions", {**job, "output": {"annotations": {"p": [{"width": 1}]}}}, str, str)
+    assert broken["kind"] == "generic" and "could not be drawn" in broken["note"]
+
+
+def test_primitives_are_drawn_as_the_vectorization_demo_writes_them():
+    from api.demos.vectorization.primitives import Primitive
+    from api.demos.vectorization.svg import arc_path as api_arc_path
+
+    for start, end in ((10, 100), (300, 500), (0, 360), (45, 270)):
+        g = {"cx": 50.0, "cy": 40.0, "r": 20.0, "start": float(start), "end": float(end)}
+        ours = [float(v) for v in arc_path(g).replace("M", "").replace("A", "").split()]
+        theirs = [float(v) for v in api_arc_path(g).replace("M", "").replace("A", "").split()]
+        assert all(math.isclose(a, b, abs_tol=0.01) for a, b in zip(ours, theirs, strict=True))
+    data = {"primitives": [Primitive("line", {"x1": 0, "y1": 0, "x2": 5, "y2": 5}, 0.9, "l1").to_dict(),
+                           Primitive("circle", {"cx": 1, "cy": 2, "r": 3}, 1.0, "c1").to_dict(),
+                           {"type": "spline", "geometry": {}}]}
+    shapes = primitive_shapes(data)
+    assert [(s["type"], s["tag"], s["id"]) for s in shapes] == [("line", "line", "l1"), ("circle", "circle", "c1")]
+
+
+def test_sorter_view_finds_photos_groups_and_moves_in_its_output():
+    base = f"http://api/sorter/{TID}/result/"
+    output = {"detections": [{}, {}, {}], "warnings": ["3 groups but 2 containers"],
+              "pictures": {"annotated": [base + "photos/1500.annotated.jpg"], "contact_sheet": base + "groups.contact.jpg"},
+              "groups": [{"group": 0, "container": 1, "items": [{"crop": base + "crops/0.jpg"}, {"crop": base + "crops/1.jpg"}]},
+                         {"group": 1, "container": None, "items": [{"crop": base + "crops/2.jpg"}]}],
+              "commands": [[[1500.0, 1200.5], [1700.0, 1000.0]]]}
+    view = sorter_view({"app": "sorter", "tracking_id": TID}, output, lambda r: "/f/" + r, str)
+    assert view["annotated"] == ["/f/photos/1500.annotated.jpg"] and view["sheets"] == ["/f/groups.contact.jpg"]
+    assert [(g["name"], g["count"], len(g["crops"])) for g in view["groups"]] == [("0", 2, 2), ("1", 1, 1)]
+    assert view["moves"] == [{"item": "(1500.0, 1200.5)", "container": "(1700.0, 1000.0)"}]
+    assert view["warnings"] == ["3 groups but 2 containers"] and view["detections"] == 3
+
+
+# -- configuration --------------------------------------------------------------------------------------------
+def test_config_reads_its_own_env_file_and_the_environment_wins(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_URL=http://10.0.0.1:8001/\nAPI_TOKEN=from-file\nFRONT_PORT=8111\n"
+                        "FRONT_PUBLIC_URL=https://front.example.org/\n")
+    monkeypatch.setenv("FRONT_ENV_FILE", str(env_file))
+    monkeypatch.setenv("API_TOKEN", "from-env")
+    cfg = load_config()
+    assert (cfg.api_url, cfg.api_token, cfg.port) == ("http://10.0.0.1:8001", "from-env", 8111)
+    assert cfg.callback_url == "https://front.example.org/callback"
+    assert load_config({"FRONT_ENV_FILE": "/nonexistent"}).callback_url == ""
+    with pytest.raises(FrontConfigError, match="API_URL"):
+        load_config({"FRONT_ENV_FILE": "/nonexistent", "API_URL": "127.0.0.1:5000"})
+    with pytest.raises(FrontConfigError, match="FRONT_PORT"):
+        load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_PORT": "eighty"})
+
+
+def test_the_front_imports_nothing_from_the_api():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, front; front.create_app(front.load_config({'FRONT_ENV_FILE': '/nonexistent', "
+            "'FRONT_DATA_FOLDER': sys.argv[1]})); import front.routes, front.results; "
+            "print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / ".pytest_cache" / "front-imports")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
