@@ -4,7 +4,9 @@
 # docker-confs/ describes (rendered from .env at every start); everything runs as `demo`, whose uid
 # is the host user's so files written to the mounted DATA_FOLDER belong to that user.
 # Build and run it with `bash docker.sh rebuild` (it passes DEMO_UID/DEMO_GID); see README.
-ARG CUDA_IMAGE=nvidia/cuda:12.4.1-runtime-ubuntu22.04
+# Ubuntu 24.04: the same nginx (1.24), Redis (7.0), supervisor (4.2.5) and spiped (1.6.2) generation as
+# the Debian 12 packages the stack tests run on. CUDA libraries of torch come with its wheels.
+ARG CUDA_IMAGE=nvidia/cuda:12.6.3-runtime-ubuntu24.04
 
 FROM ${CUDA_IMAGE} AS base
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -13,7 +15,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# Python 3.11 from the deadsnakes PPA (Ubuntu 22.04 ships 3.10); libgl1/libglib2.0-0 for OpenCV.
+# Python 3.11 from the deadsnakes PPA (Ubuntu 24.04 ships 3.12); libgl1/libglib2.0 for OpenCV.
+# nginx's default error log goes to the container log: nginx opens it before reading our
+# configuration when it cannot be told otherwise (render.py passes `-e stderr` where it can).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates gpg-agent software-properties-common \
     && add-apt-repository -y ppa:deadsnakes/ppa \
@@ -21,11 +25,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         python3.11 python3.11-venv \
         nginx redis-server spiped supervisor \
-        curl libgl1 libglib2.0-0 \
+        curl libgl1 libglib2.0-0t64 \
     && apt-get purge -y software-properties-common \
     && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* \
-    # nginx < 1.19.5 opens this log before reading our configuration: send it to the container log
     && ln -sf /dev/stderr /var/log/nginx/error.log
 
 FROM base AS build
@@ -41,7 +44,9 @@ RUN python3.11 -m venv /opt/venv \
 FROM base
 ARG DEMO_UID=1000
 ARG DEMO_GID=1000
-RUN groupadd --non-unique --gid "${DEMO_GID}" demo \
+# The base image's `ubuntu` user (uid 1000) would shadow ours in `ls -l` and `whoami`.
+RUN (userdel --remove ubuntu 2>/dev/null || true) \
+    && groupadd --non-unique --gid "${DEMO_GID}" demo \
     && useradd --non-unique --uid "${DEMO_UID}" --gid "${DEMO_GID}" --create-home --shell /bin/bash demo \
     && mkdir -p /data /home/demo/run \
     && chown demo:demo /data /home/demo/run

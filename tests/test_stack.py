@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -406,7 +407,9 @@ def test_shell_scripts_pass_bash_n_and_shellcheck():
 
 
 def test_dockerfile_runs_as_the_host_uid_with_health_and_its_scripts_exist():
-    lines = (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    text = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"\\\n\s*#", text)  # no comment inside a continued instruction
+    lines = text.replace("\\\n", " ").splitlines()
     instructions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     words = [i.split(None, 1) for i in instructions]
     assert any(w[0] == "ARG" and w[1].startswith("CUDA_IMAGE=nvidia/cuda:") and "runtime" in w[1] for w in words)
