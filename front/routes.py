@@ -88,14 +88,18 @@ def start(app: str):
     except FormError as exc:
         return render_template("demo.html", form=form, models=models, values=values, field_error=exc.field,
                                problem=f"Please check “{exc.field}”: {exc.message}"), 400
+    notify_url, note = cfg().callback_url, ""
     try:
-        with_files = [(item["name"], open(item["path"], "rb"), item["content_type"]) for item in staged["files"]]
         try:
-            started = api().start(app, files=with_files, documents=documents, parameters=parameters,
-                                  notify_url=cfg().callback_url)
-        finally:
-            for _, handle, _ in with_files:
-                handle.close()
+            started = send_start(app, staged, documents, parameters, notify_url)
+        except ApiProblem as exc:
+            if exc.field != "notify_url":
+                raise
+            # e.g. an API on loopback without ALLOW_PRIVATE_URLS: the job still runs, followed by polling
+            log.warning("the API refused our callback URL %s: %s", notify_url, exc.message)
+            note = f"The API refused to call this front back ({exc.message}); the page asks the API instead."
+            notify_url = ""
+            started = send_start(app, staged, documents, parameters, notify_url)
     except ApiProblem as exc:
         shutil.rmtree(staged["folder"], ignore_errors=True)
         field_name = exc.field.removeprefix("parameters.") if exc.field else ""
@@ -109,7 +113,7 @@ def start(app: str):
     inputs = [{"uid": i["uid"], "name": i["original"], "kept": i["kept"]} for i in staged["files"]]
     inputs += [{"uid": d["uid"], "name": d["src"], "url": d["src"], "type": d["type"]} for d in documents]
     store().create(tracking_id, app, state=str(started.get("state") or "PENDING"), inputs=inputs,
-                   parameters=parameters)
+                   parameters=parameters, notify=bool(notify_url), note=note)
     return redirect(url_for("front.job_page", app=app, tracking_id=tracking_id), 303)
 
 
@@ -214,6 +218,15 @@ def callback():
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+def send_start(app: str, staged: dict, documents: list[dict], parameters: dict, notify_url: str) -> dict:
+    handles = [(item["name"], open(item["path"], "rb"), item["content_type"]) for item in staged["files"]]
+    try:
+        return api().start(app, files=handles, documents=documents, parameters=parameters, notify_url=notify_url)
+    finally:
+        for _, handle, _ in handles:
+            handle.close()
+
+
 def load_form(app: str):
     """(form, models, problem): the demo's form from the API's spec, its models, or why not."""
     if not APP_NAME.match(app):
@@ -287,7 +300,7 @@ def own_job(app: str, tracking_id: str) -> dict:
 def refresh(job: dict) -> dict:
     """Ask the API when callbacks are not enough: a running job with no news for a while (or no
     callbacks configured), and once after the end, for the per-image errors callbacks do not carry."""
-    stale = time.time() - job["updated_at"] > (cfg().status_refresh_s if cfg().callback_url else 0)
+    stale = time.time() - job["updated_at"] > (cfg().status_refresh_s if job["notify"] else 0)
     needed = (not job["finished"] and stale) or (job["finished"] and job["last_source"] != "api")
     if not needed:
         return job
@@ -313,7 +326,7 @@ def state_body(job: dict) -> dict:
         "errors": [words.image_error_words(e) for e in job.get("errors") or [] if isinstance(e, dict)],
         "failure": words.failure_words(job.get("error") or "") if state == "FAILURE" else "",
         "callbacks": job["callbacks"], "source": job["last_source"],
-        "problem": job.get("api_problem", ""),
+        "problem": job.get("api_problem", ""), "note": job.get("note", ""),
     }
     return body
 

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     inputs TEXT NOT NULL DEFAULT '[]',
     parameters TEXT NOT NULL DEFAULT '{}',
     last_source TEXT NOT NULL DEFAULT 'start',
-    callbacks INTEGER NOT NULL DEFAULT 0
+    callbacks INTEGER NOT NULL DEFAULT 0,
+    notify INTEGER NOT NULL DEFAULT 0,
+    note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
 CREATE TABLE IF NOT EXISTS seen_signatures (signature TEXT PRIMARY KEY, seen_at REAL NOT NULL);
@@ -72,12 +74,14 @@ class JobStore:
 
     # -- jobs -------------------------------------------------------------------------------------------
     def create(self, tracking_id: str, app: str, *, state: str = "PENDING", inputs: list | None = None,
-               parameters: dict | None = None) -> None:
+               parameters: dict | None = None, notify: bool = False, note: str = "") -> None:
+        """Record a job just started; `notify`: the API was asked to call us back (else we poll it)."""
         now = time.time()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO jobs (tracking_id, app, created_at, updated_at, state, inputs, parameters)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (tracking_id, app, now, now, state, json.dumps(inputs or []), json.dumps(parameters or {})))
+            db.execute("INSERT OR IGNORE INTO jobs (tracking_id, app, created_at, updated_at, state, inputs, parameters,"
+                       " notify, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (tracking_id, app, now, now, state, json.dumps(inputs or []), json.dumps(parameters or {}),
+                        int(notify), note))
 
     def get(self, tracking_id: str) -> dict | None:
         with self._connect() as db:

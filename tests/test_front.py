@@ -276,3 +276,46 @@ def test_the_front_imports_nothing_from_the_api():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_starting_through_the_real_api_keeps_the_token_server_side_and_survives_a_refused_callback_url(
+        env, tmp_path):
+    """An API that refuses loopback callback URLs (ALLOW_PRIVATE_URLS off) still gets the job; the
+    front then follows it by asking the API, and says so on the page."""
+    from api import create_app as create_api
+    from api.platform.config import load_config as load_api_config
+    from tests.conftest import png_bytes
+    from tests.front_stack import ServerThread
+
+    env.update(API_TOKEN="tok-123", ALLOW_PRIVATE_URLS="0")
+    with ServerThread(create_api(load_api_config(env))) as api_server:
+        app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "API_URL": api_server.url,
+                                      "API_TOKEN": "tok-123", "FRONT_PUBLIC_URL": "http://127.0.0.1:1",
+                                      "FRONT_DATA_FOLDER": str(tmp_path / "front")}))
+        client = app.test_client()
+        form = client.get("/demos/dummy").data.decode()
+        assert 'id="param-delay"' in form and 'type="checkbox" id="param-fail"' in form and "tok-123" not in form
+        import io
+
+        response = client.post("/demos/dummy", content_type="multipart/form-data", data={
+            "files": [(io.BytesIO(png_bytes()), "My page (1).png")], "param-delay": "0.1"})
+        assert response.status_code == 303, response.data
+        tracking_id = response.headers["Location"].rstrip("/").split("/")[-1]
+        job = app.extensions["front_store"].get(tracking_id)
+        assert job["notify"] == 0 and "refused to call this front back" in job["note"]
+        assert job["inputs"] == [{"uid": "My_page_1", "name": "My page (1).png", "kept": "My_page_1.png"}]
+        page = client.get(f"/jobs/dummy/{tracking_id}").data.decode()
+        assert "the page asks the API instead" in page and "tok-123" not in page
+        state = client.get(f"/jobs/dummy/{tracking_id}/state").get_json()
+        assert state["state"] == "PENDING" and state["source"] == "api" and state["problem"] == ""
+        assert client.get(f"/jobs/dummy/{tracking_id}/input/My_page_1").data == png_bytes()
+        documents = json.loads((env_data(env) / "results" / "dummy" / tracking_id / "job.json").read_text())["documents"]
+        assert [d["uid"] for d in documents] == ["My_page_1"]  # the API kept the front's uid
+        zip_early = client.get(f"/jobs/dummy/{tracking_id}/zip")
+        assert zip_early.status_code == 409  # not finished: the API's word, passed on
+
+
+def env_data(env: dict):
+    from pathlib import Path
+
+    return Path(env["DATA_FOLDER"])
