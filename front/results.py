@@ -7,10 +7,8 @@ The views here are plain dicts for the templates: regions (pages with boxes, cro
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 PRIMITIVE_TYPES = ("line", "circle", "arc")
 
 FileUrl = Callable[[str], str]    # result relpath → URL on the front
@@ -137,38 +135,57 @@ def arc_path(g: dict) -> str:
 
 # -- sorter ------------------------------------------------------------------------------------------------
 def sorter_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl) -> dict:
-    """The sorter's result as far as its output shows it: annotated photos, groups as rows of crops,
-    the list of moves, warnings. Files are recognised by name (annotated / contact sheet / crops),
-    since the demo's output keys were still changing when this view was written."""
+    """The sorter's result as api/demos/sorter/pipeline.py returns it: `images` (the annotated photo
+    per photo: image "<doc>/<name>", width, height, picture URL), `contact_sheet`, `detections`
+    (image, class, score, box in photo pixels), `items` (merged objects: id, detections, group,
+    target), `groups` ({group, items, containers}), `pairings`, `commands`, `warnings`,
+    `coordinates` ("arm": servo pulse widths, "image": pixels). Each group's row of crops is drawn
+    in the browser from the photo itself (an SVG whose viewBox is the item's box), since the demo
+    writes no crop files."""
     app, tracking_id = job["app"], job["tracking_id"]
-    found = sorted({rel for value in _strings(output) if (rel := relpath_of(value, app, tracking_id))
-                    and rel.lower().endswith(IMAGE_SUFFIXES)})
-    annotated = [r for r in found if re.search(r"annot", r, re.I)]
-    sheets = [r for r in found if re.search(r"contact|sheet", r, re.I)]
+    photos = {}
+    for entry in output.get("images") or []:
+        key = str(entry["image"])
+        doc = key.split("/", 1)[0]
+        picture = file_url(relpath_of(str(entry.get("picture", "")), app, tracking_id))
+        photos[key] = {"key": key, "width": float(entry["width"]), "height": float(entry["height"]),
+                       "picture": picture, "original": input_url(doc)}
+    detections = {d["id"]: d for d in output.get("detections") or [] if isinstance(d, dict) and "id" in d}
+    items = {it["id"]: it for it in output.get("items") or [] if isinstance(it, dict) and "id" in it}
     groups = []
-    raw_groups = output.get("groups")
-    if isinstance(raw_groups, dict):
-        raw_groups = [{"group": k, **(v if isinstance(v, dict) else {"items": v})} for k, v in raw_groups.items()]
-    for index, group in enumerate(raw_groups or []):
-        if not isinstance(group, dict):
-            group = {"items": group}
-        items = group.get("items") or group.get("members") or []
-        crops = [file_url(rel) for rel in sorted({relpath_of(s, app, tracking_id) for s in _strings(items)})
-                 if rel and rel.lower().endswith(IMAGE_SUFFIXES)]
-        groups.append({"name": str(group.get("group", group.get("id", index))), "crops": crops,
-                       "count": len(items) if isinstance(items, list) else 0,
-                       "container": group.get("container"), "colour": group.get("colour") or group.get("color")})
+    for group in output.get("groups") or []:
+        crops = []
+        for item_id in group.get("items") or []:
+            item = items.get(item_id) or {}
+            det = detections.get((item.get("detections") or [None])[0])
+            photo = photos.get(str(det.get("image"))) if det else None
+            if not det or not photo:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in det["box"])
+            crops.append({"item": item_id, "href": photo["original"] or photo["picture"],
+                          "width": photo["width"], "height": photo["height"],
+                          "box": (x0, y0, max(1.0, x1 - x0), max(1.0, y1 - y0)), "score": float(det.get("score", 0))})
+        number = int(group.get("group", len(groups)))
+        groups.append({"name": str(number + 1), "containers": [f"C{c}" for c in group.get("containers") or []],
+                       "count": len(group.get("items") or []), "crops": crops})
+    unit = {"arm": "servo pulse widths", "image": "image pixels"}.get(str(output.get("coordinates")),
+                                                                      "arm or image coordinates")
     moves = []
-    for move in output.get("commands") or output.get("moves") or []:
-        if isinstance(move, (list, tuple)) and len(move) == 2:
-            moves.append({"item": _position(move[0]), "container": _position(move[1])})
-        elif isinstance(move, dict):
-            moves.append({"item": _position(move.get("item") or move.get("from")),
-                          "container": _position(move.get("container") or move.get("to"))})
-    warnings = [str(w) for w in output.get("warnings") or []]
-    return {"kind": "sorter", "annotated": [file_url(r) for r in annotated], "sheets": [file_url(r) for r in sheets],
-            "groups": groups, "moves": moves, "warnings": warnings,
-            "detections": len(output.get("detections") or []), "pairings": output.get("pairings")}
+    for pairing in output.get("pairings") or []:
+        moves.append({"item": pairing.get("item"), "group": int(pairing.get("group", -1)) + 1,
+                      "container": f"C{pairing.get('container')}",
+                      "from": _position(pairing.get("item_position")), "to": _position(pairing.get("container_position")),
+                      "frame": str(pairing.get("frame", ""))})
+    if not moves:
+        for command in output.get("commands") or []:
+            if isinstance(command, (list, tuple)) and len(command) == 2:
+                moves.append({"item": "", "group": "", "container": "", "from": _position(command[0]),
+                              "to": _position(command[1]), "frame": ""})
+    sheet = relpath_of(str(output.get("contact_sheet") or ""), app, tracking_id)
+    return {"kind": "sorter", "photos": list(photos.values()), "sheet": file_url(sheet) if sheet else "",
+            "groups": groups, "moves": moves, "unit": unit, "warnings": [str(w) for w in output.get("warnings") or []],
+            "detections": len(detections), "items": len(items),
+            "containers": len(output.get("containers") or []), "embedding": str(output.get("embedding", ""))}
 
 
 def _position(value: Any) -> str:
@@ -177,14 +194,3 @@ def _position(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
     return "" if value is None else str(value)
-
-
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)

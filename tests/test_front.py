@@ -14,7 +14,7 @@ from front import create_app
 from front.callbacks import sign_headers, verify
 from front.config import FrontConfigError, load_config
 from front.forms import FormError, demo_form, documents_of
-from front.results import arc_path, primitive_shapes, regions_view, relpath_of, sorter_view, view_for
+from front.results import arc_path, primitive_shapes, regions_view, relpath_of, view_for
 from front.store import JobStore
 
 SECRET = "s3cret"
@@ -232,18 +232,41 @@ def test_primitives_are_drawn_as_the_vectorization_demo_writes_them():
     assert [(s["type"], s["tag"], s["id"]) for s in shapes] == [("line", "line", "l1"), ("circle", "circle", "c1")]
 
 
-def test_sorter_view_finds_photos_groups_and_moves_in_its_output():
+def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
+    """The output's shape as api/demos/sorter/pipeline.py builds it (two photos of one table)."""
     base = f"http://api/sorter/{TID}/result/"
-    output = {"detections": [{}, {}, {}], "warnings": ["3 groups but 2 containers"],
-              "pictures": {"annotated": [base + "photos/1500.annotated.jpg"], "contact_sheet": base + "groups.contact.jpg"},
-              "groups": [{"group": 0, "container": 1, "items": [{"crop": base + "crops/0.jpg"}, {"crop": base + "crops/1.jpg"}]},
-                         {"group": 1, "container": None, "items": [{"crop": base + "crops/2.jpg"}]}],
-              "commands": [[[1500.0, 1200.5], [1700.0, 1000.0]]]}
-    view = sorter_view({"app": "sorter", "tracking_id": TID}, output, lambda r: "/f/" + r, str)
-    assert view["annotated"] == ["/f/photos/1500.annotated.jpg"] and view["sheets"] == ["/f/groups.contact.jpg"]
-    assert [(g["name"], g["count"], len(g["crops"])) for g in view["groups"]] == [("0", 2, 2), ("1", 1, 1)]
-    assert view["moves"] == [{"item": "(1500.0, 1200.5)", "container": "(1700.0, 1000.0)"}]
-    assert view["warnings"] == ["3 groups but 2 containers"] and view["detections"] == 3
+    output = {
+        "coordinates": "arm", "embedding": "descriptors", "warnings": ["2 groups but 1 container(s): group(s) 2 have no container"],
+        "images": [{"image": "1500/1500", "width": 640, "height": 480, "picture": base + "1500/1500.jpg"},
+                   {"image": "1600/1600", "width": 640, "height": 480, "picture": base + "1600/1600.jpg"}],
+        "contact_sheet": base + "contact_sheet.jpg",
+        "detections": [{"id": 0, "image": "1500/1500", "class": "item", "score": 0.9, "box": [10, 20, 50, 40]},
+                       {"id": 1, "image": "1600/1600", "class": "item", "score": 0.8, "box": [100, 100, 130, 160]},
+                       {"id": 2, "image": "1500/1500", "class": "container", "score": 0.95, "box": [300, 300, 400, 400]}],
+        "items": [{"id": 0, "detections": [0], "group": 0, "target": 1}, {"id": 1, "detections": [1], "group": 1}],
+        "containers": [{"id": 0, "detections": [2], "number": 1}],
+        "groups": [{"group": 0, "items": [0], "containers": [1]}, {"group": 1, "items": [1], "containers": []}],
+        "pairings": [{"item": 0, "group": 0, "container": 1, "frame": "arm", "item_position": [1500.5, 1210.25],
+                      "container_position": [1450.0, 1700.0]}],
+        "commands": [[[1500.5, 1210.25], [1450.0, 1700.0]]]}
+    kept = {"1500": "/in/1500"}
+    view = view_for("sorter", {"app": "sorter", "tracking_id": TID, "output": output}, lambda r: "/f/" + r,
+                    lambda uid: kept.get(uid, ""))
+    assert view["kind"] == "sorter" and view["sheet"] == "/f/contact_sheet.jpg"
+    assert [p["picture"] for p in view["photos"]] == ["/f/1500/1500.jpg", "/f/1600/1600.jpg"]
+    first, second = view["groups"]
+    assert (first["name"], first["containers"], first["count"]) == ("1", ["C1"], 1)
+    assert first["crops"][0]["href"] == "/in/1500" and first["crops"][0]["box"] == (10.0, 20.0, 40.0, 20.0)
+    assert second["containers"] == [] and second["crops"][0]["href"] == "/f/1600/1600.jpg"  # no upload kept
+    assert view["moves"] == [{"item": 0, "group": 1, "container": "C1", "from": "(1500.5, 1210.2)",
+                              "to": "(1450.0, 1700.0)", "frame": "arm"}]
+    assert view["unit"] == "servo pulse widths" and (view["items"], view["containers"], view["detections"]) == (2, 1, 3)
+    from flask import render_template
+
+    app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_DATA_FOLDER": "/tmp/front-render-test"}))
+    with app.test_request_context():
+        html = render_template("result.html", view={**view, "zip": "/zip"})
+    assert html.count('class="crop"') == 2 and html.count("<tr>") == 2 and "no container" in html
 
 
 # -- configuration --------------------------------------------------------------------------------------------
