@@ -52,7 +52,7 @@ def compat_env(env, procs, data_folder, trained_yolo):
     models.mkdir(parents=True)
     shutil.copy(trained_yolo, models / "illustrations.pt")
     settings = {"INSTALLED_APPS": "regions", "ALLOW_PRIVATE_URLS": "false", "ALLOWED_SOURCE_HOSTS": "127.0.0.1",
-                "REGIONS_BATCH_SIZE": "2"}
+                "REGIONS_BATCH_SIZE": "2", "INFERENCE_RUNTIME": "torch"}
     env.update(settings)
     procs.env.update(settings)
     return env

@@ -31,7 +31,8 @@ def regions_env(env, procs, data_folder, trained_model):
     models = data_folder / "models" / "regions"
     models.mkdir(parents=True)
     shutil.copy(trained_model, models / "pages.pt")
-    settings = {"INSTALLED_APPS": "regions", "REGIONS_BATCH_SIZE": "4"}
+    # PyTorch here (exports are tested in test_runtimes.py and in the first test below)
+    settings = {"INSTALLED_APPS": "regions", "REGIONS_BATCH_SIZE": "4", "INFERENCE_RUNTIME": "torch"}
     env.update(settings)
     procs.env.update(settings)
     return env
@@ -65,6 +66,8 @@ def run_job(client, procs, data=None, json_body=None) -> tuple[str, dict]:
 
 
 def test_finds_the_figures_of_unseen_pages_through_the_api_and_a_worker(regions_client, procs, data_folder):
+    """With no runtime setting (auto), the CPU worker runs the fastest export that passed parity."""
+    procs.env.pop("INFERENCE_RUNTIME")
     files = [(io.BytesIO(page_png(seed)), f"page{seed}.png") for seed in UNSEEN]
     files.append((io.BytesIO(b"\x89PNG\r\n\x1a\n but not really"), "corrupt.png"))
     tracking_id, status = run_job(regions_client, procs, data={
@@ -108,7 +111,15 @@ def test_finds_the_figures_of_unseen_pages_through_the_api_and_a_worker(regions_
     summary = output["summary"]
     assert summary["images"] == len(UNSEEN) and summary["images_failed"] == 1
     assert summary["detections"] == sum(len(r[0]["crops"]) for r in output["annotations"].values())
-    assert set(summary["detections_per_class"]) <= set(CLASSES) and summary["batch_size"] == 4
+    assert set(summary["detections_per_class"]) <= set(CLASSES)
+    runtime = summary["runtime"]
+    assert runtime in ("openvino", "onnx", "torch") and summary["runtime_choice"][runtime]["chosen"]
+    assert summary["batch_size"] == (4 if runtime == "torch" else 1)
+    assert status["timings"]["runtime"] == runtime
+    assert f'api_inference_seconds_count{{app="regions",runtime="{runtime}"}} {len(UNSEEN)}.0' in \
+        regions_client.get("/metrics").get_data(as_text=True)
+    details = json_of(regions_client.get("/regions/models?details=1"))["pages.pt"]
+    assert details["runtimes"] == {"cpu-auto-640": details["runtimes"]["cpu-auto-640"], f"cpu-auto-{IMGSZ}": runtime}
     assert summary == json.loads((folder / "summary.json").read_text())
     assert "inference" in summary["timings"]
 

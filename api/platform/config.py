@@ -58,6 +58,9 @@ class Config:
     worker_heartbeat_s: float = 5.0
     model_cache_size: int = 2
     device: str = "auto"
+    # auto: the fastest runtime that passes parity with PyTorch (exports cached per model); or
+    # torch, onnx, openvino, tensorrt.
+    inference_runtime: str = "auto"
     log_tail_lines: int = 50
     # Callbacks
     callback_timeout_s: float = 10.0

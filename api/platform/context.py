@@ -104,6 +104,12 @@ class JobContext:
         """Add `seconds` to a named timing shown in the job's `timings`."""
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 4)
 
+    def observe_inference(self, runtime: str, seconds: float, images: int) -> None:
+        """`images` went through the model in `seconds` with `runtime`: /metrics shows the time per
+        image by app and runtime (api_inference_seconds)."""
+        metrics.observe(self.store.redis, "api_inference_seconds", {"app": self.app, "runtime": runtime},
+                        seconds / max(images, 1), images)
+
     @property
     def cancelled(self) -> bool:
         return self._cancel_requested()

@@ -68,6 +68,8 @@ class _Collector:
         yield GaugeMetricFamily("api_live_workers", "Workers with a recent heartbeat", value=self.workers)
         yield _histograms(self.client, "api_job_duration_seconds", "Job durations, start to end", JOB_BUCKETS)
         yield _histograms(self.client, "api_image_duration_seconds", "Processing time per image", IMAGE_BUCKETS)
+        yield _histograms(self.client, "api_inference_seconds", "Model time per image, by app and runtime",
+                          IMAGE_BUCKETS)
 
 
 def render(client: redis.Redis, counts: dict[str, dict[str, int]], queues: dict[str, dict[str, int]],

@@ -14,6 +14,7 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from api.platform.demo import Demo, Param
@@ -73,7 +74,12 @@ class Regions(Demo):
         return params
 
     def models(self) -> dict[str, dict]:
-        return {path.name: describe(path) for path in model_files(self.models_folder)}
+        return {path.name: describe(path, self.exports_folder) for path in model_files(self.models_folder)}
+
+    @property
+    def exports_folder(self) -> Path:
+        """DATA_FOLDER/models/.cache/regions: exports of our models to other runtimes."""
+        return self.models_folder.parent / ".cache" / self.name
 
     def model_id(self, params: dict) -> str:
         """File name and modification time: a replaced file is loaded again, not served stale."""
@@ -91,7 +97,8 @@ class Regions(Demo):
         if not path.is_file():
             raise ModelMissing(missing_model_message(name, self.models_folder))
         batch_size = int(self.setting("BATCH_SIZE", "0") or 0)
-        return Detector(path, pick_device(self.cfg.device if self.cfg else "auto"), batch_size)
+        return Detector(path, pick_device(self.cfg.device), batch_size, runtime=self.cfg.inference_runtime,
+                        cache_root=self.exports_folder)
 
     def run(self, job, model) -> dict:
         from .detector import Options  # noqa: PLC0415
@@ -102,7 +109,10 @@ class Regions(Demo):
                           max_det=p["max_det"])
         writer = PageWriter(job, model, crops=p["crops"], padding=p["crop_padding"])
         per_image: list[float] = []
-        job.log(f"model {model.name} ({model.format}) on {model.device}, batch {model.batch_size}")
+        model.prepare(options.imgsz)
+        job.timings["runtime"] = model.runtime
+        job.log(f"model {model.name} ({model.format}) with {model.runtime} on {model.device}, "
+                f"batch {model.batch_size}")
         # Pages are written on a thread while the next batch is inferred (JPEG encoding releases
         # the GIL); progress advances once a page's files are whole, in page order.
         pending: deque[tuple[Future, float]] = deque()
@@ -120,6 +130,7 @@ class Regions(Demo):
                 found = model.detect([item.image for item in batch], options)
                 inference = time.perf_counter() - start
                 job.timing("inference", inference)
+                job.observe_inference(model.runtime, inference, len(batch))
                 while len(pending) > model.batch_size:  # at most one batch written behind
                     finish_oldest()
                 for item, detections in zip(batch, found):
@@ -138,6 +149,7 @@ class Regions(Demo):
     def summary(job, model, class_counts: Counter, per_image: list[float]) -> dict:
         return {
             "model": model.name, "format": model.format, "device": model.device, "batch_size": model.batch_size,
+            "runtime": model.runtime, "runtime_choice": model.runtime_report,
             "images": len(per_image), "images_failed": job.failed_images,
             "detections": sum(class_counts.values()),
             "detections_per_class": {model.label(c): n for c, n in sorted(class_counts.items())},

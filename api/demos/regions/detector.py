@@ -47,33 +47,65 @@ class Options:
 
 
 class Detector:
-    def __init__(self, path: Path, device: str, batch_size: int = 0):
+    def __init__(self, path: Path, device: str, batch_size: int = 0, runtime: str = "torch",
+                 cache_root: Path | None = None, imgsz: int = 640):
         self.path = path
         self.name = path.name
         self.device = device
         info = inspect_checkpoint(path)
         self.format = info.format
         quiet_ultralytics(path.parent / ".ultralytics")
+        self.runtime_setting = runtime
+        self.chooser = None
+        self._by_size: dict[int, tuple[str, object, bool]] = {}
         if info.format == "yolov5":
             from .legacy import LegacyYolov5  # noqa: PLC0415
 
             self.model = LegacyYolov5(path, device)
             self.classes = self.model.names
+            self.runtime, self.half = "torch", device.startswith("cuda")
         else:
             from ultralytics import YOLO  # noqa: PLC0415 - workers only
 
-            self.model = YOLO(str(path), task="detect")
+            if info.format == "ultralytics" and runtime != "torch":
+                from .runtimes import RuntimeChooser  # noqa: PLC0415
+
+                self.chooser = RuntimeChooser(path, cache_root or path.parent / ".cache", device, runtime)
+            self.model = self.torch_model = YOLO(str(path), task="detect")
             self.classes = [str(self.model.names[k]) for k in sorted(self.model.names)] if self.model.names else []
-        self.half = device.startswith("cuda") and self.format != "onnx"
+            self.runtime = "onnx" if info.format == "onnx" else "torch"
+            self.half = device.startswith("cuda") and self.format != "onnx"
+        self.runtime_report: dict = {}
         # ONNX exports have a fixed batch of one unless exported dynamic; on CPU one image at a time
-        # is fastest with PyTorch too (mixed page sizes would be padded to squares).
+        # is fastest (mixed page sizes would be padded to squares).
         self.batch_size = batch_size or (16 if device.startswith("cuda") and self.format != "onnx" else 1)
+        self.default_imgsz = imgsz
+        self._select(imgsz)
         self.warm_s = self._warm_up()
+
+    def prepare(self, imgsz: int) -> None:
+        """Pick the runtime for a job's input size before its batches are formed."""
+        self._select(imgsz)
+
+    def _select(self, imgsz: int) -> None:
+        """Use the runtime chosen for `imgsz` (exported and measured once, then cached on disk)."""
+        if self.chooser is None:
+            return
+        if imgsz not in self._by_size:
+            from ultralytics import YOLO  # noqa: PLC0415
+
+            choice = self.chooser.choose(imgsz)
+            model = self.torch_model if choice.runtime == "torch" else YOLO(str(choice.path), task="detect")
+            self._by_size[imgsz] = (choice.runtime, model, choice.half)
+            self.runtime_report = choice.report
+        self.runtime, self.model, self.half = self._by_size[imgsz]
+        if self.runtime in ("openvino", "onnx", "tensorrt"):
+            self.batch_size = 1  # exports take one page at a time (static or page-shaped inputs)
 
     def _warm_up(self) -> float:
         """One forward pass now, so the first page of the first job pays no set-up cost."""
         start = time.perf_counter()
-        self.detect([Image.new("RGB", (64, 64), "white")], Options(imgsz=64 if self.format != "onnx" else 640))
+        self.detect([Image.new("RGB", (64, 64), "white")], Options(imgsz=self.default_imgsz))
         return time.perf_counter() - start
 
     def detect(self, images: Sequence[Image.Image], options: Options) -> list[list[Detection]]:
@@ -81,10 +113,11 @@ class Detector:
         one batch (callers pass at most `batch_size`)."""
         if self.format == "yolov5":
             return self.model.detect(images, options)
+        self._select(options.imgsz)
         results = self.model.predict(
             list(images), conf=options.conf, iou=options.iou, imgsz=options.imgsz,
             classes=list(options.classes) or None, max_det=options.max_det, device=self.device,
-            half=self.half, verbose=False, batch=len(images))
+            verbose=False, batch=len(images), **({"half": True} if self.half else {}))
         found = []
         for result in results:
             boxes = result.boxes

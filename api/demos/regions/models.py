@@ -22,8 +22,9 @@ def model_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: (-p.stat().st_mtime, p.name))
 
 
-def describe(path: Path) -> dict:
-    """{"updated", "classes", "format", "size", "source"} for GET /regions/models?details=1."""
+def describe(path: Path, cache_root: Path | None = None) -> dict:
+    """{"updated", "classes", "format", "size", "source", "runtimes"} for GET /regions/models?details=1;
+    `runtimes` says which runtime workers chose, per device, setting and input size."""
     stat = path.stat()
     key = (str(path), stat.st_mtime, stat.st_size)
     if key not in _details_cache:
@@ -41,7 +42,12 @@ def describe(path: Path) -> dict:
             "classes": info.classes, "format": info.format, "task": info.task, "size": stat.st_size,
             "source": source,
         }
-    return dict(_details_cache[key])
+    details = dict(_details_cache[key])
+    if cache_root is not None:
+        from .runtimes import recorded_choices  # noqa: PLC0415 - numpy only, no torch
+
+        details["runtimes"] = recorded_choices(cache_root, path)
+    return details
 
 
 def missing_model_message(name: str, folder: Path) -> str:
