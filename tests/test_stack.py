@@ -207,7 +207,8 @@ def test_a_worker_killed_under_supervisord_is_restarted_and_its_job_finished(dep
     tracking_id = d.submit(images=4, delay=0.8)
     wait_until(lambda: d.status(tracking_id)["progress"]["done"] >= 1, 30, "the first image", diagnose=d.logs)
     before = d.stack.pid("workers:worker-gpu0")
-    busy = next(w for w in d.workers() if w["job"] and w["job"]["tracking_id"] == tracking_id)
+    busy = wait_until(lambda: next((w for w in d.workers() if w["job"] and w["job"]["tracking_id"] == tracking_id),
+                                   None), 10, "the busy worker's heartbeat", diagnose=d.logs)
     assert busy["device"] == "0"  # pinned: CUDA_VISIBLE_DEVICES=0 from DEVICE_NB=0
     os.kill(busy["pid"], signal.SIGKILL)
     wait_until(lambda: d.stack.pid("workers:worker-gpu0") not in (0, before), 30, "supervisord to restart the worker",
