@@ -2,8 +2,9 @@
 
 (a) our job end to end: POST /regions/start with the pages uploaded, a real dramatiq worker whose
     model is already loaded (a worker lives across jobs), until SUCCESS with every output written;
-(b) pure model time: ultralytics' own predict over the already decoded images, at the batch size
-    the worker uses;
+(b) pure model time: ultralytics' own predict over the already decoded images, with the runtime
+    and batch size the worker used (INFERENCE_RUNTIME=auto picks the fastest export that passes
+    parity, e.g. OpenVINO on CPU);
 (c) the reference style (discover-api): load the model for the task, then for each image read it
     from disk and run one forward, with a warm-up forward before each.
 
@@ -95,17 +96,23 @@ def our_job(env: dict, paths: list[Path], params: dict) -> tuple[float, float, d
         worker.wait(30)
 
 
-def pure_model(model_path: Path, paths: list[Path], params: dict, device: str, batch: int) -> float:
+def pure_model(model_path: Path, paths: list[Path], params: dict, device: str, batch: int, runtime: str) -> float:
     from PIL import Image
     from ultralytics import YOLO
 
-    model = YOLO(str(model_path))
+    from api.demos.regions.runtimes import RuntimeChooser
+
+    if runtime != "torch":  # the export the worker chose (cached beside the models, not made again)
+        model_path = RuntimeChooser(model_path, model_path.parent.parent / ".cache" / "regions", device,
+                                    "auto").choose(params["imgsz"]).path
+    model = YOLO(str(model_path), task="detect")
     images = [Image.open(p).convert("RGB") for p in paths]
+    half = {"half": True} if device.startswith("cuda") and runtime == "torch" else {}
     model.predict(images[:1], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)  # set-up
     start = time.perf_counter()
     for i in range(0, len(images), batch):
         model.predict(images[i:i + batch], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False,
-                      half=device.startswith("cuda"), batch=batch)
+                      batch=batch, **half)
     return time.perf_counter() - start
 
 
@@ -132,6 +139,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=0, help="REGIONS_BATCH_SIZE (0: by device)")
+    parser.add_argument("--runtime", default="auto", help="INFERENCE_RUNTIME for the worker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -146,17 +154,20 @@ def main() -> None:
         with EmbeddedRedis(tmp / "redis", appendonly=False, port=0) as redis_server:
             env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_server.url,
                    "INSTALLED_APPS": "regions", "DEVICE": args.device, "REGIONS_BATCH_SIZE": str(args.batch),
+                   "INFERENCE_RUNTIME": args.runtime,
                    "PROGRESS_INTERVAL_S": "1"}
             warm, first, summary = our_job(env, paths, params)
         batch = summary["batch_size"]
-        model_s = pure_model(data / "models" / "regions" / "bench.pt", paths, params, args.device, batch)
+        model_s = pure_model(data / "models" / "regions" / "bench.pt", paths, params, args.device, batch,
+                             summary["runtime"])
         reference_s = reference_style(data / "models" / "regions" / "bench.pt", paths, params, args.device)
     n = len(paths)
-    print(f"{n} pages (~{2 * 500}x{2 * 700} px JPEG), imgsz {args.imgsz}, device {args.device}, batch {batch}, "
+    print(f"{n} pages (~{2 * 500}x{2 * 700} px JPEG), imgsz {args.imgsz}, device {args.device}, "
+          f"runtime {summary['runtime']}, batch {batch}, "
           f"{summary['detections']} boxes")
     print(f"(a) our job end to end (warm worker)   {warm:7.2f} s  {warm / n * 1000:7.1f} ms/page")
     print(f"    first job of a fresh worker (1 page, model load + warm-up) {first:.2f} s")
-    print(f"(b) pure model time (batched predict)  {model_s:7.2f} s  {model_s / n * 1000:7.1f} ms/page")
+    print(f"(b) pure model time (same runtime)     {model_s:7.2f} s  {model_s / n * 1000:7.1f} ms/page")
     print(f"(c) reference style                    {reference_s:7.2f} s  {reference_s / n * 1000:7.1f} ms/page")
     print(f"(a)/(b) = {warm / model_s:.2f}  (goal <= 1.15)")
     print(f"(c)/(a) = {reference_s / warm:.2f}  (goal >= 1.5 on CPU, >= 3 on GPU)")
