@@ -16,7 +16,8 @@ Stack settings (environment first, then `.env`; none is needed by the API itself
                         on the host's 127.0.0.1 by docker.sh)
     NGINX_WORKERS       nginx worker processes (auto)
     REDIS_PORT          the stack's Redis on 127.0.0.1 (6379); on a worker host, the local end
-                        of the Redis tunnel
+                        of the Redis tunnel. The API host always runs its own Redis (append-only
+                        file in DATA_FOLDER/redis): a REDIS_URL in .env is not used there.
     REDIS_TUNNEL_PORT   api role: also accept workers of other hosts through `spiped -d` on
                         this port (empty: no tunnel)
     REDIS_TUNNEL_BIND   address of that tunnel (0.0.0.0)
@@ -128,8 +129,11 @@ def resolve(environ: dict[str, str] | None = None) -> Stack:
     redis_port = _int(env, "REDIS_PORT", 6379)
     tunnel_target = env.get("REDIS_TUNNEL_TARGET", "")
     redis_url = cfg.redis_url
-    if role == "api" and not redis_url:
+    if role == "api":  # the API host's Redis is the stack's own: its append-only file is the queue's memory
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        if cfg.redis_url and cfg.redis_url != redis_url:
+            print(f"stack: REDIS_URL={cfg.redis_url} is not used; the stack's own Redis is {redis_url} "
+                  f"(append-only file in {cfg.data_folder / 'redis'})", file=sys.stderr)
     if role == "worker":
         if tunnel_target:
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -153,7 +157,7 @@ def program(name: str) -> str:
     """The absolute path of a distribution program (nginx lives in /usr/sbin, often off PATH)."""
     found = shutil.which(name, path=f"{os.environ.get('PATH', '')}:{SBIN}")
     if not found:
-        raise RenderError(f"{name} is not installed: apt-get install {'redis-server' if name == 'redis-server' else name}")
+        raise RenderError(f"{name} is not installed: apt-get install {name}")
     return found
 
 
@@ -201,12 +205,13 @@ def programs(stack: Stack) -> str:
     run, py, cfg = stack.run, shlex.quote(stack.python), stack.cfg
     sections: list[tuple[str, str, dict[str, str]]] = []  # name, command, extra options
     if stack.role == "api":
-        if not cfg.redis_url:
-            sections.append(("redis", " ".join([
-                program("redis-server"), "--bind", "127.0.0.1", "--port", str(stack.redis_port),
-                "--dir", str(cfg.data_folder / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", '""', "--daemonize", "no", "--protected-mode", "yes", "--logfile", '""']),
-                {"priority": "10", "stopwaitsecs": "30"}))
+        # Every write is in the append-only file before Redis answers (fsync each second): queued
+        # jobs survive a restart, even a kill -9.
+        sections.append(("redis", " ".join([
+            program("redis-server"), "--bind", "127.0.0.1", "--port", str(stack.redis_port),
+            "--dir", str(cfg.data_folder / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", '""', "--daemonize", "no", "--protected-mode", "yes", "--logfile", '""']),
+            {"priority": "10", "stopwaitsecs": "30"}))
         if stack.tunnel_port:
             sections.append(("redis-tunnel", " ".join([
                 program("spiped"), "-F", "-d", "-s", f"[{stack.tunnel_bind}]:{stack.tunnel_port}",
@@ -253,16 +258,20 @@ def render(environ: dict[str, str] | None = None) -> Stack:
     for folder in (stack.run, stack.run / "nginx", stack.run / "nginx" / "temp", cfg.data_folder,
                    cfg.results_folder, *(cfg.results_folder / app for app in stack.apps)):
         folder.mkdir(parents=True, exist_ok=True)
-    if stack.role == "api" and not cfg.redis_url:
+    if stack.role == "api":
         (cfg.data_folder / "redis").mkdir(parents=True, exist_ok=True)
     if stack.tunnel_port or (stack.role == "worker" and stack.tunnel_target):
         if not stack.tunnel_key.is_file():
             raise RenderError(f"no Redis tunnel key at {stack.tunnel_key}: create it with "
                               f"`bash docker-confs/spiped/keygen.sh {stack.tunnel_key}` and copy it to every host")
     user = ""
-    if os.geteuid() == 0:  # as root, nginx's workers run as whoever owns the data
+    if os.geteuid() == 0 and stack.role == "api":  # as root, nginx's workers run as whoever owns the data
         info = cfg.data_folder.stat()
-        user = f"user {pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name};"
+        try:
+            user = f"user {pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name};"
+        except KeyError:
+            raise RenderError(f"{cfg.data_folder} belongs to uid {info.st_uid}, which has no name here: nginx "
+                              "needs one (run the stack as that user instead of root)") from None
     values = {
         "RUN_FOLDER": str(stack.run), "NGINX_USER": user, "NGINX_WORKERS": stack.nginx_workers,
         "NGINX_LISTEN": stack.listen, "MAX_UPLOAD_BYTES": str(cfg.max_upload_bytes),

@@ -285,8 +285,10 @@ def render(tmp: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_render_gives_each_installed_demo_its_xaccel_location_and_each_gpu_its_worker(tmp_path):
     done = render(tmp_path, INSTALLED_APPS="regions,vectorization,sorter,tests.demos.dummy",
-                  DEMO_QUEUES="regions=gpu,sorter=gpu", DEVICE_NB="0,1", MAX_UPLOAD_BYTES="12345", XACCEL_PREFIX="/files")
+                  DEMO_QUEUES="regions=gpu,sorter=gpu", DEVICE_NB="0,1", MAX_UPLOAD_BYTES="12345", XACCEL_PREFIX="/files",
+                  REDIS_URL="redis://elsewhere.example.org:6379/0", REDIS_PORT="6390")
     assert done.returncode == 0, done.stderr
+    assert "REDIS_URL=redis://elsewhere.example.org:6379/0 is not used" in done.stderr
     nginx = (tmp_path / "run" / "nginx.conf").read_text()
     for app in ("regions", "vectorization", "sorter", "dummy"):
         assert f"location /files/{app}/ {{\n            internal;\n            alias {tmp_path}/data/results/{app}/;" in nginx
@@ -297,6 +299,7 @@ def test_render_gives_each_installed_demo_its_xaccel_location_and_each_gpu_its_w
         assert "-m dramatiq api.worker -p 1 -t 1 -Q dummy gpu vectorization" in section
         assert f'environment=CUDA_VISIBLE_DEVICES="{gpu}"' in section
     assert "--preload" not in supervisor and "programs=worker-gpu0,worker-gpu1" in supervisor
+    assert 'REDIS_URL="redis://127.0.0.1:6390/0"' in supervisor and "--port 6390" in supervisor
     assert "--appendonly yes" in supervisor and f"--dir {tmp_path}/data/redis" in supervisor
 
 
