@@ -410,6 +410,15 @@ def test_shell_scripts_pass_bash_n_and_shellcheck():
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+def test_spiped_units_pass_systemd_analyze_verify():
+    units = sorted((CONFS / "spiped").glob("*.service"))
+    assert [u.name for u in units] == ["spiped-demo-api.service", "spiped-demo-front.service"]
+    if not shutil_which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    done = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "spiped" not in done.stderr, done.stderr
+
+
 def test_dockerfile_runs_as_the_host_uid_with_health_and_its_scripts_exist():
     text = (ROOT / "Dockerfile").read_text()
     assert not re.search(r"\\\n\s*#", text)  # no comment inside a continued instruction
