@@ -27,7 +27,7 @@ class FrontConfig:
     api_token: str = ""
     callback_secret: str = ""
     public_url: str = ""            # base URL the API reaches the front at (for notify_url); "" = no callbacks
-    data_folder: Path = FRONT_DIR.parent / "front-data"
+    data_folder: Path = FRONT_DIR / "data"
     host: str = "127.0.0.1"
     port: int = 8000
     secret_key: str = ""

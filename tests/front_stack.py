@@ -95,6 +95,10 @@ def screenshot(driver, name: str) -> Path | None:
     target.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(int(height) + 120, 800), 3000))
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.execute_script(  # lazy images inside the taller window have loaded before the picture is taken
+        "return Promise.all(Array.from(document.images).map(i => i.complete ? 0 : new Promise(r => {"
+        " i.onload = i.onerror = r; setTimeout(r, 3000); })))")
     time.sleep(0.3)
     path = target / f"front-{name}.png"
     driver.save_screenshot(str(path))

@@ -159,12 +159,16 @@ def png_file(folder, name: str, colour, size=(48, 32)):
 def test_a_job_started_from_the_page_shows_progress_from_callbacks_and_its_zip_downloads(stack, browser, tmp_path):
     stack, procs = stack
     files = [png_file(tmp_path, f"photo {i}.png", (40 * i, 90, 200)) for i in range(4)]
-    tracking_id = submit_form(browser, stack, "dummy", files, params={"delay": "0.5"})
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n but not an image")
+    tracking_id = submit_form(browser, stack, "dummy", files + [broken], params={"delay": "0.5"})
     seen = watch_progress(browser)
     assert one(browser, "#state-words").text == "Done", procs.logs()
     assert seen[-1] == 100.0 and any(0 < v < 100 for v in seen), seen  # it moved, then reached 100 %
     assert one(browser, "#percent").text == "100 %"
-    assert one(browser, "#progress-words").text.startswith("4 of 4 images")
+    assert one(browser, "#progress-words").text.startswith("5 of 5 images")
+    [error] = [li.text for li in by_css(browser, "#image-error-list li")]  # the unreadable one, in words
+    assert error.startswith("broken/") and one(browser, "#image-errors").is_displayed()
     job = stack.store.get(tracking_id)
     assert job["callbacks"] >= 3, job  # STARTED, PROGRESS…, SUCCESS reached the front, signed
     view = wait_view(browser, "generic")
@@ -181,7 +185,19 @@ def test_a_job_started_from_the_page_shows_progress_from_callbacks_and_its_zip_d
     browser.get(stack.front_url + "/jobs")
     row = wait_for(lambda: [r for r in by_css(browser, "table.jobs tbody tr") if tracking_id in r.get_attribute("innerHTML")],
                    10, message="the job in the history")[0]
-    assert "Done" in row.text and "4 inputs" in row.text
+    assert "Done" in row.text and "5 inputs" in row.text
+
+
+def test_a_running_job_can_be_cancelled_from_its_page(stack, browser, tmp_path):
+    stack, _ = stack
+    files = [png_file(tmp_path, f"p{i}.png", (i, i, i)) for i in range(6)]
+    submit_form(browser, stack, "dummy", files, params={"delay": "1"})
+    wait_for(lambda: float(one(browser, "#progress").get_attribute("value")) > 0, 30, message="a first image done")
+    one(browser, "#cancel-form button").click()
+    watch_progress(browser, 30)
+    assert one(browser, "#state-words").text == "Cancelled"
+    assert not one(browser, "#cancel-form").is_displayed() and not by_css(browser, "[data-view]")
+    assert float(one(browser, "#progress").get_attribute("value")) < 100
 
 
 def test_a_failing_job_says_why_in_plain_words(stack, browser, tmp_path):
@@ -306,10 +322,10 @@ def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_galler
     # the page under the boxes is the image the person uploaded, kept by the front
     images = by_css(browser, ".regions-view svg image")
     assert all("/input/" in i.get_attribute("href") for i in images)
+    screenshot(browser, "regions")
     for image in by_css(browser, ".regions-view .gallery img"):  # every crop is served (lazy: scroll to it)
         browser.execute_script("arguments[0].scrollIntoView()", image)
         wait_for(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image),
                  10, message="a crop to load")
-    screenshot(browser, "regions")
     one(browser, ".toggle-labels").click()
     assert not one(browser, ".box-label").is_displayed()
