@@ -7,7 +7,7 @@ Two backends, same interface (`embed(crops) -> float32 array, one row per crop`)
   come from a checkpoint in the demo's models folder (`backbone.pt`, see `save_backbone`) or, when
   the user has placed them in TORCH_HOME, torchvision's ImageNet weights. Nothing is downloaded.
 - `DescriptorEmbedder` — no weights at all: colour (Lab mean and hue histogram of the item's own
-  pixels, told apart from the table by the crop's border) and shape (Hu moments, solidity, extent,
+  pixels, told apart from the table by the crop's border) and shape (the first two Hu moments, solidity, extent,
   elongation, holes), standardised over the job's items. For when no backbone is present.
 """
 from __future__ import annotations
@@ -76,18 +76,16 @@ def describe(image: Image.Image, size: int = 96) -> np.ndarray:
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)[mask]
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[mask]
     lab_mean = lab.mean(axis=0) / 255.0 if len(lab) else np.zeros(3)
-    # hue as a weighted circular histogram (8 bins), weighted by saturation: grey things vote little
+    # hue as a circular mean weighted by saturation (grey things vote little); a histogram would
+    # split red between its first and last bins, since hue wraps around at red
     hue = hsv[:, 0].astype(np.float32) * 2 * np.pi / 180
     sat = hsv[:, 1].astype(np.float32) / 255
-    hist = np.zeros(8, np.float32)
-    if len(hue):
-        bins = (hue / (2 * np.pi) * 8).astype(int) % 8
-        np.add.at(hist, bins, sat)
-        hist /= max(hist.sum(), 1e-6)
+    hue_vec = np.array([(np.cos(hue) * sat).mean(), (np.sin(hue) * sat).mean()], np.float32) if len(hue) \
+        else np.zeros(2, np.float32)
     m8 = mask.astype(np.uint8)
     hu = cv2.HuMoments(cv2.moments(m8, binaryImage=True)).ravel()
     hu = -np.sign(hu) * np.log10(np.abs(hu) + 1e-30)
-    hu = np.clip(hu, -30, 30)[:4] / 10
+    hu = np.clip(hu, -30, 30)[:2] / 10  # the higher moments are ~0 for symmetric shapes: log-noise
     contours, _ = cv2.findContours(m8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     area = float(mask.sum())
     solidity = extent = elong = holes = 0.0
@@ -102,7 +100,7 @@ def describe(image: Image.Image, size: int = 96) -> np.ndarray:
         cv2.drawContours(filled, [outer], -1, 1, -1)
         holes = float(filled.sum() - area) / max(float(filled.sum()), 1.0)
     shape = np.array([solidity, extent, elong, holes], np.float32)
-    return np.concatenate([lab_mean * 3, hist * 2, hu, shape * 2]).astype(np.float32)
+    return np.concatenate([lab_mean * 3, hue_vec * 2, hu, shape * 2]).astype(np.float32)
 
 
 class DescriptorEmbedder:
@@ -112,7 +110,7 @@ class DescriptorEmbedder:
 
     def embed(self, crops: Sequence[Image.Image]) -> np.ndarray:
         if not crops:
-            return np.zeros((0, 19), np.float32)
+            return np.zeros((0, 11), np.float32)
         return np.stack([describe(c) for c in crops])
 
 

@@ -140,7 +140,7 @@ class Locator:
         results: list[list[Detection]] = []
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
-                batch = [torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).float().div(255).to(self.device)
+                batch = [torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float().div(255).to(self.device)
                          for im in images[i:i + batch_size]]
                 for out in self.model(batch):
                     found = []
