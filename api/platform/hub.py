@@ -6,24 +6,16 @@ atomically, and a `<file>.source.json` records where it came from.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from .inputs.cache import sha256_file
 from .storage import atomic_open, atomic_write
 
 
 class PullError(Exception):
     """The model could not be pulled; the message says what to do instead."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pull(repo: str, filename: str, folder: Path, *, sha256: str = "", revision: str | None = None) -> Path:
@@ -39,7 +31,7 @@ def pull(repo: str, filename: str, folder: Path, *, sha256: str = "", revision: 
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise PullError(f"cannot download {filename} from huggingface.co/{repo}: {str(exc).rstrip('. ')}. Offline? Copy the "
                         f"file by hand to {target}") from None
-    digest = sha256_of(downloaded)
+    digest = sha256_file(downloaded)
     if sha256 and digest != sha256.lower():
         raise PullError(f"{filename}: sha256 is {digest}, expected {sha256}; not installed")
     folder.mkdir(parents=True, exist_ok=True)

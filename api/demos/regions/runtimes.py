@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from api.platform.hub import sha256_of
+from api.platform.inputs.cache import sha256_file
 
 RUNTIMES = ("torch", "onnx", "openvino", "tensorrt")
 EXPORT_FORMAT = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
@@ -63,7 +63,7 @@ def cache_folder(cache_root: Path, model_path: Path) -> Path:
 
 @functools.lru_cache(maxsize=64)
 def _content_key(path: str, mtime_ns: int, size: int) -> str:
-    return sha256_of(Path(path))[:16]
+    return sha256_file(Path(path))[:16]
 
 
 def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
