@@ -287,3 +287,40 @@ def test_a_finished_regions_job_is_vectorized_through_the_worker(vec, data_folde
     assert (data["width"], data["height"]) == (700, 700)
     report = match([Primitive.from_dict(d) for d in data["primitives"]], diagram.primitives, tolerance=3)
     assert report["line"]["recall"] >= 0.7 and report["circle"]["recall"] >= 0.5, report  # JPEG crops
+
+
+def test_huge_images_are_shrunk_for_detection_and_results_come_back_in_full_size_pixels():
+    from api.demos.vectorization.backends import make_backend
+    from api.demos.vectorization.geometric import Settings
+    from api.demos.vectorization.job import detect_at_most
+
+    diagram = generate(21, 1600)
+    detection = detect_at_most(make_backend("geometric", Settings()), diagram.image, max_side=800)
+    report = match(detection.primitives, diagram.primitives, tolerance=6)  # 3 px of the shrunk image
+    assert report["line"]["f1"] >= 0.8 and report["circle"]["f1"] >= 0.8, report
+
+
+def test_a_dense_page_is_handled_in_bounded_time():
+    """Thousands of fragments (hatching, text) once took minutes: merging compares only neighbours."""
+    import time
+
+    import cv2
+
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    rng = np.random.default_rng(0)
+    page = np.full((1200, 1200, 3), 255, np.uint8)
+    for _ in range(250):
+        a = rng.integers(0, 1200, 2)
+        b = a + rng.integers(-120, 120, 2)
+        cv2.line(page, tuple(map(int, a)), tuple(map(int, b)), (0, 0, 0), 2, cv2.LINE_AA)
+    for _ in range(60):
+        cv2.circle(page, tuple(map(int, rng.integers(0, 1200, 2))), int(rng.integers(10, 60)), (0, 0, 0), 2,
+                   cv2.LINE_AA)
+    for i in range(30):
+        cv2.putText(page, "Lorem ipsum dolor sit amet", (20, 30 + i * 38), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+                    (0, 0, 0), 2)
+    started = time.perf_counter()
+    found = GeometricDetector().detect(page).primitives
+    assert time.perf_counter() - started < 40
+    assert len(found) > 100

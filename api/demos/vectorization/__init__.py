@@ -49,6 +49,9 @@ class Vectorization(Demo):
                          help="widest gap (px) bridged when joining fragments; 0: max(10, 4 × stroke width)"),
         "min_support": Param(float, 0.6, min=0, max=1,
                              help="share of a primitive's length that must lie on ink; also its confidence"),
+        "max_side": Param(int, 4000, min=0, max=100000,
+                          help="longer images are shrunk to this many px for detection (results in full-size px); "
+                               "0: never"),
         "regions_job": Param(str, "", help="tracking_id of a finished regions job: vectorize its crops"),
     }
 

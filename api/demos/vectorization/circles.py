@@ -13,6 +13,7 @@ import numpy as np
 
 from .fitting import CircleFit, Piece, angular_span, fit_circle
 from .primitives import Primitive, arc, circle
+from .spatial import Box, Grid, box_of
 
 
 @dataclass(eq=False)  # compared by identity: they hold arrays
@@ -30,33 +31,45 @@ class ArcCluster:
 def cluster_arcs(pieces: list[Piece], tolerance: float) -> list[ArcCluster]:
     """Gather arc pieces that lie on one circle (within 1.5 × tolerance for 95% of their points)."""
     clusters: list[ArcCluster] = []
+    grid = Grid(cell=128.0)
     for piece in sorted(pieces, key=lambda p: -len(p.points)):
         fit = fit_circle(piece.points)
         if fit is None:
             continue
-        for cluster in clusters:
+        for index in grid.query(_circle_box(fit, tolerance)):
+            cluster = clusters[index]
             joint = _joint_fit(cluster, piece.points, fit, tolerance)
             if joint is not None:
                 cluster.add(piece, joint)
+                grid.add(index, _circle_box(joint, tolerance))
                 break
         else:
             clusters.append(ArcCluster(piece.points, fit, [piece]))
-    merged = True
-    while merged:  # clusters that grew towards each other
-        merged = False
-        for i, a in enumerate(clusters):
-            for b in clusters[i + 1:]:
+            grid.add(len(clusters) - 1, _circle_box(fit, tolerance))
+    alive = [True] * len(clusters)
+    for i, a in enumerate(clusters):  # clusters that grew towards each other
+        merged = alive[i]
+        while merged:
+            merged = False
+            for j in grid.query(_circle_box(a.fit, tolerance)):
+                if j == i or not alive[j]:
+                    continue
+                b = clusters[j]
                 joint = _joint_fit(a, b.points, b.fit, tolerance)
                 if joint is not None:
-                    for piece in b.pieces:
-                        a.pieces.append(piece)
+                    a.pieces.extend(b.pieces)
                     a.points, a.fit = np.concatenate([a.points, b.points]), joint
-                    clusters.remove(b)
+                    alive[j] = False
+                    grid.remove(j)
+                    grid.add(i, _circle_box(joint, tolerance))
                     merged = True
                     break
-            if merged:
-                break
-    return clusters
+    return [c for c, keep in zip(clusters, alive) if keep]
+
+
+def _circle_box(fit: CircleFit, tolerance: float) -> Box:
+    margin = fit.r * 1.15 + 2 * tolerance
+    return fit.cx - margin, fit.cy - margin, fit.cx + margin, fit.cy + margin
 
 
 def _joint_fit(cluster: ArcCluster, points: np.ndarray, fit: CircleFit, tolerance: float) -> CircleFit | None:
@@ -79,10 +92,18 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
     """Short line pieces that lie on a cluster's circle, next to its coverage (junction debris,
     flat stretches of large circles), join that circle; the rest are returned."""
     left = []
+    grid = Grid(cell=128.0)
+    for index, cluster in enumerate(clusters):
+        grid.add(index, _circle_box(cluster.fit, tolerance))
     for piece in lines:
         taken = False
-        for cluster in clusters:
+        (x0, y0), (x1, y1) = piece.points[0], piece.points[-1]
+        for index in grid.query(box_of(piece.points)):
+            cluster = clusters[index]
             c = cluster.fit
+            if abs(math.hypot(x0 - c.cx, y0 - c.cy) - c.r) > 3 * tolerance or \
+                    abs(math.hypot(x1 - c.cx, y1 - c.cy) - c.r) > 3 * tolerance:
+                continue
             d = np.abs(np.hypot(piece.points[:, 0] - c.cx, piece.points[:, 1] - c.cy) - c.r)
             if np.percentile(d, 90) > 1.5 * tolerance:
                 continue

@@ -15,6 +15,7 @@ import numpy as np
 
 from .lines import intersections
 from .primitives import Primitive, arc_point, normalised_arc
+from .spatial import Grid, grown
 
 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
@@ -52,6 +53,10 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                  reach: float) -> None:
     """Move each line end to where its ink ends, or onto the meeting point found there (in place)."""
     steps = np.arange(1, int(reach) + 1, dtype=np.float64)
+    everything = lines + others
+    grid = Grid(cell=max(64.0, reach))
+    for index, p in enumerate(everything):
+        grid.add(index, p.bounds())
     for index, current in enumerate(lines):
         g = current.geometry
         half = half_width(distance, current)
@@ -68,10 +73,10 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             t_end = run + 0.5 - half
             window = max(2.0, half + 1.0)
             best = None
-            for j, other in enumerate(lines + others):
+            for j in grid.query(grown((ex, ey, ex, ey), reach + 2)):
                 if j == index:
                     continue
-                for px, py in intersections(ox, oy, ux, uy, other, reach):
+                for px, py in intersections(ox, oy, ux, uy, everything[j], reach):
                     t = (px - ex) * ux + (py - ey) * uy
                     if abs(t - t_end) <= window and (best is None or abs(t - t_end) < best[0]):
                         best = (abs(t - t_end), px, py)
@@ -110,11 +115,14 @@ def drop_covered_lines(lines: list[Primitive], tolerance: float) -> list[Primiti
     """Lines lying along a longer line (both ends within `tolerance` of it) are parts of it."""
     ordered = sorted(lines, key=lambda p: -_length(p.geometry))
     kept: list[Primitive] = []
+    grid = Grid(cell=128.0)
     for p in ordered:
         g = p.geometry
-        if any(_near_segment(g["x1"], g["y1"], k.geometry, tolerance) and
-               _near_segment(g["x2"], g["y2"], k.geometry, tolerance) for k in kept):
+        if any(_near_segment(g["x1"], g["y1"], kept[k].geometry, tolerance) and
+               _near_segment(g["x2"], g["y2"], kept[k].geometry, tolerance)
+               for k in grid.query(grown(p.bounds(), tolerance))):
             continue
+        grid.add(len(kept), p.bounds())
         kept.append(p)
     return kept
 

@@ -57,10 +57,14 @@ def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
     x, y = points[:, 0], points[:, 1]
     mx, my = x.mean(), y.mean()
     u, v = x - mx, y - my
-    a = np.column_stack([u, v, np.ones_like(u)])
+    # normal equations of [u v 1]·[2cx 2cy c] = u² + v² (3×3: much cheaper than a general lstsq)
     b = u * u + v * v
+    n = float(len(u))
+    suu, svv, suv = float(u @ u), float(v @ v), float(u @ v)
+    ata = np.array([[suu, suv, 0.0], [suv, svv, 0.0], [0.0, 0.0, n]])  # Σu = Σv = 0 (centred)
+    atb = np.array([float(u @ b), float(v @ b), float(b.sum())])
     try:
-        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+        sol = np.linalg.solve(ata, atb)
     except np.linalg.LinAlgError:
         return None
     cx, cy = sol[0] / 2, sol[1] / 2
@@ -68,17 +72,19 @@ def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
     if not np.isfinite(r2) or r2 <= 0:
         return None
     r = math.sqrt(r2)
-    for _ in range(refine):
+    for _ in range(refine):  # Gauss-Newton on Σ(|p − c| − r)², normal equations again
         dx, dy = u - cx, v - cy
         d = np.hypot(dx, dy)
         d[d == 0] = 1e-9
-        jac = np.column_stack([-dx / d, -dy / d, -np.ones_like(d)])
+        jx, jy = -dx / d, -dy / d
         res = d - r
+        jtj = np.array([[jx @ jx, jx @ jy, jx.sum()], [jx @ jy, jy @ jy, jy.sum()], [jx.sum(), jy.sum(), n]])
+        jtr = np.array([jx @ res, jy @ res, res.sum()])
         try:
-            step, *_ = np.linalg.lstsq(jac, -res, rcond=None)
+            step = np.linalg.solve(jtj, jtr)
         except np.linalg.LinAlgError:
             break
-        cx, cy, r = cx + step[0], cy + step[1], r + step[2]
+        cx, cy, r = cx - step[0], cy - step[1], r + step[2]
         if not np.isfinite(r) or r <= 0 or np.abs(step).max() < 1e-3:
             break
     if not np.isfinite(r) or r <= 0:

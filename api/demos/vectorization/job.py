@@ -38,7 +38,7 @@ def run_job(job: Any, params: dict) -> dict:
         height, width = rgb.shape[:2]
         started = time.perf_counter()
         try:
-            detection = backend.detect(rgb)
+            detection = detect_at_most(backend, rgb, params.get("max_side") or 0)
         except (cv2.error, ValueError, np.linalg.LinAlgError, MemoryError) as exc:
             job.error(src, f"vectorization failed: {exc}")
             job.advance()
@@ -69,6 +69,25 @@ def run_job(job: Any, params: dict) -> dict:
     zips = {doc: url for doc, url in zips.items() if url}
     return {"documents": documents, "zips": zips, "summary": {
         "backend": backend.name, "images": sum(len(v) for v in documents.values()), "primitives": totals}}
+
+
+def detect_at_most(backend: Any, rgb: np.ndarray, max_side: int) -> Any:
+    """Detect on the image shrunk so its longer side is at most `max_side` px (0: as it is), and
+    give the primitives back in the full image's pixels. Bounds a worker's time and memory on
+    huge scans; thresholds then apply to the shrunk image."""
+    height, width = rgb.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return backend.detect(rgb)
+    scale = max_side / max(height, width)
+    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    detection = backend.detect(small)
+    for p in detection.primitives:
+        for key in ("x1", "y1", "x2", "y2", "cx", "cy", "r"):
+            if key in p.geometry:
+                p.geometry[key] /= scale
+    detection.stroke_width /= scale
+    return detection
 
 
 def _zip_document(job: Any, doc_uid: str, svg_paths: list[str]) -> str:

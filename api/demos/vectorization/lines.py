@@ -13,6 +13,7 @@ import numpy as np
 
 from .fitting import LineFit, Piece, fit_line
 from .primitives import Primitive, line
+from .spatial import Box, Grid, box_of, grown
 
 
 @dataclass(eq=False)  # compared by identity: they hold arrays
@@ -25,40 +26,81 @@ class LineCluster:
         t = self.fit.project(self.points)
         return float(t.min()), float(t.max())
 
+    def box(self) -> Box:
+        return box_of(self.points)
+
+    def absorb(self, points: np.ndarray, pieces: list[Piece], fit: LineFit) -> None:
+        self.points = np.concatenate([self.points, points])
+        self.pieces.extend(pieces)
+        self.fit = fit
+        self._frame = None
+
+    _frame: tuple[float, float, float, float] | None = None
+
+    def frame(self) -> tuple[float, float, float, float]:
+        """(cx, cy, nx, ny): a point on the line and its normal, as plain floats (cheap tests)."""
+        if self._frame is None:
+            cx, cy = self.fit.centre
+            self._frame = (float(cx), float(cy), float(-self.fit.direction[1]), float(self.fit.direction[0]))
+        return self._frame
+
 
 def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_piece: float,
                   ink: np.ndarray | None = None) -> list[LineCluster]:
     """Gather fragments of one straight line: near its fitted line, and separated by at most
     `max_gap` px, or by a longer gap that is ink all along (a crossing at a shallow angle)."""
+    reach = 5 * max_gap if ink is not None else max_gap
     clusters: list[LineCluster] = []
+    grid = Grid(cell=max(32.0, reach))
     for piece in sorted(pieces, key=lambda p: -_length(p.points)):
         if _length(piece.points) < min_piece:
             continue
-        for cluster in clusters:
+        ends = _ends(piece.points)
+        for index in grid.query(grown(box_of(piece.points), reach)):
+            cluster = clusters[index]
+            if not _ends_near(cluster, ends, tolerance):
+                continue
             joint = _joint_fit(cluster, piece.points, tolerance, max_gap, ink)
             if joint is not None:
-                cluster.points = np.concatenate([cluster.points, piece.points])
-                cluster.fit = joint
-                cluster.pieces.append(piece)
+                cluster.absorb(piece.points, [piece], joint)
+                grid.add(index, cluster.box())
                 break
         else:
             clusters.append(LineCluster(piece.points, fit_line(piece.points), [piece]))
-    merged = True
-    while merged:
-        merged = False
-        for i, a in enumerate(clusters):
-            for b in clusters[i + 1:]:
+            grid.add(len(clusters) - 1, clusters[-1].box())
+    # clusters that grew towards each other
+    alive = [True] * len(clusters)
+    for i, a in enumerate(clusters):
+        merged = alive[i]
+        while merged:
+            merged = False
+            for j in grid.query(grown(a.box(), reach)):
+                if j == i or not alive[j]:
+                    continue
+                b = clusters[j]
+                if not _ends_near(a, _ends(b.points), tolerance):
+                    continue
                 joint = _joint_fit(a, b.points, tolerance, max_gap, ink)
                 if joint is not None:
-                    a.points = np.concatenate([a.points, b.points])
-                    a.fit = joint
-                    a.pieces.extend(b.pieces)
-                    clusters.remove(b)
+                    a.absorb(b.points, b.pieces, joint)
+                    alive[j] = False
+                    grid.remove(j)
+                    grid.add(i, a.box())
                     merged = True
                     break
-            if merged:
-                break
-    return clusters
+    return [c for c, keep in zip(clusters, alive) if keep]
+
+
+def _ends(points: np.ndarray) -> tuple[float, float, float, float]:
+    return float(points[0, 0]), float(points[0, 1]), float(points[-1, 0]), float(points[-1, 1])
+
+
+def _ends_near(cluster: LineCluster, ends: tuple[float, float, float, float], tolerance: float) -> bool:
+    """Cheap test first: the first and last points lie near the cluster's line."""
+    cx, cy, nx, ny = cluster.frame()
+    x0, y0, x1, y1 = ends
+    limit = 2 * tolerance + 2
+    return abs((x0 - cx) * nx + (y0 - cy) * ny) <= limit and abs((x1 - cx) * nx + (y1 - cy) * ny) <= limit
 
 
 def _length(points: np.ndarray) -> float:
@@ -75,7 +117,7 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
     t = fit.project(points)
     gap = max(t.min() - hi, lo - t.max(), 0.0)
     if gap > max_gap:
-        if ink is None or gap > 10 * max_gap:
+        if ink is None or gap > 5 * max_gap:
             return None
         a, b = (hi, t.min()) if t.min() > hi else (t.max(), lo)
         steps = np.linspace(a, b, max(2, int(b - a) + 1))

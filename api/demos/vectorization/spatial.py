@@ -1,0 +1,56 @@
+"""A grid of buckets, so that merging and snapping look only at nearby things.
+
+Dense pages (hatching, tables, a page of text that passed the clutter filter) hold thousands of
+fragments; comparing every pair made one test page take minutes. Each item is registered in the
+cells its bounding box covers, and a query returns the items registered in the cells a box covers.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable
+
+Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax
+
+
+class Grid:
+    def __init__(self, cell: float):
+        self.cell = max(float(cell), 1.0)
+        self.cells: dict[tuple[int, int], set[int]] = defaultdict(set)
+        self.boxes: dict[int, Box] = {}
+
+    def _keys(self, box: Box) -> Iterable[tuple[int, int]]:
+        x0, y0, x1, y1 = (math.floor(v / self.cell) for v in box)
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > 1_000_000:  # a huge box (a giant circle): clamp
+            x1, y1 = x0 + 999, y0 + 999
+        for i in range(x0, x1 + 1):
+            for j in range(y0, y1 + 1):
+                yield i, j
+
+    def add(self, item: int, box: Box) -> None:
+        self.remove(item)
+        self.boxes[item] = box
+        for key in self._keys(box):
+            self.cells[key].add(item)
+
+    def remove(self, item: int) -> None:
+        box = self.boxes.pop(item, None)
+        if box is None:
+            return
+        for key in self._keys(box):
+            self.cells[key].discard(item)
+
+    def query(self, box: Box) -> list[int]:
+        """Items whose cells meet the box's, in the order they were numbered."""
+        found: set[int] = set()
+        for key in self._keys(box):
+            found |= self.cells.get(key, set())
+        return sorted(found)
+
+
+def grown(box: Box, margin: float) -> Box:
+    return box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
+
+
+def box_of(points) -> Box:
+    return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
