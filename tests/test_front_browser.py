@@ -103,6 +103,17 @@ def one(driver, selector: str):
     return found[0]
 
 
+def text_of(driver, selector: str) -> str:
+    """The element's text, or "" while the page is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        found = by_css(driver, selector)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def fill(driver, field_id: str, value: str) -> None:
     element = one(driver, f"#{field_id}")
     element.clear()
@@ -132,12 +143,18 @@ def submit_form(driver, stack: Stack, app: str, files: list, params: dict[str, s
 
 def watch_progress(driver, timeout: float = 120) -> list[float]:
     """The progress bar's values seen until the job ends; returns them."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     seen: list[float] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        section = one(driver, "#job")
-        seen.append(float(one(driver, "#progress").get_attribute("value")))
-        if section.get_attribute("data-finished") == "true":
+        try:
+            finished = one(driver, "#job").get_attribute("data-finished") == "true"
+            seen.append(float(one(driver, "#progress").get_attribute("value")))
+        except (StaleElementReferenceException, AssertionError):  # the page is being (re)loaded
+            time.sleep(0.1)
+            continue
+        if finished:
             return seen
         time.sleep(0.1)
     raise AssertionError(f"the job did not end in {timeout} s; progress seen {seen[-5:]}")
@@ -193,9 +210,10 @@ def test_a_running_job_can_be_cancelled_from_its_page(stack, browser, tmp_path):
     files = [png_file(tmp_path, f"p{i}.png", (i, i, i)) for i in range(6)]
     submit_form(browser, stack, "dummy", files, params={"delay": "1"})
     wait_for(lambda: float(one(browser, "#progress").get_attribute("value")) > 0, 30, message="a first image done")
-    one(browser, "#cancel-form button").click()
-    watch_progress(browser, 30)
-    assert one(browser, "#state-words").text == "Cancelled"
+    job_page = browser.current_url
+    one(browser, "#cancel-form button").click()  # a form post, answered by the job page again
+    wait_for(lambda: browser.current_url == job_page and text_of(browser, "#state-words") == "Cancelled", 30,
+             message="the job to read Cancelled")
     assert not one(browser, "#cancel-form").is_displayed() and not by_css(browser, "[data-view]")
     assert float(one(browser, "#progress").get_attribute("value")) < 100
 
