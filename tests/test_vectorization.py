@@ -348,3 +348,15 @@ def test_a_dense_page_is_handled_in_bounded_time():
     found = GeometricDetector().detect(page).primitives
     assert time.perf_counter() - started < 40
     assert len(found) > 100
+
+
+def test_the_api_side_of_the_demo_imports_no_image_library():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, api.demos.vectorization as v; v.demo.validate({}); "
+            "bad = [m for m in ('cv2', 'skimage', 'scipy', 'torch') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
