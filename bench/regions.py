@@ -108,6 +108,9 @@ def pure_model(model_path: Path, paths: list[Path], params: dict, device: str, b
     images = [Image.open(p).convert("RGB") for p in paths]
     half = {"half": True} if device.startswith("cuda") and runtime == "torch" else {}
     model.predict(images[:1], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)  # set-up
+    from api.demos.regions.detector import keep_torch_threads
+
+    keep_torch_threads()
     start = time.perf_counter()
     for i in range(0, len(images), batch):
         model.predict(images[i:i + batch], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False,

@@ -33,8 +33,11 @@ from bench.regions import our_job, pages, train  # noqa: E402
 
 
 def timed_predict(model, images, imgsz: int, device: str, batch: int, half: bool) -> float:
+    from api.demos.regions.detector import keep_torch_threads
+
     extra = {"half": True} if half else {}
     model.predict(images[:1], imgsz=imgsz, device=device, verbose=False, **extra)  # set-up, not timed
+    keep_torch_threads()  # ultralytics' device set-up leaves PyTorch with cpu_count - 1 threads
     start = time.perf_counter()
     for i in range(0, len(images), batch):
         model.predict(images[i:i + batch], imgsz=imgsz, device=device, verbose=False, batch=batch, **extra)
@@ -70,10 +73,13 @@ def main() -> None:
         rows: list[tuple[str, float]] = []
 
         start = time.perf_counter()
-        reference = YOLO(str(model_path))  # loaded for the task
+        reference = YOLO(str(model_path))  # loaded for the task, as ultralytics leaves it
         for path in paths:
             reference.predict(str(path), imgsz=args.imgsz, device=args.device, verbose=False)
         rows.append(("reference style", time.perf_counter() - start))
+        from api.demos.regions.detector import keep_torch_threads
+
+        keep_torch_threads()
 
         torch_model = YOLO(str(model_path))
         rows.append(("torch eager", timed_predict(torch_model, images, args.imgsz, args.device, 1, gpu)))

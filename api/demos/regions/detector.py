@@ -18,6 +18,16 @@ from PIL import Image
 from .checkpoints import inspect_checkpoint
 
 
+def keep_torch_threads() -> None:
+    """Ultralytics sets PyTorch to cpu_count - 1 threads whenever it picks a device (1 on a 2-core
+    machine, half the CPU); give PyTorch every core again (TORCH_THREADS overrides)."""
+    import torch  # noqa: PLC0415
+
+    wanted = int(os.environ.get("TORCH_THREADS") or os.cpu_count() or 1)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
 def quiet_ultralytics(config_dir: Path) -> None:
     """Ultralytics must never install packages or phone home from a worker, and keeps its settings
     in a writable folder of ours. Set before its first import."""
@@ -118,6 +128,7 @@ class Detector:
             list(images), conf=options.conf, iou=options.iou, imgsz=options.imgsz,
             classes=list(options.classes) or None, max_det=options.max_det, device=self.device,
             verbose=False, batch=len(images), **({"half": True} if self.half else {}))
+        keep_torch_threads()
         found = []
         for result in results:
             boxes = result.boxes

@@ -225,9 +225,12 @@ def parity(reference: np.ndarray, other: np.ndarray, half: bool = False) -> tupl
 
 def _time_predict(model, image: np.ndarray, imgsz: int, device: str, half: bool, runs: int = 3) -> float:
     """Milliseconds per page through ultralytics' predict (pre-processing and NMS included)."""
+    from .detector import keep_torch_threads  # noqa: PLC0415
+
     extra = {"half": True} if half else {}
     for _ in range(2):
         model.predict(image, imgsz=imgsz, device=device, verbose=False, **extra)
+        keep_torch_threads()
     start = time.perf_counter()
     for _ in range(runs):
         model.predict(image, imgsz=imgsz, device=device, verbose=False, **extra)
