@@ -20,10 +20,10 @@ from .checkpoints import inspect_checkpoint
 
 def keep_torch_threads() -> None:
     """Ultralytics sets PyTorch to cpu_count - 1 threads whenever it picks a device (1 on a 2-core
-    machine, half the CPU); give PyTorch every core again (TORCH_THREADS overrides)."""
+    machine, half the CPU); give PyTorch every core this process may use again."""
     import torch  # noqa: PLC0415
 
-    wanted = int(os.environ.get("TORCH_THREADS") or os.cpu_count() or 1)
+    wanted = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
 
