@@ -40,8 +40,9 @@ class FrontConfig:
 
     @property
     def callback_url(self) -> str:
-        """Where the API should POST events for this front; "" when the front has no public URL."""
-        return f"{self.public_url.rstrip('/')}/callback" if self.public_url else ""
+        """Where the API should POST events for this front; "" (no callbacks: the front polls the
+        API instead) without a public URL, or without a secret to check their signatures with."""
+        return f"{self.public_url.rstrip('/')}/callback" if self.public_url and self.callback_secret else ""
 
 
 def _number(raw: Mapping[str, str], name: str, default: float, kind=float):

@@ -144,6 +144,16 @@ def test_callback_endpoint_applies_signed_events_and_refuses_forged_stale_and_re
     assert not_json.status_code == 400
 
 
+def test_without_a_secret_the_front_takes_no_callback(tmp_path):
+    app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_PUBLIC_URL": "http://front.example",
+                                  "FRONT_DATA_FOLDER": str(tmp_path)}))
+    app.extensions["front_store"].create(TID, "dummy")
+    event = {"event": "SUCCESS", "state": "SUCCESS", "tracking_id": TID, "output": {"forged": True}}
+    response = app.test_client().post("/callback", json=event)
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "callbacks_off"
+    assert app.extensions["front_store"].get(TID)["state"] == "PENDING"
+
+
 def test_pages_say_plainly_when_the_api_cannot_be_reached(front):
     client = front.test_client()
     page = client.get("/").data.decode()
@@ -273,13 +283,15 @@ def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
 def test_config_reads_its_own_env_file_and_the_environment_wins(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
     env_file.write_text("API_URL=http://10.0.0.1:8001/\nAPI_TOKEN=from-file\nFRONT_PORT=8111\n"
-                        "FRONT_PUBLIC_URL=https://front.example.org/\n")
+                        "FRONT_PUBLIC_URL=https://front.example.org/\nCALLBACK_SECRET=k\n")
     monkeypatch.setenv("FRONT_ENV_FILE", str(env_file))
     monkeypatch.setenv("API_TOKEN", "from-env")
     cfg = load_config()
     assert (cfg.api_url, cfg.api_token, cfg.port) == ("http://10.0.0.1:8001", "from-env", 8111)
     assert cfg.callback_url == "https://front.example.org/callback"
     assert load_config({"FRONT_ENV_FILE": "/nonexistent"}).callback_url == ""
+    no_secret = load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_PUBLIC_URL": "http://front.example"})
+    assert no_secret.callback_url == ""  # unsigned callbacks could be forged: none is asked for
     with pytest.raises(FrontConfigError, match="API_URL"):
         load_config({"FRONT_ENV_FILE": "/nonexistent", "API_URL": "127.0.0.1:5000"})
     with pytest.raises(FrontConfigError, match="FRONT_PORT"):
@@ -314,6 +326,7 @@ def test_starting_through_the_real_api_keeps_the_token_server_side_and_survives_
     with ServerThread(create_api(load_api_config(env))) as api_server:
         app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "API_URL": api_server.url,
                                       "API_TOKEN": "tok-123", "FRONT_PUBLIC_URL": "http://127.0.0.1:1",
+                                      "CALLBACK_SECRET": SECRET,
                                       "FRONT_DATA_FOLDER": str(tmp_path / "front")}))
         client = app.test_client()
         form = client.get("/demos/dummy").data.decode()

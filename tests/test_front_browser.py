@@ -232,6 +232,12 @@ def test_a_failing_job_says_why_in_plain_words(stack, browser, tmp_path):
 def test_bad_input_is_shown_on_the_form_naming_the_field(stack, browser):
     stack, _ = stack
     browser.get(stack.front_url + "/demos/dummy")
+    unlabelled = browser.execute_script(
+        "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))"
+        ".filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name)")
+    assert unlabelled == []  # every control has its label, for screen readers and bigger click targets
+    assert [e.get_attribute("name") for e in by_css(browser, "[aria-describedby]") if not by_css(
+        browser, "#" + e.get_attribute("aria-describedby").split()[0])] == []
     fill(browser, "image_urls", "ftp://example.org/page.jpg")
     one(browser, "#start-button").click()
     problem = wait_for(lambda: by_css(browser, "#form-problem"), 10, message="the form's problem")[0]
@@ -285,6 +291,7 @@ def test_vectorization_view_draws_every_primitive_with_toggles_and_downloads(sta
     path = tmp_path / "diagram.png"
     Image.fromarray(diagram.image).save(path)
     tracking_id = submit_form(browser, stack, "vectorization", [path])
+    assert by_css(browser, "#state-words")  # the job page, following the job
     watch_progress(browser, 120)
     assert one(browser, "#state-words").text == "Done", procs.logs()
     wait_view(browser, "vectorization")
