@@ -338,3 +338,26 @@ def test_pulling_a_model_offline_says_which_file_to_put_where(tmp_path):
     assert result.returncode == 1
     assert f"Copy the file by hand to {tmp_path / 'data' / 'models' / 'regions' / 'best.pt'}" in result.stderr
     assert not (tmp_path / "data" / "models" / "regions" / "best.pt").exists()
+
+
+def test_a_batch_of_mixed_page_shapes_finds_what_pages_one_by_one_find(trained_model):
+    """GPU batches regroup pages by aspect ratio and give each batch one page-shaped input
+    (detector.same_shape); boxes come back in each page's own pixels."""
+    from api.demos.regions.detector import Detector, Options, by_aspect, same_shape
+
+    detector = Detector(trained_model, "cpu", runtime="torch", imgsz=IMGSZ)
+    pages = [make_page(seed).image for seed in UNSEEN[:4]]
+    assert len({p.size for p in pages}) == 4
+    resized, scales = same_shape(pages, IMGSZ)
+    assert len({im.size for im in resized}) == 1 and max(resized[0].size) == IMGSZ
+    options = Options(conf=0.1, imgsz=IMGSZ)
+    together = detector.detect(pages, options)
+    for page, batch_found in zip(pages, together):
+        [alone] = detector.detect([page], options)
+        confident = [d for d in alone if d.confidence >= 0.3]
+        for det in confident:
+            assert max(iou((det.x1, det.y1, det.x2, det.y2), (o.x1, o.y1, o.x2, o.y2)) for o in batch_found) >= 0.7
+        assert all(0 <= d.x1 <= d.x2 <= page.width and 0 <= d.y1 <= d.y2 <= page.height for d in batch_found)
+    ratios = [0.5, 1.4, 0.7, 1.5, 0.55, 1.3]
+    grouped = by_aspect(list(range(6)), 3, lambda i: ratios[i])
+    assert grouped == [[0, 4, 2], [5, 1, 3]]

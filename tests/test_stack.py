@@ -81,9 +81,9 @@ class Deployment:
         assert api_side[:3] == ["/usr/bin/spiped", "-F", "-d"] and front_side[:3] == ["/usr/bin/spiped", "-F", "-e"]
         self.tunnels = [start_process(api_side, self.base / "spiped-d.log"),
                         start_process(front_side, self.base / "spiped-e.log")]
-        wait_until(lambda: self.http.get(f"{self.url}/health", timeout=5).json()["status"] == "ok", 60,
+        wait_until(lambda: self.http.get(f"{self.url}/health", timeout=5).json()["status"] == "ok", 120,
                    "the API through the tunnel", diagnose=self.logs)
-        wait_until(lambda: self.workers(), 60, "a worker heartbeat", diagnose=self.logs)
+        wait_until(lambda: self.workers(), 120, "a worker heartbeat", diagnose=self.logs)
 
     def workers(self) -> list[dict]:
         return [json.loads(v) for v in self.redis.hvals("workers:info")]
@@ -103,7 +103,7 @@ class Deployment:
     def status(self, tracking_id: str) -> dict:
         return self.http.get(f"{self.url}/dummy/{tracking_id}/status", timeout=10).json()
 
-    def finished(self, tracking_id: str, timeout: float = 60) -> dict:
+    def finished(self, tracking_id: str, timeout: float = 120) -> dict:
         return wait_until(lambda: (s := self.status(tracking_id))["state"] in ("SUCCESS", "FAILURE", "CANCELLED") and s,
                           timeout, f"job {tracking_id} to end", diagnose=self.logs)
 
@@ -205,15 +205,15 @@ def test_upload_above_the_limit_gets_413_from_nginx(deployment):
 def test_a_worker_killed_under_supervisord_is_restarted_and_its_job_finished(deployment):
     d = deployment
     tracking_id = d.submit(images=4, delay=0.8)
-    wait_until(lambda: d.status(tracking_id)["progress"]["done"] >= 1, 30, "the first image", diagnose=d.logs)
+    wait_until(lambda: d.status(tracking_id)["progress"]["done"] >= 1, 60, "the first image", diagnose=d.logs)
     before = d.stack.pid("workers:worker-gpu0")
     busy = wait_until(lambda: next((w for w in d.workers() if w["job"] and w["job"]["tracking_id"] == tracking_id),
                                    None), 10, "the busy worker's heartbeat", diagnose=d.logs)
     assert busy["device"] == "0"  # pinned: CUDA_VISIBLE_DEVICES=0 from DEVICE_NB=0
     os.kill(busy["pid"], signal.SIGKILL)
-    wait_until(lambda: d.stack.pid("workers:worker-gpu0") not in (0, before), 30, "supervisord to restart the worker",
+    wait_until(lambda: d.stack.pid("workers:worker-gpu0") not in (0, before), 60, "supervisord to restart the worker",
                diagnose=d.logs)
-    status = d.finished(tracking_id, timeout=90)
+    status = d.finished(tracking_id, timeout=150)
     assert status["state"] == "SUCCESS", status
     job = d.http.get(f"{d.url}/dummy/{tracking_id}/result/job.json", timeout=10).json()
     assert job["attempts"] == 2
@@ -227,7 +227,7 @@ def test_a_worker_on_another_host_joins_through_the_redis_tunnel(deployment):
                    d.base / "run2", d.base / "worker-host.log")
     d.others.append(remote)
     remote.start()
-    wait_until(lambda: any(w["device"] == "1" for w in d.workers()), 60, "the second host's worker", diagnose=d.logs)
+    wait_until(lambda: any(w["device"] == "1" for w in d.workers()), 120, "the second host's worker", diagnose=d.logs)
     remote_worker = next(w for w in d.workers() if w["device"] == "1")
     environ = Path(f"/proc/{remote_worker['pid']}/environ").read_bytes().split(b"\0")
     assert f"REDIS_URL=redis://127.0.0.1:{local_port}/0".encode() in environ  # through its own tunnel end
@@ -263,17 +263,19 @@ def test_1000_queued_jobs_survive_a_redis_crash(deployment):
 
     before = d.stack.pid("redis")
     os.kill(before, signal.SIGKILL)
-    wait_until(lambda: d.stack.pid("redis") not in (0, before) and d.redis.ping(), 30, "Redis restarted",
+    wait_until(lambda: d.stack.pid("redis") not in (0, before) and d.redis.ping(), 60, "Redis restarted",
                diagnose=d.logs)
-    assert d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"] == QUEUED_JOBS
+    waiting = wait_until(lambda: d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"], 30,
+                         "the API to reach the restarted Redis", diagnose=d.logs)
+    assert waiting == QUEUED_JOBS
     monitor = d.http.get(f"{d.url}/dummy/monitor", timeout=10).json()
     assert monitor["jobs"]["PENDING"] == QUEUED_JOBS, monitor
     assert d.status(ids[-1])["state"] == "PENDING"
 
     d.stack.ctl("start", "workers:*")
-    first = d.finished(ids[0], timeout=60)
+    first = d.finished(ids[0], timeout=150)
     assert first["state"] == "SUCCESS" and first["output"]["labels"] == ["0"]
-    wait_until(lambda: d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"] < QUEUED_JOBS - 5, 30,
+    wait_until(lambda: d.http.get(f"{d.url}/dummy/qsizes", timeout=10).json()["waiting"] < QUEUED_JOBS - 5, 90,
                "the workers to go on with the queue", diagnose=d.logs)
 
 

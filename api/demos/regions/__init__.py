@@ -125,7 +125,7 @@ class Regions(Demo):
             job.advance()
 
         with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool:
-            for batch in batches(job.images(), model.batch_size):
+            for batch in self.batches(job.images(), model.batch_size):
                 start = time.perf_counter()
                 found = model.detect([item.image for item in batch], options)
                 inference = time.perf_counter() - start
@@ -144,6 +144,18 @@ class Regions(Demo):
         job.write_json("summary.json", summary)
         return {"model": model.name, "classes": model.classes, "annotations": writer.annotations,
                 "files": files, "summary": summary, "summary_url": job.url("summary.json")}
+
+    @staticmethod
+    def batches(images: Iterable, size: int) -> Iterator[list]:
+        """Batches of pages; with batches of several pages (GPU), a window of 4 batches is regrouped
+        by aspect ratio so each batch pads little (see detector.same_shape)."""
+        from .detector import by_aspect  # noqa: PLC0415
+
+        if size <= 1:
+            yield from batches(images, 1)
+            return
+        for window in batches(images, 4 * size):
+            yield from by_aspect(window, size, lambda item: item.image.height / item.image.width)
 
     @staticmethod
     def summary(job, model, class_counts: Counter, per_image: list[float]) -> dict:

@@ -56,6 +56,27 @@ class Options:
     max_det: int = 300
 
 
+def same_shape(images: Sequence[Image.Image], imgsz: int) -> tuple[list[Image.Image], list[tuple[float, float]]]:
+    """A batch of pages of one shape, and the factors that map boxes back to each original.
+
+    Ultralytics pads a batch of mixed shapes to imgsz x imgsz squares; pages of one shape get a
+    page-shaped input instead (far fewer pixels). So a batch of several shapes is resized to the
+    pages' mean aspect ratio at the model's input size; callers group pages of close aspect
+    ratios (see `by_aspect`), so the distortion stays small. One page, or one shape: untouched."""
+    if len({im.size for im in images}) <= 1:
+        return list(images), [(1.0, 1.0)] * len(images)
+    ratio = sum(im.height / im.width for im in images) / len(images)
+    width, height = (imgsz, max(1, round(imgsz * ratio))) if ratio <= 1 else (max(1, round(imgsz / ratio)), imgsz)
+    return ([im.resize((width, height), Image.BILINEAR) for im in images],
+            [(im.width / width, im.height / height) for im in images])
+
+
+def by_aspect(items: list, size: int, aspect) -> list[list]:
+    """`items` in batches of `size`, each of items with close aspect ratios (`aspect(item)`)."""
+    ordered = sorted(items, key=aspect)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
 class Detector:
     def __init__(self, path: Path, device: str, batch_size: int = 0, runtime: str = "torch",
                  cache_root: Path | None = None, imgsz: int = 640):
@@ -124,16 +145,18 @@ class Detector:
         if self.format == "yolov5":
             return self.model.detect(images, options)
         self._select(options.imgsz)
+        inputs, scales = same_shape(images, options.imgsz)
         results = self.model.predict(
-            list(images), conf=options.conf, iou=options.iou, imgsz=options.imgsz,
+            inputs, conf=options.conf, iou=options.iou, imgsz=options.imgsz,
             classes=list(options.classes) or None, max_det=options.max_det, device=self.device,
             verbose=False, batch=len(images), **({"half": True} if self.half else {}))
         keep_torch_threads()
         found = []
-        for result in results:
+        for result, (sx, sy) in zip(results, scales):
             boxes = result.boxes
             xyxy, conf, cls = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
-            found.append([Detection(int(c), float(p), *map(float, b)) for b, p, c in zip(xyxy, conf, cls)])
+            found.append([Detection(int(c), float(p), b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)
+                          for b, p, c in zip(xyxy, conf, cls)])
         return found
 
     def label(self, cls: int) -> str:

@@ -26,6 +26,7 @@ class PageWriter:
         self.annotations: dict[str, list[dict]] = {}
         self.canvases: dict[str, list[tuple[dict, tuple[int, int], list[dict]]]] = {}
         self.class_counts: Counter = Counter()
+        self.order: dict[int, int] = {}  # pages may be written out of order (batches by aspect ratio)
 
     def write_page(self, item, detections: list[Detection]) -> float:
         """Write one page's files; returns the seconds it took."""
@@ -48,12 +49,15 @@ class PageWriter:
         with job.open(f"{doc}/previews/{page}.jpg") as handle:
             preview(image, entries).save(handle, "JPEG", quality=85)
         self.annotations.setdefault(doc, []).append(record)
+        self.order[id(record)] = src.index
         self.class_counts.update(e["class"] for e in entries)
         return time.perf_counter() - start
 
     def finish(self) -> dict[str, dict]:
         """Per-document files; returns their URLs by document uid."""
         files: dict[str, dict] = {}
+        for records in self.annotations.values():
+            records.sort(key=lambda record: self.order[id(record)])
         for doc, records in self.annotations.items():
             self.job.write_json(f"{doc}/annotations.json", records)
             files[doc] = {"annotations": self.job.url(f"{doc}/annotations.json"),
