@@ -5,7 +5,8 @@ paper, fibres, faded brown ink, blur, sensor noise, specks), generates diagrams 
 truth (api/demos/vectorization/synthetic.py), runs the geometric backend as a worker does (detect,
 then SVG, JSON and preview PNG), and prints:
 
-- median seconds per image: detection alone and with the output files;
+- median seconds per image: detection alone and with the output files (wall clock), and the
+  CPU seconds of the whole (less sensitive to a busy machine);
 - precision / recall / F1 per type (line, circle, arc) at 3 px, and at 3 px × size/1000 (the
   drawings scale with the image, pens included, so this is the same relative tolerance).
 
@@ -40,11 +41,11 @@ from api.demos.vectorization.synthetic import generate  # noqa: E402
 
 def run(size: int, noisy: bool, images: int, first_seed: int) -> dict:
     detector = GeometricDetector(Settings())
-    detect_times, full_times, at_3px, scaled = [], [], [], []
+    detect_times, full_times, cpu_times, at_3px, scaled = [], [], [], [], []
     tolerance = 3.0 * size / 1000
     for seed in range(first_seed, first_seed + images):
         diagram = generate(seed, size, noisy=noisy)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         detection = detector.detect(diagram.image)
         detected = time.perf_counter()
         h, w = diagram.image.shape[:2]
@@ -55,12 +56,14 @@ def run(size: int, noisy: bool, images: int, first_seed: int) -> dict:
         finished = time.perf_counter()
         detect_times.append(detected - started)
         full_times.append(finished - started)
+        cpu_times.append(time.process_time() - cpu_started)
         at_3px.append(match(detection.primitives, diagram.primitives, 3.0))
         scaled.append(match(detection.primitives, diagram.primitives, tolerance))
     return {
         "size_px": size, "noisy": noisy, "images": images,
         "median_detect_s": round(statistics.median(detect_times), 3),
         "median_per_image_s": round(statistics.median(full_times), 3),
+        "median_cpu_per_image_s": round(statistics.median(cpu_times), 3),
         "f1_at_3px": {k: v["f1"] for k, v in total(at_3px).items()},
         f"f1_at_{tolerance:g}px": {k: v["f1"] for k, v in total(scaled).items()},
         "detail_at_3px": total(at_3px),

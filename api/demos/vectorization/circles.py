@@ -88,9 +88,9 @@ def _joint_fit(cluster: ArcCluster, points: np.ndarray, fit: CircleFit, toleranc
 
 
 def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance: float,
-                       max_gap: float) -> list[Piece]:
-    """Short line pieces that lie on a cluster's circle, next to its coverage (junction debris,
-    flat stretches of large circles), join that circle; the rest are returned."""
+                       max_gap: float, ink: np.ndarray | None = None) -> list[Piece]:
+    """Short line pieces that lie on a cluster's circle, next to its coverage or joined to it by
+    ink (junction debris, flat stretches of large circles), join that circle; the rest are returned."""
     left = []
     grid = Grid(cell=128.0)
     for index, cluster in enumerate(clusters):
@@ -107,7 +107,9 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
             d = np.abs(np.hypot(piece.points[:, 0] - c.cx, piece.points[:, 1] - c.cy) - c.r)
             if np.percentile(d, 90) > 1.5 * tolerance:
                 continue
-            if _angular_distance(c.angles(piece.points), c.angles(cluster.points)) * math.pi / 180 * c.r > max_gap:
+            start, end = _nearest_gap(c.angles(piece.points), c.angles(cluster.points))
+            gap = math.radians(end - start) * c.r
+            if gap > max_gap and (ink is None or gap > 5 * max_gap or not _inked_gap(ink, c, start, end)):
                 continue
             cluster.points = np.concatenate([cluster.points, piece.points])
             cluster.pieces.append(piece)
@@ -122,16 +124,18 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
     return left
 
 
-def _angular_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Smallest angle (degrees) between any angle of `a` and any of `b`."""
-    b = np.sort(b % 360.0)
-    a = a % 360.0
-    idx = np.searchsorted(b, a)
-    before = b[(idx - 1) % len(b)]
-    after = b[idx % len(b)]
-    d1 = (a - before) % 360.0
-    d2 = (after - a) % 360.0
-    return float(min(d1.min(), d2.min()))
+def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(start, end) degrees, end ≥ start, of the shortest stretch of circle going from an angle of
+    one set to an angle of the other (either way round)."""
+    angles = np.concatenate([a % 360.0, b % 360.0])
+    labels = np.concatenate([np.zeros(len(a), bool), np.ones(len(b), bool)])
+    order = np.argsort(angles, kind="stable")
+    angles, labels = angles[order], labels[order]
+    following = np.roll(np.arange(len(angles)), -1)
+    steps = (angles[following] - angles) % 360.0
+    steps[labels == labels[following]] = np.inf
+    i = int(np.argmin(steps))
+    return float(angles[i]), float(angles[i] + steps[i])
 
 
 def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_radius: float,

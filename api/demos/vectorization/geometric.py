@@ -75,20 +75,20 @@ class GeometricDetector:
         arc_pieces = [p for p in pieces if p.kind == "arc"]
         line_pieces = [p for p in pieces if p.kind == "line"]
         arc_clusters = cluster_arcs(arc_pieces, tolerance)
-        line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap)
         support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap, support_mask)
         round_things = [p for c in arc_clusters
                         for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         straight = [segment_of(c) for c in line_clusters]
-        straight = [p for p in straight if _length(p) >= min_length]
+        straight = [p for p in straight if _length(p) >= min_length / 2]  # ends not found yet
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
         reach = 3 * max_gap
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         extend_lines(straight, round_things, ink.raw, distance, reach)
-        straight = drop_covered_lines(straight, 2 * tolerance)
+        straight = drop_covered_lines([p for p in straight if _length(p) >= min_length], 2 * tolerance)
         primitives = []
         for p in round_things + straight:
             support = _support(p, support_mask)

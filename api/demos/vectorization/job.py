@@ -44,6 +44,8 @@ def run_job(job: Any, params: dict) -> dict:
             job.advance()
             continue
         job.timing("detect_s", time.perf_counter() - started)
+        for stage, seconds in detection.timings.items():
+            job.timing(stage, seconds)
         base = f"{src.doc_uid}/{src.name}"
         primitives = detection.primitives
         job.write(f"{base}.svg", to_svg(primitives, width, height, detection.stroke_width,
