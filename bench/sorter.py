@@ -33,10 +33,10 @@ def main() -> int:
     import torch
 
     from api.demos.sorter.embed import CnnEmbedder, DescriptorEmbedder, resnet18_trunk
-    from api.demos.sorter.locator import Locator, save
+    from api.demos.sorter.locator import Locator
     from api.demos.sorter.pipeline import sort_photos
     from api.demos.sorter.synthetic import make_scene, make_scenes
-    from api.demos.sorter.train import train_locator
+    from api.demos.sorter.train import save_trained, train_locator
 
     torch.set_num_threads(args.threads)
     model_path = args.model or args.cache / "locator.pt"
@@ -46,8 +46,7 @@ def main() -> int:
         started = time.perf_counter()
         model = train_locator([(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in scenes],
                               iterations=200, batch_size=2, size=320, lr=0.02, seed=0, log=lambda m: None)
-        save(model, model_path, arch="mobilenet_v3_fpn", min_size=320, max_size=320, head_dim=256,
-             source="bench: 60 synthetic scenes, 200 iterations")
+        save_trained(model, model_path, "bench: 60 synthetic scenes, 200 iterations")
         print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
     locator = Locator.load(model_path, args.device)
     if args.backbone:

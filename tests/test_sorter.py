@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import shutil
 import zipfile
 from urllib.parse import urlsplit
@@ -20,16 +21,16 @@ import numpy as np
 import pytest
 
 from api.platform.errors import InputError
-from tests.conftest import json_of, wait_for
+from tests.conftest import ROOT, json_of, wait_for
 
 torch = pytest.importorskip("torch")
 
 from api.demos.sorter import Sorter, arm, grouping  # noqa: E402
 from api.demos.sorter.embed import (BACKBONE_FILE, CnnEmbedder, DescriptorEmbedder, resnet18_trunk,  # noqa: E402
                                     save_backbone, train_backbone)
-from api.demos.sorter.locator import Locator, LocatorMissing, save  # noqa: E402
+from api.demos.sorter.locator import Locator, LocatorMissing  # noqa: E402
 from api.demos.sorter.synthetic import CONTAINER, ITEM, item_crops, make_scene, make_scenes  # noqa: E402
-from api.demos.sorter.train import train_locator  # noqa: E402
+from api.demos.sorter.train import save_trained, train_locator  # noqa: E402
 
 SIZE = 320
 ARM = {"arm_radius": 1000, "rotation_range_as_pw": 1000, "rotation_range_as_deg": 90,
@@ -38,14 +39,15 @@ ARM = {"arm_radius": 1000, "rotation_range_as_pw": 1000, "rotation_range_as_deg"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A locator and a backbone trained on generated scenes, saved as the demo expects them."""
-    torch.set_num_threads(2)
+    """A locator and a backbone trained on generated scenes, saved as the demo expects them.
+    Two threads, as on CI's 2 cores; SORTER_TEST_THREADS=1 where other work shares the cores
+    (two threads then spin against each other and cost several times the CPU)."""
+    torch.set_num_threads(int(os.environ.get("SORTER_TEST_THREADS", "2")))
     folder = tmp_path_factory.mktemp("sorter-models")
     scenes = make_scenes(60, seed=1)
     samples = [(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in scenes]
     model = train_locator(samples, iterations=200, batch_size=2, size=SIZE, lr=0.02, seed=0, log=lambda m: None)
-    save(model, folder / "locator.pt", arch="mobilenet_v3_fpn", min_size=SIZE, max_size=SIZE, head_dim=256,
-         source="tests: 60 synthetic scenes, 200 iterations")
+    save_trained(model, folder / "locator.pt", "tests: 60 synthetic scenes, 200 iterations")
     crops, kinds = [], []
     for i in range(16):
         scene = make_scene(9000 + i, n_containers=3, n_items=8, kinds=[0, 1, 2, 3, 4, 5])
@@ -220,6 +222,15 @@ def test_parameters_are_validated():
         demo.validate({"embedding": "clip"})
 
 
+def test_the_api_side_of_the_demo_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, api.demos.sorter as s; s.demo.validate({'arm_constants': %r}); "
+            "assert not {'torch', 'cv2', 'sklearn'} & set(sys.modules), sorted(sys.modules)" % json.dumps(ARM))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_missing_locator_says_what_to_put_where(tmp_path):
     with pytest.raises(LocatorMissing) as err:
         Locator.load(tmp_path / "locator.pt")
@@ -264,11 +275,11 @@ def test_whole_job_through_the_api_and_a_worker(models, env, procs, data_folder)
     env["INSTALLED_APPS"] = procs.env["INSTALLED_APPS"] = "sorter"
     target = data_folder / "models" / "sorter"
     target.mkdir(parents=True)
-    shutil.copy(models / "locator.pt", target / "locator.pt")
-    shutil.copy(models / BACKBONE_FILE, target / BACKBONE_FILE)
+    for name in ("locator.pt", "locator.json", BACKBONE_FILE, "backbone.json"):
+        shutil.copy(models / name, target / name)
     client = create_app(load_config(env)).test_client()
-    listed = json_of(client.get("/sorter/models"))
-    assert "locator.pt" in json.dumps(listed) and "container" in json.dumps(listed)
+    listed = json.dumps(json_of(client.get("/sorter/models?details=1")))
+    assert "locator.pt" in listed and "container" in listed and "backbone.pt" in listed
     procs.worker(queue="sorter", timeout=180)
 
     scenes = [make_scene(4242 + i, 480, 360, n_containers=3, n_items=9, kinds=[0, 1, 2]) for i in range(2)]

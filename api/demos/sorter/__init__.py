@@ -106,7 +106,8 @@ class Sorter(Demo):
         return run_job(job, model, self.models_folder)
 
     def models(self) -> dict[str, dict]:
-        """Every checkpoint in the models folder, with its classes, size, date and source."""
+        """Every checkpoint in the models folder with its classes, size, date and source, read
+        from the `<name>.json` written beside it (the API process never imports torch)."""
         from datetime import datetime, timezone  # noqa: PLC0415
 
         found: dict[str, dict] = {}
@@ -115,17 +116,16 @@ class Sorter(Demo):
             return found
         for path in sorted(folder.glob("*.pt")):
             stat = path.stat()
-            info = {"updated": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds"),
-                    "size": stat.st_size, "classes": [], "source": "", "default": path.name == self.default_model()}
+            info: dict[str, Any] = {
+                "updated": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds"),
+                "size": stat.st_size, "classes": [], "source": "", "default": path.name == self.default_model()}
             try:
-                from .locator import read_header  # noqa: PLC0415
-
-                header = read_header(path)
+                header = json.loads(path.with_suffix(".json").read_text())
                 info.update(classes=[c for c in header.get("classes", []) if c != "background"],
                             source=header.get("source", ""), kind=header.get("kind", "locator"),
-                            arch=header.get("arch", ""))
-            except Exception as exc:  # noqa: BLE001 - list it anyway, saying why it is unusable
-                info["error"] = f"unreadable: {exc}"[:200]
+                            arch=header.get("arch", ""), trained=header.get("trained", {}))
+            except (OSError, ValueError, AttributeError):
+                info["source"] = f"unknown (no readable {path.with_suffix('.json').name} beside it)"
             found[path.name] = info
         return found
 

@@ -134,6 +134,9 @@ def save_backbone(trunk: Any, path: Path, source: str) -> None:
     torch.save({"arch": "resnet18", "kind": "backbone", "dim": 512, "source": source,
                 "state_dict": {k: v for k, v in trunk.state_dict().items() if not k.startswith("fc.")}}, tmp)
     os.replace(tmp, path)
+    from .locator import write_sidecar  # noqa: PLC0415
+
+    write_sidecar(path, {"kind": "backbone", "arch": "resnet18", "dim": 512, "classes": [], "source": source})
 
 
 def torchvision_weights_present() -> bool:

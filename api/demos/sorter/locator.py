@@ -6,13 +6,14 @@ with `weights=None, weights_backbone=None` — nothing is ever downloaded — an
 from a checkpoint in the demo's models folder:
 
     torch.save({"format": "sorter-locator/1", "arch": "mobilenet_v3_fpn",
-                "classes": ["background", "item", "container"], "min_size": 320, "max_size": 320, "head_dim": 256,
+                "classes": ["background", "item", "container"], "min_size": 320, "max_size": 320, "head_dim": 256, "fpn_channels": 128,
                 "state_dict": model.state_dict(), "source": "...", "trained": {...}}, path)
 
 `python -m api.demos.sorter.train` writes such files (see train.py).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ class LocatorMissing(RuntimeError):
 
 
 def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 320, max_size: int = 320,
-          head_dim: int = 1024) -> Any:
+          head_dim: int = 1024, fpn_channels: int = 256) -> Any:
     """An untrained Faster R-CNN of the given architecture (no weights are fetched).
 
     `mobilenet_v3_fpn` is torchvision's Faster R-CNN MobileNet-v3-Large-FPN with the FPN also fed
@@ -39,12 +40,14 @@ def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 
     only the stride-32 stages, which suits COCO but loses the small items of a table photo.
     `resnet50_fpn` is torchvision's builder unchanged. `head_dim` is the width of the box head's
     two layers (torchvision's 1024 by default; 256 trains several times faster on a CPU and is
-    plenty for two classes). Proposal and sampling counts are cut from torchvision's COCO settings
+    plenty for two classes). `fpn_channels` (MobileNet only; torchvision: 256) narrows the FPN and
+    the RPN head: at 128 they cost a quarter, which matters most at stride 8. Proposal and sampling counts are cut from torchvision's COCO settings
     (2000 proposals, 512 sampled boxes) to what a table of a few dozen objects needs."""
     from torch import nn  # noqa: PLC0415
     from torchvision.models import detection  # noqa: PLC0415
     from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: PLC0415
-    from torchvision.models.detection.backbone_utils import mobilenet_backbone  # noqa: PLC0415
+    from torchvision.models import mobilenet_v3_large  # noqa: PLC0415
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: PLC0415
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead  # noqa: PLC0415
 
     common: dict[str, Any] = dict(
@@ -53,8 +56,12 @@ def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 
         rpn_post_nms_top_n_test=200, rpn_batch_size_per_image=128, box_batch_size_per_image=128,
         box_detections_per_img=100)
     if arch == "mobilenet_v3_fpn":
-        backbone = mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True,
-                                      norm_layer=nn.BatchNorm2d, trainable_layers=6, returned_layers=[2, 3, 5])
+        features = mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d).features
+        # as torchvision's mobilenet_backbone: stages start at the strided blocks; take strides 8, 16, 32
+        stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        taken = [2, 3, 5]
+        backbone = BackboneWithFPN(features, {str(stages[k]): str(v) for v, k in enumerate(taken)},
+                                   [features[stages[k]].out_channels for k in taken], fpn_channels)
         anchors = AnchorGenerator(((16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 4)
         model = detection.FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **common)
     elif arch == "resnet50_fpn":
@@ -62,13 +69,14 @@ def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 
                                                   **common)
     else:
         raise ValueError(f"unknown locator architecture {arch!r}; use one of {', '.join(ARCHS)}")
-    if head_dim != 1024:
-        model.roi_heads.box_head = TwoMLPHead(256 * 7 * 7, head_dim)
+    if head_dim != 1024 or fpn_channels != 256:
+        model.roi_heads.box_head = TwoMLPHead(fpn_channels * 7 * 7, head_dim)
         model.roi_heads.box_predictor = FastRCNNPredictor(head_dim, num_classes)
     return model
 
 
 def save(model: Any, path: Path, *, arch: str, min_size: int, max_size: int, source: str, head_dim: int = 1024,
+         fpn_channels: int = 256,
          trained: dict | None = None, classes: Sequence[str] = CLASSES) -> None:
     """Write a checkpoint atomically (a worker may be reading the old one)."""
     import torch  # noqa: PLC0415
@@ -77,17 +85,21 @@ def save(model: Any, path: Path, *, arch: str, min_size: int, max_size: int, sou
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"format": FORMAT, "arch": arch, "classes": list(classes), "min_size": min_size,
-                "max_size": max_size, "head_dim": head_dim, "source": source, "trained": trained or {},
+                "max_size": max_size, "head_dim": head_dim,
+                "fpn_channels": fpn_channels, "source": source, "trained": trained or {},
                 "state_dict": model.state_dict()}, tmp)
     os.replace(tmp, path)
+    write_sidecar(path, {"format": FORMAT, "kind": "locator", "arch": arch, "classes": list(classes),
+                         "min_size": min_size, "max_size": max_size, "source": source, "trained": trained or {}})
 
 
-def read_header(path: Path) -> dict:
-    """A checkpoint's metadata without its weights (for GET /sorter/models)."""
-    import torch  # noqa: PLC0415
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+def write_sidecar(path: Path, header: dict) -> None:
+    """`<checkpoint>.json` beside a checkpoint: its metadata, for GET /sorter/models, which runs in
+    the API process where torch is never imported."""
+    side = Path(path).with_suffix(".json")
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(header, indent=1))
+    os.replace(tmp, side)
 
 
 def missing_message(folder: Path, name: str) -> str:
@@ -128,7 +140,8 @@ class Locator:
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise LocatorMissing(f"{path} is not a sorter locator checkpoint (format {FORMAT}); "
                                  "train one with `python -m api.demos.sorter.train`")
-        model = build(ckpt["arch"], len(ckpt["classes"]), ckpt["min_size"], ckpt["max_size"], ckpt.get("head_dim", 1024))
+        model = build(ckpt["arch"], len(ckpt["classes"]), ckpt["min_size"], ckpt["max_size"], ckpt.get("head_dim", 1024),
+                      ckpt.get("fpn_channels", 256))
         model.load_state_dict(ckpt["state_dict"])
         return cls(model, {k: v for k, v in ckpt.items() if k != "state_dict"}, device, path.name)
 

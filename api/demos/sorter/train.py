@@ -76,19 +76,24 @@ def _augment(sample: Sample, rng: np.random.Generator) -> tuple[Any, dict]:
 
 
 def train_locator(samples: Sequence[Sample], *, arch: str = "mobilenet_v3_fpn", iterations: int = 300,
-                  batch_size: int = 4, size: int = 320, head_dim: int = 256, lr: float = 0.01, seed: int = 0, init: Path | None = None,
-                  device: str = "cpu", log: Callable[[str], None] = print) -> Any:
-    """Train a locator; return the model (eval mode). SGD with momentum, warm-up then cosine decay."""
+                  batch_size: int = 4, size: int = 320, head_dim: int = 256, fpn_channels: int = 128,
+                  lr: float = 0.01, seed: int = 0, init: Path | None = None, device: str = "cpu",
+                  log: Callable[[str], None] = print) -> Any:
+    """Train a locator; return the model (eval mode), its shape in `model.sorter_shape` (what
+    `save_trained` writes). SGD with momentum, warm-up then cosine decay. With `init`, the
+    architecture is that checkpoint's and training starts from its weights."""
     import torch  # noqa: PLC0415
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build(arch, len(CLASSES), size, size, head_dim)
-    if init is not None and head_dim != (h := torch.load(init, map_location="cpu", weights_only=True).get("head_dim", 1024)):
-        model = build(arch, len(CLASSES), size, size, h)
-    if init is not None:
-        ckpt = torch.load(init, map_location="cpu", weights_only=True)
+    ckpt = torch.load(init, map_location="cpu", weights_only=True) if init is not None else None
+    if ckpt is not None:
+        arch, head_dim, fpn_channels = ckpt["arch"], ckpt.get("head_dim", 1024), ckpt.get("fpn_channels", 256)
+    model = build(arch, len(CLASSES), size, size, head_dim, fpn_channels)
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
+    model.sorter_shape = {"arch": arch, "min_size": size, "max_size": size, "head_dim": head_dim,
+                          "fpn_channels": fpn_channels}
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -116,6 +121,11 @@ def train_locator(samples: Sequence[Sample], *, arch: str = "mobilenet_v3_fpn", 
     return model.eval()
 
 
+def save_trained(model: Any, path: Path, source: str, trained: dict | None = None) -> None:
+    """Write a model from `train_locator` as a checkpoint the demo loads."""
+    save(model.cpu(), path, source=source, trained=trained, **model.sorter_shape)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.demos.sorter.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("coco", nargs="?", help="COCO detection JSON with item/container boxes")
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=320, help="network input size (shorter = longer side)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--head-dim", type=int, default=256, help="box head width (torchvision: 1024)")
+    parser.add_argument("--fpn-channels", type=int, default=128, help="FPN width, MobileNet only (torchvision: 256)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint (fine-tuning)")
     parser.add_argument("--synthetic", type=int, default=0, help="train on N generated scenes instead")
     parser.add_argument("--seed", type=int, default=0)
@@ -153,11 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     iterations = max(1, args.epochs * len(samples) // args.batch)
     print(f"training {args.arch} on {len(samples)} photos, {iterations} iterations, device {device}", flush=True)
     model = train_locator(samples, arch=args.arch, iterations=iterations, batch_size=args.batch, size=args.size,
-                          head_dim=args.head_dim, lr=args.lr, seed=args.seed, init=args.init, device=device,
+                          head_dim=args.head_dim, fpn_channels=args.fpn_channels, lr=args.lr, seed=args.seed, init=args.init, device=device,
                           log=lambda m: print(m, flush=True))
-    save(model.cpu(), Path(args.out), arch=args.arch, min_size=args.size, max_size=args.size, source=source,
-         head_dim=model.roi_heads.box_head.fc7.out_features,
-         trained={"iterations": iterations, "epochs": args.epochs, "photos": len(samples),
+    save_trained(model, Path(args.out), source, trained={"iterations": iterations, "epochs": args.epochs, "photos": len(samples),
                   "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {args.out}")
     return 0
