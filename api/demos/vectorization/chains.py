@@ -85,8 +85,7 @@ def _branch_count(skel: np.ndarray) -> np.ndarray:
     for i in range(8):
         a, b = values[i], values[(i + 1) % 8]
         transitions += (a == 0) & (b == 1)
-    # a corner neighbour that touches a side neighbour belongs to its group: the 0→1 count of the
-    # ring already merges adjacent ones; diagonal-only neighbours separated by a side gap count apart
+    # neighbours next to each other on the ring form one group (one 0→1 step round the ring)
     return transitions
 
 
