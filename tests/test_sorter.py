@@ -197,6 +197,17 @@ def test_grouping_assigns_each_group_its_nearest_container():
     assert grouping.assign(groups, items, containers[:2]) == {0: 1, 2: 0}
 
 
+def test_a_box_inside_a_better_one_of_its_class_is_dropped():
+    from api.demos.sorter.locator import Detection
+    from api.demos.sorter.pipeline import drop_nested
+
+    whole = Detection((10, 10, 110, 90), "container", 0.95)
+    part = Detection((12, 12, 50, 88), "container", 0.7)       # inside the whole bin
+    item = Detection((20, 20, 40, 40), "item", 0.9)            # an item in a bin stays
+    other = Detection((100, 10, 200, 90), "container", 0.8)    # overlaps a little: another bin
+    assert drop_nested([part, item, whole, other]) == [whole, item, other]
+
+
 def test_silhouette_picks_the_number_of_kinds_when_nothing_else_is_known():
     crops, labels = known_crops(600, scenes=8, kinds=(0, 1, 2))
     groups, info = grouping.cluster(DescriptorEmbedder().embed(crops), 0)

@@ -52,7 +52,7 @@ def sort_photos(photos: Iterable[tuple[str, str, Image.Image]], locator: Any, em
     detections: list[dict] = []
     for i, (key, name, image) in enumerate(photos):
         started = time.perf_counter()
-        found = locator.detect([image], params["score_threshold"])[0]
+        found = drop_nested(locator.detect([image], params["score_threshold"])[0])
         timings["locate_s"] += time.perf_counter() - started
         w, h = image.size
         scale = min(1.0, KEEP_SIDE / max(w, h))
@@ -157,6 +157,28 @@ def sort_photos(photos: Iterable[tuple[str, str, Image.Image]], locator: Any, em
     return result, {"photos": kept, "crops": crops, "item_dets": item_dets}
 
 
+def drop_nested(found: list, covered: float = 0.7) -> list:
+    """Detections less those mostly inside a better one of the same class (`covered` of their area):
+    the locator's NMS works on IoU, so a partial box inside a whole container survives it, and
+    would become a container of its own."""
+    kept: list = []
+    for det in sorted(found, key=lambda d: -d.score):
+        x0, y0, x1, y1 = det.box
+        area = max((x1 - x0) * (y1 - y0), 1e-6)
+        inside = False
+        for other in kept:
+            if other.label != det.label:
+                continue
+            a0, b0, a1, b1 = other.box
+            overlap = max(0.0, min(x1, a1) - max(x0, a0)) * max(0.0, min(y1, b1) - max(y0, b0))
+            if overlap / area >= covered:
+                inside = True
+                break
+        if not inside:
+            kept.append(det)
+    return kept
+
+
 def _merge(dets: list[dict], distance: float) -> list[dict]:
     """Physical objects from detections (see grouping.dedup); each lists the detections it merges."""
     found = [grouping.Found(d["image_index"], d["frame"], tuple(d["position"]), d["score"]) for d in dets]
@@ -192,7 +214,7 @@ def draw_pictures(result: dict, extras: dict) -> tuple[dict[str, Image.Image], I
         members = [it for it in result["items"] if it["group"] == g["group"]]
         rows.append([det_crop[it["detections"][0]] for it in members])
         target = ", ".join(f"C{c}" for c in g["containers"]) or "no container"
-        titles.append(f"group {g['group'] + 1}\n{len(members)} item(s)\n→ {target}")
+        titles.append(f"group {g['group'] + 1}\n{len(members)} item(s)\nto {target}")
     return out, pictures.contact_sheet(rows, titles)
 
 
