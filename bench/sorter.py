@@ -16,7 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the repository root instead of bench/ itself, whose queue.py would shadow the standard library's
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+else:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> int:
