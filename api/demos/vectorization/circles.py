@@ -74,12 +74,14 @@ def _circle_box(fit: CircleFit, tolerance: float) -> Box:
 
 def _joint_fit(cluster: ArcCluster, points: np.ndarray, fit: CircleFit, tolerance: float) -> CircleFit | None:
     c = cluster.fit
-    slack = 0.15 * max(c.r, fit.r) + 2 * tolerance
-    if abs(c.r - fit.r) > slack or math.hypot(c.cx - fit.cx, c.cy - fit.cy) > slack:
-        return None
-    # the new points must already lie near the cluster's circle before a joint refit is tried
+    # the new points must lie near the cluster's circle; a piece's own circle must be close too,
+    # unless its points already sit on the cluster's (short pieces have unreliable own circles)
     d = np.abs(np.hypot(points[:, 0] - c.cx, points[:, 1] - c.cy) - c.r)
-    if np.percentile(d, 90) > 3 * tolerance:
+    near = np.percentile(d, 90)
+    if near > 3 * tolerance:
+        return None
+    slack = 0.15 * max(c.r, fit.r) + 2 * tolerance
+    if near > 1.5 * tolerance and (abs(c.r - fit.r) > slack or math.hypot(c.cx - fit.cx, c.cy - fit.cy) > slack):
         return None
     joint = fit_circle(np.concatenate([cluster.points, points]))
     if joint is None or np.percentile(joint.residuals, 95) > 1.5 * tolerance:

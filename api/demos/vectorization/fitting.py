@@ -120,26 +120,32 @@ class ChainCutter:
         return len(points) < 3 or fit_line(points).residuals.max() <= self.tolerance
 
     def arc_fits(self, points: np.ndarray) -> bool:
+        """Within tolerance of one circle, a straight line counting as a circle of infinite radius:
+        short stretches of a curve look straight, and the search must not stop on them."""
         if len(points) < 8:
-            return False
+            return self.line_fits(points)
         fit = fit_circle(points, refine=2)
-        return fit is not None and fit.r <= self.max_radius and fit.residuals.max() <= self.tolerance
+        if fit is not None and fit.residuals.max() <= self.tolerance:
+            return True
+        return self.line_fits(points)
 
-    def sweep(self, points: np.ndarray) -> float:
+    def is_arc(self, points: np.ndarray) -> bool:
+        """A real arc: a circle fits, not too large, and it turns at least `min_sweep` degrees."""
         fit = fit_circle(points)
-        return 0.0 if fit is None else angular_span(fit.angles(points))[1]
+        if fit is None or fit.r > self.max_radius or fit.residuals.max() > self.tolerance:
+            return False
+        return angular_span(fit.angles(points))[1] >= self.min_sweep
 
     def cut(self, points: np.ndarray, closed: bool = False) -> list[Piece]:
         n = len(points)
-        if closed and self.arc_fits(points):
+        if closed and self.is_arc(points):
             return [Piece("arc", points)]
         pieces: list[Piece] = []
         i = 0
         while i < n - 1:
             end_line = self._longest(points, i, self.line_fits, 2)
             end_arc = self._longest(points, i, self.arc_fits, 8)
-            if end_arc > end_line + max(4, 0.15 * (end_line - i)) and \
-                    self.sweep(points[i:end_arc]) >= self.min_sweep:
+            if end_arc > end_line + max(4, 0.15 * (end_line - i)) and self.is_arc(points[i:end_arc]):
                 pieces.append(Piece("arc", points[i:end_arc]))
                 i = end_arc - 1
             else:
