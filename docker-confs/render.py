@@ -179,7 +179,8 @@ def fill(template: str, values: dict[str, str]) -> str:
 
 
 def xaccel_locations(stack: Stack) -> str:
-    """One `internal` location per installed demo: XACCEL_PREFIX/<app>/ -> results/<app>/."""
+    """One `internal` location per installed demo: XACCEL_PREFIX/<app>/ -> results/<app>/, and the
+    dataset folders: XACCEL_PREFIX/_data/{cache,uploads,datasets}/ -> DATA_FOLDER/..."""
     prefix = stack.cfg.xaccel_prefix.rstrip("/")
     blocks = []
     for app in stack.apps:
@@ -187,6 +188,14 @@ def xaccel_locations(stack: Stack) -> str:
         blocks.append(f"""        location {prefix}/{app}/ {{
             internal;
             alias {folder}/;
+            include {stack.run}/nginx-results.conf;
+        }}""")
+    # Dataset images and zips (GET /datasets/...): X-Accel-Redirect <prefix>/_data/<path in DATA_FOLDER>,
+    # limited to the folders the API serves them from (never models/, redis/ or keys/).
+    for part in ("cache", "uploads", "datasets"):
+        blocks.append(f"""        location {prefix}/_data/{part}/ {{
+            internal;
+            alias {stack.cfg.data_folder / part}/;
             include {stack.run}/nginx-results.conf;
         }}""")
     return "\n".join(blocks)

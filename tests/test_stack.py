@@ -154,6 +154,18 @@ def test_job_through_the_tunnel_with_results_served_by_nginx(deployment):
     assert archive.status_code == 200 and "attachment" in archive.headers["Content-Disposition"]
     assert "job.json" in zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
 
+    # dataset images (the job's uploads) also leave through nginx, from DATA_FOLDER/uploads
+    dataset = d.http.get(f"{d.url}/datasets/{tracking_id}", timeout=10).json()
+    listing = d.http.get(dataset["documents"][0]["url"], timeout=10).json()
+    image = d.http.get(listing["images"][0]["url"], timeout=10)
+    [upload] = [p for p in (d.data / "uploads" / tracking_id).rglob("*") if p.is_file() and
+                p.stem == listing["uid"]]
+    assert image.status_code == 200 and image.content == upload.read_bytes()
+    assert "X-Accel-Redirect" not in image.headers
+    download = d.http.get(dataset["documents"][0]["download"], timeout=10)
+    assert download.status_code == 200 and zipfile.ZipFile(io.BytesIO(download.content)).namelist()
+    assert d.http.get(f"{d.url}/xaccel/_data/uploads/", timeout=10).status_code == 404
+
     (folder / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
     svg = d.http.get(f"{d.url}/dummy/{tracking_id}/result/drawing.svg", timeout=10)
     assert svg.status_code == 200 and svg.content.startswith(b"<svg")
