@@ -329,7 +329,7 @@ def test_whole_job_through_the_api_and_a_worker(models, env, procs, data_folder)
         assert containers[pairing["container"]]["frame"] == pairing["frame"]
     names = set(zipfile.ZipFile(io.BytesIO(client.get(f"/sorter/{tracking_id}/result").data)).namelist())
     assert {"sorter.json", "contact_sheet.jpg"} <= names
-    assert sum(1 for n in names if n.endswith("/table0.jpg") or n.endswith("/table1.jpg")) == 2, names
+    assert sum(1 for n in names if n.endswith(("/table0.jpg", "/table1.jpg"))) == 2, names
     picture = client.get(urlsplit(out["images"][0]["picture"]).path)
     assert picture.status_code == 200 and picture.data[:2] == b"\xff\xd8"
     saved = json.loads(client.get(f"/sorter/{tracking_id}/result/sorter.json").data)

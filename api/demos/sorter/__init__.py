@@ -18,7 +18,6 @@ This module is imported by the API process too, so torch, cv2 and sklearn are im
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 

@@ -74,7 +74,6 @@ def prepare(vectors: np.ndarray) -> np.ndarray:
 
 def cluster(vectors: np.ndarray, n_groups: int = 0) -> tuple[np.ndarray, dict]:
     """Group labels (0..k-1) and how k was chosen: {"k", "chosen_by", "silhouette"?}."""
-    from sklearn.cluster import KMeans  # noqa: PLC0415
     from sklearn.metrics import silhouette_score  # noqa: PLC0415
 
     x = prepare(vectors)
