@@ -184,8 +184,8 @@ def sorter_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl)
     sheet = relpath_of(str(output.get("contact_sheet") or ""), app, tracking_id)
     return {"kind": "sorter", "photos": list(photos.values()), "sheet": file_url(sheet) if sheet else "",
             "groups": groups, "moves": moves, "unit": unit, "warnings": [str(w) for w in output.get("warnings") or []],
-            "detections": len(detections), "items": len(items),
-            "containers": len(output.get("containers") or []), "embedding": str(output.get("embedding", ""))}
+            "n_detections": len(detections), "n_items": len(items),
+            "n_containers": len(output.get("containers") or []), "embedding": str(output.get("embedding", ""))}
 
 
 def _position(value: Any) -> str:

@@ -270,13 +270,14 @@ def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
     assert second["containers"] == [] and second["crops"][0]["href"] == "/f/1600/1600.jpg"  # no upload kept
     assert view["moves"] == [{"item": 0, "group": 1, "container": "C1", "from": "(1500.5, 1210.2)",
                               "to": "(1450.0, 1700.0)", "frame": "arm"}]
-    assert view["unit"] == "servo pulse widths" and (view["items"], view["containers"], view["detections"]) == (2, 1, 3)
+    assert view["unit"] == "servo pulse widths" and (view["n_items"], view["n_containers"], view["n_detections"]) == (2, 1, 3)
     from flask import render_template
 
     app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_DATA_FOLDER": "/tmp/front-render-test"}))
     with app.test_request_context():
         html = render_template("result.html", view={**view, "zip": "/zip"})
     assert html.count('class="crop"') == 2 and html.count("<tr>") == 2 and "no container" in html
+    assert "2 items and 1 container\n    (3 detections) in 2 photos" in html
 
 
 # -- configuration --------------------------------------------------------------------------------------------

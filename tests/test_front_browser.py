@@ -8,8 +8,8 @@ each result view is saved as docs/front-<view>.png.
 """
 from __future__ import annotations
 
-import io
 import json
+import os
 import shutil
 import time
 import zipfile
@@ -28,7 +28,10 @@ pytestmark = pytest.mark.browser
 
 SECRET = "front-callback-secret"
 TOKEN = "front-test-token"
-APPS = "tests.demos.dummy,vectorization,regions"
+# The sorter's view needs a locator trained here (minutes on 2 cores): opt in with FRONT_SORTER_TEST=1.
+WITH_SORTER = os.environ.get("FRONT_SORTER_TEST", "") not in ("", "0")
+APPS = "tests.demos.dummy,vectorization,regions" + (",sorter" if WITH_SORTER else "")
+QUEUES = "dummy=front,vectorization=front,regions=front" + (",sorter=front" if WITH_SORTER else "")
 
 
 def _browser_available() -> bool:
@@ -60,7 +63,7 @@ def stack(redis_server, tmp_path_factory):
     for folder in (data, front_data, logs):
         folder.mkdir()
     env = platform_env(data, redis_server.url, INSTALLED_APPS=APPS, API_TOKEN=TOKEN, CALLBACK_SECRET=SECRET,
-                       DEMO_QUEUES="dummy=front,vectorization=front,regions=front", REGIONS_BATCH_SIZE="2",
+                       DEMO_QUEUES=QUEUES, REGIONS_BATCH_SIZE="2",
                        PROGRESS_INTERVAL_S="0.1")
     procs = Processes(env, logs)
     api_server = ServerThread(create_api(load_api_config(env)))
@@ -354,3 +357,52 @@ def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_galler
                  10, message="a crop to load")
     one(browser, ".toggle-labels").click()
     assert not one(browser, ".box-label").is_displayed()
+
+
+@pytest.fixture(scope="module")
+def sorter_locator(tmp_path_factory):
+    """A locator trained on generated table scenes, as tests/test_sorter.py trains it; or the one
+    already trained so in FRONT_SORTER_LOCATOR (a folder holding locator.pt and locator.json)."""
+    from pathlib import Path
+
+    if os.environ.get("FRONT_SORTER_LOCATOR"):
+        return Path(os.environ["FRONT_SORTER_LOCATOR"])
+    import numpy as np
+    import torch
+
+    from api.demos.sorter.synthetic import make_scenes
+    from api.demos.sorter.train import save_trained, train_locator
+
+    torch.set_num_threads(2)
+    folder = tmp_path_factory.mktemp("sorter-locator")
+    samples = [(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in make_scenes(60, seed=1)]
+    model = train_locator(samples, iterations=200, batch_size=2, size=320, lr=0.02, seed=0, log=lambda m: None)
+    save_trained(model, folder / "locator.pt", "front tests: 60 synthetic scenes, 200 iterations")
+    return folder
+
+
+@pytest.mark.skipif(not WITH_SORTER, reason="trains a locator for minutes: FRONT_SORTER_TEST=1 runs it")
+def test_sorter_view_shows_annotated_photos_groups_of_crops_and_moves(stack, browser, tmp_path, sorter_locator):
+    stack, procs = stack
+    from api.demos.sorter.synthetic import make_scene
+
+    target = stack.data_folder / "models" / "sorter"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorter_locator.iterdir():
+        shutil.copy(path, target / path.name)
+    files = []
+    for i in range(2):
+        path = tmp_path / f"table{i}.png"
+        make_scene(4242 + i, 480, 360, n_containers=3, n_items=9, kinds=[0, 1, 2]).image.save(path)
+        files.append(path)
+    tracking_id = submit_form(browser, stack, "sorter", files, params={"n_groups": "3"})
+    watch_progress(browser, 300)
+    assert text_of(browser, "#state-words") == "Done", procs.logs()
+    wait_view(browser, "sorter")
+    output = stack.api_get(f"/sorter/{tracking_id}/status").json()["output"]
+    assert len(by_css(browser, ".sorter-view figure.photo img")) == len(output["images"]) == 2
+    rows = by_css(browser, ".sorter-view .group-row")
+    assert len(rows) == len(output["groups"]) == 3
+    assert len(by_css(browser, ".sorter-view svg.crop")) == sum(len(g["items"]) for g in output["groups"])
+    assert len(by_css(browser, ".sorter-view table.moves tbody tr")) == len(output["pairings"]) > 0
+    screenshot(browser, "sorter")
