@@ -114,6 +114,9 @@ def test_dxf_ground_truth_is_read_with_y_flipped(tmp_path):
     report = evaluate_paths(tmp_path / "pred.svg", tmp_path / "truth.dxf", tolerance=0.5)
     assert all(r["f1"] == 1.0 for r in report["total"].values()), report
     assert evaluate_main([str(tmp_path / "pred.svg"), str(tmp_path / "truth.dxf")]) == 0
+    (tmp_path / "pred.json").write_text(json.dumps({"height": height, "primitives": [p.to_dict() for p in expected]}))
+    from_json = evaluate_paths(tmp_path / "pred.json", tmp_path / "truth.dxf", tolerance=0.5)
+    assert all(r["f1"] == 1.0 for r in from_json["total"].values()), from_json
     assert evaluate_main([str(tmp_path / "pred.svg"), str(tmp_path / "missing.dxf")]) == 2
 
 

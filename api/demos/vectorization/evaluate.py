@@ -112,6 +112,10 @@ def read_primitives(path: Path, height: float | None = None) -> list[Primitive]:
 
 
 def svg_height(path: Path) -> float | None:
+    """The image height a prediction file records (SVG `height`, or our JSON's `height`)."""
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        return float(data["height"]) if isinstance(data, dict) and "height" in data else None
     if path.suffix.lower() != ".svg":
         return None
     from .svg import parse_svg
