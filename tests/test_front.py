@@ -356,3 +356,51 @@ def env_data(env: dict):
     from pathlib import Path
 
     return Path(env["DATA_FOLDER"])
+
+
+def test_python_m_front_with_a_filled_in_env_template_lists_the_apis_demos(env, tmp_path):
+    """The README's path: copy front/.env.template to a .env, fill it in, run `python -m front`."""
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    from api import create_app as create_api
+    from api.platform.config import load_config as load_api_config
+    from api.platform.embedded import free_port
+    from tests.conftest import ROOT, wait_for
+    from tests.front_stack import ServerThread
+
+    env.update(API_TOKEN="tok-456")
+    with ServerThread(create_api(load_api_config(env))) as api_server:
+        port = free_port()
+        settings = {"API_URL": api_server.url, "API_TOKEN": "tok-456", "CALLBACK_SECRET": "k",
+                    "FRONT_PUBLIC_URL": f"http://127.0.0.1:{port}", "FRONT_DATA_FOLDER": str(tmp_path / "data"),
+                    "FRONT_PORT": str(port)}
+        lines = []
+        for line in (ROOT / "front" / ".env.template").read_text().splitlines():
+            name = line.split("=", 1)[0]
+            lines.append(f"{name}={settings[name]}" if name in settings else line)
+        assert not set(settings) - {line.split("=", 1)[0] for line in lines}  # the template names them all
+        (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "FRONT_", "CALLBACK_"))}
+        front = subprocess.Popen([sys.executable, "-m", "front"], cwd=ROOT, env={
+            **clean, "FRONT_ENV_FILE": str(tmp_path / ".env"), "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            def page():
+                try:
+                    return requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                except requests.ConnectionError:
+                    assert front.poll() is None, front.stdout.read().decode()
+                    return None
+
+            response = wait_for(page, 30, 0.2, message="python -m front to answer")
+            assert response.status_code == 200
+            assert "Mean colour — a test demo" in response.text and "/demos/dummy" in response.text
+            assert "tok-456" not in response.text
+            assert (tmp_path / "data" / "front.sqlite3").is_file()
+        finally:
+            front.terminate()
+            front.wait(10)
