@@ -321,6 +321,38 @@ def test_vectorization_view_draws_every_primitive_with_toggles_and_downloads(sta
     assert svg.content.count(b'data-confidence=') == len(primitives)
 
 
+def test_a_iiif_manifest_url_from_the_form_is_vectorized_page_by_page(stack, browser, http_server):
+    stack, procs = stack
+    import io
+
+    from PIL import Image
+
+    from api.demos.vectorization.synthetic import generate
+    from tests.test_inputs import manifest_v2
+
+    for i in range(2):
+        buffer = io.BytesIO()
+        Image.fromarray(generate(10 + i, size=400).image).save(buffer, "JPEG", quality=92)
+        http_server.add(f"/v2/p{i}.jpg", buffer.getvalue(), "image/jpeg")
+    url = http_server.add("/v2/manifest.json", json.dumps(manifest_v2(http_server, service=False)), "application/json")
+    browser.get(stack.front_url + "/demos/vectorization")
+    fill(browser, "manifest_url", url)
+    one(browser, "#start-button").click()
+    wait_for(lambda: "/jobs/" in browser.current_url, 30, message="the job page")
+    tracking_id = browser.current_url.rstrip("/").split("/")[-1]
+    watch_progress(browser, 120)
+    assert text_of(browser, "#state-words") == "Done", procs.logs()
+    wait_view(browser, "vectorization")
+    entries = stack.api_get(f"/vectorization/{tracking_id}/status").json()["output"]["documents"]["iiif"]
+    drawings = by_css(browser, "figure.drawing")
+    assert len(drawings) == len(entries) == 2
+    for drawing, entry in zip(drawings, entries):
+        assert len(drawing.find_elements("css selector", ".prim")) == sum(entry["counts"].values()) > 0
+        # no upload to draw over: the API's preview of the page, through the front
+        href = drawing.find_element("css selector", "image.under").get_attribute("href")
+        assert href.startswith(f"/jobs/vectorization/{tracking_id}/files/iiif/") and href.endswith(".png")
+
+
 def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_gallery(stack, browser, tmp_path,
                                                                                  trained_model):  # noqa: F811
     stack, procs = stack
