@@ -72,10 +72,10 @@ def regions_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl
 
 
 # -- vectorization -----------------------------------------------------------------------------------------
-def vectorization_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl,
-                       read_json: Callable[[str], Any] | None = None) -> dict:
-    """Images with their primitives; the primitives themselves come from each image's JSON file,
-    which the route reads through the API (`read_json`) and passes in as `primitives`."""
+def vectorization_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl) -> dict:
+    """Images with their counts and files. The primitives themselves are in each image's JSON file
+    (not in the job's output, which stays small): the route reads it through the API and fills
+    `primitives` with `primitive_shapes`."""
     app, tracking_id = job["app"], job["tracking_id"]
     images = []
     for doc, entries in output["documents"].items():

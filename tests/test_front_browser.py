@@ -20,7 +20,7 @@ import requests
 
 from api.platform.config import load_config as load_api_config
 from api.platform.embedded import free_port
-from tests.conftest import ROOT, Processes, platform_env, wait_for
+from tests.conftest import Processes, platform_env, wait_for
 from tests.front_stack import ServerThread, Stack, chromium, screenshot, wait_download
 from tests.test_regions import trained_model  # noqa: F401 - the fixture, trained once per module that uses it
 
