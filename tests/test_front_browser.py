@@ -181,7 +181,7 @@ def test_a_job_started_from_the_page_shows_progress_from_callbacks_and_its_zip_d
     files = [png_file(tmp_path, f"photo {i}.png", (40 * i, 90, 200)) for i in range(4)]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but not an image")
-    tracking_id = submit_form(browser, stack, "dummy", files + [broken], params={"delay": "0.5"})
+    tracking_id = submit_form(browser, stack, "dummy", files + [broken], params={"delay": "0.8"})
     seen = watch_progress(browser)
     assert one(browser, "#state-words").text == "Done", procs.logs()
     assert seen[-1] == 100.0 and any(0 < v < 100 for v in seen), seen  # it moved, then reached 100 %
