@@ -12,9 +12,6 @@ and its figures are kept in `choice-<device>-<imgsz>.json` beside the exports.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import functools
 import importlib.util
 import json
 import logging
@@ -22,11 +19,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from api.platform.inputs.cache import sha256_file
+from api.platform.exports import check_runtime_setting, export_folder, file_lock
 
 RUNTIMES = ("torch", "onnx", "openvino", "tensorrt")
 EXPORT_FORMAT = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
@@ -56,14 +52,8 @@ def candidates(setting: str, device: str) -> list[str]:
 
 
 def cache_folder(cache_root: Path, model_path: Path) -> Path:
-    """Where the exports of this model file live: by content, so a renamed file keeps them."""
-    stat = model_path.stat()
-    return cache_root / _content_key(str(model_path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _content_key(path: str, mtime_ns: int, size: int) -> str:
-    return sha256_file(Path(path))[:16]
+    """Where the exports of this model file live (see api.platform.exports)."""
+    return export_folder(cache_root, model_path)
 
 
 def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
@@ -76,19 +66,6 @@ def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
         except (ValueError, KeyError, OSError):
             continue
     return found
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (workers of this host, or of hosts sharing DATA_FOLDER
-    over a filesystem with working locks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def probe_image(width: int = 1000, height: int = 1400) -> np.ndarray:
@@ -108,8 +85,7 @@ def probe_image(width: int = 1000, height: int = 1400) -> np.ndarray:
 
 class RuntimeChooser:
     def __init__(self, model_path: Path, cache_root: Path, device: str, setting: str = "auto"):
-        if setting not in ("auto", *RUNTIMES):
-            raise ValueError(f"INFERENCE_RUNTIME must be auto or one of {', '.join(RUNTIMES)}, not {setting!r}")
+        check_runtime_setting(setting)
         self.model_path = model_path
         self.device = device
         self.setting = setting

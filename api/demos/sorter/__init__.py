@@ -97,7 +97,9 @@ class Sorter(Demo):
 
         device = pick_device(self.cfg.device) if self.cfg else "cpu"
         locator = Locator.load(self.models_folder / (model_id or self.default_model()), device)
-        return SorterModels(locator, CnnEmbedder.from_folder(self.models_folder, device), device)
+        embedder = CnnEmbedder.from_folder(self.models_folder, device, runtime=self.cfg.inference_runtime,
+                                           cache_root=self.models_folder.parent / ".cache" / self.name)
+        return SorterModels(locator, embedder, device)
 
     def run(self, job: Any, model: SorterModels) -> dict:
         from .pipeline import run_job  # noqa: PLC0415

@@ -165,9 +165,33 @@ class CnnEmbedder:
         self.trunk = trunk.to(device).eval()
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.runtime, self.runtime_report = "torch", {}
+
+        def forward(x):
+            with torch.inference_mode():
+                return self.trunk(x.to(self.device)).float().cpu().numpy()
+
+        self.forward = forward
+
+    def use_fastest_runtime(self, setting: str, weights: Path | None, cache_root: Path) -> None:
+        """Run the trunk through OpenVINO when it matches PyTorch and is faster (backbone_runtime)."""
+        from .backbone_runtime import choose_forward  # noqa: PLC0415
+
+        self.forward, self.runtime, self.runtime_report = choose_forward(
+            self.trunk, self.device, setting, weights, cache_root)
 
     @classmethod
-    def from_folder(cls, folder: Path, device: str = "cpu") -> "CnnEmbedder | None":
+    def from_folder(cls, folder: Path, device: str = "cpu", runtime: str = "torch",
+                    cache_root: Path | None = None) -> "CnnEmbedder | None":
+        embedder = cls._load(folder, device)
+        if embedder is not None and runtime != "torch":
+            weights = Path(folder) / BACKBONE_FILE
+            embedder.use_fastest_runtime(runtime, weights if weights.is_file() else None,
+                                         cache_root or Path(folder).parent / ".cache" / "sorter")
+        return embedder
+
+    @classmethod
+    def _load(cls, folder: Path, device: str = "cpu") -> "CnnEmbedder | None":
         """The backbone from `folder/backbone.pt`, else torchvision's ImageNet weights when present
         in TORCH_HOME; None when neither is there (the caller falls back to descriptors)."""
         import torch  # noqa: PLC0415
@@ -195,11 +219,7 @@ class CnnEmbedder:
     def embed(self, crops: Sequence[Image.Image]) -> np.ndarray:
         if not crops:
             return np.zeros((0, 512), np.float32)
-        out = []
-        with self.torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                x = self.tensor(crops[i:i + self.batch_size]).to(self.device)
-                out.append(self.trunk(x).float().cpu().numpy())
+        out = [self.forward(self.tensor(crops[i:i + self.batch_size])) for i in range(0, len(crops), self.batch_size)]
         return np.concatenate(out).astype(np.float32)
 
 

@@ -148,6 +148,7 @@ def sort_photos(photos: Iterable[tuple[str, str, Image.Image]], locator: Any, em
     result = {
         "coordinates": "arm" if frames == ["arm"] else ("image" if "arm" not in frames else "mixed"),
         "embedding": embedder.name,
+        "embedding_runtime": getattr(embedder, "runtime", "none"),
         "grouping": info,
         "detections": [{k: v for k, v in d.items() if k != "crop"} for d in detections],
         "items": items, "containers": containers, "groups": groups,
