@@ -22,7 +22,6 @@ from api.platform.config import load_config as load_api_config
 from api.platform.embedded import free_port
 from tests.conftest import Processes, platform_env, wait_for
 from tests.front_stack import ServerThread, Stack, chromium, screenshot, wait_download
-from tests.test_regions import trained_model  # noqa: F401 - the fixture, trained once per module that uses it
 
 pytestmark = pytest.mark.browser
 
@@ -354,13 +353,13 @@ def test_a_iiif_manifest_url_from_the_form_is_vectorized_page_by_page(stack, bro
 
 
 def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_gallery(stack, browser, tmp_path,
-                                                                                 trained_model):  # noqa: F811
+                                                                                 trained_yolo):
     stack, procs = stack
     from tests.synthetic_pages import make_page
 
     models = stack.data_folder / "models" / "regions"
     models.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trained_model, models / "pages.pt")
+    shutil.copy(trained_yolo, models / "pages.pt")
     files = []
     for seed in (9100, 9101):
         path = tmp_path / f"page{seed}.png"
