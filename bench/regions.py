@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=0, help="REGIONS_BATCH_SIZE (0: by device)")
     parser.add_argument("--runtime", default="auto", help="INFERENCE_RUNTIME for the worker")
+    parser.add_argument("--no-crops", action="store_true", help="jobs without crop files (crops=false)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -152,7 +153,7 @@ def main() -> None:
         (data / "models" / "regions").mkdir(parents=True)
         shutil.copy(model, data / "models" / "regions" / "bench.pt")
         paths = pages(tmp / "pages", args.images)
-        params = {"model": "bench.pt", "imgsz": args.imgsz, "conf": 0.25}
+        params = {"model": "bench.pt", "imgsz": args.imgsz, "conf": 0.25, "crops": not args.no_crops}
         with EmbeddedRedis(tmp / "redis", appendonly=False, port=0) as redis_server:
             env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_server.url,
                    "INSTALLED_APPS": "regions", "DEVICE": args.device, "REGIONS_BATCH_SIZE": str(args.batch),

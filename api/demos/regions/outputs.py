@@ -70,7 +70,8 @@ def preview(image: Image.Image, crops: list[dict]) -> Image.Image:
     scale = min(1.0, PREVIEW_MAX_SIDE / max(image.width, image.height))
     picture = image.convert("RGB")
     if scale < 1.0:
-        picture = picture.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        picture = picture.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.BILINEAR, reducing_gap=2.0)  # a preview: speed over finesse
     draw = ImageDraw.Draw(picture)
     size = max(12, round(max(picture.size) / 60))
     font = ImageFont.load_default(size=size)
