@@ -226,3 +226,17 @@ def trained_yolo(tmp_path_factory):
                 device="cpu", project=str(folder / "runs"), name="pages", exist_ok=True, verbose=False,
                 mosaic=0.0, seed=0, deterministic=True)
     return folder / "runs" / "pages" / "weights" / "last.pt"
+
+
+def use_regions(env: dict, procs: Processes, model: Path, name: str = "pages.pt", **settings: str) -> dict:
+    """Install `model` as DATA_FOLDER/models/regions/<name> and point the API's and the workers'
+    settings at the regions demo (plus `settings`); returns `env`."""
+    import shutil
+
+    folder = Path(env["DATA_FOLDER"]) / "models" / "regions"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, folder / name)
+    settings = {"INSTALLED_APPS": "regions", **settings}
+    env.update(settings)
+    procs.env.update(settings)
+    return env

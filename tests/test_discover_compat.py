@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -17,7 +16,7 @@ import requests
 from werkzeug.serving import make_server
 
 from api.platform.config import load_config
-from tests.conftest import YOLO_IMGSZ, wait_for
+from tests.conftest import YOLO_IMGSZ, use_regions, wait_for
 from tests.httpserver import Response
 from tests.synthetic_pages import make_page
 
@@ -47,15 +46,9 @@ def front(http_server):
 
 
 @pytest.fixture
-def compat_env(env, procs, data_folder, trained_yolo):
-    models = data_folder / "models" / "regions"
-    models.mkdir(parents=True)
-    shutil.copy(trained_yolo, models / "illustrations.pt")
-    settings = {"INSTALLED_APPS": "regions", "ALLOW_PRIVATE_URLS": "false", "ALLOWED_SOURCE_HOSTS": "127.0.0.1",
-                "REGIONS_BATCH_SIZE": "2", "INFERENCE_RUNTIME": "torch"}
-    env.update(settings)
-    procs.env.update(settings)
-    return env
+def compat_env(env, procs, trained_yolo):
+    return use_regions(env, procs, trained_yolo, "illustrations.pt", ALLOW_PRIVATE_URLS="false",
+                       ALLOWED_SOURCE_HOSTS="127.0.0.1", REGIONS_BATCH_SIZE="2", INFERENCE_RUNTIME="torch")
 
 
 @pytest.fixture

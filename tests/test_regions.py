@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from api.platform.config import load_config
-from tests.conftest import ROOT, YOLO_IMGSZ, json_of, wait_for
+from tests.conftest import ROOT, YOLO_IMGSZ, json_of, use_regions, wait_for
 from tests.synthetic_pages import CLASSES, iou, make_page
 
 IMGSZ = YOLO_IMGSZ
@@ -27,15 +27,9 @@ def trained_model(trained_yolo):
 
 
 @pytest.fixture
-def regions_env(env, procs, data_folder, trained_model):
-    models = data_folder / "models" / "regions"
-    models.mkdir(parents=True)
-    shutil.copy(trained_model, models / "pages.pt")
+def regions_env(env, procs, trained_model):
     # PyTorch here (exports are tested in test_runtimes.py and in the first test below)
-    settings = {"INSTALLED_APPS": "regions", "REGIONS_BATCH_SIZE": "4", "INFERENCE_RUNTIME": "torch"}
-    env.update(settings)
-    procs.env.update(settings)
-    return env
+    return use_regions(env, procs, trained_model, REGIONS_BATCH_SIZE="4", INFERENCE_RUNTIME="torch")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +23,7 @@ import requests
 
 from api.platform.embedded import free_port
 from tests.conftest import ROOT, png_bytes
-from tests.stack_helpers import (CONFS, Stack, kill_session, port_open, start_process, unit_command, unix_get,
+from tests.stack_helpers import (CONFS, Stack, kill_session, start_process, unit_command, unix_get,
                                  wait_until)
 
 pytestmark = pytest.mark.stack
