@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics  # noqa: E402
 from api.platform.config import load_config  # noqa: E402
 from api.platform.embedded import EmbeddedRedis  # noqa: E402
 from tests.synthetic_pages import make_page, write_yolo_dataset  # noqa: E402
@@ -108,8 +109,6 @@ def pure_model(model_path: Path, paths: list[Path], params: dict, device: str, b
     images = [Image.open(p).convert("RGB") for p in paths]
     half = {"half": True} if device.startswith("cuda") and runtime == "torch" else {}
     model.predict(images[:1], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)  # set-up
-    from api.demos.regions.detector import keep_torch_threads
-
     keep_torch_threads()
     start = time.perf_counter()
     for i in range(0, len(images), batch):
@@ -134,20 +133,25 @@ def reference_style(model_path: Path, paths: list[Path], params: dict, device: s
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every regions benchmark takes: pages, input size, weights, device."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--model", type=Path)
+    parser.add_argument("--model", type=Path, help="weights (default: trained here on synthetic pages)")
     parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
     parser.add_argument("--batch", type=int, default=0, help="REGIONS_BATCH_SIZE (0: by device)")
     parser.add_argument("--runtime", default="auto", help="INFERENCE_RUNTIME for the worker")
     parser.add_argument("--no-crops", action="store_true", help="jobs without crop files (crops=false)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ.update(YOLO_CONFIG_DIR=str(tmp / "ultralytics"), YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false",
-                          YOLO_VERBOSE="false")
+        quiet_ultralytics(tmp / "ultralytics")
         model = args.model or train(tmp / "train")
         data = tmp / "data"
         (data / "models" / "regions").mkdir(parents=True)

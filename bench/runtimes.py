@@ -16,7 +16,6 @@ GPU), and the job's time over the fastest runtime's pure model time (goal ≤ 1.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -29,12 +28,11 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != str(ROOT / "b
 sys.path.insert(0, str(ROOT))
 
 from api.platform.embedded import EmbeddedRedis  # noqa: E402
-from bench.regions import our_job, pages, train  # noqa: E402
+from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics  # noqa: E402
+from bench.regions import bench_parser, our_job, pages, train  # noqa: E402
 
 
 def timed_predict(model, images, imgsz: int, device: str, batch: int, half: bool) -> float:
-    from api.demos.regions.detector import keep_torch_threads
-
     extra = {"half": True} if half else {}
     model.predict(images[:1], imgsz=imgsz, device=device, verbose=False, **extra)  # set-up, not timed
     keep_torch_threads()  # ultralytics' device set-up leaves PyTorch with cpu_count - 1 threads
@@ -45,19 +43,14 @@ def timed_predict(model, images, imgsz: int, device: str, batch: int, half: bool
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--model", type=Path)
-    parser.add_argument("--device", default="cpu")
+    parser = bench_parser(__doc__)
     parser.add_argument("--batch", type=int, default=0, help="batch of 'torch batched' (default 8 CPU, 16 GPU)")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     batch = args.batch or (16 if gpu else 8)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ.update(YOLO_CONFIG_DIR=str(tmp / "ultralytics"), YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false",
-                          YOLO_VERBOSE="false")
+        quiet_ultralytics(tmp / "ultralytics")
         from PIL import Image
         from ultralytics import YOLO
 
@@ -77,8 +70,6 @@ def main() -> None:
         for path in paths:
             reference.predict(str(path), imgsz=args.imgsz, device=args.device, verbose=False)
         rows.append(("reference style", time.perf_counter() - start))
-        from api.demos.regions.detector import keep_torch_threads
-
         keep_torch_threads()
 
         torch_model = YOLO(str(model_path))

@@ -202,18 +202,13 @@ def json_of(response) -> dict:
 YOLO_IMGSZ = 160  # the detector is trained and run at this size
 
 
-def _quiet_ultralytics(folder) -> None:
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
-    os.environ.setdefault("YOLO_OFFLINE", "true")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_VERBOSE", "false")
-
-
 @pytest.fixture(scope="session")
 def trained_yolo(tmp_path_factory):
     """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores."""
+    from api.demos.regions.detector import quiet_ultralytics
+
     folder = tmp_path_factory.mktemp("yolo")
-    _quiet_ultralytics(folder / "settings")
+    quiet_ultralytics(folder / "settings")
     import torch
     from ultralytics import YOLO
 

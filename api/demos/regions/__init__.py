@@ -30,7 +30,7 @@ class ModelMissing(RuntimeError):
     """The job's model file is not in the models folder (any more); the message says what to do."""
 
 
-def batches(items: Iterable, size: int) -> Iterator[list]:
+def chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -125,7 +125,7 @@ class Regions(Demo):
             job.advance()
 
         with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool:
-            for batch in self.batches(job.images(), model.batch_size):
+            for batch in self.page_batches(job.images(), model.batch_size):
                 start = time.perf_counter()
                 found = model.detect([item.image for item in batch], options)
                 inference = time.perf_counter() - start
@@ -146,15 +146,15 @@ class Regions(Demo):
                 "files": files, "summary": summary, "summary_url": job.url("summary.json")}
 
     @staticmethod
-    def batches(images: Iterable, size: int) -> Iterator[list]:
+    def page_batches(images: Iterable, size: int) -> Iterator[list]:
         """Batches of pages; with batches of several pages (GPU), a window of 4 batches is regrouped
         by aspect ratio so each batch pads little (see detector.same_shape)."""
         from .detector import by_aspect  # noqa: PLC0415
 
         if size <= 1:
-            yield from batches(images, 1)
+            yield from chunks(images, 1)
             return
-        for window in batches(images, 4 * size):
+        for window in chunks(images, 4 * size):
             yield from by_aspect(window, size, lambda item: item.image.height / item.image.width)
 
     @staticmethod

@@ -86,7 +86,6 @@ class Detector:
         info = inspect_checkpoint(path)
         self.format = info.format
         quiet_ultralytics(path.parent / ".ultralytics")
-        self.runtime_setting = runtime
         self.chooser = None
         self._by_size: dict[int, tuple[str, object, bool]] = {}
         if info.format == "yolov5":
@@ -109,7 +108,8 @@ class Detector:
         self.runtime_report: dict = {}
         # ONNX exports have a fixed batch of one unless exported dynamic; on CPU one image at a time
         # is fastest (mixed page sizes would be padded to squares).
-        self.batch_size = batch_size or (16 if device.startswith("cuda") and self.format != "onnx" else 1)
+        self.torch_batch_size = batch_size or (16 if device.startswith("cuda") and self.format != "onnx" else 1)
+        self.batch_size = self.torch_batch_size
         self.default_imgsz = imgsz
         self._select(imgsz)
         self.warm_s = self._warm_up()
@@ -130,8 +130,8 @@ class Detector:
             self._by_size[imgsz] = (choice.runtime, model, choice.half)
             self.runtime_report = choice.report
         self.runtime, self.model, self.half = self._by_size[imgsz]
-        if self.runtime in ("openvino", "onnx", "tensorrt"):
-            self.batch_size = 1  # exports take one page at a time (static or page-shaped inputs)
+        # exports take one page at a time (static or page-shaped inputs)
+        self.batch_size = self.torch_batch_size if self.runtime == "torch" else 1
 
     def _warm_up(self) -> float:
         """One forward pass now, so the first page of the first job pays no set-up cost."""

@@ -161,7 +161,7 @@ class RuntimeChooser:
             options.update(half=half, dynamic=False)
         exported = Path(YOLO(str(source), task="detect").export(**options))
         source.unlink()
-        (done).write_text(json.dumps({"artifact": exported.name, "seconds": round(time.perf_counter() - started, 2)}))
+        done.write_text(json.dumps({"artifact": exported.name, "seconds": round(time.perf_counter() - started, 2)}))
         return folder / exported.name
 
     def _raw_outputs(self, path: Path, imgsz: int, half: bool) -> np.ndarray:
