@@ -264,3 +264,24 @@ def remember_idempotency_key(client: redis.Redis, cfg: Config, app: str, key: st
 
 def job_path(cfg: Config, job: Job) -> Path:
     return job_folder(cfg, job.app, job.tracking_id)
+
+
+def ended_jobs_older_than(cfg: Config, app: str, seconds: float) -> list[str]:
+    """Tracking ids of the app's ended jobs whose job.json was last written `seconds` ago or more
+    (read from disk: Redis may have forgotten them)."""
+    root = cfg.results_folder / app
+    if not root.is_dir():
+        return []
+    limit = time.time() - seconds
+    found = []
+    for folder in root.iterdir():
+        record = folder / JOB_FILE
+        if not record.is_file() or record.stat().st_mtime > limit:
+            continue
+        try:
+            state = json.loads(record.read_text()).get("state")
+        except ValueError:
+            continue
+        if state in TERMINAL:
+            found.append(folder.name)
+    return found

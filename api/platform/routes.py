@@ -23,10 +23,10 @@ from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
 from .events import announce
 from .inputs import document_from_upload, parse_documents
 from .inputs.names import unique
-from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, iso, remember_idempotency_key
+from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, ended_jobs_older_than, iso, remember_idempotency_key
 from .netguard import AddressNotAllowed, check_url
 from .storage import (
-    ZIP_NAME, clear_job_files, finished_jobs_older_than, is_tracking_id, serve_data_file, serve_file,
+    ZIP_NAME, clear_job_files, is_tracking_id, serve_data_file, serve_file,
 )
 
 START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
@@ -159,7 +159,7 @@ def demo_blueprint(demo: Demo) -> Blueprint:
         except (TypeError, ValueError):
             raise InputError("days_before", "required: a number of days, 0 or more") from None
         s = services()
-        tracking_ids = finished_jobs_older_than(s.cfg, app, days * 86400)
+        tracking_ids = [tid for tid in ended_jobs_older_than(s.cfg, app, days * 86400) if is_tracking_id(tid)]
         freed = sum(clear_job_files(s.cfg, app, tid) for tid in tracking_ids)
         s.platform.client.decrby(f"disk:{app}", freed)
         return jsonify(cleared=len(tracking_ids), bytes_freed=freed, days_before=days, tracking_ids=tracking_ids)

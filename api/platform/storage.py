@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterator
@@ -116,11 +115,8 @@ def serve_file(cfg: Config, app: str, tracking_id: str, relpath: str, *, downloa
     name = download_name or path.name
     attachment = path.suffix.lower() in ATTACHMENT_SUFFIXES or relpath == ZIP_NAME
     if cfg.use_xaccel:
-        response = Response(status=200)
-        response.headers["X-Accel-Redirect"] = f"{cfg.xaccel_prefix.rstrip('/')}/{app}/{tracking_id}/{quote(relpath)}"
-        response.headers["Content-Type"] = ""  # let nginx pick it from the extension
-        if attachment:
-            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        response = _accel(cfg, f"{app}/{tracking_id}/{quote(relpath)}",
+                          f'attachment; filename="{name}"' if attachment else None)
     else:
         response = send_file(path, as_attachment=attachment, download_name=name, conditional=True, max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -132,10 +128,7 @@ def serve_data_file(cfg: Config, path: Path, download_name: str) -> Response:
     on: `X-Accel-Redirect: <XACCEL_PREFIX>/_data/<path in DATA_FOLDER>` (an internal location)."""
     relative = path.resolve().relative_to(cfg.data_folder.resolve())
     if cfg.use_xaccel:
-        response = Response(status=200)
-        response.headers["X-Accel-Redirect"] = f"{cfg.xaccel_prefix.rstrip('/')}/_data/{quote(relative.as_posix())}"
-        response.headers["Content-Type"] = ""
-        response.headers["Content-Disposition"] = f'inline; filename="{download_name}"'
+        response = _accel(cfg, f"_data/{quote(relative.as_posix())}", f'inline; filename="{download_name}"')
     else:
         response = send_file(path, download_name=download_name, conditional=True, max_age=0)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -152,21 +145,11 @@ def clear_job_files(cfg: Config, app: str, tracking_id: str) -> int:
     return freed
 
 
-def finished_jobs_older_than(cfg: Config, app: str, seconds: float) -> list[str]:
-    """Tracking ids of the app's ended jobs whose job.json was last written `seconds` ago or more."""
-    root = cfg.results_folder / app
-    if not root.is_dir():
-        return []
-    limit = time.time() - seconds
-    found = []
-    for folder in root.iterdir():
-        record = folder / JOB_FILE
-        if not is_tracking_id(folder.name) or not record.is_file() or record.stat().st_mtime > limit:
-            continue
-        try:
-            state = json.loads(record.read_text()).get("state")
-        except ValueError:
-            continue
-        if state in ("SUCCESS", "FAILURE", "CANCELLED"):
-            found.append(folder.name)
-    return found
+def _accel(cfg: Config, internal: str, disposition: str | None) -> Response:
+    """An empty answer that lets nginx send the file at XACCEL_PREFIX/<internal> itself."""
+    response = Response(status=200)
+    response.headers["X-Accel-Redirect"] = f"{cfg.xaccel_prefix.rstrip('/')}/{internal}"
+    response.headers["Content-Type"] = ""  # let nginx pick it from the extension
+    if disposition:
+        response.headers["Content-Disposition"] = disposition
+    return response
