@@ -133,6 +133,17 @@ def reference_style(model_path: Path, paths: list[Path], params: dict, device: s
     return time.perf_counter() - start
 
 
+def workspace(tmp: Path, args) -> tuple[Path, Path, list[Path]]:
+    """(DATA_FOLDER, the model installed in it as regions/bench.pt, the pages) for one run."""
+    quiet_ultralytics(tmp / "ultralytics")
+    model = args.model or train(tmp / "train")
+    data = tmp / "data"
+    (data / "models" / "regions").mkdir(parents=True)
+    installed = data / "models" / "regions" / "bench.pt"
+    shutil.copy(model, installed)
+    return data, installed, pages(tmp / "pages", args.images)
+
+
 def bench_parser(doc: str) -> argparse.ArgumentParser:
     """The options every regions benchmark takes: pages, input size, weights, device."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -151,12 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        quiet_ultralytics(tmp / "ultralytics")
-        model = args.model or train(tmp / "train")
-        data = tmp / "data"
-        (data / "models" / "regions").mkdir(parents=True)
-        shutil.copy(model, data / "models" / "regions" / "bench.pt")
-        paths = pages(tmp / "pages", args.images)
+        data, _, paths = workspace(tmp, args)
         params = {"model": "bench.pt", "imgsz": args.imgsz, "conf": 0.25, "crops": not args.no_crops}
         with EmbeddedRedis(tmp / "redis", appendonly=False, port=0) as redis_server:
             env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_server.url,

@@ -17,7 +17,6 @@ GPU), and the job's time over the fastest runtime's pure model time (goal ≤ 1.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != str(ROOT / "b
 sys.path.insert(0, str(ROOT))
 
 from api.platform.embedded import EmbeddedRedis  # noqa: E402
-from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics  # noqa: E402
-from bench.regions import bench_parser, our_job, pages, train  # noqa: E402
+from api.demos.regions.detector import keep_torch_threads  # noqa: E402
+from bench.regions import bench_parser, our_job, workspace  # noqa: E402
 
 
 def timed_predict(model, images, imgsz: int, device: str, batch: int, half: bool) -> float:
@@ -50,18 +49,12 @@ def main() -> None:
     batch = args.batch or (16 if gpu else 8)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        quiet_ultralytics(tmp / "ultralytics")
+        data, model_path, paths = workspace(tmp, args)
         from PIL import Image
         from ultralytics import YOLO
 
         from api.demos.regions.runtimes import RuntimeChooser, available
 
-        model_path = args.model or train(tmp / "train")
-        data = tmp / "data"
-        (data / "models" / "regions").mkdir(parents=True)
-        shutil.copy(model_path, data / "models" / "regions" / "bench.pt")
-        model_path = data / "models" / "regions" / "bench.pt"
-        paths = pages(tmp / "pages", args.images)
         images = [Image.open(p).convert("RGB") for p in paths]
         rows: list[tuple[str, float]] = []
 
