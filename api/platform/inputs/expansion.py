@@ -84,7 +84,8 @@ def _url_list_sources(doc: Document, path: Path, cfg: Config) -> list[ImageSourc
     sources = []
     for index, (number, url) in enumerate(urls):
         try:
-            # Not resolved here (one DNS query per line); the fetcher checks the address it reaches.
+            # Not resolved here (one DNS query per line): the fetcher's session resolves each host and
+            # checks its addresses before it connects.
             check_url(url, allow_private=cfg.allow_private_urls, resolve=False,
                       allowed_hosts=cfg.allowed_source_hosts)
         except ValueError as exc:

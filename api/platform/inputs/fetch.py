@@ -63,12 +63,14 @@ class Fetcher:
             if target.is_file():
                 return target
             try:
+                # Scheme, host, literal addresses; names are resolved and checked by the session
+                # before it connects, for this URL and each redirect.
                 check_url(url, allow_private=self.cfg.allow_private_urls, resolve=False,
                           allowed_hosts=self.cfg.allowed_source_hosts)
                 self._download(url, kind, target, cancel)
             except DownloadError:
                 raise
-            except AddressNotAllowed as exc:
+            except AddressNotAllowed as exc:  # one text for every refusal: nothing was connected to
                 raise DownloadError(f"{url}: refused, {exc}") from None
             except requests.Timeout:
                 raise DownloadError(f"{url}: no answer within {self.cfg.download_timeout_s:g} s") from None
