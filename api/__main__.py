@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ def _app_names(cfg) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     from .platform.embedded import EmbeddedRedis
+    from .supervisor import Supervisor
 
     cfg = _config()
     _app_names(cfg)  # an unknown demo stops start-up here, with its name
@@ -55,31 +55,18 @@ def serve(args: argparse.Namespace) -> int:
     }
     for i in range(args.workers if args.workers is not None else cfg.embedded_workers):
         commands[f"worker{i}"] = worker_command(cfg)
-    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
-    print(f"API on http://{host}:{port}  (docs: /docs)  processes: {', '.join(processes)}", flush=True)
+    children = Supervisor(commands, env)
+    if embedded:
+        children.adopt("redis", embedded.command(), embedded.process)
+    children.start()
+    print(f"API on http://{host}:{port}  (docs: /docs)  processes: {', '.join(commands)}", flush=True)
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    code = 0
-    while not stopping.is_set():
-        for name, proc in processes.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr, flush=True)
-                code = proc.returncode or 1
-                stopping.set()
-        stopping.wait(0.5)
-    for proc in processes.values():
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in processes.values():
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    if embedded:
-        embedded.stop()
-    return code
+    children.run(stopping)
+    children.stop()
+    return 0
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -91,16 +78,18 @@ def worker(args: argparse.Namespace) -> int:
 def callbacks(args: argparse.Namespace) -> int:
     import logging
 
-    import redis
-
     from .platform.callbacks import CallbackSender
+    from .platform.queue import Platform
+    from .platform.reaper import Reaper
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _config()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    CallbackSender(redis.Redis.from_url(cfg.redis_url), cfg).run(stop)
+    platform = Platform(cfg, _app_names(cfg))
+    threading.Thread(target=Reaper(platform, cfg).run, args=(stop,), name="reaper", daemon=True).start()
+    CallbackSender(platform.client, cfg).run(stop)
     return 0
 
 
@@ -207,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="one dramatiq worker for the installed demos' queues")
     p.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra dramatiq arguments")
     p.set_defaults(func=worker)
-    p = sub.add_parser("callbacks", help="the callback sender")
+    p = sub.add_parser("callbacks", help="the callback sender and the reaper of jobs no worker runs")
     p.set_defaults(func=callbacks)
     p = sub.add_parser("submit", help="send files or URLs to a demo; --wait shows progress")
     p.add_argument("app")

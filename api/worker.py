@@ -18,6 +18,6 @@ config = load_config()
 if not config.redis_url:
     raise ConfigError("REDIS_URL is empty: a worker needs the API's Redis (`python -m api serve` sets it)")
 runner = JobRunner(config, load_demos(config.installed_apps, config))
-platform = Platform(config, runner.demos, run_job=runner.run)
+platform = Platform(config, runner.demos, run_job=runner.run, redis_patience_s=config.redis_outage_tolerance_s)
 runner.attach(platform)
 broker = platform.broker

@@ -56,6 +56,10 @@ class Config:
     broker_heartbeat_timeout_s: float = 60.0
     broker_maintenance_chance: int = 100_000
     worker_heartbeat_s: float = 5.0
+    # A worker waits this long for Redis to come back before it gives up on a command (and its job).
+    redis_outage_tolerance_s: float = 300.0
+    # How often the reaper looks for STARTED jobs that no worker runs any more (in the callbacks process).
+    reaper_interval_s: float = 10.0
     model_cache_size: int = 2
     device: str = "auto"
     # auto: the fastest runtime that passes parity with PyTorch (exports cached per model); or
@@ -67,6 +71,8 @@ class Config:
     callback_max_attempts: int = 8
     callback_backoff_s: float = 2.0
     callback_backoff_max_s: float = 300.0
+    callback_concurrency: int = 8  # deliveries under way at once (`python -m api callbacks`)
+    callback_per_host: int = 2  # of which at most this many to one host: a slow one cannot take them all
     progress_interval_s: float = 1.0
     # `python -m api serve`
     api_host: str = "127.0.0.1"

@@ -48,7 +48,8 @@ class EmbeddedRedis:
         self.socket_path = sock
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+    def command(self) -> list[str]:
+        """The server's command line; the same at every (re)start, so its data and address stay."""
         args = [
             redis_server_binary(),
             "--port", str(self.port), "--bind", "127.0.0.1",
@@ -60,7 +61,10 @@ class EmbeddedRedis:
         ]
         if self.use_socket:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return args
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
         while True:

@@ -11,7 +11,7 @@ import redis
 
 from .callbacks import Outbox
 from .config import Config
-from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, Job
+from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, Job, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +39,15 @@ def announce(outbox: Outbox, cfg: Config, job: Job, event: str | None = None) ->
         outbox.push(job.notify_url, payload)
     except redis.RedisError as exc:
         log.warning("callback for job %s not queued: %s", job.tracking_id, exc)
+
+
+def end(store: JobStore, outbox: Outbox, cfg: Config, job: Job, state: str, **changes) -> bool:
+    """End `job` in `state` (logged, recorded, announced); False when it had already ended
+    (another process got there first), in which case nothing is announced."""
+    error = changes.get("error")
+    store.log(job, state.lower() + (f": {error}" if error else ""))
+    if not store.transition(job, state, **changes):
+        log.info("job %s: %s not recorded, it is already %s", job.tracking_id, state, job.state)
+        return False
+    announce(outbox, cfg, job)
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -19,6 +20,8 @@ import redis
 
 from .config import Config
 from .storage import JOB_FILE, job_folder, write_json
+
+log = logging.getLogger(__name__)
 
 PENDING, STARTED, SUCCESS, FAILURE, CANCELLED = "PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"
 STATES = (PENDING, STARTED, SUCCESS, FAILURE, CANCELLED)
@@ -235,7 +238,10 @@ class JobStore:
                 data["errors"], data["log"], _ = self.extras(job, MAX_ERRORS_KEPT)
         except redis.RedisError:
             pass
-        write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)
+        try:
+            write_json(job_folder(self.cfg, job.app, job.tracking_id) / JOB_FILE, data)
+        except OSError as exc:  # e.g. a full disk: Redis keeps the state; the next transition writes again
+            log.warning("job %s: job.json not written: %s", job.tracking_id, exc)
 
     def extras(self, job: Job, limit: int = 100) -> tuple[list[dict], list[str], int]:
         """The job's first errors, its log tail and its error count, in one round trip; from

@@ -24,6 +24,8 @@ from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
 from dramatiq_abort import Abort, Abortable, abort
 from dramatiq_abort.backends import RedisBackend
 from dramatiq_abort.middleware import AbortMode
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from .config import Config
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "dramatiq"
 WORKERS_SEEN = "workers:seen"  # sorted set: worker id -> last heartbeat (unix time)
 WORKERS_INFO = "workers:info"  # hash: worker id -> JSON (pid, host, queues, current job)
+# Where dramatiq keeps a job's message (see `Platform.whereabouts`).
+WAITING, HELD, DEAD, GONE = "waiting", "held", "dead", "gone"
 # Failures of the machine, not of the job: worth another try once the machine is better.
 INFRASTRUCTURE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS}
 
@@ -40,6 +44,44 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return True
     return isinstance(exc, OSError) and exc.errno in INFRASTRUCTURE_ERRNOS
+
+
+class PatientRetry(Retry):
+    """Retries a Redis command until `patience_s` have passed since its first failure.
+
+    Why: a worker in the middle of a job must wait out a Redis restart (a crash, a failover, an
+    upgrade) rather than give up, since a job that raises while Redis is away cannot even be
+    re-queued and would be lost. Only workers use it: the API answers 503 at once instead."""
+
+    def __init__(self, patience_s: float):
+        super().__init__(ExponentialBackoff(cap=2.0, base=0.05), retries=1_000_000)
+        self.patience_s = patience_s
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        self._backoff.reset()
+        failures, deadline = 0, None
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                fail(error, failures) if with_failure_count else fail(error)
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.patience_s
+                    log.warning("Redis unreachable (%s); waiting up to %.0f s for it", error, self.patience_s)
+                if now >= deadline:
+                    raise
+                time.sleep(min(self._backoff.compute(failures), deadline - now))
+
+
+def redis_client(url: str, patience_s: float = 0.0) -> redis.Redis:
+    """The Redis client of a platform process; with `patience_s`, commands wait out an outage."""
+    if patience_s > 0:
+        return redis.Redis.from_url(url, health_check_interval=30, retry=PatientRetry(patience_s))
+    return redis.Redis.from_url(url, health_check_interval=30)
 
 
 def wake_key(queue: str) -> str:
@@ -88,9 +130,10 @@ def should_retry(retries: int, exc: BaseException, max_retries: int) -> bool:
 class Platform:
     """The broker and the actors of the installed demos, built the same way in API and workers."""
 
-    def __init__(self, cfg: Config, apps: Iterable[str], run_job: Callable[[str, str], None] | None = None):
+    def __init__(self, cfg: Config, apps: Iterable[str], run_job: Callable[[str, str], None] | None = None,
+                 redis_patience_s: float = 0.0):
         self.cfg = cfg
-        self.client = redis.Redis.from_url(cfg.redis_url, health_check_interval=30)
+        self.client = redis_client(cfg.redis_url, redis_patience_s)
         self.abortable = Abortable(backend=RedisBackend(client=self.client))
         self.broker = WakeableRedisBroker(
             client=self.client,
@@ -152,6 +195,26 @@ class Platform:
         replies = pipe.execute()
         return {q: {"waiting": replies[3 * i], "delayed": replies[3 * i + 1], "dead": replies[3 * i + 2]}
                 for i, q in enumerate(queues)}
+
+    def whereabouts(self, app: str, tracking_id: str) -> str:
+        """Where dramatiq has the job's message: WAITING (queued or delayed: a worker will take it),
+        HELD (taken by a consumer, in its ack set), DEAD (dead-lettered) or GONE (nowhere).
+        Reads every message of the queue: for the reaper's rare suspects, not for a hot path."""
+        queue = self.cfg.queue_for(app)
+        needle = json.dumps([tracking_id]).encode()
+        names = {"": queue, "DQ": f"{queue}.DQ", "XQ": f"{queue}.XQ"}
+        found = {kind: [rid for rid, body in self.client.hscan_iter(f"{NAMESPACE}:{name}.msgs") if needle in body]
+                 for kind, name in names.items()}
+        taken = set()
+        for key in self.client.scan_iter(f"{NAMESPACE}:__acks__.*"):
+            if key.decode().endswith((f".{queue}", f".{queue}.DQ")):
+                taken |= self.client.smembers(key)
+        live = found[""] + found["DQ"]
+        if any(rid not in taken for rid in live):
+            return WAITING
+        if live:
+            return HELD
+        return DEAD if found["XQ"] else GONE
 
     def live_workers(self) -> list[dict]:
         """Workers whose heartbeat is recent (within three beats)."""

@@ -13,6 +13,7 @@ import traceback
 from collections import OrderedDict
 from typing import Any
 
+import redis
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from dramatiq_abort import Abort, abort_requested
 
@@ -21,7 +22,7 @@ from .callbacks import Outbox
 from .config import Config
 from .context import JobCancelled, JobContext
 from .demo import Demo
-from .events import announce
+from .events import announce, end
 from .inputs import Document, DocumentError, DownloadError, Fetcher, configure_pillow, expand
 from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, TERMINAL, Job, JobStore, job_path
 from .queue import Platform, is_infrastructure_error
@@ -92,11 +93,15 @@ class JobRunner:
         if job is None or job.state in TERMINAL:
             log.info("job %s is %s; nothing to do", tracking_id, job.state if job else "unknown")
             return
+        message = CurrentMessage.get_current_message()
+        if message and job.message_id and message.message_id != job.message_id:
+            log.info("job %s was re-queued as message %s; this delivery (%s) is stale", tracking_id,
+                     job.message_id, message.message_id)
+            return
         if not self.store.transition(job, STARTED, attempts=job.attempts + 1, worker=self.heartbeat.worker_id,
                                      done=0):
             log.info("job %s was %s before it could start", tracking_id, job.state)
             return
-        message = CurrentMessage.get_current_message()
         deaths = job.attempts - 1 - (message.options.get("retries", 0) if message else 0)
         if deaths >= self.cfg.job_max_deliveries:
             self._finish(job, FAILURE, error=f"the worker running this job stopped {deaths} times; "
@@ -115,6 +120,7 @@ class JobRunner:
             self._finish(job, FAILURE, error=f"time limit of {self.cfg.job_time_limit_s} s exceeded")
         except Exception as exc:
             if is_infrastructure_error(exc):
+                self._note_retry(job, exc)
                 raise  # dramatiq retries it; JobEnds records FAILURE if it never succeeds
             log.error("job %s failed:\n%s", tracking_id, traceback.format_exc())
             self._finish(job, FAILURE, error=_plain(exc))
@@ -168,6 +174,20 @@ class JobRunner:
             raise ValueError("no image to process" + (f": {'; '.join(failures)}" if failures else ""))
         return sources
 
+    def _note_retry(self, job: Job, exc: BaseException) -> None:
+        """Say in the job's log and errors why it paused (e.g. the disk is full), so a client does
+        not watch a silent STARTED job while dramatiq waits to try it again."""
+        message = CurrentMessage.get_current_message()
+        retries = message.options.get("retries", 0) if message else 0
+        note = (f"paused by an infrastructure failure: {_plain(exc)}; "
+                + (f"retry {retries + 1} of {self.cfg.infra_max_retries} after a back-off"
+                   if retries < self.cfg.infra_max_retries else "no retry left"))
+        try:
+            self.store.add_error(job, {"message": note})
+            self.store.log(job, note)
+        except redis.RedisError:
+            log.warning("job %s: %s", job.tracking_id, note)
+
     def _cancel_requested(self) -> bool:
         return abort_requested(middleware=self.platform.abortable) is not None
 
@@ -175,16 +195,12 @@ class JobRunner:
         folder = job_path(self.cfg, job)
         if state == SUCCESS:
             build_zip(folder)
-        error = changes.get("error")
-        self.store.log(job, state.lower() + (f": {error}" if error else ""))
-        if not self.store.transition(job, state, **changes):
-            log.info("job %s: %s not recorded, it is already %s", job.tracking_id, state, job.state)
+        if not end(self.store, self.outbox, self.cfg, job, state, **changes):
             return
         duration = job.finished_at - (job.started_at or job.created_at)
         metrics.observe(self.store.redis, "api_job_duration_seconds", {"app": job.app, "state": state}, duration,
                         buckets=metrics.JOB_BUCKETS)
         self.store.redis.incrby(f"disk:{job.app}", folder_size(folder))
-        announce(self.outbox, self.cfg, job)
 
     def record_dead_letter(self, app: str, tracking_id: str, exc: BaseException | None) -> None:
         """dramatiq gave up on this job's message: record FAILURE unless it already ended."""
