@@ -26,7 +26,7 @@ from .events import announce, end
 from .inputs import Document, DocumentError, DownloadError, Fetcher, configure_pillow, expand
 from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, TERMINAL, Job, JobStore, job_path
 from .queue import Platform, is_infrastructure_error
-from .storage import build_zip, folder_size
+from .storage import build_zip, count_results
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +195,12 @@ class JobRunner:
         folder = job_path(self.cfg, job)
         if state == SUCCESS:
             build_zip(folder)
+        count_results(self.store.redis, job.app, job.tracking_id, folder)  # before the end a clear waits for
         if not end(self.store, self.outbox, self.cfg, job, state, **changes):
             return
         duration = job.finished_at - (job.started_at or job.created_at)
         metrics.observe(self.store.redis, "api_job_duration_seconds", {"app": job.app, "state": state}, duration,
                         buckets=metrics.JOB_BUCKETS)
-        self.store.redis.incrby(f"disk:{job.app}", folder_size(folder))
 
     def record_dead_letter(self, app: str, tracking_id: str, exc: BaseException | None) -> None:
         """dramatiq gave up on this job's message: record FAILURE unless it already ended."""
