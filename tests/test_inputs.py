@@ -199,8 +199,8 @@ def test_fetch_refuses_loopback_when_private_not_allowed(private_off, http_serve
 
 
 def test_fetch_guard_checks_the_address_connected_to(private_off, http_server, monkeypatch):
-    """Even when the early URL check is passed (DNS rebinding), the connection is refused after
-    connect and before a byte is sent."""
+    """Even when the early URL check is passed (DNS rebinding), the connection's own look-up is
+    checked before it connects (tests/test_netguard.py counts that no TCP connection is made)."""
     monkeypatch.setattr(fetch_module, "check_url", lambda *args, **kwargs: None)
     url = http_server.add("/x.png", image_bytes(), "image/png")
     with pytest.raises(DownloadError, match="refused"):
