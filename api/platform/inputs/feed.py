@@ -4,6 +4,12 @@ The demo iterates images in order; meanwhile up to PREFETCH_IMAGES of the next o
 fetched and decoded by DOWNLOAD_WORKERS threads, so the GPU does not wait on the network. One bad
 image (missing, corrupt, too large, refused) becomes a LoadedImage with an `error` and the feed
 goes on: a job of 500 pages does not fail for one broken scan.
+
+Decoding ahead is bounded by bytes, not by a count of images: a few kilobytes of PNG can decode
+to hundreds of megabytes, so eight of them ahead would take a worker to gigabytes. Each image
+reserves room in a `DecodeBudget` (from its header, before any pixel is decoded) and gives it
+back when the demo asks for the next image; an image larger than the whole budget is decoded
+only when the feed holds nothing else.
 """
 from __future__ import annotations
 
@@ -11,15 +17,22 @@ import threading
 import warnings
 from collections import deque
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Self
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import Config
 from .fetch import DownloadError, Fetcher
 from .sources import ImageSource
+
+# Bytes of decoded pixels the feed may hold at once: images being decoded, decoded ahead, and the
+# one the demo was last given. A module constant until config.py has DECODE_AHEAD_BYTES.
+DECODE_AHEAD_BYTES = 512 * 2**20
+RGB_PIXEL_BYTES = 4  # Pillow keeps an RGB pixel in 32 bits
+_ALPHA_FLATTEN_BYTES = 5  # a transparent image is flattened through an RGBA copy and its alpha band
 
 
 class UnreadableImage(Exception):
@@ -41,19 +54,62 @@ def configure_pillow(cfg: Config) -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
+def image_header(path: Path, cfg: Config) -> tuple[int, int, str, bool]:
+    """(width, height, mode, transparent) of the image at `path`, from its header alone, so the
+    room its pixels will take is known before they are decoded. Raises UnreadableImage, also when
+    the pixel count is over MAX_IMAGE_PIXELS."""
+    with _unreadable_as_error(), Image.open(path) as opened:
+        _check_pixels(opened, cfg)
+        return opened.width, opened.height, opened.mode, _transparent(opened)
+
+
 def decode_image(path: Path, cfg: Config) -> Image.Image:
     """The image at `path` as a loaded RGB image, upright (EXIF orientation applied); transparent
     areas become white. Raises UnreadableImage. The pixel count is checked from the header,
     before any pixel is decoded."""
+    with _unreadable_as_error(), Image.open(path) as opened:
+        _check_pixels(opened, cfg)
+        opened.load()
+        ImageOps.exif_transpose(opened, in_place=True)  # in place: no copy of a large image
+        return _to_rgb(opened)
+
+
+def decode_bytes(width: int, height: int, mode: str, transparent: bool) -> int:
+    """Bytes decoding such an image may hold at its peak: its pixels in their own mode, a turned
+    copy of them (EXIF orientation), the RGB result and, for a transparent image, the RGBA copy
+    and alpha band it is flattened through. An estimate from the header, for the budget."""
+    per_pixel = 2 * pixel_bytes(mode) + RGB_PIXEL_BYTES + (_ALPHA_FLATTEN_BYTES if transparent else 0)
+    return width * height * per_pixel
+
+
+def pixel_bytes(mode: str) -> int:
+    """Bytes per pixel in Pillow's memory: 1 for 1/L/P, 2 for 16-bit modes, else 4 (Pillow pads
+    RGB and two-band modes to 32 bits)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith(("I;16", "BGR;1")) else 4
+
+
+def held_bytes(image: Image.Image) -> int:
+    """Bytes the pixels of a loaded image take in memory."""
+    return image.width * image.height * pixel_bytes(image.mode)
+
+
+def _check_pixels(opened: Image.Image, cfg: Config) -> None:
+    if opened.width * opened.height > cfg.max_image_pixels:
+        raise UnreadableImage(f"{opened.width}x{opened.height} pixels, over the limit of "
+                              f"{cfg.max_image_pixels} (MAX_IMAGE_PIXELS)")
+
+
+def _transparent(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+@contextmanager
+def _unreadable_as_error() -> Iterator[None]:
+    """Pillow's ways of saying a file is not a usable image, as one UnreadableImage."""
     try:
-        with Image.open(path) as opened:
-            pixels = opened.width * opened.height
-            if pixels > cfg.max_image_pixels:
-                raise UnreadableImage(f"{opened.width}x{opened.height} pixels, over the limit of "
-                                      f"{cfg.max_image_pixels} (MAX_IMAGE_PIXELS)")
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-            return _to_rgb(image)
+        yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage(f"too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -65,7 +121,7 @@ def decode_image(path: Path, cfg: Config) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+    if _transparent(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, "white")
         background.paste(rgba, mask=rgba.getchannel("A"))
@@ -73,9 +129,73 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+class DecodeBudget:
+    """Room, in bytes of decoded pixels, shared by the feed's threads. Room is granted in source
+    order (turns): a later image never takes the room an earlier one waits for, so the image the
+    demo waits on always gets decoded. An image larger than the whole budget gets it only when
+    nothing else is held. `held`, `peak` and `waiting` are there to be observed."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0  # bytes reserved now
+        self.peak = 0  # the most ever reserved at once
+        self.waiting = 0  # threads waiting for their turn or for room
+        self._turn = 0  # the next turn to be granted
+        self._passed: set[int] = set()  # later turns given up without room (their image failed)
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def acquire(self, turn: int, nbytes: int) -> bool:
+        """Wait for `turn` and room for `nbytes`, then reserve them. False once closed."""
+        with self._changed:
+            self.waiting += 1
+            self._changed.wait_for(lambda: self._closed or (self._turn == turn and self._fits(nbytes)))
+            self.waiting -= 1
+            if self._closed:
+                return False
+            self._reserve(nbytes)
+            self._advance()
+            return True
+
+    def pass_turn(self, turn: int) -> None:
+        """`turn` needs no room (its image failed before decoding): later turns need not wait for it.
+        Does nothing for a turn already granted."""
+        with self._changed:
+            if turn >= self._turn:
+                self._passed.add(turn)
+                self._advance()
+
+    def release(self, nbytes: int) -> None:
+        """Give back `nbytes` (negative: take more, when a decoded image came out larger)."""
+        with self._changed:
+            self._reserve(-nbytes)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiting thread; they get no room."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _fits(self, nbytes: int) -> bool:
+        return nbytes == 0 or self.held == 0 or self.held + nbytes <= self.limit
+
+    def _reserve(self, nbytes: int) -> None:
+        self.held += nbytes
+        self.peak = max(self.peak, self.held)
+
+    def _advance(self) -> None:
+        self._turn += 1
+        while self._turn in self._passed:
+            self._passed.remove(self._turn)
+            self._turn += 1
+        self._changed.notify_all()
+
+
 class ImageFeed:
     """LoadedImage after LoadedImage, in source order, while the next ones load in a thread pool
-    (DOWNLOAD_WORKERS threads, at most PREFETCH_IMAGES ahead). Never raises for one image.
+    (DOWNLOAD_WORKERS threads, at most PREFETCH_IMAGES ahead, at most DECODE_AHEAD_BYTES of
+    decoded pixels held: see `DecodeBudget`). Never raises for one image.
     `close()` (or leaving the `with` block) stops background work promptly: queued loads are
     dropped and a download under way stops at its next chunk."""
 
@@ -84,20 +204,21 @@ class ImageFeed:
         self.fetcher = fetcher
         self.cfg = cfg
         self.ahead = max(1, cfg.prefetch_images)
+        self.budget = DecodeBudget(DECODE_AHEAD_BYTES)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.download_workers), thread_name_prefix="image-feed")
 
     def __iter__(self) -> Iterator[LoadedImage]:
         pending: deque[Future] = deque()
-        upcoming = iter(self.sources)
+        upcoming = enumerate(self.sources)
 
         def top_up() -> None:
             while len(pending) < self.ahead and not self._stop.is_set():
-                source = next(upcoming, None)
+                turn, source = next(upcoming, (None, None))
                 if source is None:
                     return
                 try:
-                    pending.append(self._pool.submit(self._load, source))
+                    pending.append(self._pool.submit(self._load, turn, source))
                 except RuntimeError:  # closed from another thread meanwhile
                     return
 
@@ -107,33 +228,56 @@ class ImageFeed:
                 current = pending.popleft()
                 top_up()  # the next ones load while this one is waited for and used
                 try:
-                    item = current.result()
+                    item, nbytes = current.result()
                 except CancelledError:  # closed from another thread
                     return
                 yield item
+                self.budget.release(nbytes)  # the demo asks for the next one: done with this one
         finally:
             self.close()
 
-    def _load(self, source: ImageSource) -> LoadedImage:
+    def _load(self, turn: int, source: ImageSource) -> tuple[LoadedImage, int]:
+        """The image of `source` and the bytes of budget it holds; its turn is always used or passed."""
+        try:
+            return self._load_in_turn(turn, source)
+        finally:
+            self.budget.pass_turn(turn)
+
+    def _load_in_turn(self, turn: int, source: ImageSource) -> tuple[LoadedImage, int]:
         path = Path(source.path) if source.path else None
         try:
             if path is None:
                 if not source.url:
-                    return LoadedImage(source, None, None, "the image has neither a URL nor a file")
+                    return LoadedImage(source, None, None, "the image has neither a URL nor a file"), 0
                 path = self.fetcher.fetch(source.url, kind="image", cancel=self._stop)
             elif not path.is_file():
-                return LoadedImage(source, None, None, "the image file is missing")
-            return LoadedImage(source, decode_image(path, self.cfg), path)
+                return LoadedImage(source, None, None, "the image file is missing"), 0
+            return self._decode_in_budget(turn, source, path)
         except (DownloadError, UnreadableImage) as exc:
-            return LoadedImage(source, None, path, str(exc))
+            return LoadedImage(source, None, path, str(exc)), 0
         except Exception as exc:  # noqa: BLE001 - one image never ends the feed
-            return LoadedImage(source, None, path, f"cannot load the image: {exc}")
+            return LoadedImage(source, None, path, f"cannot load the image: {exc}"), 0
+
+    def _decode_in_budget(self, turn: int, source: ImageSource, path: Path) -> tuple[LoadedImage, int]:
+        """Reserve the decoding peak (known from the header), decode, keep only what the result holds."""
+        peak = decode_bytes(*image_header(path, self.cfg))
+        if not self.budget.acquire(turn, peak):
+            return LoadedImage(source, None, path, "the feed was closed"), 0
+        try:
+            image = decode_image(path, self.cfg)
+        except BaseException:
+            self.budget.release(peak)
+            raise
+        kept = held_bytes(image)
+        self.budget.release(peak - kept)
+        return LoadedImage(source, image, path), kept
 
     def close(self) -> None:
         self._stop.set()
+        self.budget.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def __enter__(self) -> "ImageFeed":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
