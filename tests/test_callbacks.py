@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -395,3 +396,202 @@ def test_events_of_a_sender_that_died_are_sent_again(config, client, http_server
     assert CallbackSender(client, config).step(timeout=1)
     assert [json.loads(r.body)["event_id"] for r in http_server.requests] == [event_id]
     assert client.keys("callbacks:processing:*") == []
+
+
+# -- slow receivers: a total deadline, concurrent deliveries, a share per host ------------------------------
+class SlowReceiver:
+    """A receiver on a loopback address that takes each connection and reads the request, then
+    never answers (silent) or answers one byte every `trickle_s` (a status line that never ends),
+    until the client closes the connection or `LIFETIME_S` passes. Counts connections: opened,
+    open now, most open at once, and `cut` (closed by the client while we were still at it)."""
+
+    LIFETIME_S = 20.0  # bounds a test that fails (a sender that never lets go)
+
+    def __init__(self, host: str, trickle_s: float | None = None):
+        self.listener = socket.create_server((host, 0))
+        self.url = f"http://{host}:{self.listener.getsockname()[1]}/cb"
+        self.trickle_s = trickle_s
+        self.lock = threading.Lock()
+        self.opened = self.open_now = self.max_open = self.cut = 0
+        self.bytes_sent: list[int] = []  # per connection cut
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.opened += 1
+            self.open_now += 1
+            self.max_open = max(self.max_open, self.open_now)
+        answer, sent, cut = b"HTTP/1.1 200 OK" + b"K" * 100_000, 0, False
+        ends = time.monotonic() + self.LIFETIME_S
+        try:
+            while not self.stopped.is_set() and time.monotonic() < ends:
+                readable, _, _ = select.select([conn], [], [], self.trickle_s or 0.05)
+                if readable and not conn.recv(65536):  # the request, then EOF: the client let go
+                    cut = True
+                    break
+                if self.trickle_s and not readable:
+                    conn.sendall(answer[sent:sent + 1])
+                    sent += 1
+        except OSError:  # reset by the client
+            cut = True
+        finally:
+            conn.close()
+            with self.lock:
+                self.open_now -= 1
+                if cut:
+                    self.cut += 1
+                    self.bytes_sent.append(sent)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def slow_receivers():
+    made: list[SlowReceiver] = []
+
+    def make(host: str, trickle_s: float | None = None) -> SlowReceiver:
+        made.append(SlowReceiver(host, trickle_s))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def running_sender(client):
+    """Start `CallbackSender(client, cfg).run` in a thread; stopped at the end of the test."""
+    started: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(cfg) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=CallbackSender(client, cfg).run, args=(stop,), daemon=True)
+        thread.start()
+        started.append((thread, stop))
+        return thread, stop
+
+    yield start
+    for thread, stop in started:
+        stop.set()
+        thread.join(15)
+
+
+def test_a_trickling_receiver_is_cut_at_the_total_deadline(config, client, slow_receivers):
+    cfg = dataclasses.replace(config, callback_timeout_s=1.0)  # each byte comes well within 1 s: no read times out
+    trickler = slow_receivers("127.0.0.1", trickle_s=0.2)
+    outbox = Outbox(client, cfg)
+    event_id = outbox.push(trickler.url, {"event": "SUCCESS", "tracking_id": "t1"})
+    stepping = threading.Thread(target=CallbackSender(client, cfg).step, kwargs={"timeout": 1}, daemon=True)
+    stepping.start()
+    stepping.join(10)  # a per-read timeout alone would hold it until the receiver stops (LIFETIME_S)
+    assert not stepping.is_alive()
+    wait_for(lambda: trickler.cut == 1, 5, message="the receiver seeing the sender let go")
+    assert trickler.opened == 1 and trickler.bytes_sent[0] >= 2  # it was still trickling when cut
+    [(raw, _due)] = client.zrange("callbacks:retry", 0, -1, withscores=True)
+    retry = json.loads(raw)
+    assert retry["payload"]["event_id"] == event_id and retry["attempt"] == 1  # retried, like any failure
+    assert "DeadlineExceeded" in retry["last_error"] and "within 1 s" in retry["last_error"]
+
+
+def test_slow_receivers_hold_only_their_share_and_a_healthy_one_is_served_meanwhile(
+        config, client, http_server, slow_receivers, running_sender):
+    cfg = dataclasses.replace(config, callback_timeout_s=3.0, callback_concurrency=6, callback_per_host=2)
+    silent = slow_receivers("127.0.0.2")
+    trickler = slow_receivers("127.0.0.3", trickle_s=0.2)
+    http_server.routes["/cb"] = ok
+    outbox = Outbox(client, cfg)
+    for i in range(4):  # more than all the slots the two slow hosts could take together without a share
+        outbox.push(silent.url, {"event": "STARTED", "tracking_id": f"silent{i}"})
+        outbox.push(trickler.url, {"event": "STARTED", "tracking_id": f"trickle{i}"})
+    healthy = outbox.push(http_server.url("/cb"), {"event": "SUCCESS", "tracking_id": "healthy"})
+    running_sender(cfg)
+    wait_for(lambda: http_server.requests, 10, message="the healthy receiver's callback")
+    # delivered while every slow delivery is still hanging: none has reached its deadline yet
+    assert (silent.cut, trickler.cut) == (0, 0)
+    assert [json.loads(r.body)["event_id"] for r in http_server.requests] == [healthy]
+    wait_for(lambda: silent.open_now == 2 and trickler.open_now == 2, 5, message="two deliveries to each slow host")
+    # then the deadline cuts them, and each host's next events get its two slots, never more
+    wait_for(lambda: silent.cut >= 2 and trickler.cut >= 2 and silent.opened >= 3 and trickler.opened >= 3, 15,
+             message="the slow deliveries cut and the next ones started")
+    assert silent.max_open == 2 and trickler.max_open == 2
+    assert min(trickler.bytes_sent) >= 2  # cut mid-answer, by the total deadline (no read waited 3 s)
+
+
+def test_a_jobs_events_keep_their_order_while_other_jobs_go_alongside(config, client, http_server, running_sender):
+    # job a's and job b's first events must be under way together: one at a time, the first waits
+    # its 3 s alone (within the sender's timeout, so it is not retried) and the barrier breaks
+    cfg = dataclasses.replace(config, callback_concurrency=4, callback_per_host=4, callback_timeout_s=5.0)
+    firsts = threading.Barrier(2, timeout=3)
+    overlapped: list[bool] = []
+    lock = threading.Lock()
+
+    def receive(req):
+        payload = json.loads(req.body)
+        if payload["event"] == "STARTED":
+            try:
+                firsts.wait()
+                overlapped.append(True)
+            except threading.BrokenBarrierError:
+                overlapped.append(False)
+            time.sleep(0.3)  # slow to answer: the job's next event, were it sent alongside, would overtake
+        time.sleep(0.01)
+        with lock:
+            received.append(payload["event_id"])
+        return Response(b"", 204)
+
+    received: list[str] = []
+    http_server.routes["/cb"] = receive
+    outbox = Outbox(client, cfg)
+    sent: dict[str, list[str]] = {"a": [], "b": []}
+    for event in ("STARTED", "PROGRESS", "PROGRESS", "PROGRESS", "SUCCESS"):
+        for job in ("a", "b"):
+            sent[job].append(outbox.push(http_server.url("/cb"), {"event": event, "tracking_id": job}))
+    running_sender(cfg)
+    wait_for(lambda: len(received) == 10, 15, message="all ten events")
+    assert overlapped == [True, True]  # the two jobs were delivered side by side
+    for job, ids in sent.items():
+        assert [event_id for event_id in received if event_id in ids] == ids, job
+
+
+def test_a_hosts_backlog_past_what_a_sender_holds_is_parked_without_an_attempt(
+        config, client, slow_receivers, running_sender, monkeypatch):
+    monkeypatch.setattr(callbacks, "WAITING_PER_HOST", 1)
+    cfg = dataclasses.replace(config, callback_timeout_s=3.0, callback_per_host=1, callback_backoff_s=30)
+    silent = slow_receivers("127.0.0.2")
+    outbox = Outbox(client, cfg)
+    ids = [outbox.push(silent.url, {"event": "STARTED", "tracking_id": f"job{i}"}) for i in range(3)]
+    running_sender(cfg)
+    wait_for(lambda: client.zcard("callbacks:retry") == 1, 5, message="the third event parked")
+    [parked] = [json.loads(raw) for raw in client.zrange("callbacks:retry", 0, -1)]
+    assert parked["payload"]["event_id"] == ids[2] and parked["attempt"] == 0  # not counted as an attempt
+    assert silent.cut == 0 and silent.opened == 1  # while the first is still hanging, the second held
+    [processing] = client.keys("callbacks:processing:*")
+    assert [json.loads(raw)["payload"]["event_id"] for raw in client.lrange(processing, 0, -1)] == ids[:2]
+
+
+def test_stopping_puts_the_waiting_events_back_in_order_and_ends_within_the_deadline(
+        config, client, slow_receivers, running_sender):
+    cfg = dataclasses.replace(config, callback_timeout_s=2.0, callback_per_host=1)
+    silent = slow_receivers("127.0.0.2")
+    outbox = Outbox(client, cfg)
+    ids = [outbox.push(silent.url, {"event": "STARTED", "tracking_id": f"job{i}"}) for i in range(4)]
+    thread, stop = running_sender(cfg)
+    wait_for(lambda: silent.opened == 1 and client.llen("callbacks:queue") == 0, 5, message="one delivery, three held")
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [json.loads(raw)["payload"]["event_id"] for raw in client.lrange("callbacks:queue", 0, -1)] == ids[1:]
+    [retry] = [json.loads(raw) for raw in client.zrange("callbacks:retry", 0, -1)]  # the one under way: cut, retried
+    assert retry["payload"]["event_id"] == ids[0] and retry["attempt"] == 1
+    assert client.keys("callbacks:processing:*") == [] and client.keys("callbacks:alive:*") == []
