@@ -73,8 +73,6 @@ class Config:
     callback_backoff_max_s: float = 300.0
     callback_concurrency: int = 8  # deliveries under way at once (`python -m api callbacks`)
     callback_per_host: int = 2  # of which at most this many to one host: a slow one cannot take them all
-    callback_concurrency: int = 8  # deliveries under way at once (`python -m api callbacks`)
-    callback_per_host: int = 2  # of which at most this many to one host: a slow one cannot take them all
     progress_interval_s: float = 1.0
     # `python -m api serve`
     api_host: str = "127.0.0.1"
