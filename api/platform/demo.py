@@ -22,12 +22,12 @@ callbacks, result files, zips and serving.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .clientjson import loads
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,17 +53,20 @@ class Param:
     min: float | None = None
     max: float | None = None
     items: type = str
+    nullable: bool = False  # JSON null accepted (as None); otherwise null is a 400 naming the field
 
     def coerce(self, name: str, value: Any) -> Any:
         """The value as `type`, or InputError naming the field. Strings are accepted for every
         type because multipart forms carry only strings."""
-        if value is None:
-            return None
         kind = self.type
+        if value is None:
+            if self.nullable:
+                return None
+            raise InputError(f"parameters.{name}", f"must be {_article(TYPE_NAMES[kind])}, not null")
         try:
             if kind is list:
                 if isinstance(value, str):
-                    value = json.loads(value) if value.strip().startswith("[") else \
+                    value = loads(value, f"parameters.{name}") if value.strip().startswith("[") else \
                         [v.strip() for v in value.split(",") if v.strip()]
                 if not isinstance(value, list):
                     raise TypeError
@@ -87,7 +90,7 @@ class Param:
                     raise TypeError
             else:  # pragma: no cover - a demo declared an unsupported type
                 raise RuntimeError(f"unsupported parameter type {kind!r}")
-        except (TypeError, ValueError, json.JSONDecodeError):
+        except (TypeError, ValueError):
             raise InputError(f"parameters.{name}", f"must be {_article(TYPE_NAMES[kind])}") from None
         if self.choices is not None and value not in self.choices:
             raise InputError(f"parameters.{name}", f"must be one of {', '.join(map(str, self.choices))}")
@@ -98,7 +101,8 @@ class Param:
         return value
 
     def json_schema(self) -> dict:
-        schema: dict[str, Any] = {"type": TYPE_NAMES[self.type]}
+        kind = TYPE_NAMES[self.type]
+        schema: dict[str, Any] = {"type": [kind, "null"] if self.nullable else kind}
         if self.type is list:
             schema["items"] = {"type": TYPE_NAMES[self.items]}
         if self.default is not None:
@@ -112,6 +116,11 @@ class Param:
         if self.max is not None:
             schema["maximum"] = self.max
         return schema
+
+
+def _default(name: str, param: Param) -> Any:
+    """A parameter the client left out: its default (coerced, so a list default is a fresh copy)."""
+    return None if param.default is None else param.coerce(name, param.default)
 
 
 def _article(word: str) -> str:
@@ -149,17 +158,15 @@ class Demo:
         if raw is None or raw == "":
             raw = {}
         if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError:
-                raise InputError("parameters", "must be a JSON object") from None
+            raw = loads(raw, "parameters")
         if not isinstance(raw, dict):
             raise InputError("parameters", "must be a JSON object")
         unknown = sorted(set(raw) - set(self.params))
         if unknown:
             raise InputError(f"parameters.{unknown[0]}",
                              f"unknown parameter; {self.name} accepts {', '.join(self.params) or 'none'}")
-        return {name: param.coerce(name, raw.get(name, param.default)) for name, param in self.params.items()}
+        return {name: param.coerce(name, raw[name]) if name in raw else _default(name, param)
+                for name, param in self.params.items()}
 
     def extra_documents(self, params: dict) -> list["Document"]:
         """Documents a job reads besides the client's, from its validated parameters (e.g. the

@@ -12,6 +12,8 @@ import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .queue import INFRASTRUCTURE_ERRNOS
+
 log = logging.getLogger(__name__)
 
 
@@ -93,3 +95,31 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
         return error_response(500, "internal_error", "internal error; see the API log")
+
+    @app.errorhandler(redis.ResponseError)
+    @app.errorhandler(OSError)
+    def _storage_failing(exc: Exception):
+        reason = storage_failure(exc)
+        if reason is None:
+            return _unexpected(exc)
+        log.error("storage failing: %s", exc)
+        return error_response(503, "unavailable", f"{reason}; try again later")
+
+
+def redis_error_code(exc: redis.ResponseError) -> str:
+    """The error code Redis answered ("MISCONF", "ERR", ...), also when redis-py prefixed the
+    message with the pipeline command that caused it."""
+    message = str(exc).rpartition(" of pipeline caused error: ")[2]
+    return message.split(" ", 1)[0]
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """What a client should read when `exc` means the server cannot store anything now (a full or
+    failing disk under DATA_FOLDER, or Redis refusing writes: MISCONF after a failed save, a
+    read-only replica), else None. Such a request may succeed later, so it is a 503, not a 500."""
+    if isinstance(exc, redis.ReadOnlyError) or (
+            isinstance(exc, redis.ResponseError) and redis_error_code(exc) == "MISCONF"):
+        return "the job store (Redis) refuses writes (its disk is full or failing)"
+    if isinstance(exc, OSError) and exc.errno in INFRASTRUCTURE_ERRNOS:
+        return "the server's disk is full or failing"
+    return None

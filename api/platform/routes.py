@@ -8,28 +8,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import time
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from . import datasets, metrics, openapi
-from .services import services
+from .clientjson import json_limit, request_json
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
 from .events import announce
-from .inputs import document_from_upload, parse_documents
-from .inputs.names import unique
-from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, ended_jobs_older_than, iso, remember_idempotency_key
+from .inputs import Document, document_from_upload, parse_documents
+from .inputs.names import MAX_NAME, unique
+from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, ended_jobs_older_than, iso
 from .netguard import AddressNotAllowed, check_url
+from .queue import INFRASTRUCTURE_ERRNOS, NAMESPACE
+from .services import services
 from .storage import (
     ZIP_NAME, clear_job_files, is_tracking_id, serve_data_file, serve_file,
 )
 
 START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
+log = logging.getLogger(__name__)
 
 platform_blueprint = Blueprint("platform", __name__)
 
@@ -151,7 +158,7 @@ def demo_blueprint(demo: Demo) -> Blueprint:
     @bp.post("/monitor/clear")
     def monitor_clear():
         """Delete the results (and uploads) of ended jobs older than `days_before` days (form or JSON)."""
-        raw = request.form.get("days_before", (request.get_json(silent=True) or {}).get("days_before"))
+        raw = read_request()[0].get("days_before")
         try:
             days = float(raw)
             if not days >= 0:
@@ -242,10 +249,10 @@ def monitor_body(app: str) -> dict:
 
 
 # -- starting and cancelling -----------------------------------------------------------------------
-def read_start_request() -> tuple[dict, list]:
-    """The start request's fields and uploaded files, from JSON or from a (multipart) form."""
+def read_request() -> tuple[dict, list]:
+    """The request's fields and uploaded files, from a JSON object or from a (multipart) form."""
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
+        body = request_json()
         if not isinstance(body, dict):
             raise InputError("body", "not a JSON object")
         return body, []
@@ -253,6 +260,7 @@ def read_start_request() -> tuple[dict, list]:
         fields = {key: request.form[key] for key in request.form}
         uploads = [f for key in request.files for f in request.files.getlist(key) if f.filename]
         return fields, uploads
+    request.max_content_length = json_limit()  # a body of another type is refused unread past this
     if not request.get_data(cache=True):
         return {}, []
     raise ApiError("send JSON (application/json) or a form (multipart/form-data)", status=415,
@@ -260,9 +268,10 @@ def read_start_request() -> tuple[dict, list]:
 
 
 def start_job(demo: Demo):
-    """Validate everything first (a 4xx leaves no trace), then save uploads, record, enqueue."""
+    """Validate everything first (a 4xx leaves no trace), then save uploads, record, enqueue. A
+    failure after that removes what this request saved and frees its Idempotency-Key."""
     s = services()
-    body, uploads = read_start_request()
+    body, uploads = read_request()
     unknown = sorted(set(body) - set(START_FIELDS))
     if unknown:
         raise InputError(unknown[0], f"unknown field; expected {', '.join(START_FIELDS)}")
@@ -282,49 +291,145 @@ def start_job(demo: Demo):
             raise InputError("notify_url", str(exc)) from None
     if not documents and not uploads:
         raise InputError("documents", "give at least one document, or upload files")
-    queue = s.cfg.queue_for(demo.name)
-    if s.platform.queue_size(queue) >= s.cfg.max_queue_length:
-        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
 
     tracking_id = uuid.uuid4().hex
     key = request.headers.get("Idempotency-Key", "").strip()
+    binding = ""
     if key:
-        request_parts = [experiment_id, notify_url, body.get("documents"), params, [u.filename for u in uploads]]
-        earlier = job_of_idempotency_key(demo.name, key, tracking_id, request_parts)
+        request_parts = [experiment_id, notify_url, body.get("documents"), params,
+                         [(u.filename, content_hash(u)) for u in uploads]]
+        binding = f"{tracking_id}:{hashlib.sha256(canonical_json(request_parts)).hexdigest()}"
+        earlier = job_of_idempotency_key(demo.name, key, binding)
         if earlier is not None:
             return start_response(earlier, replayed=True)
-
-    for index, upload in enumerate(uploads):
-        name = secure_filename(upload.filename) or f"upload{index}"
-        path = s.cfg.uploads_folder / tracking_id / f"{index:04d}" / name  # keeps the client's file name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        upload.save(path)
-        documents.append(document_from_upload(path, upload.filename, taken))
-
-    message = s.platform.message_for(demo.name, tracking_id)
-    job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
-              base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents],
-              message_id=message.message_id)
-    s.store.create(job)
-    s.platform.enqueue(message)
+    try:
+        documents += save_uploads(uploads, tracking_id, taken)
+        job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
+                  base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents])
+        create_and_enqueue(demo.name, job)
+    except BaseException:
+        shutil.rmtree(s.cfg.uploads_folder / tracking_id, ignore_errors=True)
+        if binding:
+            release_idempotency_key(demo.name, key, binding)
+        raise
     return start_response(job)
 
 
-def job_of_idempotency_key(app: str, key: str, tracking_id: str, request_parts: list) -> Job | None:
-    """The job an earlier request with this key started, or None if the key is new (it is then
-    bound to `tracking_id`). The same key with a different request is a 409."""
+def save_uploads(uploads: list[FileStorage], tracking_id: str, taken: set[str]) -> list[Document]:
+    """Each upload saved as uploads/<tracking_id>/<index>/<safe name>; a file that cannot be saved
+    is a 400 naming it, unless the disk is full or failing (the handlers make that a 503)."""
+    folder = services().cfg.uploads_folder / tracking_id
+    documents = []
+    for index, upload in enumerate(uploads):
+        path = folder / f"{index:04d}" / upload_name(upload.filename, index)  # keeps the client's file name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            upload.save(path)
+        except OSError as exc:
+            if exc.errno in INFRASTRUCTURE_ERRNOS:
+                raise
+            raise InputError(upload.name or "files", f"{upload.filename!r} could not be saved: {exc.strerror}") from None
+        documents.append(document_from_upload(path, upload.filename, taken))
+    return documents
+
+
+def upload_name(filename: str, index: int) -> str:
+    """The client's file name made safe and short enough for any file system (its suffix kept)."""
+    name = secure_filename(filename) or f"upload{index}"
+    if len(name) <= MAX_NAME:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or len(suffix) > 16:
+        return name[:MAX_NAME]
+    return f"{stem[:MAX_NAME - len(suffix) - 1]}.{suffix}"
+
+
+def content_hash(upload: FileStorage) -> str:
+    """sha256 of an uploaded file (read from its spooled copy, then rewound for saving)."""
+    digest = hashlib.file_digest(upload.stream, "sha256").hexdigest()
+    upload.stream.seek(0)
+    return digest
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+# Admission to a queue: room is waiting messages + requests admitted and not yet enqueued (a sorted
+# set of tokens by time; a token older than ADMISSION_STALE_S is from a process that died mid-way).
+ADMITTING_KEY = "admitting:{queue}"
+ADMISSION_STALE_S = 60
+ADMIT_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+if redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+def create_and_enqueue(app: str, job: Job) -> None:
+    """Record and enqueue `job` if its queue has room (429 otherwise). The room is taken atomically
+    in Redis, counting requests admitted but not yet enqueued, so concurrent requests cannot
+    overfill the queue."""
     s = services()
-    fingerprint = hashlib.sha256(json.dumps(request_parts, sort_keys=True, default=str).encode()).hexdigest()
-    bound = remember_idempotency_key(s.platform.client, s.cfg, app, key, f"{tracking_id}:{fingerprint}")
+    queue = s.cfg.queue_for(app)
+    token = job.tracking_id
+    admit = s.platform.client.register_script(ADMIT_LUA)
+    now = time.time()
+    if not admit(keys=[f"{NAMESPACE}:{queue}", ADMITTING_KEY.format(queue=queue)],
+                 args=[token, now, now - ADMISSION_STALE_S, s.cfg.max_queue_length]):
+        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
+    try:
+        message = s.platform.message_for(app, job.tracking_id)
+        job.message_id = message.message_id
+        s.store.create(job)
+        s.platform.enqueue(message)
+    finally:
+        s.platform.client.zrem(ADMITTING_KEY.format(queue=queue), token)
+
+
+# -- Idempotency-Key: idempotency:<app>:<sha256 of the key> -> "<tracking_id>:<request fingerprint>"
+def idempotency_redis_key(app: str, key: str) -> str:
+    return f"idempotency:{app}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def job_of_idempotency_key(app: str, key: str, binding: str) -> Job | None:
+    """The job an earlier request with this key started, or None if the key is new (it is then
+    bound to `binding`, "<tracking_id>:<fingerprint>", until this request ends: released if it
+    fails). The same key with a different request is a 409; so is one still in flight."""
+    s = services()
+    redis_key = idempotency_redis_key(app, key)
+    bound = ""
+    while not bound:  # empty: released between SET and GET (that request failed), so bind again
+        if s.platform.client.set(redis_key, binding, nx=True, ex=s.cfg.job_ttl_s):
+            return None
+        bound = (s.platform.client.get(redis_key) or b"").decode()
     bound_id, _, bound_fingerprint = bound.partition(":")
-    if bound_id == tracking_id:
-        return None
-    if bound_fingerprint != fingerprint:
+    if bound_fingerprint != binding.partition(":")[2]:
         raise Conflict("this Idempotency-Key was used for a different request")
     earlier = s.store.get(app, bound_id)
     if earlier is None:
         raise Conflict("a request with this Idempotency-Key is still being handled; retry")
     return earlier
+
+
+def release_idempotency_key(app: str, key: str, binding: str) -> None:
+    """Free the key if this request still holds it, so that a retry of a failed request starts a job."""
+    client = services().platform.client
+    try:
+        client.register_script(RELEASE_LUA)(keys=[idempotency_redis_key(app, key)], args=[binding])
+    except redis.RedisError as exc:  # Redis is why the request failed: the key expires with its TTL
+        log.error("could not release Idempotency-Key %s: %s", idempotency_redis_key(app, key), exc)
 
 
 def start_response(job: Job, replayed: bool = False):

@@ -16,6 +16,7 @@ from PIL import ImageStat
 from api.platform.demo import Demo, Param
 from api.platform.errors import InputError
 from api.platform.inputs import Document
+from api.platform.inputs.names import SAFE_NAME
 
 
 class MeanColour:
@@ -41,10 +42,12 @@ class Dummy(Demo):
     }
 
     def extra_documents(self, params: dict) -> list[Document]:
+        """DATA_FOLDER/<folder>, a folder name only: a path ("/etc", "../x") could reach, and by the
+        answer reveal, any directory of the host, so it gets the same answer as a missing folder."""
         if not params["folder"]:
             return []
         folder = self.cfg.data_folder / params["folder"]
-        if not folder.is_dir():
+        if not SAFE_NAME.match(params["folder"]) or not folder.is_dir():
             raise InputError("parameters.folder", "no such folder in DATA_FOLDER")
         return [Document(type="dir", uid="folder", path=str(folder))]
 
