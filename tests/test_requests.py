@@ -263,11 +263,12 @@ def test_queue_limit_holds_for_concurrent_starts(env, redis_url):
         statuses.append(start(app.test_client()).status_code)
 
     threads = [threading.Thread(target=post) for _ in range(8)]
+    already = control.info("clients")["blocked_clients"]
     control.client_pause(60_000, all=False)
     try:
         for thread in threads:
             thread.start()
-        wait_for(lambda: control.info("clients")["blocked_clients"] >= 8, message="8 starts held by the pause")
+        wait_for(lambda: control.info("clients")["blocked_clients"] >= already + 8, message="8 starts held back")
     finally:
         control.client_unpause()
     for thread in threads:
