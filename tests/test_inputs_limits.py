@@ -80,9 +80,8 @@ def test_feed_holds_decoded_bytes_within_the_budget_and_keeps_the_order(config, 
                for i in range(count)]
     one = side * side * feed_module.RGB_PIXEL_BYTES
     limit = 2 * one + feed_module.decode_bytes(side, side, "L", False)  # in hand + one ahead + one decoding
-    monkeypatch.setattr(feed_module, "DECODE_AHEAD_BYTES", limit)
     spy = DecodeSpy(monkeypatch)
-    cfg = dataclasses.replace(config, prefetch_images=count, download_workers=4)
+    cfg = dataclasses.replace(config, prefetch_images=count, download_workers=4, decode_ahead_bytes=limit)
     with ImageFeed(sources, Fetcher(cfg), cfg) as feed:
         items = iter(feed)
         first = next(items)
@@ -109,8 +108,7 @@ def test_an_image_larger_than_the_budget_is_decoded_alone(config, tmp_path, monk
     sources = [ImageSource("doc", f"p{i}", i, path=grey_png(tmp_path / f"p{i}.png", side, 10 * i))
                for i, side in enumerate(sides)]
     large_peak = feed_module.decode_bytes(large, large, "L", False)
-    monkeypatch.setattr(feed_module, "DECODE_AHEAD_BYTES", large_peak // 4)
-    cfg = dataclasses.replace(config, prefetch_images=4, download_workers=4)
+    cfg = dataclasses.replace(config, prefetch_images=4, download_workers=4, decode_ahead_bytes=large_peak // 4)
     loaded, feed = feed_all(sources, Fetcher(cfg), cfg)
     assert [item.image.size for item in loaded] == [(side, side) for side in sides]
     assert feed.budget.peak == large_peak  # nothing else was held, or decoded, beside it
@@ -118,7 +116,6 @@ def test_an_image_larger_than_the_budget_is_decoded_alone(config, tmp_path, monk
 
 
 def test_images_that_fail_give_up_their_turn_so_the_feed_goes_on(config, http_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(feed_module, "DECODE_AHEAD_BYTES", 1)  # every image decoded alone, in turn
     http_server.add("/good.png", png_bytes(), "image/png")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     grey_png(tmp_path / "huge.png", 1100, 0)
@@ -130,7 +127,8 @@ def test_images_that_fail_give_up_their_turn_so_the_feed_goes_on(config, http_se
         ImageSource("doc", "good", 4, url=http_server.url("/good.png")),
         ImageSource("doc", "none", 5),
     ]
-    cfg = dataclasses.replace(config, prefetch_images=6, download_workers=3, max_image_pixels=1_000_000)
+    cfg = dataclasses.replace(config, prefetch_images=6, download_workers=3, max_image_pixels=1_000_000,
+                              decode_ahead_bytes=1)  # every image decoded alone, in turn
     loaded, feed = feed_all(sources, Fetcher(cfg), cfg)
     assert [item.source.index for item in loaded] == list(range(6))
     assert [item.image is not None for item in loaded] == [False, False, False, False, True, False]
@@ -139,9 +137,8 @@ def test_images_that_fail_give_up_their_turn_so_the_feed_goes_on(config, http_se
 
 
 def test_close_wakes_the_threads_waiting_for_room(config, tmp_path, monkeypatch):
-    monkeypatch.setattr(feed_module, "DECODE_AHEAD_BYTES", 1)
     sources = [ImageSource("doc", f"p{i}", i, path=grey_png(tmp_path / f"p{i}.png", 300, i)) for i in range(6)]
-    cfg = dataclasses.replace(config, prefetch_images=6, download_workers=3)
+    cfg = dataclasses.replace(config, prefetch_images=6, download_workers=3, decode_ahead_bytes=1)
     feed = ImageFeed(sources, Fetcher(cfg), cfg)
     items = iter(feed)
     assert next(items).image is not None

@@ -41,6 +41,8 @@ class Config:
     download_timeout_s: float = 30.0
     download_workers: int = 4
     prefetch_images: int = 8
+    # Decoded pixels the image feed may hold at once (being decoded, ahead, and the one in hand).
+    decode_ahead_bytes: int = 512 * 2**20
     iiif_image_size: str = "!2048,2048"
     pdf_dpi: int = 150
     allow_private_urls: bool = False

@@ -28,9 +28,6 @@ from ..config import Config
 from .fetch import DownloadError, Fetcher
 from .sources import ImageSource
 
-# Bytes of decoded pixels the feed may hold at once: images being decoded, decoded ahead, and the
-# one the demo was last given. A module constant until config.py has DECODE_AHEAD_BYTES.
-DECODE_AHEAD_BYTES = 512 * 2**20
 RGB_PIXEL_BYTES = 4  # Pillow keeps an RGB pixel in 32 bits
 _ALPHA_FLATTEN_BYTES = 5  # a transparent image is flattened through an RGBA copy and its alpha band
 
@@ -204,7 +201,7 @@ class ImageFeed:
         self.fetcher = fetcher
         self.cfg = cfg
         self.ahead = max(1, cfg.prefetch_images)
-        self.budget = DecodeBudget(DECODE_AHEAD_BYTES)
+        self.budget = DecodeBudget(cfg.decode_ahead_bytes)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.download_workers), thread_name_prefix="image-feed")
 
