@@ -168,7 +168,6 @@ def test_json_strings_in_a_form_nested_deep_are_400(client, field):
     assert json_of(response)["error"]["field"] == ("parameters" if field == "parameters" else "parameters.labels")
 
 
-@pytest.mark.xfail(strict=True, reason="api/platform/inputs/documents.py:_as_list must parse with clientjson.loads")
 def test_documents_string_nested_deep_is_400(client):
     assert_error(client.post("/dummy/start", data={"documents": deep_list(DEEP)}), 400, mentions="documents")
 

@@ -7,7 +7,6 @@ ends in exactly one state. `job.json` beside the results keeps the final state a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -257,15 +256,6 @@ class JobStore:
             data = json.loads(path.read_text()) if path.is_file() else {}
             return data.get("errors", [])[:limit], data.get("log", []), len(data.get("errors", []))
         return [json.loads(e) for e in errors], [line.decode() for line in log], int(count)
-
-
-def remember_idempotency_key(client: redis.Redis, cfg: Config, app: str, key: str, tracking_id: str) -> str:
-    """The tracking id already bound to this Idempotency-Key, or `tracking_id` if it is new."""
-    redis_key = f"idempotency:{app}:{hashlib.sha256(key.encode()).hexdigest()}"
-    if client.set(redis_key, tracking_id, nx=True, ex=cfg.job_ttl_s):
-        return tracking_id
-    existing = client.get(redis_key)
-    return existing.decode() if existing else tracking_id
 
 
 def job_path(cfg: Config, job: Job) -> Path:

@@ -84,6 +84,11 @@ def redis_client(url: str, patience_s: float = 0.0) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30)
 
 
+def queue_key(queue: str) -> str:
+    """dramatiq's Redis list of the messages waiting on `queue`."""
+    return f"{NAMESPACE}:{queue}"
+
+
 def wake_key(queue: str) -> str:
     return f"{NAMESPACE}:wake:{queue}"
 
@@ -182,16 +187,16 @@ class Platform:
               abort_timeout=int(self.cfg.cancel_grace_s * 1000) if running else 0)
 
     def queue_size(self, queue: str) -> int:
-        return int(self.client.llen(f"{NAMESPACE}:{queue}"))
+        return int(self.client.llen(queue_key(queue)))
 
     def queue_sizes(self) -> dict[str, dict[str, int]]:
         """Waiting, delayed (retry back-off) and dead-lettered messages per queue."""
         queues = sorted({self.cfg.queue_for(app) for app in self.actors})
         pipe = self.client.pipeline()
         for q in queues:
-            pipe.llen(f"{NAMESPACE}:{q}")
-            pipe.llen(f"{NAMESPACE}:{q}.DQ")
-            pipe.zcard(f"{NAMESPACE}:{q}.XQ")
+            pipe.llen(queue_key(q))
+            pipe.llen(queue_key(f"{q}.DQ"))
+            pipe.zcard(queue_key(f"{q}.XQ"))
         replies = pipe.execute()
         return {q: {"waiting": replies[3 * i], "delayed": replies[3 * i + 1], "dead": replies[3 * i + 2]}
                 for i, q in enumerate(queues)}

@@ -18,7 +18,6 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import FileStorage
-from werkzeug.utils import secure_filename
 
 from . import datasets, metrics, openapi
 from .clientjson import json_limit, request_json
@@ -26,13 +25,13 @@ from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
 from .events import announce
 from .inputs import Document, document_from_upload, parse_documents
-from .inputs.names import MAX_NAME, unique
+from .inputs.names import MAX_NAME, safe_filename, unique
 from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, ended_jobs_older_than, iso
 from .netguard import AddressNotAllowed, check_url
-from .queue import INFRASTRUCTURE_ERRNOS, NAMESPACE
+from .queue import INFRASTRUCTURE_ERRNOS, queue_key
 from .services import services
 from .storage import (
-    ZIP_NAME, clear_job_files, is_tracking_id, serve_data_file, serve_file,
+    DISK_KEY, ZIP_NAME, clear_job_files, is_tracking_id, serve_data_file, serve_file,
 )
 
 START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
@@ -166,9 +165,15 @@ def demo_blueprint(demo: Demo) -> Blueprint:
         except (TypeError, ValueError):
             raise InputError("days_before", "required: a number of days, 0 or more") from None
         s = services()
-        tracking_ids = [tid for tid in ended_jobs_older_than(s.cfg, app, days * 86400) if is_tracking_id(tid)]
-        freed = sum(clear_job_files(s.cfg, app, tid) for tid in tracking_ids)
-        s.platform.client.decrby(f"disk:{app}", freed)
+        freed, tracking_ids = 0, []
+        for tid in ended_jobs_older_than(s.cfg, app, days * 86400):
+            if not is_tracking_id(tid):
+                continue
+            try:
+                freed += clear_job_files(s.cfg, app, tid, s.platform.client)
+            except Conflict:  # its end is being written: the next clear takes it
+                continue
+            tracking_ids.append(tid)
         return jsonify(cleared=len(tracking_ids), bytes_freed=freed, days_before=days, tracking_ids=tracking_ids)
 
     @bp.post("/monitor/clear/<tracking_id>")
@@ -178,8 +183,7 @@ def demo_blueprint(demo: Demo) -> Blueprint:
         job = get_job(app, tracking_id)
         if not job.finished:
             raise Conflict(f"job {tracking_id} is {job.state}; cancel it or wait for it to end")
-        freed = clear_job_files(s.cfg, app, tracking_id)
-        s.platform.client.decrby(f"disk:{app}", freed)
+        freed = clear_job_files(s.cfg, app, tracking_id, s.platform.client)
         return jsonify(cleared=1, bytes_freed=freed, tracking_ids=[tracking_id])
 
     @bp.get("/models")
@@ -231,7 +235,7 @@ def monitor_body(app: str) -> dict:
     queue = s.cfg.queue_for(app)
     sizes = s.platform.queue_sizes()
     disk = shutil.disk_usage(s.cfg.data_folder) if s.cfg.data_folder.exists() else None
-    results_bytes = int(s.platform.client.get(f"disk:{app}") or 0)
+    results_bytes = int(s.platform.client.get(DISK_KEY.format(app=app)) or 0)
     workers = [w for w in s.platform.live_workers() if not w.get("queues") or queue in w["queues"]]
     return {
         "app": app,
@@ -321,27 +325,18 @@ def save_uploads(uploads: list[FileStorage], tracking_id: str, taken: set[str]) 
     folder = services().cfg.uploads_folder / tracking_id
     documents = []
     for index, upload in enumerate(uploads):
-        path = folder / f"{index:04d}" / upload_name(upload.filename, index)  # keeps the client's file name
+        name = safe_filename(upload.filename or "", f"upload{index}", max_bytes=MAX_NAME)  # the client's, made safe
+        path = folder / f"{index:04d}" / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             upload.save(path)
         except OSError as exc:
             if exc.errno in INFRASTRUCTURE_ERRNOS:
                 raise
-            raise InputError(upload.name or "files", f"{upload.filename!r} could not be saved: {exc.strerror}") from None
+            raise InputError(upload.name or "files",
+                             f"{upload.filename!r} could not be saved: {exc.strerror}") from None
         documents.append(document_from_upload(path, upload.filename, taken))
     return documents
-
-
-def upload_name(filename: str, index: int) -> str:
-    """The client's file name made safe and short enough for any file system (its suffix kept)."""
-    name = secure_filename(filename) or f"upload{index}"
-    if len(name) <= MAX_NAME:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or len(suffix) > 16:
-        return name[:MAX_NAME]
-    return f"{stem[:MAX_NAME - len(suffix) - 1]}.{suffix}"
 
 
 def content_hash(upload: FileStorage) -> str:
@@ -378,7 +373,7 @@ def create_and_enqueue(app: str, job: Job) -> None:
     token = job.tracking_id
     admit = s.platform.client.register_script(ADMIT_LUA)
     now = time.time()
-    if not admit(keys=[f"{NAMESPACE}:{queue}", ADMITTING_KEY.format(queue=queue)],
+    if not admit(keys=[queue_key(queue), ADMITTING_KEY.format(queue=queue)],
                  args=[token, now, now - ADMISSION_STALE_S, s.cfg.max_queue_length]):
         raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
     try:

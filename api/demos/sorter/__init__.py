@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from api.platform.clientjson import loads
 from api.platform.demo import Demo, Param
 from api.platform.errors import InputError
 
@@ -66,10 +67,7 @@ class Sorter(Demo):
         """As the base class, but `arm_constants` may be a JSON object (or its text) and is checked
         here: an object is not one of the platform's parameter types."""
         if isinstance(raw, str) and raw.strip():
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError:
-                raise InputError("parameters", "must be a JSON object") from None
+            raw = loads(raw, "parameters")
         arm = None
         if isinstance(raw, dict) and "arm_constants" in raw:
             raw = dict(raw)

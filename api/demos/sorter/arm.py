@@ -49,7 +49,7 @@ def parse_arm_constants(value: Any) -> dict | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise ValueError("must be a JSON object such as "
                              '{"arm_radius": 1000, "rotation_range_as_pw": 1000, ...}') from None
     if isinstance(value, list):

@@ -8,12 +8,12 @@ module produced (`Document.from_dict` of a job's stored documents).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..clientjson import loads
 from ..config import Config
 from ..errors import InputError
 from ..netguard import check_url
@@ -105,10 +105,7 @@ def _as_list(raw: Any) -> list:
     if raw is None or (isinstance(raw, (str, bytes)) and not raw.strip()):
         return []
     if isinstance(raw, (str, bytes)):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise InputError("documents", f"not valid JSON: {exc}") from None
+        raw = loads(raw, "documents")
     if not isinstance(raw, list):
         raise InputError("documents", "must be a list of documents (or a JSON string of one)")
     return raw
