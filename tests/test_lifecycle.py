@@ -134,7 +134,7 @@ def test_cancel_mid_job_stops_at_next_image_and_worker_takes_next_job(env, procs
     wait_for(lambda: any(e["event"] == "CANCELLED" for e in received_events(http_server, "/cb")), 20,
              message="CANCELLED callback")
     following = start_job(client, images=1)
-    assert wait_state(client, following)["state"] == "SUCCESS"
+    assert (s := wait_state(client, following))["state"] == "SUCCESS", (s, procs.logs())
 
 
 def kill_busy_worker(client, procs, redis_url: str, tracking_id: str, first) -> None:
@@ -211,7 +211,7 @@ def test_time_limit_ends_failure(env, procs, data_folder, redis_url):
     status = wait_state(client, tracking_id, timeout=30)
     assert status["state"] == "FAILURE" and "time limit" in status["error"]
     following = start_job(client, images=1)
-    assert wait_state(client, following)["state"] == "SUCCESS"
+    assert (s := wait_state(client, following))["state"] == "SUCCESS", (s, procs.logs())
 
 
 def test_serve_with_embedded_redis_and_submit_wait(tmp_path):

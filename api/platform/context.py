@@ -26,14 +26,14 @@ class JobCancelled(Exception):
 class JobContext:
     def __init__(self, job: Job, *, cfg: Config, store: JobStore, folder: Path, sources: list[ImageSource],
                  fetcher: Fetcher, cancel_requested: Callable[[], bool], on_progress: Callable[[Job], None],
-                 device: str = "cpu"):
+                 device: str | Callable[[], str] = "cpu"):
         self.job = job
         self.cfg = cfg
         self.store = store
         self.folder = folder
         self.sources = sources
         self.fetcher = fetcher
-        self.device = device
+        self._device = device
         self._cancel_requested = cancel_requested
         self._on_progress = on_progress
         self._last_progress = 0.0
@@ -58,6 +58,13 @@ class JobContext:
     @property
     def total(self) -> int:
         return self.job.total
+
+    @property
+    def device(self) -> str:
+        """Where models run ("cpu", "cuda", ...). Resolved only when asked: finding out imports
+        torch, which a job that needs no model must not pay for (nor be interrupted in, by its
+        time limit, leaving a half-imported torch behind for the next job)."""
+        return self._device() if callable(self._device) else self._device
 
     # -- images in, progress out --------------------------------------------------------------
     def images(self) -> Iterator[LoadedImage]:

@@ -136,7 +136,8 @@ class JobRunner:
         self.store.update(job, total=len(sources))
         ctx = JobContext(job, cfg=self.cfg, store=self.store, folder=job_path(self.cfg, job), sources=sources,
                          fetcher=self.fetcher, cancel_requested=self._cancel_requested,
-                         on_progress=lambda j: announce(self.outbox, self.cfg, j, "PROGRESS"), device=self.device)
+                         on_progress=lambda j: announce(self.outbox, self.cfg, j, "PROGRESS"),
+                         device=lambda: self.device)
         run_started = time.perf_counter()
         output = demo.run(ctx, model)
         run_s = time.perf_counter() - run_started
