@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -92,22 +93,57 @@ def total(reports: Iterable[dict]) -> dict[str, dict]:
     return result
 
 
+def worst_first(per_image: dict[str, dict]) -> list[str]:
+    """Image names sorted worst first: by the mean F1 over the types that occur (in truth or
+    prediction), ties by name; the images to look at first when a set scores low."""
+    def score(name: str) -> tuple[float, str]:
+        report = per_image[name]
+        present = [r["f1"] for r in report.values() if r["tp"] + r["fp"] + r["fn"]]
+        return (sum(present) / len(present) if present else 1.0), name
+
+    return sorted(per_image, key=score)
+
+
+def overlay(rgb: np.ndarray, predicted: list[Primitive], truth: list[Primitive]) -> np.ndarray:
+    """A picture to judge one image by: the truth thick and pale, the prediction thin in its
+    type's colour over it (preview.py's colours), on the faded image."""
+    import cv2
+
+    from .preview import COLOURS, draw_preview
+
+    canvas = draw_preview(rgb, [], mark_ends=False)
+    thin = max(1, round(max(canvas.shape[:2]) / 700))
+    for layer, colour, thickness in ((truth, None, 3 * thin + 2), (predicted, COLOURS, thin)):
+        for p in layer:
+            pts = np.round(np.array(p.points(step=2.0)) * 16).astype(np.int32)
+            cv2.polylines(canvas, [pts], p.type == "circle", colour[p.type] if colour else (250, 200, 120),
+                          thickness, cv2.LINE_AA, 4)
+    return canvas
+
+
 # -- reading files -----------------------------------------------------------------------------------
 def read_primitives(path: Path, height: float | None = None) -> list[Primitive]:
     """Primitives from our JSON, any SVG (line, polyline, polygon, circle, path M/L/H/V/A/Z) or a DXF."""
+    return read_drawing(path, height)[0]
+
+
+def read_drawing(path: Path, height: float | None = None) -> tuple[list[Primitive], Counter]:
+    """(primitives, what the file draws that is none of them, by kind: elliptical arcs, curves, …)."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         data = json.loads(path.read_text())
         items = data.get("primitives", data) if isinstance(data, dict) else data
-        return [Primitive.from_dict(item) for item in items]
+        return [Primitive.from_dict(item) for item in items], Counter()
     if suffix == ".svg":
         from .svg import parse_svg
 
-        return parse_svg(path.read_bytes()).primitives
+        drawing = parse_svg(path.read_bytes())
+        return drawing.primitives, drawing.skipped
     if suffix == ".dxf":
-        from .dxf import read_dxf
+        from .dxf import read_dxf_drawing
 
-        return read_dxf(path, height=height)
+        found = read_dxf_drawing(path, height=height)
+        return found.primitives, found.skipped
     raise ValueError(f"{path}: unsupported file type (use .svg, .json or .dxf)")
 
 
@@ -151,14 +187,21 @@ def _by_name(folder: Path) -> dict[str, Path]:
 
 
 def evaluate_paths(predictions: Path, truth: Path, tolerance: float = 3.0, height: float | None = None) -> dict:
-    images = {}
+    """Scores per image and pooled; `skipped_in_truth`: what the truth files draw that is not a
+    primitive (counted, not scored); `worst_first`: image names, worst mean F1 first."""
+    images, skipped = {}, Counter()
     for pred_path, true_path in pairs(predictions, truth):
         h = height
         if true_path.suffix.lower() == ".dxf" and h is None:
             sibling = pred_path.with_suffix(".svg")
             h = svg_height(pred_path) or (svg_height(sibling) if sibling.exists() else None)
-        images[pred_path.relative_to(predictions).with_suffix('').as_posix() if predictions.is_dir() else pred_path.stem] = match(read_primitives(pred_path), read_primitives(true_path, height=h), tolerance)
-    return {"tolerance_px": tolerance, "images": len(images), "total": total(images.values()), "per_image": images}
+        name = pred_path.relative_to(predictions).with_suffix("").as_posix() if predictions.is_dir() \
+            else pred_path.stem
+        true_primitives, true_skipped = read_drawing(true_path, height=h)
+        images[name] = match(read_primitives(pred_path), true_primitives, tolerance)
+        skipped += true_skipped
+    return {"tolerance_px": tolerance, "images": len(images), "total": total(images.values()),
+            "skipped_in_truth": dict(skipped), "worst_first": worst_first(images), "per_image": images}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.per_image:
         report.pop("per_image")
+        report["worst_first"] = report["worst_first"][:10]
     print(json.dumps(report, indent=1))
     return 0
 

@@ -79,6 +79,21 @@ def normalised_arc(cx: float, cy: float, r: float, start: float, end: float) -> 
     return {"cx": cx, "cy": cy, "r": r, "start": start, "end": start + sweep}
 
 
+def arc_through(a: tuple[float, float], m: tuple[float, float], b: tuple[float, float]) -> Primitive:
+    """The circular arc from `a` through `m` to `b` (y down), or the line a–b when they are collinear."""
+    (ax, ay), (mx, my), (bx, by) = a, m, b
+    d = 2 * (ax * (my - by) + mx * (by - ay) + bx * (ay - my))
+    if abs(d) < 1e-12:
+        return line(ax, ay, bx, by)
+    ux = ((ax ** 2 + ay ** 2) * (my - by) + (mx ** 2 + my ** 2) * (by - ay) + (bx ** 2 + by ** 2) * (ay - my)) / d
+    uy = ((ax ** 2 + ay ** 2) * (bx - mx) + (mx ** 2 + my ** 2) * (ax - bx) + (bx ** 2 + by ** 2) * (mx - ax)) / d
+    r = math.hypot(ax - ux, ay - uy)
+    sa, sm, sb = (math.degrees(math.atan2(y - uy, x - ux)) for x, y in (a, m, b))
+    if (sm - sa) % 360 < (sb - sa) % 360:
+        return arc(ux, uy, r, sa, sa + (sb - sa) % 360)
+    return arc(ux, uy, r, sb, sb + (sa - sb) % 360)
+
+
 def arc_point(g: dict[str, float], degrees: float) -> tuple[float, float]:
     t = math.radians(degrees)
     return g["cx"] + g["r"] * math.cos(t), g["cy"] + g["r"] * math.sin(t)

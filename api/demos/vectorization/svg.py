@@ -6,18 +6,23 @@ exactly; lines are <line>, circles <circle>, arcs <path d="M … A …">, each w
 attachments by the platform anyway.
 
 In: <line>, <circle>, <ellipse> with equal radii, <polyline>, <polygon>, <rect> (as lines) and
-<path> with M, L, H, V, A and Z (absolute or relative; curves are skipped). Transforms are not
-applied: the evaluator compares drawings in the same pixel frame.
+<path> with M, L, H, V, A and Z (absolute or relative). `transform` attributes (matrix, translate,
+scale, rotate, skewX, skewY, nested groups) are applied, so a drawing made by another tool is
+compared in its rendered frame; a circle or arc under a transform that is not a similarity becomes
+an ellipse. What is not one of our primitives (elliptical arcs and ellipses, Bézier curves) is
+counted in `SvgDrawing.skipped`, never silently dropped; <defs>, <symbol>, <clipPath>, <mask>,
+<pattern> and <marker> content is not drawn where it stands and is not read.
 """
 from __future__ import annotations
 
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
-from .primitives import Primitive, arc, arc_point, circle, line
+from .primitives import Primitive, arc, arc_point, arc_through, circle, line
 
 SVG_NS = "http://www.w3.org/2000/svg"
 COLOURS = {"line": "#d62728", "circle": "#1f4fd6", "arc": "#1a9c35"}
@@ -76,6 +81,7 @@ class SvgDrawing:
     view_box: tuple[float, float, float, float] | None
     primitives: list[Primitive] = field(default_factory=list)
     has_script: bool = False
+    skipped: Counter = field(default_factory=Counter)  # what is drawn but is no primitive, by kind
 
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -97,17 +103,85 @@ def parse_svg(data: bytes | str) -> SvgDrawing:
         if len(values) == 4:
             view_box = (values[0], values[1], values[2], values[3])
     drawing = SvgDrawing(_length(root.get("width")), _length(root.get("height")), view_box)
-    for element in root.iter():
-        tag = _local(element.tag)
-        if tag == "script" or any(name.lower().startswith("on") for name in element.attrib):
-            drawing.has_script = True
-        found = _primitives_of(tag, element)
-        confidence = _float(element.get("data-confidence"), 1.0)
-        for i, p in enumerate(found):
-            p.confidence = confidence
-            p.id = element.get("id", "") if len(found) == 1 else f"{element.get('id', tag)}-{i}"
-        drawing.primitives.extend(found)
+    drawing.has_script = any(_local(e.tag) == "script" or any(n.lower().startswith("on") for n in e.attrib)
+                             for e in root.iter())
+    _read(root, IDENTITY, drawing)
     return drawing
+
+
+Matrix = tuple[float, float, float, float, float, float]  # SVG's (a b c d e f): x' = a x + c y + e
+IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+NOT_RENDERED = {"defs", "symbol", "clipPath", "mask", "pattern", "marker", "metadata", "title", "desc", "style"}
+TRANSFORM = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
+
+
+def _read(element: ET.Element, outer: Matrix, drawing: SvgDrawing) -> None:
+    tag = _local(element.tag)
+    if tag in NOT_RENDERED:
+        return
+    matrix = _compose(outer, parse_transform(element.get("transform", "")))
+    found = _primitives_of(tag, element, drawing.skipped)
+    if matrix != IDENTITY:
+        found = [q for q in (_apply(matrix, p, drawing.skipped) for p in found) if q is not None]
+    confidence = _float(element.get("data-confidence"), 1.0)
+    for i, p in enumerate(found):
+        p.confidence = confidence
+        p.id = element.get("id", "") if len(found) == 1 else f"{element.get('id', tag)}-{i}"
+    drawing.primitives.extend(found)
+    for child in element:
+        _read(child, matrix, drawing)
+
+
+def parse_transform(text: str) -> Matrix:
+    """An SVG `transform` attribute as one matrix (the list applies right to left, as SVG says)."""
+    result = IDENTITY
+    for name, args in TRANSFORM.findall(text or ""):
+        v = [float(x) for x in re.findall(NUMBER, args)]
+        if name == "matrix" and len(v) == 6:
+            m = tuple(v)
+        elif name == "translate" and v:
+            m = (1.0, 0.0, 0.0, 1.0, v[0], v[1] if len(v) > 1 else 0.0)
+        elif name == "scale" and v:
+            m = (v[0], 0.0, 0.0, v[1] if len(v) > 1 else v[0], 0.0, 0.0)
+        elif name == "rotate" and v:
+            c, s_ = math.cos(math.radians(v[0])), math.sin(math.radians(v[0]))
+            cx, cy = (v[1], v[2]) if len(v) == 3 else (0.0, 0.0)
+            m = (c, s_, -s_, c, cx - c * cx + s_ * cy, cy - s_ * cx - c * cy)
+        elif name == "skewX" and v:
+            m = (1.0, 0.0, math.tan(math.radians(v[0])), 1.0, 0.0, 0.0)
+        elif name == "skewY" and v:
+            m = (1.0, math.tan(math.radians(v[0])), 0.0, 1.0, 0.0, 0.0)
+        else:
+            continue
+        result = _compose(result, m)
+    return result
+
+
+def _compose(m: Matrix, n: Matrix) -> Matrix:
+    """m · n: n applied first."""
+    a, b, c, d, e, f = m
+    a2, b2, c2, d2, e2, f2 = n
+    return (a * a2 + c * b2, b * a2 + d * b2, a * c2 + c * d2, b * c2 + d * d2, a * e2 + c * f2 + e,
+            b * e2 + d * f2 + f)
+
+
+def _apply(m: Matrix, p: Primitive, skipped: Counter) -> Primitive | None:
+    """p under the matrix; circles and arcs stay round only under a similarity (else: skipped)."""
+    a, b, c, d, e, f = m
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return a * x + c * y + e, b * x + d * y + f
+
+    g = p.geometry
+    if p.type == "line":
+        return line(*at(g["x1"], g["y1"]), *at(g["x2"], g["y2"]))
+    if abs(math.hypot(a, b) - math.hypot(c, d)) > 1e-6 * max(1.0, math.hypot(a, b)) or abs(a * c + b * d) > 1e-6:
+        skipped["ellipse (transformed circle or arc)"] += 1
+        return None
+    if p.type == "circle":
+        return circle(*at(g["cx"], g["cy"]), g["r"] * math.hypot(a, b))
+    mid = (g["start"] + g["end"]) / 2
+    return arc_through(at(*arc_point(g, g["start"])), at(*arc_point(g, mid)), at(*arc_point(g, g["end"])))
 
 
 def _local(tag: str) -> str:
@@ -128,14 +202,17 @@ def _float(value: str | None, default: float = 0.0) -> float:
         return default
 
 
-def _primitives_of(tag: str, e: ET.Element) -> list[Primitive]:
+def _primitives_of(tag: str, e: ET.Element, skipped: Counter) -> list[Primitive]:
     f = lambda name: _float(e.get(name))  # noqa: E731
     if tag == "line":
         return [line(f("x1"), f("y1"), f("x2"), f("y2"))]
     if tag == "circle":
         return [circle(f("cx"), f("cy"), f("r"))]
-    if tag == "ellipse" and abs(f("rx") - f("ry")) < 1e-6:
-        return [circle(f("cx"), f("cy"), f("rx"))]
+    if tag == "ellipse":
+        if abs(f("rx") - f("ry")) < 1e-6:
+            return [circle(f("cx"), f("cy"), f("rx"))]
+        skipped["ellipse"] += 1
+        return []
     if tag in ("polyline", "polygon"):
         values = [float(v) for v in re.findall(NUMBER, e.get("points", ""))]
         points = list(zip(values[0::2], values[1::2]))
@@ -147,12 +224,14 @@ def _primitives_of(tag: str, e: ET.Element) -> list[Primitive]:
         corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h), (x, y)]
         return [line(*a, *b) for a, b in zip(corners, corners[1:])]
     if tag == "path":
-        return parse_path(e.get("d", ""))
+        return parse_path(e.get("d", ""), skipped)
     return []
 
 
-def parse_path(d: str) -> list[Primitive]:
-    """Lines and circular arcs of a path's data (curves only move the pen)."""
+def parse_path(d: str, skipped: Counter | None = None) -> list[Primitive]:
+    """Lines and circular arcs of a path's data; curves and elliptical arcs only move the pen, and
+    are counted in `skipped` (by kind) when it is given."""
+    skipped = skipped if skipped is not None else Counter()
     tokens = [(m.group(1), m.group(2)) for m in TOKEN.finditer(d)]
     result: list[Primitive] = []
     x = y = sx = sy = 0.0
@@ -194,13 +273,18 @@ def parse_path(d: str) -> list[Primitive]:
             found = _endpoint_arc(x, y, args[0], args[1], bool(args[3]), bool(args[4]), nx, ny)
             if found is not None:
                 result.append(found)
+            elif (nx, ny) != (x, y):
+                skipped["elliptical arc"] += 1
             x, y = nx, ny
             continue
         else:  # C, S, Q: a curve; we only follow the pen
             nx, ny = (x + args[-2], y + args[-1]) if relative else (args[-2], args[-1])
+            skipped["curve"] += 1
             x, y = nx, ny
             continue
-        if upper != "T" and (nx, ny) != (x, y):
+        if upper == "T":
+            skipped["curve"] += 1
+        elif (nx, ny) != (x, y):
             result.append(line(x, y, nx, ny))
         x, y = nx, ny
     return result

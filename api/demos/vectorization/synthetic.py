@@ -114,8 +114,7 @@ class _Canvas:
 
     @staticmethod
     def _stroke(target: np.ndarray, p: Primitive, width: int, value: int) -> None:
-        pts = np.round(np.array(p.points(step=1.5)) * (1 << SHIFT)).astype(np.int32)
-        cv2.polylines(target, [pts], p.type == "circle", value, width, cv2.LINE_AA, SHIFT)
+        draw_stroke(target, p, width, value)
 
     def add_text(self, rng: random.Random, count: int) -> None:
         near = self._near
@@ -208,22 +207,37 @@ def _render(canvas: _Canvas, rng: random.Random, noisy: bool) -> np.ndarray:
     if not noisy:
         grey = (255 * (1 - ink)).clip(0, 255).astype(np.uint8)
         return np.dstack([grey] * 3)
+    return print_on_paper(ink, rng, canvas.scale)
+
+
+def draw_stroke(target: np.ndarray, p: Primitive, width: int, value: int) -> None:
+    """The primitive drawn anti-aliased with sub-pixel precision, `width` px wide."""
+    pts = np.round(np.array(p.points(step=1.5)) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(target, [pts], p.type == "circle", value, width, cv2.LINE_AA, SHIFT)
+
+
+def print_on_paper(ink: np.ndarray, rng: random.Random, scale: float) -> np.ndarray:
+    """What scanning an old print does to an ink layer (H×W float, 1 = full ink): RGB uint8 of
+    faded brownish ink on tinted, unevenly lit, fibrous paper with specks, blur and sensor noise."""
+    size = ink.shape[0]
+    assert ink.shape[0] == ink.shape[1], "square pages"
+    ink = ink.copy()
     nprng = np.random.default_rng(rng.randrange(2**32))
     # uneven ink: strength varies slowly along the strokes (worn quill, faded print)
-    fade = _smooth_noise(nprng, size, 12 * canvas.scale)
+    fade = _smooth_noise(nprng, size, 12 * scale)
     ink *= np.clip(0.85 + 0.15 * fade, 0.55, 1.0)
     paper = np.array([rng.uniform(225, 245), rng.uniform(212, 232), rng.uniform(180, 205)], np.float32)
-    light = 1.0 + 0.10 * _smooth_noise(nprng, size, 120 * canvas.scale)  # uneven lighting / foxing
+    light = 1.0 + 0.10 * _smooth_noise(nprng, size, 120 * scale)  # uneven lighting / foxing
     fibres = cv2.GaussianBlur(nprng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 1.5)
     fibres = 6 * fibres / (fibres.std() + 1e-6)
     colour = np.array([rng.uniform(40, 70), rng.uniform(30, 50), rng.uniform(20, 35)], np.float32)
     image = paper[None, None, :] * light[..., None] + fibres[..., None]
     image = image * (1 - ink[..., None]) + colour[None, None, :] * ink[..., None]
-    for _ in range(int(60 * canvas.scale ** 2)):  # specks and small stains
+    for _ in range(int(60 * scale ** 2)):  # specks and small stains
         x, y = nprng.integers(0, size, 2)
-        radius = float(nprng.uniform(0.6, 2.5) * canvas.scale)
+        radius = float(nprng.uniform(0.6, 2.5) * scale)
         cv2.circle(image, (int(x), int(y)), max(1, int(round(radius))), colour.tolist(), -1, cv2.LINE_AA)
-    image = cv2.GaussianBlur(image, (0, 0), 0.9 * max(1.0, canvas.scale))
+    image = cv2.GaussianBlur(image, (0, 0), 0.9 * max(1.0, scale))
     image += nprng.normal(0, 7, image.shape).astype(np.float32)
     return image.clip(0, 255).astype(np.uint8)
 

@@ -1,0 +1,454 @@
+"""Real drawings with exact ground truth: vector collections rendered to raster, clean or scan-like.
+
+The generator in synthetic.py is what the backend was first tuned on; real drawings differ (arcs
+crossing lines, circles tangent to lines, small and concentric circles, short arcs at corners,
+text touching strokes). Two real collections of different kinds, both Debian packages fetched by
+tools/fetch_vector_sets.py:
+
+- `kicad`: KiCad's schematic symbols (.kicad_sym s-expressions: polylines, rectangles, circles,
+  three-point arcs, pins, texts). This is the tuning collection.
+- `librecad`: LibreCAD's parts library (.dxf: lines, arcs, circles, bulged polylines, ellipses,
+  texts). Kept out of tuning: only measured.
+
+Each page holds four parts, rendered at 1000 px by default with one pen width (2–4 px, 150–300 dpi), texts drawn
+as clutter that is not truth, and ellipses drawn but only counted. `scan=True` adds what a scan
+does: skew (≤ 2°, applied to the truth too), ink bleed, the paper model of synthetic.py and JPEG.
+The truth is tidied as a reader of the image would see it: collinear touching or overlapping
+lines are one line, duplicates are one; curves drawn as many short lines, and pieces a few pixels
+long, are counted in `skipped` instead of being truth no reader of the image would name.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .primitives import Primitive, arc, arc_through, circle, line
+from .synthetic import draw_stroke, print_on_paper
+
+COLLECTIONS = ("kicad", "librecad")
+HELD_OUT = ("librecad",)  # never used to choose a default or a method: measured only
+KICAD_LIBRARIES = ("Device", "Transformer", "Switch", "Motor", "Relay", "Sensor", "Isolator", "Diode",
+                   "Transistor_BJT", "Transistor_FET", "Valve", "Simulation_SPICE", "Amplifier_Operational",
+                   "Connector", "Oscillator", "Power_Protection", "Battery_Management", "Mechanical")
+LIBRECAD_SKIP = {"SPLINE", "HATCH", "INSERT", "IMAGE", "SOLID", "3DFACE"}  # parts holding these are not chosen
+CATALOGUE = 200  # parts spread evenly over each collection; page k holds parts 4k … 4k + 3
+PER_PAGE = 4
+CURVE_SEGMENTS = 3  # this many short lines joined end to end, turning gently, draw a curve
+CURVE_STEP = 25.0  # px: "short"
+CURVE_TURN = 40.0  # degrees: "gently"
+TINY_LINE = 6.0  # px: shorter truth lines are counted, not scored
+TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise
+TINY_SWEEP = 6.0  # px of arc length
+
+
+@dataclass
+class Part:
+    """One drawing in its own units, y down: its truth and what is drawn but not truth."""
+
+    name: str
+    primitives: list[Primitive]
+    texts: list[tuple[float, float, float, str]] = field(default_factory=list)  # x, y, height, text (centred)
+    polylines: list[list[tuple[float, float]]] = field(default_factory=list)  # clutter drawn as strokes
+    skipped: Counter = field(default_factory=Counter)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        boxes = [p.bounds() for p in self.primitives]
+        boxes += [(min(x for x, _ in pl), min(y for _, y in pl), max(x for x, _ in pl), max(y for _, y in pl))
+                  for pl in self.polylines if pl]
+        xs0, ys0, xs1, ys1 = zip(*boxes)
+        return min(xs0), min(ys0), max(xs1), max(ys1)
+
+
+@dataclass
+class Sheet:
+    """One rendered page and its truth in its pixels."""
+
+    name: str
+    image: np.ndarray  # H×W×3 uint8 RGB
+    primitives: list[Primitive]
+    skipped: Counter
+    parts: list[str]
+
+
+# -- KiCad symbols -----------------------------------------------------------------------------------------
+TOKENS = re.compile(r'\(|\)|"(?:[^"\\]|\\.)*"|[^\s()"]+')
+
+
+def parse_sexpr(text: str) -> list:
+    """A KiCad s-expression file as nested lists (strings without their quotes)."""
+    stack: list[list] = [[]]
+    for token in TOKENS.findall(text):
+        if token == "(":
+            stack.append([])
+        elif token == ")":
+            done = stack.pop()
+            stack[-1].append(done)
+        else:
+            stack[-1].append(token[1:-1] if token.startswith('"') else token)
+    return stack[0]
+
+
+def _child(node: list, name: str) -> list | None:
+    return next((c for c in node if isinstance(c, list) and c and c[0] == name), None)
+
+
+def _children(node: list, name: str) -> list[list]:
+    return [c for c in node if isinstance(c, list) and c and c[0] == name]
+
+
+def _xy(node: list | None) -> tuple[float, float]:
+    return float(node[1]), -float(node[2])  # KiCad symbols have y up
+
+
+def kicad_parts(folder: Path) -> list[Part]:
+    """Every symbol of the chosen libraries that has its own graphics and at least one circle or arc."""
+    parts = []
+    for library in KICAD_LIBRARIES:
+        path = folder / f"{library}.kicad_sym"
+        if not path.exists():
+            continue
+        for symbol in _children(parse_sexpr(path.read_text(encoding="utf-8"))[0], "symbol"):
+            part = _kicad_part(f"{library}:{symbol[1]}", symbol)
+            if part is not None:
+                parts.append(part)
+    return parts
+
+
+def _kicad_part(name: str, symbol: list) -> Part | None:
+    if _child(symbol, "extends") is not None:
+        return None
+    part = Part(name, [])
+    for prop in _children(symbol, "property"):
+        if prop[1] in ("Reference", "Value") and not _hidden(prop):
+            _kicad_text(part, prop[2], prop)
+    for unit in _children(symbol, "symbol"):
+        numbers = str(unit[1]).rsplit("_", 2)[-2:]
+        if numbers[0] not in ("0", "1") or numbers[1] not in ("0", "1"):
+            continue  # other units and the De Morgan alternative are other drawings
+        for item in unit[2:]:
+            if isinstance(item, list) and item:
+                _kicad_item(part, item)
+    kinds = {p.type for p in part.primitives}
+    if part.skipped.get("bezier") or not kinds & {"circle", "arc"}:
+        return None
+    return part
+
+
+def _hidden(node: list) -> bool:
+    effects = _child(node, "effects")
+    return effects is not None and "hide" in effects
+
+
+def _kicad_text(part: Part, text: str, node: list) -> None:
+    at = _child(node, "at")
+    font = _child(_child(node, "effects") or [], "font")
+    size = _child(font, "size") if font else None
+    if at is None or not str(text).strip() or str(text) == "~":
+        return
+    x, y = _xy(at)
+    part.texts.append((x, y, float(size[1]) if size else 1.27, str(text)))
+
+
+def _kicad_item(part: Part, item: list) -> None:
+    kind = item[0]
+    if kind == "polyline":
+        points = [_xy(p) for p in _child(item, "pts")[1:]]
+        part.primitives += [line(*a, *b) for a, b in pairwise(points) if a != b]
+    elif kind == "rectangle":
+        (x0, y0), (x1, y1) = _xy(_child(item, "start")), _xy(_child(item, "end"))
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        part.primitives += [line(*a, *b) for a, b in pairwise(corners) if a != b]
+    elif kind == "circle":
+        cx, cy = _xy(_child(item, "center"))
+        part.primitives.append(circle(cx, cy, float(_child(item, "radius")[1])))
+    elif kind == "arc":
+        found = arc_through(_xy(_child(item, "start")), _xy(_child(item, "mid")), _xy(_child(item, "end")))
+        if found is not None:
+            part.primitives.append(found)
+    elif kind == "pin":
+        if "hide" in item:
+            return
+        at, length = _child(item, "at"), float(_child(item, "length")[1])
+        x, y = _xy(at)
+        angle = math.radians(float(at[3]) if len(at) > 3 else 0.0)
+        if length > 0:
+            part.primitives.append(line(x, y, x + length * math.cos(angle), y - length * math.sin(angle)))
+        if len(item) > 2 and item[2] != "line":
+            part.skipped[f"pin style {item[2]}"] += 1  # its decoration is not drawn
+    elif kind == "text":
+        _kicad_text(part, item[1], item)
+    elif kind == "bezier":
+        part.skipped["bezier"] += 1
+
+
+# -- LibreCAD parts ----------------------------------------------------------------------------------------
+def librecad_part(folder: Path, path: Path) -> Part | None:
+    """The part in `path` when it is readable, has a circle or an arc and nothing we cannot draw."""
+    from .dxf import read_dxf_drawing
+
+    try:
+        drawing = read_dxf_drawing(path, height=0.0)  # y down: y → −y
+    except Exception:  # noqa: BLE001 - a few library files are not readable DXF: not chosen
+        return None
+    if set(drawing.skipped) & LIBRECAD_SKIP or not drawing.primitives:
+        return None
+    if not {p.type for p in drawing.primitives} & {"circle", "arc"}:
+        return None
+    texts = [(x, y - h / 2, h, t) for x, y, h, t in drawing.texts]  # centred on the text's middle
+    return Part(path.relative_to(folder).as_posix(), drawing.primitives, texts, drawing.ellipses,
+                Counter(drawing.skipped))
+
+
+# -- pages -----------------------------------------------------------------------------------------------
+def choose_parts(name: str, folder: Path, slots: range) -> list[Part]:
+    """The parts of the given slots: slot k is the first suitable part of the k-th of
+    `CATALOGUE` equal stretches of the collection in a fixed shuffled order (so a slot's part never depends on how
+    many are asked for)."""
+    if name == "kicad":
+        parts = sorted(kicad_parts(folder), key=lambda part: _shuffled(part.name))
+        stride = max(1, len(parts) // CATALOGUE)
+        return [parts[k * stride] for k in slots if k * stride < len(parts)]
+    if name != "librecad":
+        raise ValueError(f"unknown collection {name!r} (known: {', '.join(COLLECTIONS)})")
+    paths = sorted(folder.rglob("*.dxf"), key=lambda path: _shuffled(path.relative_to(folder).as_posix()))
+    # read lazily: the whole library takes half a minute
+    stride = max(1, len(paths) // CATALOGUE)
+    chosen: list[Part] = []
+    for slot in slots:
+        for path in paths[slot * stride:(slot + 1) * stride]:
+            part = librecad_part(folder, path)
+            if part is not None:
+                chosen.append(part)
+                break
+    return chosen
+
+
+def _shuffled(name: str) -> str:
+    """A fixed pseudo-random order (a page mixes libraries instead of taking four neighbours)."""
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+def sheets(name: str, folder: Path, count: int, scan: bool = False, size: int = 1000,
+           first: int = 0) -> list[Sheet]:
+    """Pages `first` … `first + count − 1` of collection `name` (its unpacked folder), four parts a
+    page; a page's number alone decides its parts and its rendering."""
+    sheets = []
+    for page in range(first, min(first + count, CATALOGUE // PER_PAGE)):
+        parts = choose_parts(name, folder, range(page * PER_PAGE, (page + 1) * PER_PAGE))
+        sheets.append(render(f"{name}-{page:03d}", parts, size, scan))
+    return sheets
+
+
+def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
+    rng = random.Random(name)  # str seeds are stable across runs
+    width = rng.choice((2, 3, 3, 4))
+    per_row = math.ceil(math.sqrt(len(parts)))
+    cell = size / per_row
+    ink = np.zeros((size, size), np.uint8)
+    truth: list[Primitive] = []
+    skipped: Counter = Counter()
+    for index, part in enumerate(parts):
+        ox, oy = (index % per_row) * cell, (index // per_row) * cell
+        placed = _place(part, ox, oy, cell, rng)
+        for p in placed.primitives:
+            draw_stroke(ink, p, width, 255)
+        for polyline in placed.polylines:
+            pts = np.round(np.array(polyline) * 16).astype(np.int32)
+            cv2.polylines(ink, [pts], False, 255, width, cv2.LINE_AA, 4)
+        _draw_texts(ink, placed.texts, width)
+        truth += placed.primitives
+        skipped += placed.skipped
+    truth, tiny, curves = tidy(truth)
+    skipped["tiny"] += tiny
+    skipped["curve drawn as lines"] += curves
+    layer = ink.astype(np.float32) / 255
+    if scan:
+        image, truth = _scan(layer, truth, rng, size)
+    else:
+        grey = (255 * (1 - layer)).clip(0, 255).astype(np.uint8)
+        image = np.dstack([grey] * 3)
+    for i, p in enumerate(truth):
+        p.id = f"gt{i}"
+    return Sheet(name, image, truth, skipped, [p.name for p in parts])
+
+
+def _place(part: Part, ox: float, oy: float, cell: float, rng: random.Random) -> Part:
+    """The part scaled into its cell (a 6% margin), centred; KiCad symbols at most 25–40 px/mm."""
+    x0, y0, x1, y1 = part.extent()
+    span = max(x1 - x0, y1 - y0, 1e-6)
+    scale = 0.88 * cell / span
+    if ":" in part.name:  # KiCad, in mm: small symbols are not blown up past an enlarged print
+        scale = min(scale, rng.uniform(25.0, 40.0))
+    dx = ox + cell / 2 - scale * (x0 + x1) / 2
+    dy = oy + cell / 2 - scale * (y0 + y1) / 2
+    return Part(part.name, [transformed(p, scale, dx, dy) for p in part.primitives],
+                [(scale * x + dx, scale * y + dy, scale * h, t) for x, y, h, t in part.texts],
+                [[(scale * x + dx, scale * y + dy) for x, y in pl] for pl in part.polylines], Counter(part.skipped))
+
+
+def transformed(p: Primitive, scale: float, dx: float, dy: float, degrees: float = 0.0,
+                about: tuple[float, float] = (0.0, 0.0)) -> Primitive:
+    """p scaled, shifted, then turned by `degrees` (clockwise on screen) about `about`."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        x, y = scale * x + dx - about[0], scale * y + dy - about[1]
+        return about[0] + c * x - s * y, about[1] + s * x + c * y
+
+    g = p.geometry
+    if p.type == "line":
+        return line(*point(g["x1"], g["y1"]), *point(g["x2"], g["y2"]))
+    cx, cy = point(g["cx"], g["cy"])
+    if p.type == "circle":
+        return circle(cx, cy, scale * g["r"])
+    return arc(cx, cy, scale * g["r"], g["start"] + degrees, g["end"] + degrees)
+
+
+def _draw_texts(ink: np.ndarray, texts: list[tuple[float, float, float, str]], pen: int) -> None:
+    for x, y, height, text in texts:
+        font_scale = max(0.3, height / 22.0)
+        thickness = max(1, round(0.6 * pen))
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        cv2.putText(ink, text, (round(x - w / 2), round(y + h / 2)), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, 255, thickness, cv2.LINE_AA)
+
+
+def _scan(layer: np.ndarray, truth: list[Primitive], rng: random.Random, size: int):
+    """Skew (≤ 2°, truth turned alike), ink bleed, old paper (synthetic.print_on_paper), JPEG."""
+    degrees = rng.uniform(-2.0, 2.0)
+    centre = (size / 2, size / 2)
+    matrix = cv2.getRotationMatrix2D(centre, -degrees, 1.0)  # OpenCV's positive angle is anticlockwise
+    layer = cv2.warpAffine(layer, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    layer = cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.5, 0.9))
+    layer = np.clip(layer * rng.uniform(1.1, 1.4), 0, 1)  # bleed: the blurred edge darkens outwards
+    truth = [transformed(p, 1.0, 0.0, 0.0, degrees, centre) for p in truth]
+    image = print_on_paper(layer, rng, size / 1000.0)
+    _, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, rng.randint(60, 85)])
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    return image, truth
+
+
+def tidy(truth: list[Primitive]) -> tuple[list[Primitive], int, int]:
+    """The truth as the image shows it: collinear lines that touch or overlap are one line,
+    duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
+    counted and left out. Returns (truth, tiny pieces, curves)."""
+    tiny = 0
+    kept: list[Primitive] = []
+    for p in truth:
+        g = p.geometry
+        if p.type == "arc" and g["end"] - g["start"] >= 359.5:
+            p = circle(g["cx"], g["cy"], g["r"])
+        if _is_tiny(p):
+            tiny += 1
+            continue
+        kept.append(p)
+    lines, curves = _without_curves([p for p in kept if p.type == "line"])
+    lines = _merge_collinear(lines)
+    round_things: list[Primitive] = []
+    for p in kept:
+        if p.type != "line" and not any(q.type == p.type and _same(p, q) for q in round_things):
+            round_things.append(p)
+    return lines + round_things, tiny, curves
+
+
+def _without_curves(lines: list[Primitive]) -> tuple[list[Primitive], int]:
+    """The lines less those that draw a curve in small steps (CURVE_SEGMENTS or more short lines
+    joined end to end at points where nothing else meets, each turn at most CURVE_TURN): a reader
+    sees a curve there, not lines; returns the rest and how many such curves there were."""
+    ends: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, p in enumerate(lines):
+        g = p.geometry
+        for end, (x, y) in enumerate(((g["x1"], g["y1"]), (g["x2"], g["y2"]))):
+            ends.setdefault((round(x * 2), round(y * 2)), []).append((i, end))
+    parent = list(range(len(lines)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for meeting in ends.values():
+        if len(meeting) != 2:
+            continue
+        (i, ei), (j, ej) = meeting
+        if i == j or max(_line_length(lines[i]), _line_length(lines[j])) > CURVE_STEP:
+            continue
+        if _turn(lines[i], ei, lines[j], ej) <= CURVE_TURN:
+            parent[root(i)] = root(j)
+    groups: Counter = Counter(root(i) for i in range(len(lines)))
+    curves = {g for g, n in groups.items() if n >= CURVE_SEGMENTS}
+    return [p for i, p in enumerate(lines) if root(i) not in curves], len(curves)
+
+
+def _line_length(p: Primitive) -> float:
+    g = p.geometry
+    return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"])
+
+
+def _turn(a: Primitive, end_a: int, b: Primitive, end_b: int) -> float:
+    """Degrees the pen turns going along `a` into `b` through their shared ends."""
+    def heading(p: Primitive, towards_end: int) -> float:
+        g = p.geometry
+        dx, dy = g["x2"] - g["x1"], g["y2"] - g["y1"]
+        return math.degrees(math.atan2(dy, dx)) if towards_end == 1 else math.degrees(math.atan2(-dy, -dx))
+
+    into, out = heading(a, end_a), heading(b, 1 - end_b)
+    return abs((out - into + 180) % 360 - 180)
+
+
+def _is_tiny(p: Primitive) -> bool:
+    g = p.geometry
+    if p.type == "line":
+        return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) < TINY_LINE
+    if g["r"] < TINY_RADIUS:
+        return True
+    return p.type == "arc" and math.radians(g["end"] - g["start"]) * g["r"] < TINY_SWEEP
+
+
+def _same(a: Primitive, b: Primitive) -> bool:
+    return all(abs(a.geometry[k] - b.geometry[k]) < 0.5 for k in a.geometry)
+
+
+def _merge_collinear(lines: list[Primitive], tolerance: float = 0.75) -> list[Primitive]:
+    """Lines on one straight line whose extents touch or overlap (within `tolerance` px) are merged."""
+    items = [[np.array([p.geometry["x1"], p.geometry["y1"]]), np.array([p.geometry["x2"], p.geometry["y2"]])]
+             for p in lines]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                joint = _joint(items[i], items[j], tolerance)
+                if joint is not None:
+                    items[i] = joint
+                    del items[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [line(float(a[0]), float(a[1]), float(b[0]), float(b[1])) for a, b in items]
+
+
+def _joint(a: list[np.ndarray], b: list[np.ndarray], tolerance: float) -> list[np.ndarray] | None:
+    d = a[1] - a[0]
+    length = float(np.hypot(*d))
+    if length < 1e-9:
+        return None
+    u = d / length
+    n = np.array([-u[1], u[0]])
+    if max(abs(float((b[0] - a[0]) @ n)), abs(float((b[1] - a[0]) @ n))) > tolerance:
+        return None
+    t = [0.0, length, float((b[0] - a[0]) @ u), float((b[1] - a[0]) @ u)]
+    if min(t[2:]) > length + tolerance or max(t[2:]) < -tolerance:
+        return None
+    return [a[0] + min(t) * u, a[0] + max(t) * u]

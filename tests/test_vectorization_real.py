@@ -1,0 +1,168 @@
+"""Vectorization on real drawings: what the evaluator must read in real vector files (SVG
+transforms, bulged polylines, elliptical arcs counted), how the real collections become pages with
+exact truth (realsets.py), and the per-image report."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+from api.demos.vectorization.evaluate import evaluate_paths, match, overlay, worst_first
+from api.demos.vectorization.primitives import arc, arc_through, circle, line
+from api.demos.vectorization.realsets import (
+    _kicad_part,
+    parse_sexpr,
+    render,
+    tidy,
+    transformed,
+)
+from api.demos.vectorization.svg import parse_svg, to_svg
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300">{}</svg>'
+
+
+def close(a: dict, b: dict, eps: float = 1e-6) -> bool:
+    return all(abs(a[k] - b[k]) <= eps for k in b)
+
+
+# -- SVG transforms and what is not a primitive ------------------------------------------------------
+def test_svg_transforms_are_applied_down_the_tree():
+    svg = SVG.format(
+        '<g transform="translate(100 50)"><line x1="0" y1="0" x2="10" y2="0"/>'
+        '<g transform="scale(2)"><circle cx="5" cy="5" r="3"/></g></g>'
+        '<path transform="rotate(90 200 200)" d="M 250 200 A 50 50 0 0 1 200 250"/>'
+        '<line transform="matrix(1 0 0 -1 0 300)" x1="0" y1="10" x2="20" y2="10"/>')
+    drawing = parse_svg(svg)
+    kinds = [p.type for p in drawing.primitives]
+    assert kinds == ["line", "circle", "arc", "line"], kinds
+    shifted, scaled, turned, mirrored = (p.geometry for p in drawing.primitives)
+    assert close(shifted, {"x1": 100, "y1": 50, "x2": 110, "y2": 50})
+    assert close(scaled, {"cx": 110, "cy": 60, "r": 6})
+    # a quarter from 0° to 90° (clockwise on screen) turned by 90° runs from 90° to 180°
+    assert close(turned, {"cx": 200, "cy": 200, "r": 50, "start": 90, "end": 180}, 1e-6)
+    assert close(mirrored, {"x1": 0, "y1": 290, "x2": 20, "y2": 290})
+    assert drawing.skipped == Counter()
+
+
+def test_what_is_not_a_primitive_is_counted_not_dropped_silently():
+    svg = SVG.format(
+        '<path d="M 0 0 A 30 10 0 0 1 60 0 C 1 2 3 4 5 6"/>'  # an elliptical arc, a Bézier curve
+        '<ellipse cx="5" cy="5" rx="3" ry="4"/>'
+        '<g transform="scale(2 1)"><circle cx="5" cy="5" r="3"/></g>'  # a circle squashed: an ellipse
+        '<defs><line x1="0" y1="0" x2="9" y2="9"/></defs>')  # not drawn where it stands
+    drawing = parse_svg(svg)
+    assert drawing.primitives == []
+    assert drawing.skipped == Counter({"elliptical arc": 1, "curve": 1, "ellipse": 1,
+                                       "ellipse (transformed circle or arc)": 1})
+
+
+def test_dxf_ellipses_and_texts_are_counted_and_bulges_are_arcs(tmp_path):
+    import ezdxf
+
+    doc = ezdxf.new()
+    msp = doc.modelspace()
+    msp.add_lwpolyline([(0, 0, 0, 0, -1.0), (100, 0, 0, 0, 0)], format="xyseb")  # bulge −1: half circle, CW
+    msp.add_ellipse((50, 50), major_axis=(30, 0), ratio=0.5)
+    msp.add_text("R1", dxfattribs={"height": 5, "insert": (10, 10)})
+    doc.saveas(tmp_path / "truth.dxf")
+    expected = [arc(50, 100, 50, 180, 360)]  # clockwise with y up passes (50, 50): above the chord
+    (tmp_path / "pred.svg").write_text(to_svg(expected, 200, 100))
+    report = evaluate_paths(tmp_path / "pred.svg", tmp_path / "truth.dxf", tolerance=0.5)
+    assert report["total"]["arc"]["f1"] == 1.0, report
+    assert report["skipped_in_truth"] == {"ELLIPSE": 1, "TEXT": 1}
+
+
+# -- the per-image report ------------------------------------------------------------------------------
+def test_images_are_listed_worst_first_and_pictured():
+    truth = [line(10, 10, 90, 10), circle(50, 50, 20)]
+    reports = {"good": match(truth, truth), "bad": match([truth[0]], truth), "empty": match([], [])}
+    assert worst_first(reports) == ["bad", "empty", "good"]  # mean F1 over the types present, then name
+    picture = overlay(np.full((100, 100, 3), 255, np.uint8), [truth[0]], truth)
+    assert picture.shape == (100, 100, 3)
+    truth_colour, line_colour = np.array([250, 200, 120]), np.array([220, 30, 30])
+    assert (np.abs(picture[50, 30].astype(int) - truth_colour) < 40).all(), "the missed circle shows as truth"
+    assert (np.abs(picture[10, 50].astype(int) - line_colour) < 40).all(), "the found line in its colour"
+
+
+# -- real collections: parsing, truth and pages ----------------------------------------------------------
+KICAD = """(kicad_symbol_lib (version 20211014)
+  (symbol "Lamp" (in_bom yes) (on_board yes)
+    (property "Reference" "L" (id 0) (at 0 3 0) (effects (font (size 1.27 1.27))))
+    (property "Footprint" "" (id 2) (at 0 0 0) (effects (font (size 1.27 1.27)) hide))
+    (symbol "Lamp_0_1"
+      (circle (center 0 0) (radius 2) (stroke (width 0)) (fill (type none)))
+      (arc (start -2 0) (mid 0 2) (end 2 0) (stroke (width 0)) (fill (type none)))
+      (rectangle (start -3 -3) (end 3 3) (stroke (width 0)) (fill (type none))))
+    (symbol "Lamp_1_1"
+      (pin passive line (at 0 -5 90) (length 2) (name "~") (number "1")))
+    (symbol "Lamp_2_1"
+      (pin passive line (at 9 9 0) (length 2) (name "~") (number "2")))
+    (symbol "Lamp_1_2"
+      (circle (center 5 5) (radius 1) (stroke (width 0)) (fill (type none))))))"""
+
+
+def test_kicad_symbols_are_read_in_image_axes_with_their_own_unit_only():
+    part = _kicad_part("Test:Lamp", parse_sexpr(KICAD)[0][2])
+    kinds = Counter(p.type for p in part.primitives)
+    assert kinds == Counter({"line": 5, "circle": 1, "arc": 1}), kinds  # rectangle 4 + pin 1; unit 2, style 2 not
+    [half] = [p.geometry for p in part.primitives if p.type == "arc"]
+    # KiCad's y is up: the arc through (0, 2) is the upper half, 180°…360° in image axes
+    assert close(half, {"cx": 0, "cy": 0, "r": 2, "start": 180, "end": 360})
+    pin = part.primitives[-1].geometry
+    assert close(pin, {"x1": 0, "y1": 5, "x2": 0, "y2": 3}), pin
+    assert part.texts == [(0.0, -3.0, 1.27, "L")]
+
+
+def test_arc_through_three_points_keeps_the_side_of_the_middle_point():
+    assert close(arc_through((1, 0), (0, 1), (-1, 0)).geometry, {"cx": 0, "cy": 0, "r": 1, "start": 0, "end": 180})
+    assert close(arc_through((1, 0), (0, -1), (-1, 0)).geometry, {"start": 180, "end": 360})
+    assert arc_through((0, 0), (1, 1), (2, 2)).type == "line"
+
+
+def test_truth_is_tidied_as_the_image_shows_it():
+    truth = [line(0, 0, 50, 0), line(50, 0, 120, 0), line(60, 0, 100, 0),  # one line drawn in pieces
+             line(0, 100, 3, 100),  # too short to see
+             circle(10, 10, 5), circle(10.1, 10, 5),  # the same circle twice
+             arc(200, 200, 30, 10, 370)]  # a full turn
+    # a sine drawn in many short steps turning gently: a curve, not lines
+    steps = [(300 + 8 * i, 300 + 10 * math.sin(i / 2)) for i in range(9)]
+    truth += [line(*a, *b) for a, b in pairwise(steps)]
+    tidied, tiny, curves = tidy(truth)
+    kinds = Counter(p.type for p in tidied)
+    assert kinds == Counter({"line": 1, "circle": 2}), tidied
+    assert close(tidied[0].geometry, {"x1": 0, "y1": 0, "x2": 120, "y2": 0})
+    assert (tiny, curves) == (1, 1)
+
+
+def test_turning_the_truth_matches_turning_the_image():
+    """Skewed scans: the truth is turned with the same sense as cv2's rotation of the page."""
+    import cv2
+
+    g = transformed(arc(700, 500, 100, 0, 90), 1.0, 0.0, 0.0, 30.0, (500, 500)).geometry
+    assert close(g, {"cx": 500 + 200 * math.cos(math.radians(30)), "cy": 500 + 200 * math.sin(math.radians(30)),
+                     "r": 100, "start": 30, "end": 120})
+    page = np.zeros((1000, 1000), np.float32)
+    page[500, 700] = 1
+    turned = cv2.warpAffine(page, cv2.getRotationMatrix2D((500, 500), -30.0, 1.0), (1000, 1000))
+    y, x = np.unravel_index(np.argmax(turned), turned.shape)
+    assert abs(x - g["cx"]) <= 1 and abs(y - g["cy"]) <= 1
+
+
+def test_a_page_renders_the_same_every_time_with_truth_inside():
+    part = _kicad_part("Test:Lamp", parse_sexpr(KICAD)[0][2])
+    a, b = render("t-000", [part] * 4, 600, scan=False), render("t-000", [part] * 4, 600, scan=False)
+    assert np.array_equal(a.image, b.image) and [p.geometry for p in a.primitives] == [p.geometry for p in b.primitives]
+    for p in a.primitives:
+        x0, y0, x1, y1 = p.bounds()
+        assert 0 <= x0 and x1 <= 600 and 0 <= y0 and y1 <= 600
+        x, y = p.points(step=1.0)[len(p.points(step=1.0)) // 2]
+        assert a.image[round(y), round(x), 0] < 128, ("the truth lies on ink", p)
+    scan = render("t-000", [part] * 4, 600, scan=True)
+    assert not np.array_equal(scan.image, a.image) and len(scan.primitives) == len(a.primitives)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__, "-q"])

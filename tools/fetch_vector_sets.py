@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Fetch the real vector collections the vectorization evaluation renders (cached, checksummed).
+
+Two Debian packages hold real drawings with exact geometry:
+- kicad-symbols: KiCad's schematic symbol library (.kicad_sym: polylines, rectangles, circles,
+  three-point arcs, pins) — the tuning collection;
+- librecad-data: LibreCAD's parts library (.dxf: LINE, ARC, CIRCLE, bulged LWPOLYLINE, ELLIPSE,
+  TEXT) — held out of tuning.
+
+Each .deb is downloaded with apt-get (the ordinary Debian client, by name and pinned version),
+its SHA-256 checked against the value below, and unpacked with `dpkg -x` into the cache folder
+(never installed system-wide). A second run finds the unpacked folder and does nothing.
+
+    python tools/fetch_vector_sets.py [--cache DIR]      # prints the folder of each collection
+
+The cache is $VECTOR_SETS_CACHE, else ~/.cache/vector-sets.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# name: (Debian package, version, sha256 of the .deb, folder inside the package)
+PACKAGES = {
+    "kicad": ("kicad-symbols", "6.0.10-1",
+              "173f87b977361e65518ca4726b1f435b085e0d5c748bc44a043d334e6a5de164", "usr/share/kicad/symbols"),
+    "librecad": ("librecad-data", "2.2.0-1",
+                 "b70127aabec619cf830c6316ac1866b0871d9fe3d38575a6ce0ba89aa4554566", "usr/share/librecad/library"),
+}
+
+
+class FetchError(RuntimeError):
+    """A collection could not be had; the message says which and why."""
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get("VECTOR_SETS_CACHE") or Path.home() / ".cache" / "vector-sets")
+
+
+def fetch(name: str, cache: Path | None = None) -> Path:
+    """The unpacked folder of collection `name`, downloading and checking it the first time."""
+    package, version, digest, inner = PACKAGES[name]
+    root = (cache or cache_folder()) / f"{package}_{version}"
+    done = root / ".complete"
+    if done.exists():
+        return root / inner
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as work:
+        deb = _download(package, version, Path(work))
+        actual = hashlib.sha256(deb.read_bytes()).hexdigest()
+        if actual != digest:
+            raise FetchError(f"{deb.name}: sha256 {actual} is not the expected {digest}")
+        unpacked = Path(work) / "x"
+        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
+        if root.exists():
+            shutil.rmtree(root)
+        unpacked.rename(root)
+    done.write_text(digest + "\n")
+    return root / inner
+
+
+def _download(package: str, version: str, folder: Path) -> Path:
+    if shutil.which("apt-get") is None:
+        raise FetchError("apt-get is needed to fetch the vector collections (Debian packages)")
+    spec = f"{package}={version}"
+    for attempt in range(2):  # a fresh machine's package lists may be missing: update once
+        result = subprocess.run(["apt-get", "download", spec], cwd=folder, capture_output=True, text=True,
+                                check=False)
+        found = sorted(folder.glob(f"{package}_*.deb"))
+        if result.returncode == 0 and found:
+            return found[0]
+        if attempt == 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+    raise FetchError(f"apt-get download {spec} failed: {result.stderr.strip()[-400:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("names", nargs="*", default=list(PACKAGES))
+    args = parser.parse_args(argv)
+    try:
+        for name in args.names:
+            print(f"{name}\t{fetch(name, args.cache)}")
+    except (FetchError, subprocess.CalledProcessError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
