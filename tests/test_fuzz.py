@@ -8,9 +8,7 @@ import copy
 
 import pytest
 
-pytest.importorskip("schemathesis")
-
-from bench.fuzz import Fuzzer, Stack, make_jobs  # noqa: E402
+from bench.fuzz import Fuzzer, Stack, make_jobs
 
 REQUESTS = 600
 SEED = 0
