@@ -18,7 +18,11 @@
 # e.g. 0,1; empty: CPU only), STACK_ROLE (api | worker), API_BIND (127.0.0.1), API_PUBLISH_PORT
 # (8001), REDIS_TUNNEL_PORT and REDIS_TUNNEL_PUBLISH_BIND (0.0.0.0): scale-out, see README),
 # DEMO_UID / DEMO_GID (default: this user; as root, the owner of DATA_FOLDER), DOCKER_IMAGE (demo-api), DOCKER_CONTAINER
-# (demo-api, or demo-api-worker for STACK_ROLE=worker), DOCKER_SHM_SIZE (2g).
+# (demo-api, or demo-api-worker for STACK_ROLE=worker), DOCKER_SHM_SIZE (2g),
+# DOCKER_BASE_IMAGE (empty: the Dockerfile's debian:bookworm-slim; any Debian 12 image),
+# DOCKER_NETWORK (empty: Docker's bridge, ports published as above; `host`: the build and the
+# container use the host's network, nginx listens on API_BIND:API_PUBLISH_PORT itself and Redis on
+# REDIS_PORT (6379): for engines without a bridge, as in tests/test_image.py).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,6 +86,13 @@ load_settings() {
     TUNNEL_PORT=$(setting REDIS_TUNNEL_PORT "")
     TUNNEL_BIND=$(setting REDIS_TUNNEL_PUBLISH_BIND 0.0.0.0)
     SHM=$(setting DOCKER_SHM_SIZE 2g)
+    BASE_IMAGE=$(setting DOCKER_BASE_IMAGE "")
+    NETWORK=$(setting DOCKER_NETWORK "")
+    case $NETWORK in
+        "" | host) ;;
+        *) die "DOCKER_NETWORK=$NETWORK: expected host, or nothing for Docker's bridge" ;;
+    esac
+    REDIS_PORT=$(setting REDIS_PORT 6379)
     # The container's user is this user; run as root, it is whoever owns DATA_FOLDER.
     local uid gid
     uid=$(id -u) gid=$(id -g)
@@ -125,7 +136,7 @@ image_inputs() {
     for extra in "$ROOT"/api/demos/*/requirements.txt; do
         [ -f "$extra" ] && files+=("${extra#"$ROOT"/}")
     done
-    (cd "$ROOT" && sha256sum "${files[@]}" | sha256sum | cut -d' ' -f1)
+    (cd "$ROOT" && { sha256sum "${files[@]}"; echo "base ${BASE_IMAGE:-default}"; } | sha256sum | cut -d' ' -f1)
 }
 
 image_label() {
@@ -141,8 +152,10 @@ build() {
     [ "$DEMO_UID" != 0 ] || die "refusing to build an image whose user is root: run docker.sh as the user who" \
         "owns DATA_FOLDER (or chown DATA_FOLDER to that user, or set DEMO_UID/DEMO_GID in $ENV_FILE)"
     echo "building $IMAGE for uid $DEMO_UID ..." >&2
-    docker build --build-arg "DEMO_UID=$DEMO_UID" --build-arg "DEMO_GID=$DEMO_GID" \
-        --label "$INPUTS_LABEL=$(image_inputs)" --tag "$IMAGE" "$ROOT"
+    local args=(build --build-arg "DEMO_UID=$DEMO_UID" --build-arg "DEMO_GID=$DEMO_GID")
+    [ -z "$BASE_IMAGE" ] || args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+    [ -z "$NETWORK" ] || args+=(--network "$NETWORK")
+    docker "${args[@]}" --label "$INPUTS_LABEL=$(image_inputs)" --tag "$IMAGE" "$ROOT"
 }
 
 start() {
@@ -173,7 +186,11 @@ start() {
         echo "DEVICE_NB is empty: workers run on CPU" >&2
         args+=(--env WORKER_GPUS=cpu)
     fi
-    if [ "$ROLE" = api ]; then
+    if [ "$NETWORK" = host ]; then
+        # no ports to publish: nginx, Redis and the tunnel listen on the host's addresses themselves
+        args+=(--network host --env "NGINX_LISTEN=$BIND:$PORT" --env "REDIS_PORT=$REDIS_PORT"
+            --env "REDIS_TUNNEL_BIND=$TUNNEL_BIND")
+    elif [ "$ROLE" = api ]; then
         args+=(--publish "$BIND:$PORT:8001")
         if [ -n "$TUNNEL_PORT" ]; then
             args+=(--publish "$TUNNEL_BIND:$TUNNEL_PORT:$TUNNEL_PORT")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the stack and browser tests use (nginx, redis-server, spiped, supervisor,
-# chromium, shellcheck): installed with apt-get when missing, nothing done when all are there.
+# Debian packages the stack, image and browser tests use (nginx, redis-server, spiped, supervisor,
+# docker.io and debootstrap for tests/test_image.py's private engine and base image, chromium,
+# shellcheck): installed with apt-get when missing, nothing done when all are there.
 #   bash tools/install-system-packages.sh            # all of them
 #   bash tools/install-system-packages.sh nginx ...  # only these
 set -euo pipefail
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-    packages=(nginx redis-server spiped supervisor chromium chromium-driver shellcheck)
+    packages=(nginx redis-server spiped supervisor docker.io debootstrap chromium chromium-driver shellcheck)
 fi
 missing=()
 for package in "${packages[@]}"; do
