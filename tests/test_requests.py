@@ -348,3 +348,16 @@ def test_disk_full_while_saving_uploads_is_503_and_leaves_nothing(gunicorn, data
 def test_storage_failure_mapping(exc, unavailable):
     assert (storage_failure(exc) is not None) is unavailable
 
+
+def test_a_document_uid_of_null_is_400_naming_it(client):
+    response = client.post("/dummy/start", json={"documents": [{"type": "img", "src": "https://example.org/a.png",
+                                                                "uid": None}]})
+    assert_error(response, 400, "invalid_input", mentions="1-128 characters")
+    assert json_of(response)["error"]["field"] == "documents[0].uid"
+
+
+def test_a_form_part_without_a_readable_name_is_400(client):
+    body = (b'--B\r\nContent-Disposition: form-data; name="U\\"\r\n\r\n3000\r\n'
+            b'--B\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--B--\r\n')
+    response = client.post("/dummy/start", data=body, content_type="multipart/form-data; boundary=B")
+    assert_error(response, 400, "invalid_input", mentions="without a (readable) name")

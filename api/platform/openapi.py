@@ -66,12 +66,13 @@ def _demo_paths(demo: Demo) -> dict:
         f"{prefix}/{{tracking_id}}/result/{{path}}": {"get": {
             "tags": tag, "summary": "One result file",
             "parameters": [JOB_PATH_ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _ok("The file", {"type": "string", "format": "binary"}, "application/octet-stream"),
-                          **_errors(401, 404)}}},
+            "responses": {"200": _ok("The file (images, JSON and text inline; anything else as an attachment)",
+                                     {"type": "string", "format": "binary"}, "*/*"),
+                          **_errors(400, 401, 404)}}},
         f"{prefix}/qsizes": {"get": {"tags": tag, "summary": "Messages waiting in this demo's queue",
-                                     "responses": {"200": _ok("Queue sizes")}}},
+                                     "responses": {"200": _ok("Queue sizes"), **_errors(401)}}},
         f"{prefix}/monitor": {"get": {"tags": tag, "summary": "Queues, live workers, jobs per state, disk use",
-                                      "responses": {"200": _ok("Monitoring data")}}},
+                                      "responses": {"200": _ok("Monitoring data"), **_errors(401)}}},
         f"{prefix}/monitor/clear": {"post": {
             "tags": tag, "summary": "Delete results and uploads of ended jobs older than days_before days",
             "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
@@ -83,7 +84,7 @@ def _demo_paths(demo: Demo) -> dict:
         f"{prefix}/models": {"get": {
             "tags": tag, "summary": "Models: {file: last update}; ?details=1 for classes, size, source",
             "parameters": [{"name": "details", "in": "query", "required": False, "schema": {"type": "string"}}],
-            "responses": {"200": _ok("Models")}}},
+            "responses": {"200": _ok("Models"), **_errors(401)}}},
     }
 
 
@@ -102,7 +103,7 @@ def _dataset_paths() -> dict:
         "/datasets/document/{type}/{uid}/image/{name}": {"get": {
             "tags": tag, "summary": "One image, as the API downloaded it",
             "parameters": [*doc, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _ok("The image", {"type": "string", "format": "binary"}, "application/octet-stream"),
+            "responses": {"200": _ok("The image", {"type": "string", "format": "binary"}, "*/*"),
                           **_errors(401, 404)}}},
         "/datasets/document/{type}/{uid}/download": {"get": {
             "tags": tag, "summary": "A zip of the document's images", "parameters": doc,
@@ -113,11 +114,11 @@ def _dataset_paths() -> dict:
 
 def spec(demos: dict[str, Demo]) -> dict:
     paths = {
-        "/health": {"get": {"summary": "Alive (no token needed)", "responses": {"200": _ok("ok")}}},
+        "/health": {"get": {"summary": "Alive (no token needed)", "security": [], "responses": {"200": _ok("ok")}}},
         "/ready": {"get": {"summary": "Redis reachable and at least one worker alive",
-                           "responses": {"200": _ok("Ready"), "503": _ok("Not ready")}}},
+                           "responses": {"200": _ok("Ready"), "503": _ok("Not ready"), **_errors(401)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics",
-                             "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain")}}},
+                             "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain"), **_errors(401)}}},
     }
     for demo in demos.values():
         paths.update(_demo_paths(demo))

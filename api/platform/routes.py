@@ -261,6 +261,8 @@ def read_request() -> tuple[dict, list]:
             raise InputError("body", "not a JSON object")
         return body, []
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        if None in request.form or None in request.files:  # a part whose name werkzeug could not read
+            raise InputError("body", "a form field without a (readable) name")
         fields = {key: request.form[key] for key in request.form}
         uploads = [f for key in request.files for f in request.files.getlist(key) if f.filename]
         return fields, uploads

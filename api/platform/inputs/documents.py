@@ -72,7 +72,7 @@ def parse_documents(raw: Any, cfg: Config) -> list[Document]:
             raise InputError(f"{field}.type", f"must be one of {', '.join(DOCUMENT_TYPES)}")
         src = _checked_src(item.get("src"), f"{field}.src", cfg)
         uid = item.get("uid")
-        if uid is not None:
+        if "uid" in item:  # optional, but when given a name (null is no name: 400, as for every field)
             if not isinstance(uid, str) or not SAFE_NAME.match(uid):
                 raise InputError(f"{field}.uid", "must be 1-128 characters from A-Z a-z 0-9 . _ -, "
                                                  "starting with a letter or digit")
