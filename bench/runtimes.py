@@ -3,7 +3,7 @@
     reference style   the model loaded for the task, then one page per forward (discover-api)
     torch eager       PyTorch, model loaded, one page per forward
     torch batched     PyTorch, batches of --batch pages
-    onnx              ONNX Runtime (static input, as exported)
+    onnx              ONNX Runtime (page-shaped inputs, as exported)
     openvino          OpenVINO (page-shaped inputs)
     tensorrt          TensorRT FP16 (only where `tensorrt` imports, i.e. on a GPU host)
     our job (auto)    POST /regions/start with the runtime chosen by INFERENCE_RUNTIME=auto,

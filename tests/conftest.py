@@ -200,11 +200,17 @@ def json_of(response) -> dict:
 
 # -- a small YOLO detector trained here, for the regions demo and whoever chains it -----------------
 YOLO_IMGSZ = 160  # the detector is trained and run at this size
+TRAIN_THREADS = 2  # every machine trains it with this many threads: the same sums, so the same weights
 
 
 @pytest.fixture(scope="session")
 def trained_yolo(tmp_path_factory):
-    """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores."""
+    """A two-class detector (illustration, diagram) trained from scratch: ~1 min on 2 CPU cores.
+
+    Seeded and deterministic; ultralytics sets PyTorch to cpu_count - 1 threads (at most 8) when
+    it picks the device, and float sums split over other thread counts round differently, so
+    the thread count is set again once training starts. The threads of each epoch are recorded
+    in training.json beside the weights."""
     from api.demos.regions.detector import quiet_ultralytics
 
     folder = tmp_path_factory.mktemp("yolo")
@@ -214,13 +220,17 @@ def trained_yolo(tmp_path_factory):
 
     from tests.synthetic_pages import write_yolo_dataset
 
-    torch.set_num_threads(2)
     data = write_yolo_dataset(folder / "dataset", train=96, val=4)
     model = YOLO("yolov8n.yaml")
+    threads: list[int] = []
+    model.add_callback("on_pretrain_routine_start", lambda trainer: torch.set_num_threads(TRAIN_THREADS))
+    model.add_callback("on_train_epoch_start", lambda trainer: threads.append(torch.get_num_threads()))
     model.train(data=str(data), epochs=40, imgsz=YOLO_IMGSZ, batch=16, workers=0, plots=False, val=False, amp=False,
                 device="cpu", project=str(folder / "runs"), name="pages", exist_ok=True, verbose=False,
                 mosaic=0.0, seed=0, deterministic=True)
-    return folder / "runs" / "pages" / "weights" / "last.pt"
+    weights = folder / "runs" / "pages" / "weights"
+    (weights / "training.json").write_text(json.dumps({"threads_per_epoch": threads}))
+    return weights / "last.pt"
 
 
 def use_regions(env: dict, procs: Processes, model: Path, name: str = "pages.pt", **settings: str) -> dict:

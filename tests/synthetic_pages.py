@@ -116,3 +116,23 @@ def iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def assert_same_detections(expected, found, conf: float, min_iou: float = 0.9, conf_tol: float = 0.05) -> int:
+    """Both ways, every detection (with cls, confidence, x1..y2) above `conf` + `conf_tol` has a
+    counterpart of its class in the other list, with IoU >= `min_iou` and a confidence within
+    `conf_tol`. One closer to the threshold may fall either side of it in the other runtime, so
+    it is not counted. Returns how many detections were compared."""
+    compared = 0
+    for ours, theirs in ((expected, found), (found, expected)):
+        for det in ours:
+            if det.confidence < conf + conf_tol:
+                continue
+            box = (det.x1, det.y1, det.x2, det.y2)
+            same_class = [o for o in theirs if o.cls == det.cls]
+            assert same_class, (det, theirs)
+            best = max(same_class, key=lambda o: iou(box, (o.x1, o.y1, o.x2, o.y2)))
+            assert iou(box, (best.x1, best.y1, best.x2, best.y2)) >= min_iou, (det, best)
+            assert abs(best.confidence - det.confidence) <= conf_tol, (det, best)
+            compared += 1
+    return compared

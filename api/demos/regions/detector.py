@@ -77,6 +77,27 @@ def by_aspect(items: list, size: int, aspect) -> list[list]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
+def predict(model, images: Sequence[Image.Image], options: Options, device: str,
+            half: bool) -> list[list[Detection]]:
+    """What a job gets from an ultralytics model of any runtime: each runtime's own
+    pre-processing (page-shaped inputs for PyTorch and dynamic exports, squares for static ones),
+    NMS, and boxes in the pixels of each original image. The runtime chooser judges exports on
+    this very function, so parity means parity of what users get."""
+    inputs, scales = same_shape(images, options.imgsz)
+    results = model.predict(
+        inputs, conf=options.conf, iou=options.iou, imgsz=options.imgsz,
+        classes=list(options.classes) or None, max_det=options.max_det, device=device,
+        verbose=False, batch=len(images), **({"half": True} if half else {}))
+    keep_torch_threads()
+    found = []
+    for result, (sx, sy) in zip(results, scales):
+        boxes = result.boxes
+        xyxy, conf, cls = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
+        found.append([Detection(int(c), float(p), b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)
+                      for b, p, c in zip(xyxy, conf, cls)])
+    return found
+
+
 class Detector:
     def __init__(self, path: Path, device: str, batch_size: int = 0, runtime: str = "torch",
                  cache_root: Path | None = None, imgsz: int = 640):
@@ -145,19 +166,7 @@ class Detector:
         if self.format == "yolov5":
             return self.model.detect(images, options)
         self._select(options.imgsz)
-        inputs, scales = same_shape(images, options.imgsz)
-        results = self.model.predict(
-            inputs, conf=options.conf, iou=options.iou, imgsz=options.imgsz,
-            classes=list(options.classes) or None, max_det=options.max_det, device=self.device,
-            verbose=False, batch=len(images), **({"half": True} if self.half else {}))
-        keep_torch_threads()
-        found = []
-        for result, (sx, sy) in zip(results, scales):
-            boxes = result.boxes
-            xyxy, conf, cls = boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
-            found.append([Detection(int(c), float(p), b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)
-                          for b, p, c in zip(xyxy, conf, cls)])
-        return found
+        return predict(self.model, images, options, self.device, self.half)
 
     def label(self, cls: int) -> str:
         return self.classes[cls] if 0 <= cls < len(self.classes) else str(cls)

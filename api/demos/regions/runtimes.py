@@ -4,11 +4,22 @@ OpenVINO, ONNX Runtime or TensorRT, chosen once per model, device and input size
 `INFERENCE_RUNTIME=auto` (the default) considers, on CPU, OpenVINO, ONNX Runtime and PyTorch; on
 CUDA, TensorRT (FP16, when `tensorrt` is importable) and PyTorch (FP16). Each export is made once,
 under a file lock (two workers never export at once), into
-DATA_FOLDER/models/.cache/<model sha256>/<runtime>-<imgsz>/, then checked for parity against
-PyTorch on the same input (raw outputs: class scores within 0.02 — 0.05 in FP16 — and boxes
-within 1.5 px — 3 px in FP16); an export that fails parity is never chosen. Among the ones that
-pass, the fastest on a page-shaped image wins: the measurement, not a rule, decides. The choice
-and its figures are kept in `choice-<device>-<imgsz>.json` beside the exports.
+DATA_FOLDER/models/.cache/<model sha256>/<runtime>-<imgsz>/. ONNX and OpenVINO are exported with
+dynamic input shapes, so they get the same page-shaped input as PyTorch; TensorRT's engine is
+static (square inputs).
+
+An export is kept only if it passes parity with PyTorch on several page-shaped probes of different
+aspect ratios, each going through each runtime's own pre-processing, as a job's pages do:
+  - raw outputs (boxes and class scores before NMS) on the tensor the export itself receives, so
+    the weights are faithful: scores within 0.02 (0.05 in FP16), boxes within 1.5 px (3 px);
+  - detections as a job gets them (`detector.predict`): every detection of either runtime clearly
+    above the floor has a counterpart of the same class in the other, with IoU >= 0.9 (0.85) and
+    confidence within the score tolerance; so an export fed other inputs than PyTorch (a padded
+    square instead of the page's shape) is kept only if its boxes are the same anyway.
+An export that fails parity is never chosen. Among the ones that pass, the fastest on a
+page-shaped image wins: the measurement, not a rule, decides. The choice and its figures are kept
+in `choice-<device>-<setting>-<imgsz>.json` beside the exports; a choice made by an older check,
+or an export made with other options, is made again.
 """
 from __future__ import annotations
 
@@ -19,16 +30,36 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from api.platform.exports import check_runtime_setting, export_folder, file_lock
+
+from .detector import Detection, Options, predict
 
 RUNTIMES = ("torch", "onnx", "openvino", "tensorrt")
 EXPORT_FORMAT = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
 MODULE_OF = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+HALF_RUNTIMES = ("torch", "tensorrt")  # the runtimes that compute in FP16 on CUDA
+PROBE_SHAPES = ((1000, 1400), (1400, 1000), (640, 1600))  # (width, height): portrait, landscape, narrow
+PARITY_CONF = 0.05  # detections are compared from this confidence up (a job's `conf` is usually higher)
+PARITY_CHECK = 2  # how parity is judged; a choice recorded by another check is measured again
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    score: float  # class scores before NMS, and detections' confidences
+    box_px: float  # raw box coordinates, in input pixels
+    iou: float  # a detection's box against its counterpart's
+
+
+WORST = {"detections": int.__add__, "unmatched": int.__add__, "min_iou": min, "max_conf_diff": max,
+         "max_score_diff": max, "max_box_diff_px": max}  # how each parity figure adds up over the probes
+TOLERANCE = {False: Tolerance(score=0.02, box_px=1.5, iou=0.9), True: Tolerance(score=0.05, box_px=3.0, iou=0.85)}
 
 
 @dataclass
@@ -68,19 +99,44 @@ def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
     return found
 
 
-def probe_image(width: int = 1000, height: int = 1400) -> np.ndarray:
-    """A deterministic page-like picture (BGR): paper, dark strokes and coloured blocks, so the
-    network's outputs are not all near zero when two runtimes are compared."""
-    rng = np.random.default_rng(0)
-    image = np.full((height, width, 3), (200, 220, 235), np.uint8)
-    for _ in range(60):
-        y, x = rng.integers(0, height - 10), rng.integers(0, width - 80)
-        image[y:y + 6, x:x + rng.integers(20, 80)] = (40, 50, 60)
-    for _ in range(4):
-        y, x = rng.integers(0, height - 300), rng.integers(0, width - 300)
-        h, w = rng.integers(100, 300), rng.integers(100, 300)
-        image[y:y + h, x:x + w] = rng.integers(0, 255, (h, w, 3), dtype=np.uint8) // 2 + 64
-    return image
+def probe_page(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A deterministic page-like picture (RGB): paper, lines of text strokes, a framed colourful
+    picture and a line drawing, so a layout model finds something on it and two runtimes'
+    detections, not only their near-zero outputs, are compared."""
+    rng = np.random.default_rng(seed)
+    page = Image.new("RGB", (width, height), (235, 225, 205))
+    draw = ImageDraw.Draw(page)
+    picture = (width // 10, height // 12, width * 6 // 10, height * 4 // 12)
+    drawing = (width * 3 // 10, height * 6 // 12, width * 9 // 10, height * 9 // 12)
+    art = Image.new("RGB", (picture[2] - picture[0], picture[3] - picture[1]), (120, 140, 90))
+    for _ in range(40):
+        x, y, r = rng.integers(0, art.width), rng.integers(0, art.height), rng.integers(8, 60)
+        ImageDraw.Draw(art).ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    page.paste(art, picture[:2])
+    draw.rectangle(picture, outline=(20, 15, 10), width=4)
+    draw.rectangle(drawing, fill=(250, 248, 240))
+    for _ in range(6):
+        x, y = rng.integers(drawing[0] + 40, drawing[2] - 40), rng.integers(drawing[1] + 40, drawing[3] - 40)
+        r = rng.integers(15, 40)
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=(10, 10, 10), width=3)
+        draw.line((x, y, rng.integers(drawing[0], drawing[2]), rng.integers(drawing[1], drawing[3])),
+                  fill=(10, 10, 10), width=3)
+    for y in range(height // 30, height - height // 30, 22):
+        for x in range(width // 20, width - width // 20 - 60, 70):
+            stroke = (x, y, x + int(rng.integers(20, 60)), y + 7)
+            if not any(_inside(stroke, box) for box in (picture, drawing)):
+                draw.rectangle(stroke, fill=(60, 50, 40))
+    return page
+
+
+def _inside(a: tuple, b: tuple, margin: int = 10) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def probe_pages() -> list[Image.Image]:
+    """The pages parity is judged on: several aspect ratios, because a static export pads each
+    one differently from PyTorch's page-shaped input."""
+    return [probe_page(width, height, seed) for seed, (width, height) in enumerate(PROBE_SHAPES)]
 
 
 class RuntimeChooser:
@@ -103,30 +159,34 @@ class RuntimeChooser:
             if record.is_file():
                 saved = json.loads(record.read_text())
                 path = Path(saved["path"])
-                if path.exists():
+                if saved.get("check") == PARITY_CHECK and path.exists():
                     return Choice(saved["runtime"], path, saved["half"], saved["report"])
             choice = self._measure(wanted, imgsz, half)
             record.write_text(json.dumps({"runtime": choice.runtime, "path": str(choice.path), "half": choice.half,
-                                          "report": choice.report}, indent=1))
+                                          "check": PARITY_CHECK, "report": choice.report}, indent=1))
         return choice
 
     def _measure(self, wanted: list[str], imgsz: int, half: bool) -> Choice:
         from ultralytics import YOLO  # noqa: PLC0415
 
-        probe = probe_image()
-        reference = self._raw_outputs(self.model_path, imgsz, half)
+        probes = probe_pages()
+        options = Options(conf=PARITY_CONF, imgsz=imgsz)
+        reference = YOLO(str(self.model_path), task="detect")
+        expected = [predict(reference, [probe], options, self.device, half)[0] for probe in probes]
         report: dict[str, dict] = {}
         timed: list[tuple[float, str, Path]] = []
         for runtime in dict.fromkeys([*wanted, "torch"]):
+            runs_half = half and runtime in HALF_RUNTIMES
             try:
-                path = self.model_path if runtime == "torch" else self._export(runtime, imgsz, half)
+                path, model = self.model_path, reference
                 if runtime != "torch":
-                    ok, worst = parity(reference, self._raw_outputs(path, imgsz, half), half)
+                    path = self._export(runtime, imgsz, half)
+                    model = YOLO(str(path), task="detect")
+                    ok, worst = self._parity(reference, model, probes, expected, options, runs_half)
                     report[runtime] = {"parity": ok, **worst}
                     if not ok:
                         continue
-                model = YOLO(str(path), task="detect")
-                ms = _time_predict(model, probe, imgsz, self.device, half and runtime == "torch")
+                ms = _time_predict(model, probes[0], imgsz, self.device, runs_half)
                 report.setdefault(runtime, {})["ms_per_page"] = round(ms, 2)
                 if runtime in wanted:
                     timed.append((ms, runtime, path))
@@ -137,14 +197,35 @@ class RuntimeChooser:
             return Choice("torch", self.model_path, half, report)
         ms, runtime, path = min(timed)
         report[runtime]["chosen"] = "fastest that passed parity"
-        return Choice(runtime, path, half and runtime in ("torch", "tensorrt"), report)
+        return Choice(runtime, path, half and runtime in HALF_RUNTIMES, report)
+
+    def _parity(self, reference, model, probes: Sequence[Image.Image], expected: Sequence[list[Detection]],
+                options: Options, runs_half: bool) -> tuple[bool, dict]:
+        """Does `model` give what PyTorch gives on every probe page? Raw outputs on the tensor
+        `model` itself receives (faithful weights), and detections through each runtime's own
+        pre-processing (what a job gets). Worst figures over all probes."""
+        tolerance = TOLERANCE[self.kind == "cuda"]
+        worst: dict = {"probes": len(probes), "detections": 0, "unmatched": 0}
+        ok = True
+        for probe, wanted in zip(probes, expected):
+            [found] = predict(model, [probe], options, self.device, runs_half)
+            raw_ok, raw = parity(*_outputs_on_the_same_input(reference, model, probe), tolerance)
+            found_ok, figures = same_detections(wanted, found, tolerance, options.conf)
+            ok = ok and raw_ok and found_ok
+            for key, value in {**raw, **figures}.items():
+                worst[key] = WORST[key](worst[key], value) if key in worst and key in WORST else value
+        return ok, worst
 
     def _export(self, runtime: str, imgsz: int, half: bool) -> Path:
-        """The export for `runtime` at `imgsz` (made now if missing), in its own cache folder."""
+        """The export for `runtime` at `imgsz` (made now if missing, or made with other options),
+        in its own cache folder."""
         folder = self.root / f"{runtime}-{imgsz}"
         done = folder / "export.json"
+        options = export_options(runtime, imgsz, half, self.device)
         if done.is_file():
-            return folder / json.loads(done.read_text())["artifact"]
+            made = json.loads(done.read_text())
+            if made.get("options") == options:
+                return folder / made["artifact"]
         from ultralytics import YOLO  # noqa: PLC0415
 
         shutil.rmtree(folder, ignore_errors=True)
@@ -152,54 +233,84 @@ class RuntimeChooser:
         source = folder / "model.pt"
         shutil.copy(self.model_path, source)
         started = time.perf_counter()
-        options = {"format": EXPORT_FORMAT[runtime], "imgsz": imgsz, "device": self.device}
-        if runtime == "onnx":
-            options.update(dynamic=False, simplify=False)
-        elif runtime == "openvino":
-            options.update(dynamic=True)  # page-shaped inputs, not padded squares
-        elif runtime == "tensorrt":
-            options.update(half=half, dynamic=False)
         exported = Path(YOLO(str(source), task="detect").export(**options))
         source.unlink()
-        done.write_text(json.dumps({"artifact": exported.name, "seconds": round(time.perf_counter() - started, 2)}))
+        done.write_text(json.dumps({"artifact": exported.name, "options": options,
+                                    "seconds": round(time.perf_counter() - started, 2)}))
         return folder / exported.name
 
-    def _raw_outputs(self, path: Path, imgsz: int, half: bool) -> np.ndarray:
-        """The network's raw output (boxes and class scores before NMS) for the probe, letterboxed
-        to a square: the same tensor goes into every runtime."""
-        import torch  # noqa: PLC0415
-        from ultralytics.nn.autobackend import AutoBackend  # noqa: PLC0415
 
-        probe = probe_image()[:, :, ::-1]  # RGB
-        scale = imgsz / max(probe.shape[:2])
-        rows = np.linspace(0, probe.shape[0] - 1, int(probe.shape[0] * scale)).astype(int)
-        cols = np.linspace(0, probe.shape[1] - 1, int(probe.shape[1] * scale)).astype(int)
-        square = np.full((imgsz, imgsz, 3), 114, np.uint8)
-        square[:len(rows), :len(cols)] = probe[rows][:, cols]
-        tensor = torch.from_numpy(square.transpose(2, 0, 1).copy()).float().unsqueeze(0) / 255
-        backend = AutoBackend(str(path), device=torch.device(self.device), fp16=half, verbose=False)
-        tensor = tensor.to(backend.device).half() if backend.fp16 else tensor.to(backend.device)
-        with torch.inference_mode():
-            out = backend(tensor)
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        return (out.float().cpu().numpy() if hasattr(out, "cpu") else np.asarray(out, dtype=np.float32))
+def export_options(runtime: str, imgsz: int, half: bool, device: str) -> dict:
+    """What ultralytics' export gets. ONNX and OpenVINO take dynamic shapes: page-shaped inputs,
+    the same PyTorch gets, not padded squares (fewer pixels, and the same boxes)."""
+    options = {"format": EXPORT_FORMAT[runtime], "imgsz": imgsz, "device": device}
+    if runtime == "onnx":
+        options.update(dynamic=True, simplify=False)
+    elif runtime == "openvino":
+        options.update(dynamic=True)
+    elif runtime == "tensorrt":
+        options.update(half=half, dynamic=False)
+    return options
 
 
-def parity(reference: np.ndarray, other: np.ndarray, half: bool = False) -> tuple[bool, dict]:
+def _outputs_on_the_same_input(reference, model, probe: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outputs (before NMS) of PyTorch and of `model` for the tensor `model`'s own
+    pre-processing makes of `probe` (both models have predicted once, so their predictors exist)."""
+    import torch  # noqa: PLC0415
+
+    bgr = np.ascontiguousarray(np.asarray(probe)[:, :, ::-1])
+    tensor = model.predictor.preprocess([bgr])
+    torch_side = reference.predictor
+    same = tensor.to(torch_side.device, torch.float16 if torch_side.model.fp16 else torch.float32)
+    with torch.inference_mode():
+        return _as_array(torch_side.inference(same)), _as_array(model.predictor.inference(tensor))
+
+
+def _as_array(out) -> np.ndarray:
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    return out.float().cpu().numpy() if hasattr(out, "cpu") else np.asarray(out, dtype=np.float32)
+
+
+def parity(reference: np.ndarray, other: np.ndarray, tolerance: Tolerance) -> tuple[bool, dict]:
     """Same raw detections? Outputs are (1, 4 + classes, anchors): boxes (cx, cy, w, h in input
     pixels) compared where the reference scores above 0.25, class scores everywhere."""
     if reference.shape != other.shape:
         return False, {"reason": f"output shape {other.shape} != {reference.shape}"}
-    score_tol, box_tol = (0.05, 3.0) if half else (0.02, 1.5)
     scores_ref, scores = reference[0, 4:], other[0, 4:]
     score_diff = float(np.abs(scores_ref - scores).max()) if scores.size else 0.0
     confident = scores_ref.max(0) > 0.25
     box_diff = float(np.abs(reference[0, :4, confident] - other[0, :4, confident]).max()) if confident.any() else 0.0
-    ok = score_diff <= score_tol and box_diff <= box_tol
+    ok = score_diff <= tolerance.score and box_diff <= tolerance.box_px
     return ok, {"max_score_diff": round(score_diff, 5), "max_box_diff_px": round(box_diff, 3)}
 
 
-def _time_predict(model, image: np.ndarray, imgsz: int, device: str, half: bool, runs: int = 3) -> float:
+def same_detections(expected: Sequence[Detection], found: Sequence[Detection], tolerance: Tolerance,
+                    conf: float) -> tuple[bool, dict]:
+    """Same detections, both ways? Each detection above `conf` + the score tolerance (one that
+    close to the floor may fall either side of it in the other runtime) needs a counterpart of the
+    same class with IoU >= tolerance.iou and a confidence within tolerance.score."""
+    unmatched, compared, worst_iou, worst_conf = 0, 0, 1.0, 0.0
+    for ours, theirs in ((expected, found), (found, expected)):
+        for det in ours:
+            if det.confidence < conf + tolerance.score:
+                continue
+            compared += 1
+            best = max((o for o in theirs if o.cls == det.cls), key=lambda o: box_iou(det, o), default=None)
+            overlap = box_iou(det, best) if best else 0.0
+            gap = abs(best.confidence - det.confidence) if best else 1.0
+            worst_iou, worst_conf = min(worst_iou, overlap), max(worst_conf, gap)
+            unmatched += overlap < tolerance.iou or gap > tolerance.score
+    return unmatched == 0, {"detections": compared, "unmatched": unmatched, "min_iou": round(worst_iou, 4),
+                            "max_conf_diff": round(worst_conf, 5)}
+
+
+def box_iou(a: Detection, b: Detection) -> float:
+    inter = (max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1)) * max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1)))
+    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _time_predict(model, image: Image.Image, imgsz: int, device: str, half: bool, runs: int = 3) -> float:
     """Milliseconds per page through ultralytics' predict (pre-processing and NMS included)."""
     from .detector import keep_torch_threads  # noqa: PLC0415
 
