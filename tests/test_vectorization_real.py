@@ -113,7 +113,7 @@ def test_kicad_symbols_are_read_in_image_axes_with_their_own_unit_only():
     assert close(half, {"cx": 0, "cy": 0, "r": 2, "start": 180, "end": 360})
     pin = part.primitives[-1].geometry
     assert close(pin, {"x1": 0, "y1": 5, "x2": 0, "y2": 3}), pin
-    assert part.texts == [(0.0, -3.0, 1.27, "L")]
+    assert part.texts == [(0.0, -3.0, 1.27, "L", 0.5)]
 
 
 def test_arc_through_three_points_keeps_the_side_of_the_middle_point():
@@ -166,3 +166,57 @@ def test_a_page_renders_the_same_every_time_with_truth_inside():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
+
+
+# -- the backend on what real drawings have ----------------------------------------------------------------
+def detect(ink: np.ndarray):
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    return GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+
+
+def page_with(primitives, pen: int = 3, size: int = 500) -> np.ndarray:
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    ink = np.zeros((size, size), np.uint8)
+    for p in primitives:
+        draw_stroke(ink, p, pen, 255)
+    return ink
+
+
+def test_labels_as_tall_as_eight_pens_are_text_but_a_small_ring_is_a_circle():
+    import cv2
+
+    ring = circle(400, 400, 12)
+    ink = page_with([ring])
+    for i, word in enumerate(["Q1", "D", "C0", "R"]):  # 40 px letters drawn with a 3 px pen
+        cv2.putText(ink, word, (40 + 90 * i, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 255, 3, cv2.LINE_AA)
+    found = detect(ink)
+    assert [p.type for p in found] == ["circle"], found
+    assert match(found, [ring])["circle"]["f1"] == 1.0
+
+
+def test_a_line_ending_on_a_connection_dot_ends_at_its_centre():
+    import cv2
+
+    truth = [line(100, 250, 300, 250), line(300, 100, 300, 400)]
+    ink = page_with(truth)
+    cv2.circle(ink, (300, 250), 9, 255, -1, cv2.LINE_AA)  # the dot where the wire meets the other
+    found = detect(ink)
+    assert match(found, truth)["line"]["f1"] == 1.0, found
+
+
+def test_short_lines_joined_to_longer_ones_are_found():
+    """Legs and leads 40 px long (under ten pen widths, the old shortest line) are lines."""
+    truth = [line(100, 100, 300, 100), line(300, 100, 300, 140),  # an L with a short leg
+             line(100, 250, 300, 250), line(200, 250, 200, 290)]  # a T with a short lead
+    found = detect(page_with(truth))
+    assert match(found, truth)["line"]["f1"] == 1.0, found
+
+
+def test_collinear_strokes_apart_on_bare_paper_stay_apart():
+    """A channel drawn in three parts, a dashed rule: the blank gaps are not junctions."""
+    truth = [line(100, 50, 100, 150), line(100, 164, 100, 264), line(100, 278, 100, 378),
+             line(200, 300, 300, 300), line(314, 300, 414, 300)]
+    found = detect(page_with(truth))
+    assert match(found, truth)["line"]["f1"] == 1.0, found

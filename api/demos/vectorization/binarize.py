@@ -9,10 +9,14 @@ dropped: they are the text-like clutter a diagram's labels make.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+
+CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
 @dataclass
@@ -45,7 +49,8 @@ def flatten_background(grey: np.ndarray, stroke_hint: int = 12) -> np.ndarray:
 
 def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> InkMask:
     """The strokes of a drawing. `min_size`: components whose bounding box is smaller than this in
-    both directions are clutter (text, specks); 0 picks max(24, 5 × the pen width). `sensitivity` in (0, 1): where between paper and ink
+    both directions are clutter (text, specks), unless they are a round ring (a small circle); 0 picks
+    max(24, CLUTTER_PENS × the pen width). `sensitivity` in (0, 1): where between paper and ink
     the threshold sits (higher keeps fainter ink)."""
     grey = grey_of(rgb)
     flat = flatten_background(grey)
@@ -63,9 +68,9 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
         raw[:] = False
     raw = _remove_small(raw, area=6)
     raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
-    if min_size <= 0:  # automatic: letters are about five pen widths tall
-        min_size = max(24, int(5 * stroke_width(_drop_small_boxes(raw, 24))))
-    mask = _drop_small_boxes(raw, min_size)
+    if min_size <= 0:  # automatic: letters are five to ten pen widths tall
+        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(raw, 24))))
+    mask = _drop_small_boxes(raw, min_size, keep_rings=True)
     return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size)
 
 
@@ -85,11 +90,36 @@ def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
     return keep[labels]
 
 
-def _drop_small_boxes(mask: np.ndarray, min_size: int) -> np.ndarray:
+def _drop_small_boxes(mask: np.ndarray, min_size: int, keep_rings: bool = False) -> np.ndarray:
+    """Without the components smaller than `min_size` both ways; with `keep_rings`, a small
+    component that is a round ring (a hole, a terminal, a small circle) is kept all the same."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
+    if keep_rings:
+        for index in np.nonzero(~big)[0]:
+            if index and stats[index, cv2.CC_STAT_AREA] >= 12 and _is_ring(labels, stats[index], index):
+                big[index] = True
     return big[labels]
+
+
+def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
+    """Whether a component is one round stroke around one round hole: its outline and its hole
+    both fill their enclosing circles (letters such as o, O, 0, D, Q, e do not: they are taller
+    than wide, open, or have a tail)."""
+    x, y, w, h = (int(v) for v in stat[:4])
+    if min(w, h) < 0.85 * max(w, h):
+        return False
+    crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
+    contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if len(contours) != 2:
+        return False
+    for contour in contours:
+        area = cv2.contourArea(contour)
+        _, radius = cv2.minEnclosingCircle(contour)
+        if radius < 2 or area < 0.8 * math.pi * radius * radius:
+            return False
+    return True
 
 
 def stroke_width(mask: np.ndarray) -> float:

@@ -17,6 +17,8 @@ from .lines import intersections
 from .primitives import Primitive, arc_point, normalised_arc
 from .spatial import Grid, grown
 
+BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
+
 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
     """How many of the consecutive `points` (N×2, x y, 1 px apart) lie on ink; one isolated miss
@@ -67,10 +69,14 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             if length < 1:
                 continue
             ux, uy = (ex - ox) / length, (ey - oy) / length
-            run = ink_run(ink, np.column_stack([ex + steps * ux, ey + steps * uy]))
+            walk = np.column_stack([ex + steps * ux, ey + steps * uy])
+            run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
             t_end = run + 0.5 - half
+            centre = blob_centre(distance, walk[:run], half)
+            if centre is not None:
+                t_end = centre
             window = max(2.0, half + 1.0)
             best = None
             for j in grid.query(grown((ex, ey, ex, ey), reach + 2)):
@@ -89,6 +95,23 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                 g["x1"], g["y1"] = nx, ny
             else:
                 g["x2"], g["y2"] = nx, ny
+
+
+def blob_centre(distance: np.ndarray, walk: np.ndarray, half: float) -> float | None:
+    """Where a walk along a line crosses the middle of a blob (a junction dot, a terminal): the
+    step of greatest depth, when the ink there is at least BLOB_DEPTH times deeper than the
+    stroke's own half width; None when the walk stays in strokes. Connection dots are drawn on
+    the point where the lines meet, so the line ends at the dot's centre, not at its far edge."""
+    if len(walk) < 2:
+        return None
+    h, w = distance.shape
+    xs = np.clip(np.round(walk[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(walk[:, 1]).astype(int), 0, h - 1)
+    depth = distance[ys, xs]
+    deepest = int(np.argmax(depth))
+    if depth[deepest] < BLOB_DEPTH * (half + 0.5):
+        return None
+    return float(deepest + 1)
 
 
 def extend_arcs(arcs: list[Primitive], ink: np.ndarray, distance: np.ndarray, reach: float) -> None:

@@ -23,12 +23,15 @@ from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
 
 
+LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
+
+
 @dataclass
 class Settings:
     """Thresholds of the geometric backend (pixels unless said otherwise)."""
 
     tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
-    min_length: float = 0.0  # shorter lines and arcs are dropped; 0: max(30, 10 × the stroke width)
+    min_length: float = 0.0  # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(30, 10 × the stroke width)
     min_radius: float = 8.0  # smaller circles and arcs are dropped (letters such as o, e, 6)
     min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
     sensitivity: float = 0.5  # threshold between paper (0) and darkest ink (1)
@@ -65,7 +68,8 @@ class GeometricDetector:
         lap("binarize_s")
         tolerance = max(s.tolerance, width / 4)
         max_gap = s.max_gap or max(10.0, 4 * width)
-        min_length = s.min_length or max(30.0, 10 * width)
+        min_length = s.min_length or max(30.0, 10 * width)  # arcs: short curved pieces of letters abound
+        min_line = s.min_length or max(LINE_FLOOR, LINE_PENS * width)
         chains = [c.trimmed(int(round(0.75 * width)) + 1) for c in chains_of(skeleton(ink.mask))]
         lap("skeleton_s")
         max_radius = 2.0 * max(h, w)
@@ -82,13 +86,13 @@ class GeometricDetector:
                         if p.geometry["r"] >= s.min_radius]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         straight = [segment_of(c) for c in line_clusters]
-        straight = [p for p in straight if _length(p) >= min_length / 2]  # ends not found yet
+        straight = [p for p in straight if _length(p) >= min_line / 2]  # ends not found yet
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
         reach = 3 * max_gap
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         extend_lines(straight, round_things, ink.raw, distance, reach)
-        straight = drop_covered_lines([p for p in straight if _length(p) >= min_length], 2 * tolerance)
+        straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         primitives = []
         for p in round_things + straight:
             support = _support(p, support_mask)

@@ -60,7 +60,7 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
             cluster = clusters[index]
             if not _ends_near(cluster, ends, tolerance):
                 continue
-            joint = _joint_fit(cluster, piece.points, tolerance, max_gap, ink)
+            joint = _joint_fit(cluster, piece.points, tolerance, max_gap, ink, blank=1.5 * min_piece)
             if joint is not None:
                 cluster.absorb(piece.points, [piece], joint)
                 grid.add(index, cluster.box())
@@ -80,7 +80,7 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
                 b = clusters[j]
                 if not _ends_near(a, _ends(b.points), tolerance):
                     continue
-                joint = _joint_fit(a, b.points, tolerance, max_gap, ink)
+                joint = _joint_fit(a, b.points, tolerance, max_gap, ink, blank=1.5 * min_piece)
                 if joint is not None:
                     a.absorb(b.points, b.pieces, joint)
                     alive[j] = False
@@ -108,7 +108,11 @@ def _length(points: np.ndarray) -> float:
 
 
 def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_gap: float,
-               ink: np.ndarray | None = None) -> LineFit | None:
+               ink: np.ndarray | None = None, blank: float = math.inf) -> LineFit | None:
+    """The line through both, when they lie on one line and the gap between them is a junction:
+    up to `max_gap` px, or longer and all ink (a shallow crossing). A gap wider than `blank` px
+    must be mostly ink (a crossing stroke, faded ink): bare paper between two collinear
+    strokes (dashes, a channel drawn in parts) keeps them apart."""
     fit = cluster.fit
     normal = np.array([-fit.direction[1], fit.direction[0]])
     if np.percentile(np.abs((points - fit.centre) @ normal), 90) > 2 * tolerance:
@@ -116,16 +120,16 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
     lo, hi = cluster.span()
     t = fit.project(points)
     gap = max(t.min() - hi, lo - t.max(), 0.0)
-    if gap > max_gap:
-        if ink is None or gap > 5 * max_gap:
-            return None
+    if gap > max_gap and (ink is None or gap > 5 * max_gap):
+        return None
+    if ink is not None and (gap > max_gap or gap > blank):
         a, b = (hi, t.min()) if t.min() > hi else (t.max(), lo)
         steps = np.linspace(a, b, max(2, int(b - a) + 1))
         path = fit.centre + steps[:, None] * fit.direction
         h, w = ink.shape
         xs = np.clip(np.round(path[:, 0]).astype(int), 0, w - 1)
         ys = np.clip(np.round(path[:, 1]).astype(int), 0, h - 1)
-        if ink[ys, xs].mean() < 0.95:
+        if ink[ys, xs].mean() < (0.95 if gap > max_gap else 0.8):
             return None
     joint = fit_line(np.concatenate([cluster.points, points]))
     if np.percentile(joint.residuals, 95) > 1.5 * tolerance:

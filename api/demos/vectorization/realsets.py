@@ -14,8 +14,8 @@ Each page holds four parts, rendered at 1000 px by default with one pen width (2
 as clutter that is not truth, and ellipses drawn but only counted. `scan=True` adds what a scan
 does: skew (≤ 2°, applied to the truth too), ink bleed, the paper model of synthetic.py and JPEG.
 The truth is tidied as a reader of the image would see it: collinear touching or overlapping
-lines are one line, duplicates are one; curves drawn as many short lines, and pieces a few pixels
-long, are counted in `skipped` instead of being truth no reader of the image would name.
+lines are one line, duplicates are one; curves drawn as many short lines, and pieces shorter than
+three ink widths (blobs, not strokes), are counted in `skipped` instead of being truth no reader of the image would name.
 """
 from __future__ import annotations
 
@@ -45,9 +45,8 @@ PER_PAGE = 4
 CURVE_SEGMENTS = 3  # this many short lines joined end to end, turning gently, draw a curve
 CURVE_STEP = 25.0  # px: "short"
 CURVE_TURN = 40.0  # degrees: "gently"
-TINY_LINE = 6.0  # px: shorter truth lines are counted, not scored
+TINY_PENS = 3.0  # truth lines and arcs shorter than this many ink widths are blobs: counted, not scored
 TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise
-TINY_SWEEP = 6.0  # px of arc length
 
 
 @dataclass
@@ -56,7 +55,8 @@ class Part:
 
     name: str
     primitives: list[Primitive]
-    texts: list[tuple[float, float, float, str]] = field(default_factory=list)  # x, y, height, text (centred)
+    texts: list[tuple[float, float, float, str, float]] = field(default_factory=list)
+    # x, y, height, text, where x sits along the text (0: its left end, 0.5: its middle, 1: its right end)
     polylines: list[list[tuple[float, float]]] = field(default_factory=list)  # clutter drawn as strokes
     skipped: Counter = field(default_factory=Counter)
 
@@ -155,7 +155,9 @@ def _kicad_text(part: Part, text: str, node: list) -> None:
     if at is None or not str(text).strip() or str(text) == "~":
         return
     x, y = _xy(at)
-    part.texts.append((x, y, float(size[1]) if size else 1.27, str(text)))
+    justify = _child(_child(node, "effects") or [], "justify") or []
+    anchor = 0.0 if "left" in justify else 1.0 if "right" in justify else 0.5
+    part.texts.append((x, y, float(size[1]) if size else 1.27, str(text), anchor))
 
 
 def _kicad_item(part: Part, item: list) -> None:
@@ -203,7 +205,7 @@ def librecad_part(folder: Path, path: Path) -> Part | None:
         return None
     if not {p.type for p in drawing.primitives} & {"circle", "arc"}:
         return None
-    texts = [(x, y - h / 2, h, t) for x, y, h, t in drawing.texts]  # centred on the text's middle
+    texts = [(x, y - h / 2, h, t, 0.0) for x, y, h, t in drawing.texts]  # DXF's insertion: the left end
     return Part(path.relative_to(folder).as_posix(), drawing.primitives, texts, drawing.ellipses,
                 Counter(drawing.skipped))
 
@@ -267,7 +269,7 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
         _draw_texts(ink, placed.texts, width)
         truth += placed.primitives
         skipped += placed.skipped
-    truth, tiny, curves = tidy(truth)
+    truth, tiny, curves = tidy(truth, TINY_PENS * (width + 1))  # cv2's pen of width w inks about w + 1 px
     skipped["tiny"] += tiny
     skipped["curve drawn as lines"] += curves
     layer = ink.astype(np.float32) / 255
@@ -291,7 +293,7 @@ def _place(part: Part, ox: float, oy: float, cell: float, rng: random.Random) ->
     dx = ox + cell / 2 - scale * (x0 + x1) / 2
     dy = oy + cell / 2 - scale * (y0 + y1) / 2
     return Part(part.name, [transformed(p, scale, dx, dy) for p in part.primitives],
-                [(scale * x + dx, scale * y + dy, scale * h, t) for x, y, h, t in part.texts],
+                [(scale * x + dx, scale * y + dy, scale * h, t, a) for x, y, h, t, a in part.texts],
                 [[(scale * x + dx, scale * y + dy) for x, y in pl] for pl in part.polylines], Counter(part.skipped))
 
 
@@ -313,12 +315,12 @@ def transformed(p: Primitive, scale: float, dx: float, dy: float, degrees: float
     return arc(cx, cy, scale * g["r"], g["start"] + degrees, g["end"] + degrees)
 
 
-def _draw_texts(ink: np.ndarray, texts: list[tuple[float, float, float, str]], pen: int) -> None:
-    for x, y, height, text in texts:
+def _draw_texts(ink: np.ndarray, texts: list[tuple[float, float, float, str, float]], pen: int) -> None:
+    for x, y, height, text, anchor in texts:
         font_scale = max(0.3, height / 22.0)
         thickness = max(1, round(0.6 * pen))
         (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        cv2.putText(ink, text, (round(x - w / 2), round(y + h / 2)), cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.putText(ink, text, (round(x - anchor * w), round(y + h / 2)), cv2.FONT_HERSHEY_SIMPLEX,
                     font_scale, 255, thickness, cv2.LINE_AA)
 
 
@@ -337,17 +339,18 @@ def _scan(layer: np.ndarray, truth: list[Primitive], rng: random.Random, size: i
     return image, truth
 
 
-def tidy(truth: list[Primitive]) -> tuple[list[Primitive], int, int]:
+def tidy(truth: list[Primitive], tiny_length: float = 6.0) -> tuple[list[Primitive], int, int]:
     """The truth as the image shows it: collinear lines that touch or overlap are one line,
     duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
-    counted and left out. Returns (truth, tiny pieces, curves)."""
+    counted and left out (tiny: lines and arcs shorter than `tiny_length` px, radii under
+    TINY_RADIUS). Returns (truth, tiny pieces, curves)."""
     tiny = 0
     kept: list[Primitive] = []
     for p in truth:
         g = p.geometry
         if p.type == "arc" and g["end"] - g["start"] >= 359.5:
             p = circle(g["cx"], g["cy"], g["r"])
-        if _is_tiny(p):
+        if _is_tiny(p, tiny_length):
             tiny += 1
             continue
         kept.append(p)
@@ -406,13 +409,13 @@ def _turn(a: Primitive, end_a: int, b: Primitive, end_b: int) -> float:
     return abs((out - into + 180) % 360 - 180)
 
 
-def _is_tiny(p: Primitive) -> bool:
+def _is_tiny(p: Primitive, tiny_length: float) -> bool:
     g = p.geometry
     if p.type == "line":
-        return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) < TINY_LINE
+        return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) < tiny_length
     if g["r"] < TINY_RADIUS:
         return True
-    return p.type == "arc" and math.radians(g["end"] - g["start"]) * g["r"] < TINY_SWEEP
+    return p.type == "arc" and math.radians(g["end"] - g["start"]) * g["r"] < tiny_length
 
 
 def _same(a: Primitive, b: Primitive) -> bool:
