@@ -271,6 +271,17 @@ def test_a_malformed_manifest_is_a_document_error(config, tmp_path, name):
         expand(Document("iiif", "bad", path=str(path)), Fetcher(config), config)
 
 
+def test_a_manifest_too_large_to_parse_safely_is_refused_unread(config, tmp_path):
+    """json.loads of a 200 MB download (MAX_DOWNLOAD_BYTES) would take gigabytes: refused by size."""
+    from api.platform.inputs.iiif import MAX_MANIFEST_BYTES
+
+    path = tmp_path / "manifest.json"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: no disk, and never read
+    with pytest.raises(DocumentError, match="larger than 64 MiB"):
+        expand(Document("iiif", "huge", path=str(path)), Fetcher(config), config)
+
+
 ODD_BUT_USABLE = {
     "width Infinity, height NaN": v2([v2_canvas({"@id": IMG}, width=float("inf"), height=float("nan"))]),
     "width negative, height true": v2([v2_canvas({"@id": IMG}, width=-5, height=True)]),

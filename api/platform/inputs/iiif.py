@@ -22,6 +22,9 @@ from .sources import DocumentError, ImageSource, check_count
 FULL_SIZES = ("full", "max")
 NOT_IMAGES = ("Sound", "Video", "Text", "dctypes:Sound", "dctypes:Video", "dctypes:Text")
 LABEL_DEPTH = 8  # a label nested deeper than this is not a label anyone wrote by hand
+# Parsed JSON takes 10-50 times its size in memory: a manifest may be a download of up to
+# MAX_DOWNLOAD_BYTES, but the largest real ones (thousands of canvases) are a few MiB.
+MAX_MANIFEST_BYTES = 64 * 2**20
 # What a value of an unforeseen shape makes the parser raise (RecursionError: nesting).
 _SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError)
 
@@ -37,6 +40,9 @@ def manifest_sources(path: Path, manifest_url: str, doc_uid: str, cfg: Config) -
 
 
 def _load(path: Path) -> dict:
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DocumentError(f"the manifest is larger than {MAX_MANIFEST_BYTES // 2**20} MiB; "
+                            "split it, or send its images as a url_list")
     try:
         manifest = json.loads(path.read_bytes())
     except RecursionError:
