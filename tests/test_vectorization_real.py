@@ -220,3 +220,12 @@ def test_collinear_strokes_apart_on_bare_paper_stay_apart():
              line(200, 300, 300, 300), line(314, 300, 414, 300)]
     found = detect(page_with(truth))
     assert match(found, truth)["line"]["f1"] == 1.0, found
+
+
+def test_a_stadium_is_two_arcs_and_two_lines_joined_at_their_tangent_points():
+    """Lines running into arcs tangentially leave no corner: each ends at the tangent point."""
+    truth = [arc(200, 250, 90, 90, 270), arc(300, 250, 90, 270, 450),
+             line(200, 160, 300, 160), line(200, 340, 300, 340)]
+    found = detect(page_with(truth))
+    scores = match(found, truth)
+    assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found

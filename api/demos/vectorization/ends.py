@@ -134,6 +134,56 @@ def extend_arcs(arcs: list[Primitive], ink: np.ndarray, distance: np.ndarray, re
             g.update(normalised_arc(g["cx"], g["cy"], g["r"], new["start"], new["end"]))
 
 
+def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: float, reach: float) -> None:
+    """Where a line runs into an arc tangentially (rounded corners, slots, the ends of a stadium),
+    no ink shows where one stops and the other starts: walks overshoot, along the line and along
+    the circle alike. The join is the tangent point: the foot of the perpendicular from the arc's
+    centre to the line. An arc end and a line end both within `reach` px of such a point, with
+    the line `tolerance` px from tangent, are moved onto it (in place)."""
+    grid = Grid(cell=max(64.0, reach))
+    for index, p in enumerate(lines):
+        grid.add(index, p.bounds())
+    for a in arcs:
+        g = a.geometry
+        for key in ("start", "end"):
+            ex, ey = arc_point(g, g[key])
+            best = None
+            for j in grid.query(grown((ex, ey, ex, ey), reach)):
+                found = _tangent_foot(g, lines[j].geometry, ex, ey, tolerance, reach)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = (found[0], found[1], found[2], j, found[3])
+            if best is None:
+                continue
+            _, fx, fy, j, which = best
+            angle = math.degrees(math.atan2(fy - g["cy"], fx - g["cx"]))
+            shift = (angle - g[key] + 180.0) % 360.0 - 180.0
+            start, end = (g["start"] + shift, g["end"]) if key == "start" else (g["start"], g["end"] + shift)
+            if 0 < end - start < 359.0:
+                g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
+            lg = lines[j].geometry
+            lg["x1" if which == 0 else "x2"], lg["y1" if which == 0 else "y2"] = fx, fy
+
+
+def _tangent_foot(arc_g: dict, line_g: dict, ex: float, ey: float, tolerance: float, reach: float):
+    """(distance to the arc end, foot x, foot y, which line end) when the line is tangent to the
+    arc's circle near the arc's end and one of its ends lies near the foot; else None."""
+    x1, y1, x2, y2 = line_g["x1"], line_g["y1"], line_g["x2"], line_g["y2"]
+    length = math.hypot(x2 - x1, y2 - y1)
+    if length < 1:
+        return None
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    t = (arc_g["cx"] - x1) * ux + (arc_g["cy"] - y1) * uy
+    fx, fy = x1 + t * ux, y1 + t * uy
+    if abs(math.hypot(fx - arc_g["cx"], fy - arc_g["cy"]) - arc_g["r"]) > tolerance:
+        return None
+    to_arc_end = math.hypot(fx - ex, fy - ey)
+    which = 0 if abs(t) <= abs(t - length) else 1
+    to_line_end = abs(t) if which == 0 else abs(t - length)
+    if to_arc_end > reach or to_line_end > reach:
+        return None
+    return to_arc_end, fx, fy, which
+
+
 def drop_covered_lines(lines: list[Primitive], tolerance: float) -> list[Primitive]:
     """Lines lying along a longer line (both ends within `tolerance` of it) are parts of it."""
     ordered = sorted(lines, key=lambda p: -_length(p.geometry))

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+STRAIGHT = 1.0  # px: a skeleton stretch this close to one line is straight (pixel steps are ±0.5)
+
+
 @dataclass
 class LineFit:
     centre: np.ndarray  # a point on the line
@@ -146,12 +149,55 @@ class ChainCutter:
             end_line = self._longest(points, i, self.line_fits, 2)
             end_arc = self._longest(points, i, self.arc_fits, 8)
             if end_arc > end_line + max(4, 0.15 * (end_line - i)) and self.is_arc(points[i:end_arc]):
-                pieces.append(Piece("arc", points[i:end_arc]))
+                pieces.extend(self.straight_ends(points[i:end_arc]))
                 i = end_arc - 1
             else:
                 pieces.append(Piece("line", points[i:end_line]))
                 i = end_line - 1
         return pieces
+
+    def straight_ends(self, points: np.ndarray) -> list[Piece]:
+        """An arc piece with a straight stretch at either end split into line + arc (+ line).
+
+        A line that runs into an arc tangentially (rounded corners, slots, stadiums) leaves no
+        corner in the skeleton, and a flatter circle fits line and arc together within the
+        tolerance. A stretch at an end that a line fits clearly better than the piece's circle,
+        while the rest alone fits a circle clearly better, is a line."""
+        whole = fit_circle(points)
+        if whole is None or len(points) < 24:
+            return [Piece("arc", points)]
+        head = self._straight_run(points, whole)
+        tail = self._straight_run(points[::-1], whole)
+        if not head and not tail:
+            return [Piece("arc", points)]
+        if tail > head:  # the clearer straight end first, then the other end of what is left
+            return [Piece(p.kind, p.points[::-1]) for p in reversed(self.straight_ends(points[::-1]))]
+        rest = points[head:]
+        after = self.straight_ends(rest) if len(rest) >= 24 else [Piece("arc", rest)]
+        if not any(p.kind == "arc" and self._curved(p.points) for p in after):
+            return [Piece("arc", points)]
+        return [Piece("line", points[:head + 1]), *after]
+
+    def _curved(self, points: np.ndarray) -> bool:
+        """On one circle within the tolerance, and not straight (what is left of an arc piece once
+        its straight ends are off may be short: the rest of its circle is in other pieces)."""
+        fit = fit_circle(points)
+        return (fit is not None and fit.r <= self.max_radius and fit.residuals.max() <= self.tolerance
+                and fit_line(points).residuals.max() > STRAIGHT)
+
+    def _straight_run(self, points: np.ndarray, whole: "CircleFit") -> int:
+        """How many leading points are a line rather than part of the piece's circle (0: none)."""
+        k = self._longest(points, 0, lambda p: len(p) < 3 or fit_line(p).residuals.max() <= STRAIGHT, 2)
+        if k < max(10, 4 * self.tolerance) or k > len(points) - 16:
+            return 0
+        line_rms = float(np.sqrt(np.mean(fit_line(points[:k]).residuals ** 2)))
+        circle_rms = float(np.sqrt(np.mean(whole.residuals[:k] ** 2)))
+        rest = fit_circle(points[k:])
+        if rest is None or line_rms > 0.5 * circle_rms:
+            return 0
+        if float(np.sqrt(np.mean(rest.residuals ** 2))) > 0.5 * float(np.sqrt(np.mean(whole.residuals[k:] ** 2))):
+            return 0
+        return k
 
     @staticmethod
     def _longest(points: np.ndarray, i: int, fits, least: int) -> int:

@@ -18,7 +18,7 @@ from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
 from .fitting import ChainCutter
-from .ends import drop_covered_lines, extend_arcs, extend_lines
+from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
 
@@ -93,6 +93,8 @@ class GeometricDetector:
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         extend_lines(straight, round_things, ink.raw, distance, reach)
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
+        snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
+                      max_gap)
         primitives = []
         for p in round_things + straight:
             support = _support(p, support_mask)
