@@ -2,7 +2,8 @@
 
 A chain is cut greedily from its start: the longest run that stays within `tolerance` px of one
 straight line, or of one circle, becomes a piece; a circle wins only when it explains clearly more
-of the chain, because any short stretch of a large circle is also nearly straight.
+of the chain, because any short stretch of a large circle is also nearly straight. An arc piece
+whose end is straight (a line running into the arc tangentially) is split there.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 
 STRAIGHT = 1.0  # px: a skeleton stretch this close to one line is straight (pixel steps are ±0.5)
 
@@ -185,7 +185,7 @@ class ChainCutter:
         return (fit is not None and fit.r <= self.max_radius and fit.residuals.max() <= self.tolerance
                 and fit_line(points).residuals.max() > STRAIGHT)
 
-    def _straight_run(self, points: np.ndarray, whole: "CircleFit") -> int:
+    def _straight_run(self, points: np.ndarray, whole: CircleFit) -> int:
         """How many leading points are a line rather than part of the piece's circle (0: none)."""
         k = self._longest(points, 0, lambda p: len(p) < 3 or fit_line(p).residuals.max() <= STRAIGHT, 2)
         if k < max(10, 4 * self.tolerance) or k > len(points) - 16:
