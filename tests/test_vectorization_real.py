@@ -229,3 +229,24 @@ def test_a_stadium_is_two_arcs_and_two_lines_joined_at_their_tangent_points():
     found = detect(page_with(truth))
     scores = match(found, truth)
     assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+
+
+# a skeleton chain of a scan-like LibreCAD page (start, then one 8-neighbour step per digit: 0 = +x,
+# counting clockwise on screen) on which splitting straight ends off arcs once recursed without end
+CHAIN_START = (249, 205)
+CHAIN_STEPS = ("33333233333333343433244334444444444444444444444444444444444444344322222222212212212212121111"
+               "122223333223223223232222223222222222122221221221212121110112233333232323332333233233332332332"
+               "332333233323")
+
+
+def test_cutting_a_real_chain_with_straight_ends_terminates_and_covers_it():
+    from api.demos.vectorization.fitting import ChainCutter
+
+    step = {"0": (1, 0), "1": (1, 1), "2": (0, 1), "3": (-1, 1), "4": (-1, 0), "5": (-1, -1), "6": (0, -1),
+            "7": (1, -1)}
+    points = np.cumsum([CHAIN_START] + [step[c] for c in CHAIN_STEPS], axis=0).astype(float)
+    pieces = ChainCutter(tolerance=2.0, max_radius=2000).cut(points)
+    assert pieces and all(len(p.points) >= 2 for p in pieces)
+    assert np.array_equal(pieces[0].points[0], points[0]) and np.array_equal(pieces[-1].points[-1], points[-1])
+    for a, b in pairwise(pieces):  # consecutive pieces share their joining point
+        assert np.array_equal(a.points[-1], b.points[0])

@@ -156,7 +156,7 @@ class ChainCutter:
                 i = end_line - 1
         return pieces
 
-    def straight_ends(self, points: np.ndarray) -> list[Piece]:
+    def straight_ends(self, points: np.ndarray, turned: bool = False) -> list[Piece]:
         """An arc piece with a straight stretch at either end split into line + arc (+ line).
 
         A line that runs into an arc tangentially (rounded corners, slots, stadiums) leaves no
@@ -166,12 +166,14 @@ class ChainCutter:
         whole = fit_circle(points)
         if whole is None or len(points) < 24:
             return [Piece("arc", points)]
-        head = self._straight_run(points, whole)
-        tail = self._straight_run(points[::-1], whole)
+        head = self._straight_run(points, whole.residuals)
+        tail = self._straight_run(points[::-1], whole.residuals[::-1])
         if not head and not tail:
             return [Piece("arc", points)]
-        if tail > head:  # the clearer straight end first, then the other end of what is left
-            return [Piece(p.kind, p.points[::-1]) for p in reversed(self.straight_ends(points[::-1]))]
+        if tail > head and not turned:  # the longer straight end first, then the other end of the rest
+            return [Piece(p.kind, p.points[::-1]) for p in reversed(self.straight_ends(points[::-1], True))]
+        if not head:
+            return [Piece("arc", points)]
         rest = points[head:]
         after = self.straight_ends(rest) if len(rest) >= 24 else [Piece("arc", rest)]
         if not any(p.kind == "arc" and self._curved(p.points) for p in after):
@@ -185,17 +187,18 @@ class ChainCutter:
         return (fit is not None and fit.r <= self.max_radius and fit.residuals.max() <= self.tolerance
                 and fit_line(points).residuals.max() > STRAIGHT)
 
-    def _straight_run(self, points: np.ndarray, whole: CircleFit) -> int:
-        """How many leading points are a line rather than part of the piece's circle (0: none)."""
+    def _straight_run(self, points: np.ndarray, residuals: np.ndarray) -> int:
+        """How many leading points are a line rather than part of the piece's circle (0: none);
+        `residuals`: the points' distances to that circle, in the same order."""
         k = self._longest(points, 0, lambda p: len(p) < 3 or fit_line(p).residuals.max() <= STRAIGHT, 2)
         if k < max(10, 4 * self.tolerance) or k > len(points) - 16:
             return 0
         line_rms = float(np.sqrt(np.mean(fit_line(points[:k]).residuals ** 2)))
-        circle_rms = float(np.sqrt(np.mean(whole.residuals[:k] ** 2)))
+        circle_rms = float(np.sqrt(np.mean(residuals[:k] ** 2)))
         rest = fit_circle(points[k:])
         if rest is None or line_rms > 0.5 * circle_rms:
             return 0
-        if float(np.sqrt(np.mean(rest.residuals ** 2))) > 0.5 * float(np.sqrt(np.mean(whole.residuals[k:] ** 2))):
+        if float(np.sqrt(np.mean(rest.residuals ** 2))) > 0.5 * float(np.sqrt(np.mean(residuals[k:] ** 2))):
             return 0
         return k
 

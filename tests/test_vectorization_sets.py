@@ -1,0 +1,49 @@
+"""Real drawings through the API and a real worker: a small deterministic subset of each real
+collection (KiCad symbols, tuned on; LibreCAD parts, held out of tuning), clean and scan-like,
+must keep F1 at 3 px above a floor. The floors are the scores measured on these pages minus a
+margin (they guard against regressions; the targets of the work are in bench/vectorization.py)."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from api.demos.vectorization.evaluate import match, total
+from api.demos.vectorization.primitives import Primitive
+from tests import vector_sets
+from tests.conftest import json_of
+from tests.test_vectorization import APP, png_of, result_path, vec, wait_done  # noqa: F401 - vec: a fixture
+
+PAGES = 2
+MARGIN = 0.1
+# F1 at 3 px measured on pages 0–1 of each set with the default parameters, then MARGIN below
+MEASURED = {
+    ("kicad", False): {"line": 0.67, "circle": 0.64, "arc": 0.4},
+    ("kicad", True): {"line": 0.64, "circle": 0.42, "arc": 0.0},
+    ("librecad", False): {"line": 0.59, "circle": 0.85, "arc": 0.11},
+    ("librecad", True): {"line": 0.45, "circle": 0.85, "arc": 0.11},
+}
+
+@pytest.mark.parametrize("name", ["kicad", "librecad"])
+def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):
+    client = vec
+    pages = {(scan, sheet.name): sheet for scan in (False, True) for sheet in vector_sets.sheets(name, PAGES, scan)}
+    files = [(io.BytesIO(png_of(sheet.image)), f"{sheet.name}{'-scan' if scan else ''}.png")
+             for (scan, _), sheet in pages.items()]
+    response = client.post(f"/{APP}/start", content_type="multipart/form-data", data={"files": files})
+    assert response.status_code == 202, response.data
+    tracking_id = json_of(response)["tracking_id"]
+    status = wait_done(client, tracking_id)
+    assert status["state"] == "SUCCESS" and status["error_count"] == 0, json.dumps(status)[:3000]
+    reports = {False: [], True: []}
+    for (scan, sheet_name), sheet in pages.items():
+        [entry] = status["output"]["documents"][f"{sheet_name}{'-scan' if scan else ''}"]
+        data = json.loads(client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['json'])}").data)
+        predicted = [Primitive.from_dict(d) for d in data["primitives"]]
+        reports[scan].append(match(predicted, sheet.primitives, tolerance=3))
+    for scan, found in reports.items():
+        scores = {k: v["f1"] for k, v in total(found).items()}
+        print(f"{name} {'scan-like' if scan else 'clean'} F1 at 3 px through the API:", scores)
+        floor = {k: round(v - MARGIN, 2) for k, v in MEASURED[(name, scan)].items()}
+        assert all(scores[k] >= floor[k] for k in floor), (name, scan, scores, floor)
