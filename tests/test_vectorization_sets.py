@@ -26,7 +26,7 @@ MEASURED = {
 }
 
 @pytest.mark.parametrize("name", ["kicad", "librecad"])
-def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):
+def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):  # noqa: F811 - the fixture
     client = vec
     pages = {(scan, sheet.name): sheet for scan in (False, True) for sheet in vector_sets.sheets(name, PAGES, scan)}
     files = [(io.BytesIO(png_of(sheet.image)), f"{sheet.name}{'-scan' if scan else ''}.png")
