@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -104,22 +103,19 @@ def _drop_small_boxes(mask: np.ndarray, min_size: int, keep_rings: bool = False)
 
 
 def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
-    """Whether a component is one round stroke around one round hole: its outline and its hole
-    both fill their enclosing circles (letters such as o, O, 0, D, Q, e do not: they are taller
-    than wide, open, or have a tail)."""
+    """Whether a component is a round stroke around a hole (a small circle, a terminal, a screw
+    drawn as a circle with a slot): as wide as tall, its outline filling its enclosing circle, and
+    holed. Letters are not: o, O, 0, D, Q, e are taller than wide, open, or have a tail."""
     x, y, w, h = (int(v) for v in stat[:4])
     if min(w, h) < 0.85 * max(w, h):
         return False
     crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
     contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if len(contours) != 2:
+    outer = [c for c, link in zip(contours, hierarchy[0]) if link[3] < 0]
+    if len(outer) != 1 or len(contours) < 2:
         return False
-    for contour in contours:
-        area = cv2.contourArea(contour)
-        _, radius = cv2.minEnclosingCircle(contour)
-        if radius < 2 or area < 0.8 * math.pi * radius * radius:
-            return False
-    return True
+    _, radius = cv2.minEnclosingCircle(outer[0])
+    return radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius
 
 
 def stroke_width(mask: np.ndarray) -> float:
