@@ -14,8 +14,8 @@ Each page holds four parts, rendered at 1000 px by default with one pen width (2
 as clutter that is not truth, and ellipses drawn but only counted. `scan=True` adds what a scan
 does: skew (≤ 2°, applied to the truth too), ink bleed, the paper model of synthetic.py and JPEG.
 The truth is tidied as a reader of the image would see it: collinear touching or overlapping
-lines are one line, duplicates are one; curves drawn as many short lines, and pieces shorter than
-three ink widths (blobs, not strokes), are counted in `skipped` instead of being truth no reader of the image would name.
+lines are one line, duplicates are one; curves drawn as many short lines, pieces shorter than three
+ink widths and circles or arcs of a radius under the ink's width (blobs, not strokes) are counted in `skipped` instead of being truth no reader of the image would name.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ CURVE_SEGMENTS = 3  # this many short lines joined end to end, turning gently, d
 CURVE_STEP = 25.0  # px: "short"
 CURVE_TURN = 40.0  # degrees: "gently"
 TINY_PENS = 3.0  # truth lines and arcs shorter than this many ink widths are blobs: counted, not scored
-TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise
+TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise (and any no wider than the ink)
 
 
 @dataclass
@@ -269,7 +269,8 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
         _draw_texts(ink, placed.texts, width)
         truth += placed.primitives
         skipped += placed.skipped
-    truth, tiny, curves = tidy(truth, TINY_PENS * (width + 1))  # cv2's pen of width w inks about w + 1 px
+    ink_width = width + 1  # cv2's pen of width w inks about w + 1 px
+    truth, tiny, curves = tidy(truth, TINY_PENS * ink_width, max(TINY_RADIUS, ink_width))
     skipped["tiny"] += tiny
     skipped["curve drawn as lines"] += curves
     layer = ink.astype(np.float32) / 255
@@ -339,18 +340,20 @@ def _scan(layer: np.ndarray, truth: list[Primitive], rng: random.Random, size: i
     return image, truth
 
 
-def tidy(truth: list[Primitive], tiny_length: float = 6.0) -> tuple[list[Primitive], int, int]:
+def tidy(truth: list[Primitive], tiny_length: float = 6.0,
+         tiny_radius: float = TINY_RADIUS) -> tuple[list[Primitive], int, int]:
     """The truth as the image shows it: collinear lines that touch or overlap are one line,
     duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
-    counted and left out (tiny: lines and arcs shorter than `tiny_length` px, radii under
-    TINY_RADIUS). Returns (truth, tiny pieces, curves)."""
+    counted and left out (tiny: lines and arcs shorter than `tiny_length` px, circles and arcs of
+    radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob).
+    Returns (truth, tiny pieces, curves)."""
     tiny = 0
     kept: list[Primitive] = []
     for p in truth:
         g = p.geometry
         if p.type == "arc" and g["end"] - g["start"] >= 359.5:
             p = circle(g["cx"], g["cy"], g["r"])
-        if _is_tiny(p, tiny_length):
+        if _is_tiny(p, tiny_length, tiny_radius):
             tiny += 1
             continue
         kept.append(p)
@@ -409,11 +412,11 @@ def _turn(a: Primitive, end_a: int, b: Primitive, end_b: int) -> float:
     return abs((out - into + 180) % 360 - 180)
 
 
-def _is_tiny(p: Primitive, tiny_length: float) -> bool:
+def _is_tiny(p: Primitive, tiny_length: float, tiny_radius: float) -> bool:
     g = p.geometry
     if p.type == "line":
         return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) < tiny_length
-    if g["r"] < TINY_RADIUS:
+    if g["r"] < tiny_radius:
         return True
     return p.type == "arc" and math.radians(g["end"] - g["start"]) * g["r"] < tiny_length
 
