@@ -250,3 +250,14 @@ def test_cutting_a_real_chain_with_straight_ends_terminates_and_covers_it():
     assert np.array_equal(pieces[0].points[0], points[0]) and np.array_equal(pieces[-1].points[-1], points[-1])
     for a, b in pairwise(pieces):  # consecutive pieces share their joining point
         assert np.array_equal(a.points[-1], b.points[0])
+
+
+def test_lines_meeting_a_stroke_at_a_shallow_angle_end_on_it():
+    """Two sides of an arrow meet its bar at 22–26°, where a lead leaves: walking on through that ink
+    runs past the meeting point by half a stroke over the sine, and the end still goes onto it."""
+    for pen, angle in ((2, 22), (3, 22), (3, 26), (4, 26)):
+        dx, dy = 170 * math.cos(math.radians(angle)), 170 * math.sin(math.radians(angle))
+        truth = [line(300, 100, 300, 330), line(300 - dx, 215 - dy, 300, 215), line(300 - dx, 215 + dy, 300, 215),
+                 line(300, 215, 380, 215)]
+        found = detect(page_with(truth, pen=pen))
+        assert match(found, truth)["line"]["f1"] == 1.0, (pen, angle, found)

@@ -84,7 +84,9 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                     continue
                 for px, py in intersections(ox, oy, ux, uy, everything[j], reach):
                     t = (px - ex) * ux + (py - ey) * uy
-                    if abs(t - t_end) <= window and (best is None or abs(t - t_end) < best[0]):
+                    # meeting a stroke at a shallow angle, the walk runs through its ink for longer
+                    reach_in = window / max(crossing_sine(ux, uy, everything[j], px, py), 0.4)
+                    if -reach_in <= t - t_end <= window and (best is None or abs(t - t_end) < best[0]):
                         best = (abs(t - t_end), px, py)
             if best is not None:
                 nx, ny = best[1], best[2]
@@ -95,6 +97,17 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                 g["x1"], g["y1"] = nx, ny
             else:
                 g["x2"], g["y2"] = nx, ny
+
+
+def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) -> float:
+    """|sin| of the angle at which direction (ux, uy) crosses `other` at (px, py)."""
+    g = other.geometry
+    if other.type == "line":
+        vx, vy = g["x2"] - g["x1"], g["y2"] - g["y1"]
+        norm = math.hypot(vx, vy) or 1.0
+        return abs(ux * vy - uy * vx) / norm
+    nx, ny = px - g["cx"], py - g["cy"]
+    return abs(ux * nx + uy * ny) / (math.hypot(nx, ny) or 1.0)
 
 
 def blob_centre(distance: np.ndarray, walk: np.ndarray, half: float) -> float | None:
