@@ -23,10 +23,6 @@ MEASURED = {
     ("kicad", True): {"line": 0.65, "circle": 0.36, "arc": 0.0},
     ("librecad", False): {"line": 0.61, "circle": 0.85, "arc": 0.11},
     ("librecad", True): {"line": 0.49, "circle": 0.85, "arc": 0.11},
-},
-    ("kicad", True): {"line": 0.64, "circle": 0.42, "arc": 0.0},
-    ("librecad", False): {"line": 0.59, "circle": 0.85, "arc": 0.11},
-    ("librecad", True): {"line": 0.45, "circle": 0.85, "arc": 0.11},
 }
 
 @pytest.mark.parametrize("name", ["kicad", "librecad"])
