@@ -25,6 +25,7 @@ MEASURED = {
     ("librecad", True): {"line": 0.49, "circle": 0.85, "arc": 0.11},
 }
 
+
 @pytest.mark.parametrize("name", ["kicad", "librecad"])
 def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):  # noqa: F811 - the fixture
     client = vec
@@ -45,5 +46,6 @@ def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):  # no
     for scan, found in reports.items():
         scores = {k: v["f1"] for k, v in total(found).items()}
         print(f"{name} {'scan-like' if scan else 'clean'} F1 at 3 px through the API:", scores)
-        floor = {k: round(v - MARGIN, 2) for k, v in MEASURED[(name, scan)].items()}
+        # a type measured below MARGIN (arcs of scan-like KiCad pages: found on none) has no floor to keep
+        floor = {k: round(v - MARGIN, 2) for k, v in MEASURED[(name, scan)].items() if v >= MARGIN}
         assert all(scores[k] >= floor[k] for k in floor), (name, scan, scores, floor)
