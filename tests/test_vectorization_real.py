@@ -3,6 +3,7 @@ transforms, bulged polylines, elliptical arcs counted), how the real collections
 exact truth (realsets.py), and the per-image report."""
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from itertools import pairwise
@@ -85,6 +86,29 @@ def test_images_are_listed_worst_first_and_pictured():
     truth_colour, line_colour = np.array([250, 200, 120]), np.array([220, 30, 30])
     assert (np.abs(picture[50, 30].astype(int) - truth_colour) < 40).all(), "the missed circle shows as truth"
     assert (np.abs(picture[10, 50].astype(int) - line_colour) < 40).all(), "the found line in its colour"
+
+
+def test_the_command_line_pictures_the_worst_images(tmp_path, capsys):
+    from PIL import Image
+
+    from api.demos.vectorization.evaluate import main as evaluate_main
+
+    truth = [line(10, 10, 90, 10), circle(50, 50, 20)]
+    for folder in ("pred", "truth", "images"):
+        (tmp_path / folder).mkdir()
+    for name, predicted in (("good", truth), ("bad", truth[:1])):
+        (tmp_path / "pred" / f"{name}.svg").write_text(to_svg(predicted, 100, 100))
+        (tmp_path / "truth" / f"{name}.svg").write_text(to_svg(truth, 100, 100))
+        Image.new("RGB", (100, 100), "white").save(tmp_path / "images" / f"{name}.png")
+    args = [str(tmp_path / "pred"), str(tmp_path / "truth"), "--pictures", str(tmp_path / "worst"), "--worst", "1"]
+    assert evaluate_main(args) == 2, "pictures need the images"
+    capsys.readouterr()
+    assert evaluate_main([*args, "--images", str(tmp_path / "images")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["worst_first"] == ["bad", "good"]
+    assert report["pictures"] == [str(tmp_path / "worst" / "bad.png")]
+    picture = np.asarray(Image.open(tmp_path / "worst" / "bad.png"))
+    assert picture.shape == (100, 100, 3) and (picture != 255).any()
 
 
 # -- real collections: parsing, truth and pages ----------------------------------------------------------

@@ -10,6 +10,11 @@ assignment), when:
 - arc: its start, middle and end points each within the tolerance of the truth's (either direction).
 DXF has y up and no image size: its y is flipped with the image height, read from the paired
 prediction SVG (`height` attribute) or given with --height.
+
+The report lists the images worst first (mean F1 over the types present) and counts what the truth
+files draw that is none of the three primitives (`skipped_in_truth`: elliptical arcs, curves,
+ellipses, texts …). With --pictures DIR --images DIR, the worst images (--worst, default 5) get a
+picture each: the truth pale and thick, the prediction thin in its type's colour over it.
 """
 from __future__ import annotations
 
@@ -204,6 +209,35 @@ def evaluate_paths(predictions: Path, truth: Path, tolerance: float = 3.0, heigh
             "skipped_in_truth": dict(skipped), "worst_first": worst_first(images), "per_image": images}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+
+
+def draw_worst(predictions: Path, truth: Path, images: Path, out: Path, names: list[str],
+               height: float | None = None) -> list[str]:
+    """A picture (overlay) of each named image, found in `images` by the same name as its
+    prediction; returns the files written (an image not found is said, not skipped silently)."""
+    import cv2
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = {(p.relative_to(predictions).with_suffix("").as_posix() if predictions.is_dir() else p.stem): (p, t)
+               for p, t in pairs(predictions, truth)}
+    written = []
+    for name in names:
+        pred_path, true_path = by_name[name]
+        found = [images / f"{name}{suffix}" for suffix in IMAGE_SUFFIXES] if images.is_dir() else [images]
+        image_path = next((f for f in found if f.is_file()), None)
+        if image_path is None:
+            raise ValueError(f"no image named {name} (.png, .jpg, …) in {images}")
+        rgb = np.asarray(Image.open(image_path).convert("RGB"))
+        h = height if height is not None or true_path.suffix.lower() != ".dxf" else float(rgb.shape[0])
+        picture = overlay(rgb, read_primitives(pred_path), read_primitives(true_path, height=h))
+        target = out / f"{name.replace('/', '__')}.png"
+        cv2.imwrite(str(target), picture[..., ::-1])
+        written.append(str(target))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.demos.vectorization.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,9 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=3.0, help="pixels (default 3)")
     parser.add_argument("--height", type=float, default=None, help="image height, to flip DXF's y axis")
     parser.add_argument("--per-image", action="store_true", help="also print each image's scores")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder (or file) of the images, named like the predictions, for --pictures")
+    parser.add_argument("--pictures", type=Path, default=None,
+                        help="write <name>.png pictures (prediction over truth) of the worst images here")
+    parser.add_argument("--worst", type=int, default=5, help="how many worst images get a picture (default 5)")
     args = parser.parse_args(argv)
     try:
         report = evaluate_paths(args.predictions, args.truth, args.tolerance, args.height)
+        if args.pictures is not None:
+            if args.images is None:
+                raise ValueError("--pictures needs --images (the images the predictions were made from)")
+            report["pictures"] = draw_worst(args.predictions, args.truth, args.images, args.pictures,
+                                            report["worst_first"][:args.worst], args.height)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
