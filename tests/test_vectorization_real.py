@@ -285,3 +285,9 @@ def test_lines_meeting_a_stroke_at_a_shallow_angle_end_on_it():
                  line(300, 215, 380, 215)]
         found = detect(page_with(truth, pen=pen))
         assert match(found, truth)["line"]["f1"] == 1.0, (pen, angle, found)
+
+
+def test_dxf_texts_are_drawn_as_letters_not_as_their_escape_codes():
+    from api.demos.vectorization.realsets import drawable
+
+    assert drawable(r"\U+041b\U+0438ст A-1") == "xxxx A-1"  # Cyrillic: one letter-sized glyph each

@@ -316,8 +316,19 @@ def transformed(p: Primitive, scale: float, dx: float, dy: float, degrees: float
     return arc(cx, cy, scale * g["r"], g["start"] + degrees, g["end"] + degrees)
 
 
+UNICODE_ESCAPE = re.compile(r"\\U\+([0-9A-Fa-f]{4})")
+
+
+def drawable(text: str) -> str:
+    """The text as the Hershey font can draw it: DXF's \\U+XXXX escapes decoded, then each letter
+    outside ASCII drawn as a letter of the same size ('x'), not as its escape code."""
+    text = UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return "".join(c if " " <= c <= "~" else "x" for c in text)
+
+
 def _draw_texts(ink: np.ndarray, texts: list[tuple[float, float, float, str, float]], pen: int) -> None:
     for x, y, height, text, anchor in texts:
+        text = drawable(text)
         font_scale = max(0.3, height / 22.0)
         thickness = max(1, round(0.6 * pen))
         (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
