@@ -38,11 +38,12 @@ class Vectorization(Demo):
         "tolerance": Param(float, 2.0, min=0.5, max=10,
                            help="px a stroke's centre may stray from a fitted line or circle"),
         "min_length": Param(float, 0.0, min=0, max=100000,
-                            help="shorter lines and arcs are dropped (px); 0: max(30, 10 × stroke width)"),
+                            help="shorter lines and arcs are dropped (px); 0: lines max(20, 5 × stroke width), "
+                                 "arcs max(30, 10 × stroke width)"),
         "min_radius": Param(float, 8.0, min=0, max=100000, help="smaller circles and arcs are dropped (px)"),
         "min_size": Param(int, 0, min=0, max=10000,
                           help="ink blobs smaller than this both ways are text or specks (px); "
-                               "0: max(24, 5 × stroke width)"),
+                               "0: max(24, 10 × stroke width); small round components with a hole are kept"),
         "sensitivity": Param(float, 0.5, min=0.05, max=0.95,
                              help="threshold between paper (0) and the darkest ink (1); higher keeps fainter ink"),
         "max_gap": Param(float, 0.0, min=0, max=10000,
