@@ -40,12 +40,15 @@ BUILD_TIMEOUT_S = 3600  # a cold build downloads ~3 GB of wheels; a warm one tak
 HEALTHY_WAIT_S = 300  # Docker's first health check runs 30 s after the start (HEALTHCHECK --interval)
 JOB_WAIT_S = 300
 STOP_WAIT_S = 3  # WORKER_STOP_WAIT_S: the in-flight job is cut short, so it must run again after the start
-DELAYED_IMAGES = 12  # dummy images of 1 s each: the job is still running when the container stops
+DELAYED_IMAGES = 20  # dummy images of 1 s each: still running when its worker is killed (STOP_WAIT_S later)
 
 
 def say(request, message: str) -> None:
     """A line on the terminal even under -q: the build's cost must be visible in CI's log."""
     capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is None:  # -p no:capture: nothing to get past
+        print(f"\n[image] {message}", flush=True)
+        return
     with capture.global_and_fixture_disabled():
         print(f"\n[image] {message}", flush=True)
 
@@ -150,12 +153,13 @@ def container(request, engine, trained_yolo):
         started = time.monotonic()
         built = deployed.docker_sh("rebuild", timeout=BUILD_TIMEOUT_S)
         assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-8000:]
+        took = time.monotonic() - started
         size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
         # tag the build stage (all cached: seconds) so pruning keeps its layers for the next run
         engine.docker("build", "--quiet", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
                       "--target", "build", "--tag", f"{IMAGE}:build", str(ROOT), timeout=BUILD_TIMEOUT_S)
         engine.prune()
-        say(request, f"docker.sh rebuild (build + start) took {time.monotonic() - started:.0f} s; "
+        say(request, f"docker.sh rebuild (build + start) took {took:.0f} s; "
                      f"image {IMAGE}: {size / 1e9:.2f} GB")
         deployed.wait_healthy()
         yield deployed
