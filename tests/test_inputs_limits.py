@@ -136,6 +136,20 @@ def test_images_that_fail_give_up_their_turn_so_the_feed_goes_on(config, http_se
     assert feed.budget.held == 0
 
 
+def test_a_later_turn_given_up_first_does_not_skip_an_earlier_one():
+    """Turn 1's image fails (e.g. a missing file) while turn 0 still downloads: turn 0 must still get
+    its room. Before, giving up turn 1 moved the turn past 0, and 0 waited for ever (a feed that
+    hung under load, when downloads finish out of order)."""
+    budget = feed_module.DecodeBudget(10)
+    budget.pass_turn(1)
+    granted = threading.Event()
+    waiter = threading.Thread(target=lambda: budget.acquire(0, 5) and granted.set(), daemon=True)
+    waiter.start()
+    assert granted.wait(5), "turn 0 was skipped"
+    assert budget.acquire(2, 5)  # turn 1 was given up: 2 follows 0 at once
+    budget.close()
+
+
 def test_close_wakes_the_threads_waiting_for_room(config, tmp_path, monkeypatch):
     sources = [ImageSource("doc", f"p{i}", i, path=grey_png(tmp_path / f"p{i}.png", 300, i)) for i in range(6)]
     cfg = dataclasses.replace(config, prefetch_images=6, download_workers=3, decode_ahead_bytes=1)

@@ -158,9 +158,10 @@ class DecodeBudget:
         """`turn` needs no room (its image failed before decoding): later turns need not wait for it.
         Does nothing for a turn already granted."""
         with self._changed:
-            if turn >= self._turn:
-                self._passed.add(turn)
+            if turn == self._turn:
                 self._advance()
+            elif turn > self._turn:  # its predecessors still hold the turn: skipped when they pass
+                self._passed.add(turn)
 
     def release(self, nbytes: int) -> None:
         """Give back `nbytes` (negative: take more, when a decoded image came out larger)."""
