@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's two commands, each setting itself up first (a virtual environment, pinned packages):
 #   bash run.sh serve [--port N]   API + dramatiq worker + callback sender (+ embedded Redis if REDIS_URL is empty)
-#   bash run.sh test [pytest args] the test suite (installs the Debian packages it needs, see tools/)
+#   bash run.sh test [pytest args] the test suite (installs the Debian packages it needs, see tools/:
+#                                  nginx, redis, spiped, supervisor, chromium, docker.io, debootstrap)
 # VENV (default .venv) says where the virtual environment lives; packages are installed again only
 # when a requirements file changed.
 set -euo pipefail

@@ -12,6 +12,8 @@ from tests.httpserver import LocalServer
 def pytest_configure(config):
     config.addinivalue_line("markers", "stack: the deployment stack (nginx, supervisord, redis-server, spiped) on loopback")
     config.addinivalue_line("markers", "browser: drives the distribution's chromium against the real front and API")
+    config.addinivalue_line("markers", "image: builds and runs the real Docker image on a private dockerd "
+                                       "(tests/docker_engine.py)")
 
 
 @pytest.fixture(scope="session")
