@@ -174,6 +174,15 @@ def client(app):
     return app.test_client()
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a process started with start_new_session and everything it started (SIGTERM, then SIGKILL)."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
     """Poll until `predicate()` is truthy; return its value, or fail naming what was awaited."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ import redis
 from api.platform.callbacks import verify_signature
 from api.platform.config import load_config
 from api.platform.embedded import free_port
-from tests.conftest import ROOT, json_of, png_bytes, wait_for
+from tests.conftest import ROOT, json_of, png_bytes, stop_group, wait_for
 from tests.httpserver import LocalServer, Response
 
 SECRET = "callback-s3cret"
@@ -241,11 +241,7 @@ def test_serve_with_embedded_redis_and_submit_wait(tmp_path):
         assert "results: http://127.0.0.1" in submit.stdout
         assert (data / "redis" / "appendonlydir").exists() or list((data / "redis").glob("*.aof"))
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
+        stop_group(serve)
 
 
 def test_infrastructure_failure_is_retried_then_dead_lettered_as_failure(env, procs, data_folder):

@@ -21,7 +21,7 @@ from api.platform.embedded import EmbeddedRedis, free_port
 from api.platform.jobs import STARTED, Job, JobStore
 from api.platform.queue import GONE, HELD, WAITING, Platform
 from api.platform.reaper import Reaper
-from tests.conftest import ROOT, Processes, json_of, platform_env, png_bytes, wait_for
+from tests.conftest import ROOT, Processes, json_of, platform_env, png_bytes, stop_group, wait_for
 from tests.httpserver import Response
 
 
@@ -227,11 +227,7 @@ def test_serve_restarts_a_killed_worker_and_its_embedded_redis(tmp_path):
         assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=10).json()["ready"] is True
         assert "worker0 exited with -9; starting it again" in log_path.read_text()
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
+        stop_group(serve)
 
 
 # -- a full disk ------------------------------------------------------------------------------------
