@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from api.platform.embedded import EmbeddedRedis, free_port  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 
 TOKEN = "fuzz-token"
 DUMMY = "tests.demos.dummy"
@@ -152,14 +153,11 @@ class Stack:
 
 
 def wait_until(predicate, timeout: float, what: str, stack: Stack | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}\n{stack.logs() if stack else ''}")
-        time.sleep(0.1)
+    """The tests' wait_for, with the stack's logs when it times out."""
+    try:
+        return wait_for(predicate, timeout, message=what)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}\n{stack.logs() if stack else ''}") from None
 
 
 # -- real jobs -------------------------------------------------------------------------------------
