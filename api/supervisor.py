@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -28,7 +28,6 @@ class Child:
     backoff_s: float = BACKOFF_FIRST_S
     restart_at: float | None = None  # when a dead child is due to start again
     stop_last: bool = False  # the others need it while they stop (Redis)
-    history: list[int] = field(default_factory=list)  # exit codes, for the log
 
 
 class Supervisor:
@@ -64,7 +63,6 @@ class Supervisor:
             code = child.process.poll() if child.process else None
             if code is None:
                 continue
-            child.history.append(code)
             if now - child.started_at >= STABLE_AFTER_S:
                 child.backoff_s = BACKOFF_FIRST_S
             child.restart_at = now + child.backoff_s
