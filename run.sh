@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's two commands, each setting itself up first (a virtual environment, pinned packages):
 #   bash run.sh serve [--port N]   API + dramatiq worker + callback sender (+ embedded Redis if REDIS_URL is empty)
-#   bash run.sh test [pytest args] the test suite (installs the Debian packages it needs, see tools/:
-#                                  nginx, redis, spiped, supervisor, chromium, docker.io, debootstrap)
+#   bash run.sh test [pytest args] ruff check ., mypy, then the test suite (installs the Debian packages it
+#                                  needs, see tools/: nginx, redis, spiped, supervisor, chromium, docker.io,
+#                                  debootstrap)
 # VENV (default .venv) says where the virtual environment lives; packages are installed again only
 # when a requirements file changed.
 set -euo pipefail
@@ -33,6 +34,9 @@ case $command in
     test)
         bash tools/install-system-packages.sh   # nginx, redis, spiped, supervisor, chromium (stack and browser tests)
         setup requirements-dev.txt
+        # Lint and type check first: they take seconds, the suite takes minutes.
+        "$VENV/bin/ruff" check --quiet . || { echo "run.sh test: stopped, ruff check . found the issues above" >&2; exit 1; }
+        "$VENV/bin/mypy" || { echo "run.sh test: stopped, mypy found the type errors above" >&2; exit 1; }
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
