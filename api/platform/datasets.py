@@ -37,7 +37,7 @@ NOT_AN_IMAGE = ".bin"
 
 
 def _folder(cfg: Config) -> Path:
-    return cfg.data_folder / "datasets"
+    return cfg.datasets_folder
 
 
 def _document_file(cfg: Config, doc_type: str, key: str) -> Path:

@@ -1,34 +1,23 @@
 """The demo contract: what a demo folder declares, and nothing more.
 
 A demo is a package (`api/demos/<name>/`) whose `__init__.py` holds `demo = MyDemo()`, an instance
-of a `Demo` subclass. It declares its name, its parameters, which model a job needs and how to load
-it, and how to process a job's images. The platform does the rest: ids, state, queues, inputs,
-callbacks, result files, zips and serving.
-
-    class Echo(Demo):
-        name = "echo"
-        params = {"threshold": Param(float, 0.5, min=0, max=1, help="...")}
-
-        def load_model(self, model_id):        # once per worker process and model id
-            return build_model(model_id)
-
-        def run(self, job, model):             # job: api.platform.context.JobContext
-            for image in job.images():         # downloaded and decoded ahead, in order
-                job.write_json(f"{image.source.doc_uid}/{image.source.name}.json", model(image.image))
-                job.advance()
-            return {"summary": ...}            # becomes the job's `output`
-
-    demo = Echo()
+of a `Demo` subclass, and imports only `api.sdk`. It declares its name, its parameters and settings,
+which model a job needs; its worker side (`job.py`: loading a model, running a job) is imported by
+`load_model`/`run` in workers only. The platform does the rest: ids, state, queues, inputs,
+callbacks, result files, zips and serving. README's "Writing a demo" has a complete example.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .clientjson import loads
+from .config import ConfigError
+from .devices import pick_device
 from .errors import InputError
+from .jobs import FinishedJob, read_finished
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Blueprint
@@ -39,12 +28,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TRUE_STRINGS = {"true", "1", "yes", "on"}
 FALSE_STRINGS = {"false", "0", "no", "off"}
-TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array"}
+TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a demo. `type` is str, int, float, bool or list (of `items`)."""
+    """One parameter of a demo. `type` is str, int, float, bool, list (of `items`) or dict (a JSON
+    object). `parse`, when given, turns the checked value into what the job uses (e.g. a dict into
+    a dataclass); a ValueError it raises becomes a 400 naming the field."""
 
     type: type
     default: Any = None
@@ -54,6 +45,7 @@ class Param:
     max: float | None = None
     items: type = str
     nullable: bool = False  # JSON null accepted (as None); otherwise null is a 400 naming the field
+    parse: Callable[[Any], Any] | None = None
 
     def coerce(self, name: str, value: Any) -> Any:
         """The value as `type`, or InputError naming the field. Strings are accepted for every
@@ -72,6 +64,11 @@ class Param:
                     raise TypeError
                 item = Param(self.items)
                 value = [item.coerce(f"{name}[{i}]", v) for i, v in enumerate(value)]
+            elif kind is dict:
+                if isinstance(value, str):
+                    value = loads(value, f"parameters.{name}") if value.strip() else {}
+                if not isinstance(value, dict):
+                    raise TypeError
             elif kind is bool:
                 if isinstance(value, str) and value.lower() in TRUE_STRINGS | FALSE_STRINGS:
                     value = value.lower() in TRUE_STRINGS
@@ -98,6 +95,11 @@ class Param:
             raise InputError(f"parameters.{name}", f"must be at least {self.min}")
         if self.max is not None and value > self.max:
             raise InputError(f"parameters.{name}", f"must be at most {self.max}")
+        if self.parse is not None:
+            try:
+                value = self.parse(value)
+            except ValueError as exc:
+                raise InputError(f"parameters.{name}", str(exc)) from None
         return value
 
     def json_schema(self) -> dict:
@@ -105,7 +107,7 @@ class Param:
         schema: dict[str, Any] = {"type": [kind, "null"] if self.nullable else kind}
         if self.type is list:
             schema["items"] = {"type": TYPE_NAMES[self.items]}
-        if self.default is not None:
+        if self.default is not None and self.parse is None:
             schema["default"] = self.default
         if self.help:
             schema["description"] = self.help
@@ -116,6 +118,12 @@ class Param:
         if self.max is not None:
             schema["maximum"] = self.max
         return schema
+
+
+class Setting(Param):
+    """One setting of a demo, `<DEMO>_<NAME>` in the environment or `.env` (e.g. REGIONS_MODEL):
+    declared like a parameter, checked when the demo is configured (a bad value stops start-up),
+    and written into `.env.template` by `python -m api settings --write`."""
 
 
 def _default(name: str, param: Param) -> Any:
@@ -131,27 +139,63 @@ class Demo:
     """Base class of every demo; override what your demo needs."""
 
     name: str = ""
-    title: str = ""
     description: str = ""
     params: Mapping[str, Param] = {}
+    settings: Mapping[str, Setting] = {}
     cfg: "Config | None" = None
 
     def configure(self, cfg: "Config") -> None:
         """Called once the configuration is known (in the API and in each worker), before any
-        route or job. Override to read settings early; keep calling super()."""
+        route or job: checks the demo's settings, so a bad value stops start-up, not a job.
+        Override to read settings early; keep calling super()."""
         self.cfg = cfg
+        self._settings = {}
+        for name, declared in self.settings.items():
+            key = self.setting_key(name)
+            raw = cfg.demo_settings.get(key)
+            try:
+                self._settings[name] = declared.coerce(name, raw) if raw is not None else _default(name, declared)
+            except InputError as exc:
+                raise ConfigError(f"{key}={raw!r}: {exc.message.split(': ', 1)[-1]}") from None
 
-    def setting(self, name: str, default: str = "") -> str:
-        """The demo's own setting `<DEMO>_<NAME>` (e.g. REGIONS_MODEL) from the environment/.env."""
-        settings = self.cfg.demo_settings if self.cfg else {}
-        return settings.get(f"{self.name.upper()}_{name.upper()}", default)
+    def setting_key(self, name: str) -> str:
+        """The environment variable of a setting: `<DEMO>_<NAME>`."""
+        return f"{self.name.upper()}_{name.upper()}"
+
+    def setting(self, name: str) -> Any:
+        """The value of a declared setting, typed (its default when unset)."""
+        if name not in self.settings:
+            raise KeyError(f"demo {self.name!r} declares no setting {name!r}")
+        values = getattr(self, "_settings", None)
+        if values is None:
+            raise RuntimeError(f"demo {self.name!r} used before configure()")
+        return values[name]
+
+    def _configured(self) -> "Config":
+        if self.cfg is None:
+            raise RuntimeError(f"demo {self.name!r} used before configure()")
+        return self.cfg
 
     @property
     def models_folder(self) -> Path:
         """DATA_FOLDER/models/<demo>/, where this demo's checkpoints live."""
-        if self.cfg is None:
-            raise RuntimeError(f"demo {self.name!r} used before configure()")
-        return self.cfg.models_folder / self.name
+        return self._configured().models_folder / self.name
+
+    @property
+    def exports_folder(self) -> Path:
+        """DATA_FOLDER/models/.cache/<demo>/: this demo's models exported to other runtimes."""
+        return self._configured().exports_folder / self.name
+
+    @property
+    def device(self) -> str:
+        """Where this worker's models run ("cpu", "cuda"): DEVICE, or CUDA when `auto` sees a GPU.
+        Finding out imports torch: ask in `load_model`/`run` (workers), never in the API."""
+        return pick_device(self._configured().device)
+
+    def finished_job(self, app: str, tracking_id: str) -> FinishedJob | None:
+        """An ended job of any demo (state, output, folder), from the record it left beside its
+        results; None when there is no such job or it has not ended. For chaining demos."""
+        return read_finished(self._configured(), app, tracking_id)
 
     def validate(self, raw: Any) -> dict:
         """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400)."""

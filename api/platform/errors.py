@@ -56,10 +56,6 @@ class QueueFull(ApiError):
     status, code = 429, "queue_full"
 
 
-class Unavailable(ApiError):
-    status, code = 503, "unavailable"
-
-
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests",
               503: "unavailable"}

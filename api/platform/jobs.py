@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from .config import Config
-from .storage import JOB_FILE, job_folder, write_json
+from .storage import APP_NAME, JOB_FILE, is_tracking_id, job_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,14 @@ class JobStore:
     def key(tracking_id: str) -> str:
         return f"job:{tracking_id}"
 
+    @classmethod
+    def errors_key(cls, tracking_id: str) -> str:
+        return f"{cls.key(tracking_id)}:errors"
+
+    @classmethod
+    def log_key(cls, tracking_id: str) -> str:
+        return f"{cls.key(tracking_id)}:log"
+
     @staticmethod
     def index_prefix(app: str) -> str:
         return f"jobs:{app}:"
@@ -200,8 +208,12 @@ class JobStore:
         return job
 
     # -- per-image errors and the log tail --------------------------------------------------
+    def clear_errors(self, job: Job) -> None:
+        """Forget a previous attempt's per-image errors (a re-delivered job starts over)."""
+        self.redis.delete(self.errors_key(job.tracking_id))
+
     def add_error(self, job: Job, error: dict) -> None:
-        key = f"{self.key(job.tracking_id)}:errors"
+        key = self.errors_key(job.tracking_id)
         pipe = self.redis.pipeline()
         pipe.rpush(key, json.dumps(error))
         pipe.ltrim(key, 0, MAX_ERRORS_KEPT - 1)
@@ -209,7 +221,7 @@ class JobStore:
         pipe.execute()
 
     def log(self, job: Job, message: str) -> None:
-        key = f"{self.key(job.tracking_id)}:log"
+        key = self.log_key(job.tracking_id)
         line = f"{iso(time.time())} {message}"
         pipe = self.redis.pipeline()
         pipe.rpush(key, line)
@@ -245,7 +257,7 @@ class JobStore:
     def extras(self, job: Job, limit: int = 100) -> tuple[list[dict], list[str], int]:
         """The job's first errors, its log tail and its error count, in one round trip; from
         `job.json` once Redis forgot a finished job (a started job always has a log line)."""
-        errors_key, log_key = f"{self.key(job.tracking_id)}:errors", f"{self.key(job.tracking_id)}:log"
+        errors_key, log_key = self.errors_key(job.tracking_id), self.log_key(job.tracking_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.lrange(errors_key, 0, limit - 1)
         pipe.lrange(log_key, 0, -1)
@@ -256,6 +268,37 @@ class JobStore:
             data = json.loads(path.read_text()) if path.is_file() else {}
             return data.get("errors", [])[:limit], data.get("log", []), len(data.get("errors", []))
         return [json.loads(e) for e in errors], [line.decode() for line in log], int(count)
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """An ended job as another demo sees it (to chain on its results): read-only."""
+
+    app: str
+    tracking_id: str
+    state: str
+    folder: Path
+    output: Any = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == SUCCESS
+
+
+def read_finished(cfg: Config, app: str, tracking_id: str) -> FinishedJob | None:
+    """The ended job `app/tracking_id` from the `job.json` the store wrote beside its results (it
+    outlives Redis's record); None when there is none, it is unreadable, or the job has not ended."""
+    if not APP_NAME.match(app) or not is_tracking_id(tracking_id):
+        return None
+    folder = job_folder(cfg, app, tracking_id)
+    try:
+        data = json.loads((folder / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("state") not in TERMINAL:
+        return None
+    return FinishedJob(app, tracking_id, data["state"], folder, data.get("output"), data.get("params") or {})
 
 
 def job_path(cfg: Config, job: Job) -> Path:

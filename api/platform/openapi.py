@@ -8,6 +8,7 @@ from __future__ import annotations
 import html as html_lib
 
 from .demo import Demo
+from .jobs import STATES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JOB_PATH_ID = {"name": "tracking_id", "in": "path", "required": True, "schema": {"type": "string",
@@ -144,7 +145,7 @@ def spec(demos: dict[str, Demo]) -> dict:
                     "tracking_id", "experiment_id", "state", "status_url", "result_url")}},
                 "Status": {"type": "object", "properties": {
                     "tracking_id": {"type": "string"}, "experiment_id": {"type": "string"},
-                    "state": {"enum": ["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"]},
+                    "state": {"enum": list(STATES)},
                     "progress": progress, "error": {"type": ["string", "null"]},
                     "errors": {"type": "array", "items": {"type": "object"}},
                     "log": {"type": "array", "items": {"type": "string"}},

@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import dramatiq
 import redis
@@ -82,6 +83,12 @@ def redis_client(url: str, patience_s: float = 0.0) -> redis.Redis:
     if patience_s > 0:
         return redis.Redis.from_url(url, health_check_interval=30, retry=PatientRetry(patience_s))
     return redis.Redis.from_url(url, health_check_interval=30)
+
+
+def worker_command(queues: Iterable[str], python: str = sys.executable, extra: Sequence[str] = ()) -> list[str]:
+    """The command line of one worker process, as every launcher builds it (`serve`, the stack,
+    tests, benches): one process, one thread (a model per process), the given queues."""
+    return [python, "-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", *sorted(set(queues)), *extra]
 
 
 def queue_key(queue: str) -> str:

@@ -6,35 +6,27 @@ Paths follow discover-api's so its clients work unchanged: `POST /<app>/start`,
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
-import time
-import uuid
-from dataclasses import replace
-from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.datastructures import FileStorage
 
-from . import datasets, metrics, openapi
+from . import datasets, lifecycle, metrics, openapi
 from .clientjson import json_limit, request_json
 from .demo import Demo
-from .errors import ApiError, Conflict, InputError, NotFound, QueueFull
-from .events import announce
-from .inputs import Document, document_from_upload, parse_documents
-from .inputs.names import MAX_NAME, safe_filename, unique
-from .jobs import CANCELLED, PENDING, STARTED, SUCCESS, Job, ended_jobs_older_than, iso
-from .netguard import AddressNotAllowed, check_url
-from .queue import INFRASTRUCTURE_ERRNOS, queue_key
+from .errors import ApiError, Conflict, InputError, NotFound
+from .jobs import SUCCESS, Job, ended_jobs_older_than, iso
 from .services import services
 from .storage import (
-    DISK_KEY, ZIP_NAME, clear_job_files, is_tracking_id, serve_data_file, serve_file,
+    ZIP_NAME,
+    clear_job_files,
+    disk_bytes,
+    is_tracking_id,
+    serve_data_file,
+    serve_file,
 )
 
-START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
 log = logging.getLogger(__name__)
 
 platform_blueprint = Blueprint("platform", __name__)
@@ -121,7 +113,10 @@ def demo_blueprint(demo: Demo) -> Blueprint:
 
     @bp.post("/start")
     def start():
-        return start_job(demo)
+        fields, uploads = read_request()
+        job, replayed = lifecycle.start_job(services(), lifecycle.StartRequest(
+            demo, fields, uploads, request.host_url, request.headers.get("Idempotency-Key", "").strip()))
+        return start_response(job, replayed)
 
     @bp.get("/<tracking_id>/status")
     def status(tracking_id: str):
@@ -129,7 +124,9 @@ def demo_blueprint(demo: Demo) -> Blueprint:
 
     @bp.post("/<tracking_id>/cancel")
     def cancel(tracking_id: str):
-        return cancel_job(get_job(app, tracking_id))
+        job = get_job(app, tracking_id)
+        lifecycle.cancel_job(services(), job)
+        return jsonify({**status_body(job), "cancel_requested": True}), 202
 
     @bp.get("/<tracking_id>/result")
     def result(tracking_id: str):
@@ -235,7 +232,7 @@ def monitor_body(app: str) -> dict:
     queue = s.cfg.queue_for(app)
     sizes = s.platform.queue_sizes()
     disk = shutil.disk_usage(s.cfg.data_folder) if s.cfg.data_folder.exists() else None
-    results_bytes = int(s.platform.client.get(DISK_KEY.format(app=app)) or 0)
+    results_bytes = disk_bytes(s.platform.client, app)
     workers = [w for w in s.platform.live_workers() if not w.get("queues") or queue in w["queues"]]
     return {
         "app": app,
@@ -252,7 +249,7 @@ def monitor_body(app: str) -> dict:
     }
 
 
-# -- starting and cancelling -----------------------------------------------------------------------
+# -- reading requests, answering /start -----------------------------------------------------------
 def read_request() -> tuple[dict, list]:
     """The request's fields and uploaded files, from a JSON object or from a (multipart) form."""
     if request.mimetype == "application/json":
@@ -273,162 +270,6 @@ def read_request() -> tuple[dict, list]:
                    code="unsupported_media_type")
 
 
-def start_job(demo: Demo):
-    """Validate everything first (a 4xx leaves no trace), then save uploads, record, enqueue. A
-    failure after that removes what this request saved and frees its Idempotency-Key."""
-    s = services()
-    body, uploads = read_request()
-    unknown = sorted(set(body) - set(START_FIELDS))
-    if unknown:
-        raise InputError(unknown[0], f"unknown field; expected {', '.join(START_FIELDS)}")
-    params = demo.validate(body.get("parameters"))
-    documents = parse_documents(body.get("documents") or [], s.cfg)
-    taken = {d.uid for d in documents}
-    for extra in demo.extra_documents(params):
-        documents.append(replace(extra, uid=unique(extra.uid, taken)))
-    experiment_id = str(body.get("experiment_id") or "")
-    if len(experiment_id) > 200:
-        raise InputError("experiment_id", "at most 200 characters")
-    notify_url = str(body.get("notify_url") or "")
-    if notify_url:
-        try:
-            check_url(notify_url, allow_private=s.cfg.allow_private_urls, allowed_hosts=s.cfg.allowed_source_hosts)
-        except (AddressNotAllowed, ValueError) as exc:
-            raise InputError("notify_url", str(exc)) from None
-    if not documents and not uploads:
-        raise InputError("documents", "give at least one document, or upload files")
-
-    tracking_id = uuid.uuid4().hex
-    key = request.headers.get("Idempotency-Key", "").strip()
-    binding = ""
-    if key:
-        request_parts = [experiment_id, notify_url, body.get("documents"), params,
-                         [(u.filename, content_hash(u)) for u in uploads]]
-        binding = f"{tracking_id}:{hashlib.sha256(canonical_json(request_parts)).hexdigest()}"
-        earlier = job_of_idempotency_key(demo.name, key, binding)
-        if earlier is not None:
-            return start_response(earlier, replayed=True)
-    try:
-        documents += save_uploads(uploads, tracking_id, taken)
-        job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
-                  base_url=request.host_url, params=params, documents=[d.to_dict() for d in documents])
-        create_and_enqueue(demo.name, job)
-    except BaseException:
-        shutil.rmtree(s.cfg.uploads_folder / tracking_id, ignore_errors=True)
-        if binding:
-            release_idempotency_key(demo.name, key, binding)
-        raise
-    return start_response(job)
-
-
-def save_uploads(uploads: list[FileStorage], tracking_id: str, taken: set[str]) -> list[Document]:
-    """Each upload saved as uploads/<tracking_id>/<index>/<safe name>; a file that cannot be saved
-    is a 400 naming it, unless the disk is full or failing (the handlers make that a 503)."""
-    folder = services().cfg.uploads_folder / tracking_id
-    documents = []
-    for index, upload in enumerate(uploads):
-        name = safe_filename(upload.filename or "", f"upload{index}", max_bytes=MAX_NAME)  # the client's, made safe
-        path = folder / f"{index:04d}" / name
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            upload.save(path)
-        except OSError as exc:
-            if exc.errno in INFRASTRUCTURE_ERRNOS:
-                raise
-            raise InputError(upload.name or "files",
-                             f"{upload.filename!r} could not be saved: {exc.strerror}") from None
-        documents.append(document_from_upload(path, upload.filename, taken))
-    return documents
-
-
-def content_hash(upload: FileStorage) -> str:
-    """sha256 of an uploaded file (read from its spooled copy, then rewound for saving)."""
-    digest = hashlib.file_digest(upload.stream, "sha256").hexdigest()
-    upload.stream.seek(0)
-    return digest
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, default=str).encode()
-
-
-# Admission to a queue: room is waiting messages + requests admitted and not yet enqueued (a sorted
-# set of tokens by time; a token older than ADMISSION_STALE_S is from a process that died mid-way).
-ADMITTING_KEY = "admitting:{queue}"
-ADMISSION_STALE_S = 60
-ADMIT_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-if redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-    return 0
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1
-"""
-
-
-def create_and_enqueue(app: str, job: Job) -> None:
-    """Record and enqueue `job` if its queue has room (429 otherwise). The room is taken atomically
-    in Redis, counting requests admitted but not yet enqueued, so concurrent requests cannot
-    overfill the queue."""
-    s = services()
-    queue = s.cfg.queue_for(app)
-    token = job.tracking_id
-    admit = s.platform.client.register_script(ADMIT_LUA)
-    now = time.time()
-    if not admit(keys=[queue_key(queue), ADMITTING_KEY.format(queue=queue)],
-                 args=[token, now, now - ADMISSION_STALE_S, s.cfg.max_queue_length]):
-        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
-    try:
-        message = s.platform.message_for(app, job.tracking_id)
-        job.message_id = message.message_id
-        s.store.create(job)
-        s.platform.enqueue(message)
-    finally:
-        s.platform.client.zrem(ADMITTING_KEY.format(queue=queue), token)
-
-
-# -- Idempotency-Key: idempotency:<app>:<sha256 of the key> -> "<tracking_id>:<request fingerprint>"
-def idempotency_redis_key(app: str, key: str) -> str:
-    return f"idempotency:{app}:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-def job_of_idempotency_key(app: str, key: str, binding: str) -> Job | None:
-    """The job an earlier request with this key started, or None if the key is new (it is then
-    bound to `binding`, "<tracking_id>:<fingerprint>", until this request ends: released if it
-    fails). The same key with a different request is a 409; so is one still in flight."""
-    s = services()
-    redis_key = idempotency_redis_key(app, key)
-    bound = ""
-    while not bound:  # empty: released between SET and GET (that request failed), so bind again
-        if s.platform.client.set(redis_key, binding, nx=True, ex=s.cfg.job_ttl_s):
-            return None
-        bound = (s.platform.client.get(redis_key) or b"").decode()
-    bound_id, _, bound_fingerprint = bound.partition(":")
-    if bound_fingerprint != binding.partition(":")[2]:
-        raise Conflict("this Idempotency-Key was used for a different request")
-    earlier = s.store.get(app, bound_id)
-    if earlier is None:
-        raise Conflict("a request with this Idempotency-Key is still being handled; retry")
-    return earlier
-
-
-def release_idempotency_key(app: str, key: str, binding: str) -> None:
-    """Free the key if this request still holds it, so that a retry of a failed request starts a job."""
-    client = services().platform.client
-    try:
-        client.register_script(RELEASE_LUA)(keys=[idempotency_redis_key(app, key)], args=[binding])
-    except redis.RedisError as exc:  # Redis is why the request failed: the key expires with its TTL
-        log.error("could not release Idempotency-Key %s: %s", idempotency_redis_key(app, key), exc)
-
-
 def start_response(job: Job, replayed: bool = False):
     urls = job.urls(services().cfg)
     response = jsonify(tracking_id=job.tracking_id, experiment_id=job.experiment_id, state=job.state, **urls)
@@ -437,18 +278,3 @@ def start_response(job: Job, replayed: bool = False):
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def cancel_job(job: Job):
-    s = services()
-    if job.finished:
-        raise Conflict(f"job {job.tracking_id} already ended {job.state}")
-    if job.state == PENDING and s.store.transition(job, CANCELLED, error="cancelled by the client"):
-        s.platform.cancel(job.message_id, running=False)
-        announce(s.outbox, s.cfg, job)
-    elif job.state == STARTED:
-        s.platform.cancel(job.message_id, running=True)
-        s.store.log(job, "cancel requested")
-    body = status_body(job)
-    body["cancel_requested"] = True
-    return jsonify(body), 202

@@ -22,6 +22,7 @@ from .callbacks import Outbox
 from .config import Config
 from .context import JobCancelled, JobContext
 from .demo import Demo
+from .devices import pick_device
 from .events import announce, end
 from .inputs import Document, DocumentError, DownloadError, Fetcher, configure_pillow, expand
 from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, TERMINAL, Job, JobStore, job_path
@@ -52,34 +53,23 @@ class ModelCache:
         return model, time.perf_counter() - start
 
 
-def pick_device(setting: str) -> str:
-    """`DEVICE=auto` means CUDA when this (worker) process can see a GPU; only workers call this."""
-    if setting != "auto":
-        return setting
-    try:
-        import torch  # noqa: PLC0415 - optional, and CUDA is touched only in workers
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class JobRunner:
+    """The worker side of the platform: its broker (with one actor per demo, bound to `run`), the
+    job store, the outbox and the model cache of this worker process."""
+
     def __init__(self, cfg: Config, demos: dict[str, Demo]):
         self.cfg = cfg
         self.demos = demos
         self.models = ModelCache(cfg.model_cache_size)
-        self.platform: Platform | None = None
         self._device: str | None = None
         configure_pillow(cfg)
-
-    def attach(self, platform: Platform) -> None:
-        self.platform = platform
-        self.store = JobStore(platform.client, self.cfg)
-        self.outbox = Outbox(platform.client, self.cfg)
-        self.fetcher = Fetcher(self.cfg)
-        self.heartbeat = platform.heartbeat
-        platform.job_ends.on_dead_letter = self.record_dead_letter
-        platform.job_ends.on_skipped = self.record_skipped
+        self.platform = Platform(cfg, demos, run_job=self.run, redis_patience_s=cfg.redis_outage_tolerance_s)
+        self.store = JobStore(self.platform.client, cfg)
+        self.outbox = Outbox(self.platform.client, cfg)
+        self.fetcher = Fetcher(cfg)
+        self.heartbeat = self.platform.heartbeat
+        self.platform.job_ends.on_dead_letter = self.record_dead_letter
+        self.platform.job_ends.on_skipped = self.record_skipped
 
     @property
     def device(self) -> str:
@@ -109,7 +99,7 @@ class JobRunner:
             return
         self.heartbeat.current_job = {"app": app, "tracking_id": tracking_id}
         self.heartbeat.beat()
-        self.store.redis.delete(f"{self.store.key(tracking_id)}:errors")
+        self.store.clear_errors(job)
         self.store.log(job, f"started on {self.heartbeat.worker_id} (attempt {job.attempts})")
         announce(self.outbox, self.cfg, job)
         try:

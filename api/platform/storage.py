@@ -60,6 +60,11 @@ return share
 """
 
 
+def disk_bytes(client: redis.Redis, app: str) -> int:
+    """The bytes of `app`'s results as counted (`/monitor`'s total_size)."""
+    return int(client.get(DISK_KEY.format(app=app)) or 0)
+
+
 def is_tracking_id(value: str) -> bool:
     return bool(TRACKING_ID.match(value or ""))
 

@@ -15,10 +15,9 @@ from pathlib import Path, PurePosixPath
 
 from ..config import Config
 from .cache import build_once, sha256_file
-from .names import natural_key, slugify, unique
+from .names import IMAGE_SUFFIXES, natural_key, slugify, unique
 from .sources import DocumentError, ImageSource, check_count
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jp2"}
 CHUNK = 1 << 20
 CORRUPT_ZIP = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 
@@ -56,7 +55,7 @@ def _image_members(infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
         if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
             raise DocumentError(f"the zip member {info.filename!r} has an unsafe path (absolute or with '..')")
         hidden = any(part.startswith(".") or part == "__MACOSX" for part in parts)
-        if not info.is_dir() and not hidden and PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS:
+        if not info.is_dir() and not hidden and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
             members.append(info)
     return sorted(members, key=lambda info: natural_key(info.filename))
 

@@ -15,11 +15,10 @@ from .archives import zip_sources
 from .documents import Document
 from .fetch import DownloadError, Fetcher
 from .iiif import manifest_sources
-from .names import slugify, unique
+from .names import IMAGE_SUFFIXES, slugify, unique
 from .pdf import pdf_sources
 from .sources import DocumentError, ImageSource, check_count
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".jp2"}
 _WHAT = {"text": "URL list", "manifest": "IIIF manifest", "zip": "zip archive", "pdf": "PDF"}
 
 

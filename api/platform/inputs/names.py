@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# The image files a folder, an archive or an upload may hold, by extension (decoded by Pillow).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".jp2"})
 # A document uid, and the shape of every name made here: starts alphanumeric, no slash, no "..".
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_NAME = 128
@@ -17,6 +19,12 @@ MAX_FILE_NAME_BYTES = 255
 MAX_SUFFIX = 16  # characters of an extension kept apart from the stem ("." included)
 # A file name's unsafe runs: anything but letters, digits (any script), ".", "_", "-".
 _UNSAFE_FILE_RUN = re.compile(r"[^\w.-]+|_+")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image extension (IMAGE_SUFFIXES), whatever its case."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES
 
 
 def slugify(text: str, default: str, max_length: int = 80) -> str:
