@@ -11,42 +11,34 @@ types), then Hypothesis-generated valid and invalid ones, each operation also wi
 ids, result paths and dataset names in its path parameters. Every response is checked: no 5xx,
 status code, content type, headers and body as the document says, invalid data refused.
 
-    .venv/bin/python bench/fuzz.py [--requests 3000] [--seed 0]
+    .venv/bin/python -m bench.fuzz [--requests 3000] [--seed 0]
 
 Prints requests sent, statuses, 5xx (with the server's traceback line), violations by check and
 per operation, each with a curl reproduction; exits 1 on any 5xx or violation.
 """
 from __future__ import annotations
 
+import argparse
+import io
+import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
 
-# bench/queue.py is named like the standard library's `queue`: keep this folder off the import path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import requests
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import zipfile  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Self  # noqa: E402
-
-import requests  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from api.platform.embedded import EmbeddedRedis, free_port  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
+from api.platform.embedded import EmbeddedRedis, free_port
+from tests.support import ROOT
+from tests.support.platform import wait_for
 
 TOKEN = "fuzz-token"
 DUMMY = "tests.demos.dummy"

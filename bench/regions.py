@@ -10,35 +10,29 @@
 
 Prints seconds and the ratios (a)/(b) (goal ≤ 1.15) and (c)/(a) (goal ≥ 1.5 on CPU, ≥ 3 on GPU).
 
-    .venv/bin/python bench/regions.py [--images 64] [--imgsz 640] [--model PATH] [--device cpu]
+    .venv/bin/python -m bench.regions [--images 64] [--imgsz 640] [--model PATH] [--device cpu]
 
 Without --model, a detector is trained for a minute on synthetic pages (as the tests do): speed
 does not depend on how good the weights are, only on the network and the number of boxes.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-# bench/queue.py is named like the standard library's `queue`: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 import argparse
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics  # noqa: E402
-from api.platform.config import load_config  # noqa: E402
-from api.platform.embedded import EmbeddedRedis  # noqa: E402
-from tests.synthetic_pages import make_page, write_yolo_dataset  # noqa: E402
+from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics
+from api.platform.config import load_config
+from api.platform.embedded import EmbeddedRedis
+from tests.support import ROOT
+from tests.support.synthetic_pages import make_page, write_yolo_dataset
 
 
 def train(folder: Path) -> Path:

@@ -12,23 +12,17 @@
 Prints seconds, ms per page and the speed-up over the reference style (goals: ≥ 3× on CPU and on
 GPU), and the job's time over the fastest runtime's pure model time (goal ≤ 1.15).
 
-    .venv/bin/python bench/runtimes.py [--images 64] [--imgsz 640] [--model PATH] [--device cpu]
+    .venv/bin/python -m bench.runtimes [--images 64] [--imgsz 640] [--model PATH] [--device cpu]
 """
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != str(ROOT / "bench")]
-sys.path.insert(0, str(ROOT))
-
-from api.platform.embedded import EmbeddedRedis  # noqa: E402
-from api.demos.regions.detector import keep_torch_threads  # noqa: E402
-from bench.regions import bench_parser, our_job, workspace  # noqa: E402
+from api.demos.regions.detector import keep_torch_threads
+from api.platform.embedded import EmbeddedRedis
+from bench.regions import bench_parser, our_job, workspace
 
 
 def timed_predict(model, images, imgsz: int, device: str, batch: int, half: bool) -> float:
@@ -67,7 +61,8 @@ def main() -> None:
 
         torch_model = YOLO(str(model_path))
         rows.append(("torch eager", timed_predict(torch_model, images, args.imgsz, args.device, 1, gpu)))
-        rows.append((f"torch batched ({batch})", timed_predict(torch_model, images, args.imgsz, args.device, batch, gpu)))
+        batched = timed_predict(torch_model, images, args.imgsz, args.device, batch, gpu)
+        rows.append((f"torch batched ({batch})", batched))
         chooser = RuntimeChooser(model_path, data / "models" / ".cache" / "regions", args.device, "auto")
         for runtime in ("onnx", "openvino", "tensorrt"):
             if not available(runtime):
@@ -78,7 +73,8 @@ def main() -> None:
                 print(f"{runtime}: export failed: {exc}")
                 continue
             exported = YOLO(str(artifact), task="detect")
-            rows.append((runtime, timed_predict(exported, images, args.imgsz, args.device, 1, gpu and runtime == "tensorrt")))
+            half = gpu and runtime == "tensorrt"
+            rows.append((runtime, timed_predict(exported, images, args.imgsz, args.device, 1, half)))
 
         with EmbeddedRedis(tmp / "redis", appendonly=False, port=0) as redis_server:
             env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_server.url,

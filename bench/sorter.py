@@ -1,7 +1,7 @@
 """Sorter benchmark: seconds per photo for locate, embed and group, at 1, 8 and 32 photos per job.
 
-    python bench/sorter.py [--model DATA_FOLDER/models/sorter/locator.pt] [--backbone backbone.pt]
-                           [--sizes 1,8,32] [--threads 2] [--device cpu]
+    .venv/bin/python -m bench.sorter [--model DATA_FOLDER/models/sorter/locator.pt] [--backbone backbone.pt]
+                                     [--sizes 1,8,32] [--threads 2] [--device cpu]
 
 Photos are generated table scenes (640×480, 4 containers, 12 items of 4 kinds). Without --model a
 locator is trained first on generated scenes (as the tests do) and kept in --cache, so the timings
@@ -15,12 +15,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-
-# the repository root instead of bench/ itself, whose queue.py would shadow the standard library's
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-else:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> int:

@@ -18,34 +18,25 @@ For real sets: F1 per type at 3 px, mean error, CPU seconds per image, what the 
 hold (skipped counts), the images worst first, and with --pictures DIR a picture of the worst ones
 (prediction over truth, evaluate.overlay).
 
-    nice .venv/bin/python bench/vectorization.py [--images 10] [--sizes 1000,3000] [--threads 2]
-    nice .venv/bin/python bench/vectorization.py --sets kicad,librecad --images 12 [--pictures /tmp/worst]
+    nice .venv/bin/python -m bench.vectorization [--images 10] [--sizes 1000,3000] [--threads 2]
+    nice .venv/bin/python -m bench.vectorization --sets kicad,librecad --images 12 [--pictures /tmp/worst]
 """
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
 
-# bench/ holds queue.py, named like the standard library's `queue`: keep this folder off the path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import cv2
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import cv2  # noqa: E402
-
-from api.demos.vectorization.evaluate import match, overlay, total, worst_first  # noqa: E402
-from api.demos.vectorization.geometric import GeometricDetector, Settings  # noqa: E402
-from api.demos.vectorization.preview import draw_preview  # noqa: E402
-from api.demos.vectorization.svg import to_svg  # noqa: E402
-from api.demos.vectorization.synthetic import generate  # noqa: E402
+from api.demos.vectorization.evaluate import match, overlay, total, worst_first
+from api.demos.vectorization.geometric import GeometricDetector, Settings
+from api.demos.vectorization.preview import draw_preview
+from api.demos.vectorization.svg import to_svg
+from api.demos.vectorization.synthetic import generate
+from tools.fetch_vector_sets import fetch
 
 
 def run(size: int, noisy: bool, images: int, first_seed: int) -> dict:
@@ -81,9 +72,6 @@ def run(size: int, noisy: bool, images: int, first_seed: int) -> dict:
 
 def run_real(name: str, scan: bool, images: int, pictures: Path | None) -> dict:
     """One real collection, clean or scan-like: scores pooled over `images` pages at 3 px."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from fetch_vector_sets import fetch
-
     from api.demos.vectorization import realsets
 
     detector = GeometricDetector(Settings())

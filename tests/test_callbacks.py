@@ -20,8 +20,8 @@ from api.platform import callbacks
 from api.platform.callbacks import (EVENTS, SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackSender, Outbox, sign,
                                     signature_headers, verify_signature)
 from api.platform.embedded import free_port
-from tests.conftest import wait_for
-from tests.httpserver import LocalServer, Response
+from tests.support.platform import wait_for
+from tests.support.httpserver import LocalServer, Response
 
 SECRET = "s3cret"
 BODY = b'{"event": "SUCCESS", "tracking_id": "t1"}'

@@ -16,9 +16,10 @@ import requests
 from werkzeug.serving import make_server
 
 from api.platform.config import load_config
-from tests.conftest import YOLO_IMGSZ, use_regions, wait_for
-from tests.httpserver import Response
-from tests.synthetic_pages import make_page
+from tests.support.synthetic_pages import YOLO_IMGSZ
+from tests.support.platform import use_regions, wait_for
+from tests.support.httpserver import Response
+from tests.support.synthetic_pages import make_page
 
 
 def page_jpeg(seed: int) -> bytes:

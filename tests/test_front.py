@@ -303,7 +303,7 @@ def test_the_front_imports_nothing_from_the_api():
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support import ROOT
 
     code = ("import sys, front; front.create_app(front.load_config({'FRONT_ENV_FILE': '/nonexistent', "
             "'FRONT_DATA_FOLDER': sys.argv[1]})); import front.routes, front.results; "
@@ -320,8 +320,8 @@ def test_starting_through_the_real_api_keeps_the_token_server_side_and_survives_
     front then follows it by asking the API, and says so on the page."""
     from api import create_app as create_api
     from api.platform.config import load_config as load_api_config
-    from tests.conftest import png_bytes
-    from tests.front_stack import ServerThread
+    from tests.support.platform import png_bytes
+    from tests.support.front_stack import ServerThread
 
     env.update(API_TOKEN="tok-123", ALLOW_PRIVATE_URLS="0")
     with ServerThread(create_api(load_api_config(env))) as api_server:
@@ -369,8 +369,9 @@ def test_python_m_front_with_a_filled_in_env_template_lists_the_apis_demos(env, 
     from api import create_app as create_api
     from api.platform.config import load_config as load_api_config
     from api.platform.embedded import free_port
-    from tests.conftest import ROOT, wait_for
-    from tests.front_stack import ServerThread
+    from tests.support import ROOT
+    from tests.support.platform import wait_for
+    from tests.support.front_stack import ServerThread
 
     env.update(API_TOKEN="tok-456")
     with ServerThread(create_api(load_api_config(env))) as api_server:

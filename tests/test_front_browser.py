@@ -20,8 +20,8 @@ import requests
 
 from api.platform.config import load_config as load_api_config
 from api.platform.embedded import free_port
-from tests.conftest import Processes, platform_env, wait_for
-from tests.front_stack import ServerThread, Stack, chromium, screenshot, wait_download
+from tests.support.platform import Processes, platform_env, wait_for
+from tests.support.front_stack import ServerThread, Stack, chromium, screenshot, wait_download
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +38,7 @@ def _browser_available() -> bool:
         import selenium  # noqa: F401
     except ImportError:
         return False
-    from tests.front_stack import CHROMEDRIVER, CHROMIUM
+    from tests.support.front_stack import CHROMEDRIVER, CHROMIUM
 
     return shutil.which(CHROMIUM) is not None and shutil.which(CHROMEDRIVER) is not None
 
@@ -355,7 +355,7 @@ def test_a_iiif_manifest_url_from_the_form_is_vectorized_page_by_page(stack, bro
 def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_gallery(stack, browser, tmp_path,
                                                                                  trained_yolo):
     stack, procs = stack
-    from tests.synthetic_pages import make_page
+    from tests.support.synthetic_pages import make_page
 
     models = stack.data_folder / "models" / "regions"
     models.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The real Docker image: built from the Dockerfile and requirements.txt by `docker.sh rebuild` on a
-private engine (tests/docker_engine.py), run as docker.sh runs it (DATA_FOLDER owned by the image's
+private engine (tests/support/docker_engine.py), run as docker.sh runs it (DATA_FOLDER owned by the image's
 uid at /data, the clone read-only at /app, .env at /etc/demo-api.env), on the host's network with
 free loopback ports (`DOCKER_NETWORK=host`: the engine has no bridge). Real jobs go through the
 container's nginx, results come back through X-Accel byte for byte as they lie in DATA_FOLDER, a
@@ -27,9 +27,10 @@ import requests
 
 from api.platform.embedded import free_port
 from api.platform.storage import JOB_FILE, ZIP_NAME
-from tests.conftest import ROOT, png_bytes
-from tests.docker_engine import Engine, EngineUnavailable
-from tests.stack_helpers import port_open, wait_until
+from tests.support import ROOT
+from tests.support.platform import png_bytes
+from tests.support.docker_engine import Engine, EngineUnavailable
+from tests.support.stack_helpers import port_open, wait_until
 
 pytestmark = pytest.mark.image
 
@@ -202,7 +203,7 @@ def test_vectorization_and_regions_jobs_through_nginx_with_results_byte_identica
     from PIL import Image
 
     from api.demos.vectorization.synthetic import generate
-    from tests.synthetic_pages import make_page
+    from tests.support.synthetic_pages import make_page
 
     c = container
 

@@ -19,7 +19,7 @@ from api.platform.inputs import (
 )
 from api.platform.inputs import fetch as fetch_module
 from api.platform.netguard import is_public_address
-from tests.httpserver import LocalServer, Response
+from tests.support.httpserver import LocalServer, Response
 
 
 def image_bytes(size=(40, 30), color="red", fmt="PNG", **save) -> bytes:

@@ -22,7 +22,7 @@ from api.platform.inputs import (
 )
 from api.platform.inputs import feed as feed_module
 from api.platform.inputs import pdf as pdf_module
-from tests.conftest import json_of, png_bytes, wait_for
+from tests.support.platform import json_of, png_bytes, wait_for
 
 
 def feed_all(sources, fetcher, cfg, timeout: float = 60.0):

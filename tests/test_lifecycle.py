@@ -15,8 +15,9 @@ import redis
 from api.platform.callbacks import verify_signature
 from api.platform.config import load_config
 from api.platform.embedded import free_port
-from tests.conftest import ROOT, json_of, png_bytes, stop_group, wait_for
-from tests.httpserver import LocalServer, Response
+from tests.support import ROOT
+from tests.support.platform import json_of, png_bytes, stop_group, wait_for
+from tests.support.httpserver import LocalServer, Response
 
 SECRET = "callback-s3cret"
 

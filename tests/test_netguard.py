@@ -28,7 +28,7 @@ from api.platform.netguard import (
     guarded_session,
     is_public_address,
 )
-from tests.httpserver import LocalServer, Response
+from tests.support.httpserver import LocalServer, Response
 
 ALLOWED = "127.0.0.2"
 # Names the system resolves to 127.0.0.1 without DNS (inet_aton forms), so only a check of the

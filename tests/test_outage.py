@@ -21,8 +21,9 @@ from api.platform.embedded import EmbeddedRedis, free_port
 from api.platform.jobs import STARTED, Job, JobStore
 from api.platform.queue import GONE, HELD, WAITING, Platform
 from api.platform.reaper import Reaper
-from tests.conftest import ROOT, Processes, json_of, platform_env, png_bytes, stop_group, wait_for
-from tests.httpserver import Response
+from tests.support import ROOT
+from tests.support.platform import Processes, json_of, platform_env, png_bytes, stop_group, wait_for
+from tests.support.httpserver import Response
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The regions demo with real inference: a YOLO built from its yaml and trained here for about a
-minute on synthetic pages (tests/synthetic_pages.py), then run through the API and a real worker."""
+minute on synthetic pages (tests/support/synthetic_pages.py), then run through the API and a real worker."""
 from __future__ import annotations
 
 import io
@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from api.platform.config import load_config
-from tests.conftest import ROOT, TRAIN_THREADS, YOLO_IMGSZ, json_of, use_regions, wait_for
-from tests.synthetic_pages import CLASSES, assert_same_detections, iou, make_page
+from tests.support import ROOT
+from tests.support.synthetic_pages import TRAIN_THREADS, YOLO_IMGSZ
+from tests.support.platform import json_of, use_regions, wait_for
+from tests.support.synthetic_pages import CLASSES, assert_same_detections, iou, make_page
 
 IMGSZ = YOLO_IMGSZ
 UNSEEN = range(9000, 9006)

@@ -27,7 +27,8 @@ from api.platform.clientjson import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from api.platform.config import load_config
 from api.platform.embedded import EmbeddedRedis, free_port
 from api.platform.errors import storage_failure
-from tests.conftest import ROOT, json_of, png_bytes, wait_for
+from tests.support import ROOT
+from tests.support.platform import json_of, png_bytes, wait_for
 from tests.test_api import assert_error, start
 
 DOC = {"type": "img", "src": "http://127.0.0.1:9/a.png"}

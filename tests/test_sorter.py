@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from api.platform.errors import InputError
-from tests.conftest import ROOT, json_of, wait_for
+from tests.support import ROOT
+from tests.support.platform import json_of, wait_for
 
 torch = pytest.importorskip("torch")
 

@@ -22,8 +22,9 @@ import redis
 import requests
 
 from api.platform.embedded import free_port
-from tests.conftest import ROOT, png_bytes
-from tests.stack_helpers import (CONFS, Stack, kill_session, start_process, unit_command, unix_get,
+from tests.support import ROOT
+from tests.support.platform import png_bytes
+from tests.support.stack_helpers import (CONFS, Stack, kill_session, start_process, unit_command, unix_get,
                                  wait_until)
 
 pytestmark = pytest.mark.stack

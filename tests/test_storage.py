@@ -22,7 +22,7 @@ from api.platform.storage import (
     serve_data_file,
     serve_file,
 )
-from tests.conftest import json_of, png_bytes, wait_for
+from tests.support.platform import json_of, png_bytes, wait_for
 
 SCRIPT = b"<html><body><script>alert(document.domain)</script></body></html>"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'

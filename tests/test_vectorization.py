@@ -16,7 +16,7 @@ from api.demos.vectorization.primitives import Primitive, arc, circle, line
 from api.demos.vectorization.svg import parse_path, parse_svg, to_svg
 from api.demos.vectorization.synthetic import generate, ground_truth_svg
 from api.platform.config import load_config
-from tests.conftest import json_of, wait_for
+from tests.support.platform import json_of, wait_for
 
 APP = "vectorization"
 TARGET = {"line": 0.9, "circle": 0.85}
@@ -357,7 +357,7 @@ def test_the_api_side_of_the_demo_imports_no_image_library():
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support import ROOT
 
     code = ("import sys, api.demos.vectorization as v; v.demo.validate({}); "
             "bad = [m for m in ('cv2', 'skimage', 'scipy', 'torch') if m in sys.modules]; "

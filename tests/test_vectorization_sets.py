@@ -11,8 +11,8 @@ import pytest
 
 from api.demos.vectorization.evaluate import match, total
 from api.demos.vectorization.primitives import Primitive
-from tests import vector_sets
-from tests.conftest import json_of
+from tests.support import vector_sets
+from tests.support.platform import json_of
 from tests.test_vectorization import APP, png_of, result_path, vec, wait_done  # noqa: F401 - vec: a fixture
 
 PAGES = 2

@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 CONFS = ROOT / "docker-confs"
 
 

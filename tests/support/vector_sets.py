@@ -4,21 +4,15 @@ checked, cached in $VECTOR_SETS_CACHE or ~/.cache/vector-sets), so a fresh CI ma
 the same way a developer does. Nothing is mocked: a failed fetch fails the test with its reason."""
 from __future__ import annotations
 
-import sys
 from functools import cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools.fetch_vector_sets import fetch
 
 
 @cache
 def folder(name: str) -> Path:
     """The unpacked collection `name` (fetched the first time)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        from fetch_vector_sets import fetch
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
     return fetch(name)
 
 

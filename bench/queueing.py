@@ -10,39 +10,32 @@ warm dramatiq worker running the test-only `dummy` demo. Prints:
 3. `status` latency under 200 concurrent clients, each polling its job once a second, as real
    pollers do (p50, p99; goal p99 < 20 ms).
 
-    .venv/bin/python bench/queue.py [--jobs 100] [--enqueue 2000] [--clients 200] [--seconds 10]
+    .venv/bin/python -m bench.queueing [--jobs 100] [--enqueue 2000] [--clients 200] [--seconds 10]
 """
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-# This file is named like the standard library's `queue`: keep its folder off the import path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import requests
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import requests  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from api.platform.config import load_config  # noqa: E402
-from api.platform.embedded import EmbeddedRedis, free_port  # noqa: E402
-from api.platform.jobs import JobStore  # noqa: E402
-from api.platform.queue import Platform  # noqa: E402
-from tests.conftest import png_bytes  # noqa: E402
-from tests.httpserver import LocalServer  # noqa: E402
+from api.platform.config import load_config
+from api.platform.embedded import EmbeddedRedis, free_port
+from api.platform.jobs import JobStore
+from api.platform.queue import Platform
+from tests.support import ROOT
+from tests.support.httpserver import LocalServer
+from tests.support.platform import png_bytes
 
 
 def percentile(values: list[float], q: float) -> float:

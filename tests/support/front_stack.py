@@ -17,6 +17,7 @@ from pathlib import Path
 from werkzeug.serving import make_server
 
 from api.platform.embedded import free_port
+from tests.support import ROOT
 
 CHROMIUM = os.environ.get("FRONT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FRONT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -91,7 +92,7 @@ def screenshot(driver, name: str) -> Path | None:
         return None
     target = Path(folder)
     if not target.is_absolute():
-        target = Path(__file__).resolve().parent.parent / target
+        target = ROOT / target
     target.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(int(height) + 120, 800), 3000))
