@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from api.demos.vectorization.evaluate import distance, evaluate_paths, main as evaluate_main, match, total
+from api.demos.vectorization.evaluate import distance, evaluate_paths, match, total
+from api.demos.vectorization.evaluate import main as evaluate_main
 from api.demos.vectorization.primitives import Primitive, arc, circle, line
 from api.demos.vectorization.svg import parse_path, parse_svg, to_svg
 from api.demos.vectorization.synthetic import generate, ground_truth_svg
@@ -224,7 +225,8 @@ def test_clean_diagrams_through_api_and_worker_reach_the_f1_targets(vec, data_fo
         predicted = [Primitive.from_dict(d) for d in data["primitives"]]
         assert entry["counts"] == {k: sum(p.type == k for p in predicted) for k in ("line", "circle", "arc")}
         assert len(drawing.primitives) == len(predicted)
-        preview = Image.open(io.BytesIO(client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['preview'])}").data))
+        preview_url = f"/{APP}/{tracking_id}/result/{result_path(entry['preview'])}"
+        preview = Image.open(io.BytesIO(client.get(preview_url).data))
         assert preview.size == (1000, 1000)
         archive = zipfile.ZipFile(io.BytesIO(client.get(
             f"/{APP}/{tracking_id}/result/{result_path(output['zips'][doc])}").data))
@@ -250,7 +252,7 @@ def test_clean_diagrams_through_api_and_worker_reach_the_f1_targets(vec, data_fo
 def test_parameters_are_checked_at_start(vec, data_folder):
     client = vec
     doc = {"documents": [{"type": "img", "src": "http://127.0.0.1:9/a.png"}]}
-    cases = [({"backend": "learned"}, "parameters.backend", "learned backend not available"),
+    cases = [({"backend": "learned"}, "parameters.backend", "must be one of geometric"),  # no model: not offered
              ({"backend": "magic"}, "parameters.backend", "must be one of"),
              ({"tolerance": 0}, "parameters.tolerance", "at least"),
              ({"regions_job": "../../etc"}, "parameters.regions_job", "32 hexadecimal"),
@@ -264,7 +266,7 @@ def test_parameters_are_checked_at_start(vec, data_folder):
     unfinished.mkdir(parents=True)
     (unfinished / "job.json").write_text(json.dumps({"state": "STARTED"}))
     response = client.post(f"/{APP}/start", json={"parameters": {"regions_job": "a" * 32}})
-    assert response.status_code == 400 and "STARTED" in json_of(response)["error"]["message"]
+    assert response.status_code == 400 and "still queued or running" in json_of(response)["error"]["message"]
 
 
 def fake_regions_job(data_folder, tracking_id: str, crops: dict[str, list[np.ndarray]], state: str = "SUCCESS"):
@@ -281,7 +283,7 @@ def fake_regions_job(data_folder, tracking_id: str, crops: dict[str, list[np.nda
 
 def test_extra_documents_lists_the_crops_of_a_finished_regions_job(config, data_folder):
     from api.demos.vectorization import Vectorization
-    from api.platform.errors import InputError
+    from api.sdk import InputError
 
     demo = Vectorization()
     demo.configure(config)

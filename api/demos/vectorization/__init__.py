@@ -5,36 +5,32 @@ primitives), `<doc>/<image>.png` (a preview: primitives in colour over the faded
 document `<doc>.zip` of its SVGs, as the reference service gives. Inputs are the platform's
 documents and/or the crops of a finished `regions` job (`regions_job`), so the two demos chain.
 
-Only the platform and the standard library are imported here: OpenCV, scikit-image and numpy are
-imported by `run`, in the worker, never by the API process.
+Only `api.sdk` and the standard library are imported here: OpenCV, scikit-image and numpy are
+imported by `job.py`, which `run` imports in the worker, never in the API process.
 """
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.platform.demo import Demo, Param
-from api.platform.errors import InputError
-from api.platform.inputs import Document
-from api.platform.inputs.names import SAFE_NAME
-from api.platform.storage import JOB_FILE, is_tracking_id
+from api.sdk import SAFE_NAME, Demo, Document, InputError, Param, is_image_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from api.platform.context import JobContext
+    from api.sdk import JobContext
 
-BACKEND_CHOICES = ("geometric", "learned")
 REGIONS_APP = "regions"
+# A tracking id's shape, checked here so a malformed one gets its own message rather than "no such job".
+TRACKING_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Vectorization(Demo):
     name = "vectorization"
-    title = "Diagram vectorization"
     description = ("Finds the lines, circles and arcs of diagrams (astronomy, geometry) and returns them as SVG "
                    "and JSON with a confidence each, a preview over the image, and a zip of SVGs per document.")
     params = {
-        "backend": Param(str, "geometric", choices=BACKEND_CHOICES,
-                         help="geometric: OpenCV + scikit-image, no weights; learned: a trained model (not installed)"),
+        # One choice today; kept so clients that send backend=geometric go on working.
+        "backend": Param(str, "geometric", choices=("geometric",), help="geometric: OpenCV + scikit-image, no weights"),
         "tolerance": Param(float, 2.0, min=0.5, max=10,
                            help="px a stroke's centre may stray from a fitted line or circle"),
         "min_length": Param(float, 0.0, min=0, max=100000,
@@ -58,8 +54,6 @@ class Vectorization(Demo):
 
     def validate(self, raw: Any) -> dict:
         params = super().validate(raw)
-        if params["backend"] == "learned":
-            raise InputError("parameters.backend", "learned backend not available on this server; use geometric")
         params["regions_job"] = params["regions_job"].strip().lower()
         return params
 
@@ -69,25 +63,24 @@ class Vectorization(Demo):
         if not tracking_id:
             return []
         field = "parameters.regions_job"
-        if not is_tracking_id(tracking_id):
+        if not TRACKING_ID.match(tracking_id):
             raise InputError(field, "must be the tracking_id of a regions job (32 hexadecimal characters)")
-        folder = self.cfg.results_folder / REGIONS_APP / tracking_id
-        try:
-            state = json.loads((folder / JOB_FILE).read_text()).get("state")
-        except (OSError, ValueError):
-            raise InputError(field, "no regions job with this tracking_id") from None
-        if state != "SUCCESS":
-            raise InputError(field, f"the regions job has not succeeded (its state is {state}); "
-                                    "wait for SUCCESS or start a new one")
+        regions = self.finished_job(REGIONS_APP, tracking_id)
+        if regions is None:
+            raise InputError(field, "no regions job with this tracking_id has ended (unknown, or still queued or "
+                                    "running: wait for SUCCESS)")
+        if not regions.succeeded:
+            raise InputError(field, f"the regions job has not succeeded (its state is {regions.state}); "
+                                    "start a new one")
         documents = [Document(type="dir", uid=doc.name, path=str((doc / "crops").resolve()))
-                     for doc in sorted(folder.iterdir())
+                     for doc in sorted(regions.folder.iterdir())
                      if doc.is_dir() and SAFE_NAME.match(doc.name) and _has_images(doc / "crops")]
         if not documents:
             raise InputError(field, "the regions job found no regions (no crops) to vectorize")
         return documents
 
-    def run(self, job: "JobContext", model: Any) -> dict:
-        from .job import run_job
+    def run(self, job: JobContext, model: Any) -> dict:
+        from .job import run_job  # noqa: PLC0415 - worker side: job.py imports OpenCV and numpy
 
         return run_job(job, job.params)
 
@@ -97,8 +90,7 @@ class Vectorization(Demo):
 
 
 def _has_images(folder: Path) -> bool:
-    suffixes = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
-    return folder.is_dir() and any(p.suffix.lower() in suffixes for p in folder.iterdir())
+    return folder.is_dir() and any(is_image_name(p.name) for p in folder.iterdir())
 
 
 demo = Vectorization()

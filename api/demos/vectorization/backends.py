@@ -1,9 +1,8 @@
 """Backends: one interface, `detect(rgb) -> Detection`, so a trained model can replace the
 geometric pipeline without touching the demo, the outputs or the evaluation.
 
-`geometric` (default) needs no weights. `learned` is a seam: it is offered as a choice so clients
-can ask for it, and a job asking for it fails with a plain "learned backend not available"
-until a model (e.g. a checkpoint in DATA_FOLDER/models/vectorization/) and its code are added here.
+`geometric` (the only one today) needs no weights. A learned backend would be a class here with
+the same `detect`, a case in `make_backend`, and its name added to the demo's `backend` choices.
 """
 from __future__ import annotations
 
@@ -13,18 +12,12 @@ import numpy as np
 
 from .geometric import Detection, GeometricDetector, Settings
 
-BACKENDS = ("geometric", "learned")
-
 
 class Backend(Protocol):
     name: str
 
     def detect(self, rgb: np.ndarray) -> Detection:  # pragma: no cover - an interface
         """The primitives of one RGB image (H×W×3 uint8)."""
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend asked for cannot run here; the message is meant for the client."""
 
 
 class Geometric:
@@ -38,9 +31,7 @@ class Geometric:
 
 
 def make_backend(name: str, settings: Settings) -> Backend:
+    """The backend a job asked for; the demo's `backend` choices keep any other name out."""
     if name == "geometric":
         return Geometric(settings)
-    if name == "learned":
-        raise BackendUnavailable("learned backend not available: no trained vectorization model is installed "
-                                 "on this server; use backend=geometric")
-    raise BackendUnavailable(f"unknown backend {name!r}")
+    raise ValueError(f"unknown backend {name!r}")

@@ -111,7 +111,7 @@ def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
         return False
     crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
     contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    outer = [c for c, link in zip(contours, hierarchy[0]) if link[3] < 0]
+    outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
     if len(outer) != 1 or len(contours) < 2:
         return False
     _, radius = cv2.minEnclosingCircle(outer[0])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from skimage.morphology import skeletonize
 
 NEIGHBOURS_4 = ((0, 1), (1, 0), (0, -1), (-1, 0))
 NEIGHBOURS_8 = NEIGHBOURS_4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
@@ -22,7 +23,7 @@ class Chain:
     closed: bool  # a loop with no end (e.g. a circle nothing touches)
     at_junction: tuple[bool, bool] = (False, False)  # whether its first / last point touches a junction
 
-    def trimmed(self, n: int) -> "Chain":
+    def trimmed(self, n: int) -> Chain:
         """Without `n` points at each end that touches a junction, where skeletons bend towards the
         other stroke; a chain is never cut below half its length."""
         first, last = self.at_junction
@@ -36,8 +37,6 @@ class Chain:
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:
-    from skimage.morphology import skeletonize
-
     return skeletonize(mask)
 
 
@@ -66,7 +65,7 @@ def chains_of(skel: np.ndarray, min_points: int = 3) -> list[Chain]:
         lo, hi = bounds[k - 1], bounds[k]
         if hi - lo < min_points:
             continue
-        for chain in _walk(list(zip(ys[lo:hi].tolist(), xs[lo:hi].tolist()))):
+        for chain in _walk(list(zip(ys[lo:hi].tolist(), xs[lo:hi].tolist(), strict=True))):
             if len(chain.points) < min_points:
                 continue
             (x0, y0), (x1, y1) = chain.points[0].astype(int), chain.points[-1].astype(int)

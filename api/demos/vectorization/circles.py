@@ -64,7 +64,7 @@ def cluster_arcs(pieces: list[Piece], tolerance: float) -> list[ArcCluster]:
                     grid.add(i, _circle_box(joint, tolerance))
                     merged = True
                     break
-    return [c for c, keep in zip(clusters, alive) if keep]
+    return [c for c, keep in zip(clusters, alive, strict=True) if keep]
 
 
 def _circle_box(fit: CircleFit, tolerance: float) -> Box:

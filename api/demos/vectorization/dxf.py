@@ -13,7 +13,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
+
+import ezdxf
+from ezdxf.math import bulge_to_arc
 
 from .primitives import Primitive, arc, circle, line
 
@@ -33,9 +37,6 @@ def read_dxf(path: Path | str, height: float | None = None) -> list[Primitive]:
 
 
 def read_dxf_drawing(path: Path | str, height: float | None = None) -> DxfDrawing:
-    import ezdxf
-    from ezdxf.math import bulge_to_arc
-
     try:
         document = ezdxf.readfile(str(path))
     except (OSError, ezdxf.DXFError) as exc:
@@ -70,7 +71,7 @@ def read_dxf_drawing(path: Path | str, height: float | None = None) -> DxfDrawin
             else:
                 vertices = [(v.dxf.location.x, v.dxf.location.y, v.dxf.get("bulge", 0.0)) for v in entity.vertices]
                 closed = entity.is_closed
-            pairs = list(zip(vertices, vertices[1:]))
+            pairs = list(pairwise(vertices))
             if closed and len(vertices) > 2:
                 pairs.append((vertices[-1], vertices[0]))
             for (x1, y1, bulge), (x2, y2, _) in pairs:

@@ -23,12 +23,20 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+import cv2
 import numpy as np
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
 
+from api.sdk import IMAGE_SUFFIXES
+
+from .dxf import read_dxf_drawing
+from .preview import COLOURS, draw_preview
 from .primitives import TYPES, Primitive, arc_point
+from .svg import parse_svg
 
 INFEASIBLE = 1e9
 
@@ -43,15 +51,13 @@ def distance(kind: str, a: dict, b: dict) -> float:
         return max(math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]), abs(a["r"] - b["r"]))
     pa = [arc_point(a, t) for t in (a["start"], (a["start"] + a["end"]) / 2, a["end"])]
     pb = [arc_point(b, t) for t in (b["start"], (b["start"] + b["end"]) / 2, b["end"])]
-    forward = max(math.dist(p, q) for p, q in zip(pa, pb))
-    backward = max(math.dist(p, q) for p, q in zip(pa, reversed(pb)))
+    forward = max(math.dist(p, q) for p, q in zip(pa, pb, strict=True))
+    backward = max(math.dist(p, q) for p, q in zip(pa, reversed(pb), strict=True))
     return min(forward, backward)
 
 
 def match(predicted: list[Primitive], truth: list[Primitive], tolerance: float = 3.0) -> dict[str, dict]:
     """Per type: tp, fp, fn, precision, recall, f1 (and the mean distance of the matches)."""
-    from scipy.optimize import linear_sum_assignment
-
     report = {}
     for kind in TYPES:
         pred = [p.geometry for p in predicted if p.type == kind]
@@ -112,10 +118,6 @@ def worst_first(per_image: dict[str, dict]) -> list[str]:
 def overlay(rgb: np.ndarray, predicted: list[Primitive], truth: list[Primitive]) -> np.ndarray:
     """A picture to judge one image by: the truth thick and pale, the prediction thin in its
     type's colour over it (preview.py's colours), on the faded image."""
-    import cv2
-
-    from .preview import COLOURS, draw_preview
-
     canvas = draw_preview(rgb, [], mark_ends=False)
     thin = max(1, round(max(canvas.shape[:2]) / 700))
     for layer, colour, thickness in ((truth, None, 3 * thin + 2), (predicted, COLOURS, thin)):
@@ -140,13 +142,9 @@ def read_drawing(path: Path, height: float | None = None) -> tuple[list[Primitiv
         items = data.get("primitives", data) if isinstance(data, dict) else data
         return [Primitive.from_dict(item) for item in items], Counter()
     if suffix == ".svg":
-        from .svg import parse_svg
-
         drawing = parse_svg(path.read_bytes())
         return drawing.primitives, drawing.skipped
     if suffix == ".dxf":
-        from .dxf import read_dxf_drawing
-
         found = read_dxf_drawing(path, height=height)
         return found.primitives, found.skipped
     raise ValueError(f"{path}: unsupported file type (use .svg, .json or .dxf)")
@@ -159,8 +157,6 @@ def svg_height(path: Path) -> float | None:
         return float(data["height"]) if isinstance(data, dict) and "height" in data else None
     if path.suffix.lower() != ".svg":
         return None
-    from .svg import parse_svg
-
     return parse_svg(path.read_bytes()).height
 
 
@@ -209,23 +205,23 @@ def evaluate_paths(predictions: Path, truth: Path, tolerance: float = 3.0, heigh
             "skipped_in_truth": dict(skipped), "worst_first": worst_first(images), "per_image": images}
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+# Where an image is looked for by name, first found wins when several share it: lossless PNG first, then
+# the usual scan formats, then whatever else the platform accepts (the SDK's set is unordered: sorted).
+_PREFERRED = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+IMAGE_SUFFIXES_IN_ORDER = _PREFERRED + tuple(sorted(IMAGE_SUFFIXES - set(_PREFERRED)))
 
 
 def draw_worst(predictions: Path, truth: Path, images: Path, out: Path, names: list[str],
                height: float | None = None) -> list[str]:
     """A picture (overlay) of each named image, found in `images` by the same name as its
     prediction; returns the files written (an image not found is said, not skipped silently)."""
-    import cv2
-    from PIL import Image
-
     out.mkdir(parents=True, exist_ok=True)
     by_name = {(p.relative_to(predictions).with_suffix("").as_posix() if predictions.is_dir() else p.stem): (p, t)
                for p, t in pairs(predictions, truth)}
     written = []
     for name in names:
         pred_path, true_path = by_name[name]
-        found = [images / f"{name}{suffix}" for suffix in IMAGE_SUFFIXES] if images.is_dir() else [images]
+        found = [images / f"{name}{suffix}" for suffix in IMAGE_SUFFIXES_IN_ORDER] if images.is_dir() else [images]
         image_path = next((f for f in found if f.is_file()), None)
         if image_path is None:
             raise ValueError(f"no image named {name} (.png, .jpg, …) in {images}")

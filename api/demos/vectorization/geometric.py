@@ -17,11 +17,10 @@ import numpy as np
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
-from .fitting import ChainCutter
 from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents
+from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
-
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 
@@ -31,7 +30,8 @@ class Settings:
     """Thresholds of the geometric backend (pixels unless said otherwise)."""
 
     tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
-    min_length: float = 0.0  # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(30, 10 × the stroke width)
+    # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(30, 10 × the stroke width)
+    min_length: float = 0.0
     min_radius: float = 8.0  # smaller circles and arcs are dropped (letters such as o, e, 6)
     min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
     sensitivity: float = 0.5  # threshold between paper (0) and darkest ink (1)

@@ -88,7 +88,7 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
                     grid.add(i, a.box())
                     merged = True
                     break
-    return [c for c, keep in zip(clusters, alive) if keep]
+    return [c for c, keep in zip(clusters, alive, strict=True) if keep]
 
 
 def _ends(points: np.ndarray) -> tuple[float, float, float, float]:

@@ -2,6 +2,7 @@
 a glance where the vectors sit on the ink (lines red, circles blue, arcs green)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .primitives import Primitive
@@ -10,8 +11,6 @@ COLOURS = {"line": (220, 30, 30), "circle": (30, 80, 230), "arc": (20, 160, 40)}
 
 
 def draw_preview(rgb: np.ndarray, primitives: list[Primitive], mark_ends: bool = True) -> np.ndarray:
-    import cv2
-
     base = rgb if rgb.ndim == 3 else np.dstack([rgb] * 3)
     canvas = (0.35 * base[..., :3].astype(np.float32) + 0.65 * 255).astype(np.uint8)
     h, w = canvas.shape[:2]

@@ -9,8 +9,9 @@ readers and the evaluator agree on what an arc is.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 TYPES = ("line", "circle", "arc")
 
@@ -34,7 +35,7 @@ class Primitive:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Primitive":
+    def from_dict(cls, data: dict) -> Primitive:
         kind = data.get("type")
         if kind not in TYPES:
             raise ValueError(f"unknown primitive type {kind!r}")
@@ -54,7 +55,7 @@ class Primitive:
             return min(g["x1"], g["x2"]), min(g["y1"], g["y2"]), max(g["x1"], g["x2"]), max(g["y1"], g["y2"])
         if self.type == "circle":
             return g["cx"] - g["r"], g["cy"] - g["r"], g["cx"] + g["r"], g["cy"] + g["r"]
-        xs, ys = zip(*self.points(step=max(1.0, g["r"] * math.pi / 180)))
+        xs, ys = zip(*self.points(step=max(1.0, g["r"] * math.pi / 180)), strict=True)
         return min(xs), min(ys), max(xs), max(ys)
 
 

@@ -15,7 +15,8 @@ as clutter that is not truth, and ellipses drawn but only counted. `scan=True` a
 does: skew (≤ 2°, applied to the truth too), ink bleed, the paper model of synthetic.py and JPEG.
 The truth is tidied as a reader of the image would see it: collinear touching or overlapping
 lines are one line, duplicates are one; curves drawn as many short lines, pieces shorter than three
-ink widths and circles or arcs of a radius under the ink's width (blobs, not strokes) are counted in `skipped` instead of being truth no reader of the image would name.
+ink widths and circles or arcs of a radius under the ink's width (blobs, not strokes) are counted in
+`skipped` instead of being truth no reader of the image would name.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .dxf import read_dxf_drawing
 from .primitives import Primitive, arc, arc_through, circle, line
 from .synthetic import draw_stroke, print_on_paper
 
@@ -64,7 +66,7 @@ class Part:
         boxes = [p.bounds() for p in self.primitives]
         boxes += [(min(x for x, _ in pl), min(y for _, y in pl), max(x for x, _ in pl), max(y for _, y in pl))
                   for pl in self.polylines if pl]
-        xs0, ys0, xs1, ys1 = zip(*boxes)
+        xs0, ys0, xs1, ys1 = zip(*boxes, strict=True)
         return min(xs0), min(ys0), max(xs1), max(ys1)
 
 
@@ -195,8 +197,6 @@ def _kicad_item(part: Part, item: list) -> None:
 # -- LibreCAD parts ----------------------------------------------------------------------------------------
 def librecad_part(folder: Path, path: Path) -> Part | None:
     """The part in `path` when it is readable, has a circle or an arc and nothing we cannot draw."""
-    from .dxf import read_dxf_drawing
-
     try:
         drawing = read_dxf_drawing(path, height=0.0)  # y down: y → −y
     except Exception:  # noqa: BLE001 - a few library files are not readable DXF: not chosen

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax
 

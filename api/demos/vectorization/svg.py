@@ -20,6 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from xml.sax.saxutils import quoteattr
 
 from .primitives import Primitive, arc, arc_point, arc_through, circle, line
@@ -215,14 +216,14 @@ def _primitives_of(tag: str, e: ET.Element, skipped: Counter) -> list[Primitive]
         return []
     if tag in ("polyline", "polygon"):
         values = [float(v) for v in re.findall(NUMBER, e.get("points", ""))]
-        points = list(zip(values[0::2], values[1::2]))
+        points = list(zip(values[0::2], values[1::2], strict=False))  # an odd last number pairs with nothing: dropped
         if tag == "polygon" and len(points) > 2:
             points.append(points[0])
-        return [line(*a, *b) for a, b in zip(points, points[1:]) if a != b]
+        return [line(*a, *b) for a, b in pairwise(points) if a != b]
     if tag == "rect":
         x, y, w, h = f("x"), f("y"), f("width"), f("height")
         corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h), (x, y)]
-        return [line(*a, *b) for a, b in zip(corners, corners[1:])]
+        return [line(*a, *b) for a, b in pairwise(corners)]
     if tag == "path":
         return parse_path(e.get("d", ""), skipped)
     return []

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .primitives import Primitive, arc, circle, line
+from .svg import to_svg
 
 SHIFT = 4  # sub-pixel drawing: coordinates × 16
 LETTERS = "ABCDEFGHKLMNPRSTabdeghkmnpqrst0123456789"
@@ -195,7 +196,7 @@ def _render(canvas: _Canvas, rng: random.Random, noisy: bool) -> np.ndarray:
     size = canvas.size
     ink = np.zeros((size, size), np.float32)
     layer = np.zeros((size, size), np.uint8)
-    for p, width in zip(canvas.primitives, canvas.widths):
+    for p, width in zip(canvas.primitives, canvas.widths, strict=True):
         layer[:] = 0
         _Canvas._stroke(layer, p, width, 255)
         strength = rng.uniform(0.75, 1.0) if noisy else 1.0
@@ -254,8 +255,6 @@ def _smooth_noise(nprng: np.random.Generator, size: int, sigma: float) -> np.nda
 
 def ground_truth_svg(diagram: Diagram) -> str:
     """The truth as our own SVG (what `evaluate` reads)."""
-    from .svg import to_svg
-
     height, width = diagram.image.shape[:2]
     return to_svg(diagram.primitives, width, height)
 
