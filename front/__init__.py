@@ -8,10 +8,11 @@ gunicorn: `gunicorn -w 2 -k gthread --threads 8 -b 127.0.0.1:8000 'front:create_
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, Response, render_template
 
+from . import pages, proxy, receiver, words
 from .api_client import ApiClient
 from .config import FrontConfig, load_config
 from .store import JobStore
@@ -31,13 +32,12 @@ def create_app(config: FrontConfig | None = None) -> Flask:
     app.extensions["front_api"] = ApiClient(cfg)
     app.extensions["front_store"] = JobStore(cfg.data_folder / "front.sqlite3")
 
-    from . import words
-    from .routes import bp
-
-    app.register_blueprint(bp)
+    app.register_blueprint(pages.bp)  # HTML views and forms
+    app.register_blueprint(proxy.bp)  # the job's state and result files, fetched from the API
+    app.register_blueprint(receiver.bp)  # POST /callback, the API's signed events
     app.add_template_filter(words.state_words, "state_words")
-    app.add_template_filter(lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds"), "isotime")
-    app.add_template_filter(lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    app.add_template_filter(lambda t: datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds"), "isotime")
+    app.add_template_filter(lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC"),
                             "shorttime")
 
     @app.after_request

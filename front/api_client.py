@@ -4,7 +4,8 @@ can act on (the API's own message for 4xx, "cannot reach the API" when the tunne
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 import requests
 

@@ -8,8 +8,9 @@ asks for exactly those; values left empty are not sent, so the API's defaults ap
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # How each demo is introduced on the page; a demo not listed here shows its API name.
 TITLES = {

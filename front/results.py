@@ -7,7 +7,9 @@ The views here are plain dicts for the templates: regions (pages with boxes, cro
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from collections.abc import Callable
+from typing import Any
 
 PRIMITIVE_TYPES = ("line", "circle", "arc")
 
@@ -118,8 +120,6 @@ def primitive_shapes(data: dict) -> list[dict]:
 def arc_path(g: dict) -> str:
     """An SVG path for an arc from `start` to `end` degrees, angles growing clockwise on screen
     (y down), as the vectorization demo defines them; a full turn is drawn as two halves."""
-    import math
-
     def point(deg: float) -> tuple[float, float]:
         t = math.radians(deg)
         return g["cx"] + g["r"] * math.cos(t), g["cy"] + g["r"] * math.sin(t)
@@ -128,7 +128,8 @@ def arc_path(g: dict) -> str:
     x0, y0 = point(start)
     if end - start >= 359.99:
         xm, ym = point(start + 180)
-        return f"M {x0:.2f} {y0:.2f} A {r:.2f} {r:.2f} 0 1 1 {xm:.2f} {ym:.2f} A {r:.2f} {r:.2f} 0 1 1 {x0:.2f} {y0:.2f}"
+        half = f"A {r:.2f} {r:.2f} 0 1 1"
+        return f"M {x0:.2f} {y0:.2f} {half} {xm:.2f} {ym:.2f} {half} {x0:.2f} {y0:.2f}"
     x1, y1 = point(end)
     return f"M {x0:.2f} {y0:.2f} A {r:.2f} {r:.2f} 0 {1 if end - start > 180 else 0} 1 {x1:.2f} {y1:.2f}"
 
@@ -174,7 +175,8 @@ def sorter_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl)
     for pairing in output.get("pairings") or []:
         moves.append({"item": pairing.get("item"), "group": int(pairing.get("group", -1)) + 1,
                       "container": f"C{pairing.get('container')}",
-                      "from": _position(pairing.get("item_position")), "to": _position(pairing.get("container_position")),
+                      "from": _position(pairing.get("item_position")),
+                      "to": _position(pairing.get("container_position")),
                       "frame": str(pairing.get("frame", ""))})
     if not moves:
         for command in output.get("commands") or []:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELLED")
 STATES = ("PENDING", "STARTED", *TERMINAL)
@@ -78,8 +79,8 @@ class JobStore:
         """Record a job just started; `notify`: the API was asked to call us back (else we poll it)."""
         now = time.time()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO jobs (tracking_id, app, created_at, updated_at, state, inputs, parameters,"
-                       " notify, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR IGNORE INTO jobs (tracking_id, app, created_at, updated_at, state, inputs,"
+                       " parameters, notify, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (tracking_id, app, now, now, state, json.dumps(inputs or []), json.dumps(parameters or {}),
                         int(notify), note))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pytest
@@ -171,6 +172,15 @@ def test_pages_say_plainly_when_the_api_cannot_be_reached(front):
     assert "script-src 'self'" in csp and "http" not in csp.split("script-src")[1].split(";")[0]
 
 
+def test_the_menu_marks_the_page_it_is_on(front):
+    """The templates name the views by endpoint (pages.index, pages.history): a renamed view must
+    not leave the menu without its current page."""
+    client = front.test_client()
+    demos, history = client.get("/").data.decode(), client.get("/jobs").data.decode()
+    assert re.search(r'href="/"\s+aria-current="page"', demos) and 'href="/jobs" aria-current' not in demos
+    assert re.search(r'href="/jobs"\s+aria-current="page"', history) and 'href="/" aria-current' not in history
+
+
 # -- forms from the API's real spec ------------------------------------------------------------------------
 def test_the_form_follows_the_apis_openapi_and_converts_values(client):
     spec = client.get("/openapi.json").get_json()
@@ -306,7 +316,7 @@ def test_the_front_imports_nothing_from_the_api():
     from tests.support import ROOT
 
     code = ("import sys, front; front.create_app(front.load_config({'FRONT_ENV_FILE': '/nonexistent', "
-            "'FRONT_DATA_FOLDER': sys.argv[1]})); import front.routes, front.results; "
+            "'FRONT_DATA_FOLDER': sys.argv[1]})); import front.pages, front.proxy, front.receiver, front.results; "
             "print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / ".pytest_cache" / "front-imports")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
@@ -320,8 +330,8 @@ def test_starting_through_the_real_api_keeps_the_token_server_side_and_survives_
     front then follows it by asking the API, and says so on the page."""
     from api import create_app as create_api
     from api.platform.config import load_config as load_api_config
-    from tests.support.platform import png_bytes
     from tests.support.front_stack import ServerThread
+    from tests.support.platform import png_bytes
 
     env.update(API_TOKEN="tok-123", ALLOW_PRIVATE_URLS="0")
     with ServerThread(create_api(load_api_config(env))) as api_server:
@@ -370,8 +380,8 @@ def test_python_m_front_with_a_filled_in_env_template_lists_the_apis_demos(env, 
     from api.platform.config import load_config as load_api_config
     from api.platform.embedded import free_port
     from tests.support import ROOT
-    from tests.support.platform import wait_for
     from tests.support.front_stack import ServerThread
+    from tests.support.platform import wait_for
 
     env.update(API_TOKEN="tok-456")
     with ServerThread(create_api(load_api_config(env))) as api_server:

@@ -1,9 +1,10 @@
-"""The front's pages and its callback endpoint (one blueprint).
+"""The front's pages: the demo list, each demo's form and the job it starts, the job page with its
+result view, the history, and the images a person uploaded (drawn under the results).
 
-The browser only ever talks to the front: forms post here, the job page polls here, result files
-come through here. The front talks to the API with its token (api_client.py) and remembers jobs in
-its own store (store.py), updated by the API's signed callbacks and, when none came lately, by
-asking the API's status route.
+The browser only ever talks to the front: forms post here, the job page polls the proxy
+(proxy.py), which also passes the result files through; the API's callbacks arrive at
+receiver.py. The front talks to the API with its token (api_client.py) and remembers jobs in its
+own store (store.py).
 """
 from __future__ import annotations
 
@@ -13,44 +14,23 @@ import mimetypes
 import re
 import secrets
 import shutil
-import time
 from pathlib import Path, PurePosixPath
 
-from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
-                   send_file, stream_with_context, url_for)
+from flask import Blueprint, Response, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
-from . import words
-from .api_client import ApiClient, ApiProblem
-from .callbacks import verify
-from .config import FrontConfig
+from .api_client import ApiProblem
 from .forms import FormError, demo_form, documents_of
+from .jobs import TRACKING_ID, api, cfg, own_job, refresh, state_body, store
+from .proxy import INLINE_TYPES
 from .results import primitive_shapes, view_for
-from .store import JobStore
 
 log = logging.getLogger(__name__)
-bp = Blueprint("front", __name__)
+bp = Blueprint("pages", __name__)
 
-TRACKING_ID = re.compile(r"^[0-9a-f]{32}$")
 APP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-SAFE_RELPATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM")
 MAX_INLINE_IMAGES = 40  # vectorization images drawn inline; beyond, their previews and downloads only
-# Result files the browser may show inline; anything else (SVG, HTML, JSON…) is sent as a download,
-# so a file a demo wrote can never run script in the front's origin.
-INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
-
-
-def cfg() -> FrontConfig:
-    return current_app.config["FRONT"]
-
-
-def api() -> ApiClient:
-    return current_app.extensions["front_api"]
-
-
-def store() -> JobStore:
-    return current_app.extensions["front_store"]
 
 
 # -- pages -------------------------------------------------------------------------------------------------
@@ -114,7 +94,7 @@ def start(app: str):
     inputs += [{"uid": d["uid"], "name": d["src"], "url": d["src"], "type": d["type"]} for d in documents]
     store().create(tracking_id, app, state=str(started.get("state") or "PENDING"), inputs=inputs,
                    parameters=parameters, notify=bool(notify_url), note=note)
-    return redirect(url_for("front.job_page", app=app, tracking_id=tracking_id), 303)
+    return redirect(url_for("pages.job_page", app=app, tracking_id=tracking_id), 303)
 
 
 @bp.get("/jobs")
@@ -128,12 +108,6 @@ def job_page(app: str, tracking_id: str):
     job = refresh(job)
     return render_template("job.html", job=job, state=state_body(job), poll_s=cfg().poll_interval_s,
                            view=result_view(job) if job["state"] == "SUCCESS" else None)
-
-
-@bp.get("/jobs/<app>/<tracking_id>/state")
-def job_state(app: str, tracking_id: str):
-    job = refresh(own_job(app, tracking_id))
-    return jsonify(state_body(job))
 
 
 @bp.get("/jobs/<app>/<tracking_id>/view")
@@ -154,21 +128,7 @@ def cancel(app: str, tracking_id: str):
     except ApiProblem as exc:
         if exc.status != 409:  # already ended: the page shows how
             abort(502, exc.message)
-    return redirect(url_for("front.job_page", app=job["app"], tracking_id=tracking_id), 303)
-
-
-@bp.get("/jobs/<app>/<tracking_id>/files/<path:relpath>")
-def result_file(app: str, tracking_id: str, relpath: str):
-    own_job(app, tracking_id)
-    if not SAFE_RELPATH.match(relpath) or ".." in PurePosixPath(relpath).parts:
-        abort(404)
-    return proxy(app, tracking_id, relpath, download_name=PurePosixPath(relpath).name)
-
-
-@bp.get("/jobs/<app>/<tracking_id>/zip")
-def result_zip(app: str, tracking_id: str):
-    own_job(app, tracking_id)
-    return proxy(app, tracking_id, "", download_name=f"{app}_{tracking_id}.zip")
+    return redirect(url_for("pages.job_page", app=job["app"], tracking_id=tracking_id), 303)
 
 
 @bp.get("/jobs/<app>/<tracking_id>/input/<uid>")
@@ -184,40 +144,6 @@ def input_image(app: str, tracking_id: str, uid: str):
     if mimetype not in INLINE_TYPES:
         return send_file(path, mimetype="application/octet-stream", as_attachment=True)
     return send_file(path, mimetype=mimetype, max_age=3600)
-
-
-# -- callbacks ------------------------------------------------------------------------------------------
-@bp.post("/callback")
-def callback():
-    """The API's events: signature and age checked, replays refused, then merged into the job.
-    Without CALLBACK_SECRET nothing could tell a forged event from a real one, so none is taken
-    (and the front asks for none: it polls the API instead)."""
-    body = request.get_data(cache=False)
-    secret = cfg().callback_secret
-    if not secret:
-        return jsonify(error={"code": "callbacks_off",
-                              "message": "this front takes no callbacks: CALLBACK_SECRET is not set"}), 403
-    verdict = verify(secret, body, request.headers, max_age_s=cfg().callback_max_age_s)
-    if not verdict:
-        log.warning("callback refused: %s", verdict.reason)
-        return jsonify(error={"code": "bad_signature", "message": verdict.reason}), 401
-    if not store().remember_signature(verdict.signature, cfg().callback_max_age_s):
-        log.warning("callback refused: replay of a message already received")
-        return jsonify(error={"code": "replay", "message": "this signed message was already received"}), 409
-    try:
-        event = json.loads(body)
-    except ValueError:
-        return jsonify(error={"code": "invalid", "message": "body is not JSON"}), 400
-    if not isinstance(event, dict) or not TRACKING_ID.match(str(event.get("tracking_id", ""))):
-        return jsonify(error={"code": "invalid", "message": "no tracking_id"}), 400
-    event_id = str(event.get("event_id") or "")
-    if event_id and not store().remember_event(event_id):
-        return jsonify(status="duplicate")  # the sender's retry of an event we applied: acknowledged once more
-    news = {"state": event.get("state"), "progress": event.get("progress"), "error": event.get("error")}
-    if event.get("event") == "SUCCESS":
-        news["output"] = event.get("output")
-    applied = store().update(str(event["tracking_id"]), news, "callback")
-    return jsonify(status="applied" if applied else "ignored")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -290,61 +216,17 @@ def keep_uploads(staged: dict, tracking_id: str) -> None:
     shutil.rmtree(staged["folder"], ignore_errors=True)
 
 
-def own_job(app: str, tracking_id: str) -> dict:
-    """A job this front started; the front is no proxy to other people's jobs."""
-    if not TRACKING_ID.match(tracking_id):
-        abort(404)
-    job = store().get(tracking_id)
-    if job is None or job["app"] != app:
-        abort(404)
-    return job
-
-
-def refresh(job: dict) -> dict:
-    """Ask the API when callbacks are not enough: a running job with no news for a while (or no
-    callbacks configured), and once after the end, for the per-image errors callbacks do not carry."""
-    stale = time.time() - job["updated_at"] > (cfg().status_refresh_s if job["notify"] else 0)
-    needed = (not job["finished"] and stale) or (job["finished"] and job["last_source"] != "api")
-    if not needed:
-        return job
-    try:
-        status = api().status(job["app"], job["tracking_id"])
-    except ApiProblem as exc:
-        job = dict(job)
-        job["api_problem"] = exc.message
-        return job
-    news = {k: status.get(k) for k in ("state", "progress", "error", "errors", "output")}
-    store().update(job["tracking_id"], news, "api")
-    return store().get(job["tracking_id"]) or job
-
-
-def state_body(job: dict) -> dict:
-    state = job["state"]
-    progress = job.get("progress") or {}
-    body = {
-        "tracking_id": job["tracking_id"], "app": job["app"], "state": state,
-        "state_words": words.state_words(state), "finished": job["finished"],
-        "progress": progress, "percent": 100.0 if state == "SUCCESS" else words.percent(progress),
-        "progress_words": words.progress_words(state, progress),
-        "errors": [words.image_error_words(e) for e in job.get("errors") or [] if isinstance(e, dict)],
-        "failure": words.failure_words(job.get("error") or "") if state == "FAILURE" else "",
-        "callbacks": job["callbacks"], "source": job["last_source"],
-        "problem": job.get("api_problem", ""), "note": job.get("note", ""),
-    }
-    return body
-
-
 def result_view(job: dict) -> dict:
     app, tracking_id = job["app"], job["tracking_id"]
     kept = {i["uid"]: i["kept"] for i in job.get("inputs") or [] if i.get("kept")}
     urls = {i["uid"]: i["url"] for i in job.get("inputs") or [] if i.get("url") and i.get("type") == "img"}
 
     def file_url(relpath: str) -> str:
-        return url_for("front.result_file", app=app, tracking_id=tracking_id, relpath=relpath) if relpath else ""
+        return url_for("proxy.result_file", app=app, tracking_id=tracking_id, relpath=relpath) if relpath else ""
 
     def input_url(uid: str) -> str:
         if uid in kept:
-            return url_for("front.input_image", app=app, tracking_id=tracking_id, uid=uid)
+            return url_for("pages.input_image", app=app, tracking_id=tracking_id, uid=uid)
         return urls.get(uid, "")
 
     view = view_for(app, job, file_url, input_url)
@@ -356,30 +238,5 @@ def result_view(job: dict) -> dict:
             except (ApiProblem, ValueError, KeyError, TypeError) as exc:
                 image["problem"] = f"its primitives could not be read ({exc})"
         view["inline"] = min(len(view["images"]), MAX_INLINE_IMAGES)
-    view["zip"] = url_for("front.result_zip", app=app, tracking_id=tracking_id)
+    view["zip"] = url_for("proxy.result_zip", app=app, tracking_id=tracking_id)
     return view
-
-
-def proxy(app: str, tracking_id: str, relpath: str, download_name: str) -> Response:
-    """Stream one result file from the API. Images are shown inline; everything else downloads."""
-    try:
-        upstream = api().result(app, tracking_id, relpath)
-    except ApiProblem as exc:
-        return Response(exc.message, status=exc.status if exc.status in (404, 409) else 502, mimetype="text/plain")
-    mimetype = (upstream.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
-    inline = mimetype in INLINE_TYPES and not relpath == ""
-    headers = {"X-Content-Type-Options": "nosniff",
-               "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename=\"{download_name}\""}
-    if upstream.headers.get("Content-Length"):
-        headers["Content-Length"] = upstream.headers["Content-Length"]
-    if not inline:
-        mimetype = "application/zip" if relpath == "" else "application/octet-stream"
-        headers["Content-Security-Policy"] = "sandbox"
-
-    def chunks():
-        try:
-            yield from upstream.iter_content(64 * 1024)
-        finally:
-            upstream.close()
-
-    return Response(stream_with_context(chunks()), mimetype=mimetype, headers=headers)
