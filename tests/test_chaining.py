@@ -9,9 +9,8 @@ import json
 from PIL import Image
 
 from api.platform.config import load_config
-from tests.support.synthetic_pages import YOLO_IMGSZ
 from tests.support.platform import json_of, use_regions, wait_for
-from tests.support.synthetic_pages import make_page
+from tests.support.synthetic_pages import YOLO_IMGSZ, make_page
 
 
 def finished(client, app: str, tracking_id: str) -> dict:
