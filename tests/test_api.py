@@ -12,7 +12,7 @@ from api import create_app
 from api.platform.config import ConfigError, load_config
 from api.platform.demo import Param
 from api.platform.errors import InputError
-from tests.conftest import json_of, platform_env, png_bytes
+from tests.support.platform import json_of, platform_env, png_bytes
 
 
 def start(client, body=None, **kwargs):

@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 import redis
 
+from api.platform import keys
 from api.platform.errors import Conflict
 from api.platform.inputs.names import MAX_FILE_NAME_BYTES, safe_filename
 from api.platform.jobs import CANCELLED, Job, JobStore
 from api.platform.storage import (
-    DISK_KEY,
     JOB_FILE,
     clear_job_files,
     count_results,
@@ -186,7 +186,7 @@ def ended_job(store: JobStore, config, tracking_id: str, result_bytes: int, uplo
 
 
 def total(store: JobStore) -> int:
-    return int(store.redis.get(DISK_KEY.format(app="dummy")) or 0)
+    return int(store.redis.get(keys.disk("dummy")) or 0)
 
 
 def test_the_size_count_takes_back_what_it_counted_and_never_goes_negative(store, config):
@@ -207,7 +207,7 @@ def test_the_size_count_takes_back_what_it_counted_and_never_goes_negative(store
     assert total(store) == 0
     # a job counted before shares were kept (or never counted) takes back what it measures, clamped
     ended_job(store, config, "c" * 32, 4000, upload_bytes=9000)
-    store.redis.set(DISK_KEY.format(app="dummy"), 100)
+    store.redis.set(keys.disk("dummy"), 100)
     clear_job_files(config, "dummy", "c" * 32, store.redis)
     assert total(store) == 0
     assert not [p for p in (config.results_folder / "dummy").iterdir()]  # no folder, no trash left

@@ -5,6 +5,7 @@ import hmac
 import logging
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 
 from .callbacks import Outbox
 from .config import Config, ConfigError, load_config
@@ -28,7 +29,8 @@ def create_app(cfg: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_upload_bytes
     app.url_map.merge_slashes = False  # "//" in a result path is refused, not redirected
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     app.extensions["api"] = Services(cfg, demos, platform, JobStore(platform.client, cfg),
                                      Outbox(platform.client, cfg))
     register_error_handlers(app)

@@ -37,15 +37,18 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Mapping, Self
+from datetime import UTC, datetime
+from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
 import redis
 import requests
+from requests.adapters import HTTPAdapter
 
+from . import keys
 from .config import Config
 from .netguard import AddressNotAllowed, check_url, guarded_session
 
@@ -132,7 +135,7 @@ class Outbox:
         """Queue one POST of `payload` (JSON) to `url`, exactly as given. Adds `event_id` and
         `timestamp` (ISO 8601, UTC) when missing; returns the event id. One Redis round trip."""
         payload.setdefault("event_id", uuid.uuid4().hex)
-        payload.setdefault("timestamp", datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        payload.setdefault("timestamp", datetime.now(UTC).isoformat(timespec="milliseconds"))
         # default=str: a value JSON cannot hold must not make a job fail over its callback
         item = json.dumps({"url": url, "payload": payload, "attempt": 0}, default=str)
         tracking_id = payload.get("tracking_id")
@@ -220,7 +223,7 @@ def _attach(sock: socket.socket | None) -> None:
 
 
 @functools.cache  # a few pool classes, each subclassed once
-def _tracked_pool(pool_cls: type) -> type:
+def _tracked_pool(pool_cls: Any) -> type:
     """`pool_cls` whose connections tell the running delivery's Deadline about their socket."""
 
     class Tracked(pool_cls.ConnectionCls):  # type: ignore[name-defined]
@@ -241,7 +244,7 @@ def deadline_session(session: requests.Session) -> requests.Session:
     """Let a Deadline cut `session`'s connections (those the guard opens: its pools are
     subclassed, their connection checks untouched)."""
     for adapter in {id(adapter): adapter for adapter in session.adapters.values()}.values():  # one for both schemes
-        manager = adapter.poolmanager
+        manager = cast(HTTPAdapter, adapter).poolmanager
         manager.pool_classes_by_scheme = {scheme: _tracked_pool(cls)
                                           for scheme, cls in manager.pool_classes_by_scheme.items()}
     return session
@@ -373,7 +376,7 @@ class CallbackSender:
             while not stop.is_set():
                 try:
                     self.step(timeout=0.5)
-                except Exception:  # noqa: BLE001 - the sender must outlive any one failure
+                except Exception:
                     log.exception("callback sender step failed")
                     stop.wait(1.0)
         finally:
@@ -398,11 +401,12 @@ class CallbackSender:
             if next_due is not None:  # wake up when the next retry is due, not at the end of `timeout`
                 wait = min(wait, max(float(next_due) - now, MIN_BLOCK_S))
             if wait >= MIN_BLOCK_S:  # Redis reads a timeout under 1 ms as 0: block for ever
-                raw = self.redis.blmove(QUEUE, self.processing, round(wait, 3), "LEFT", "RIGHT")
+                # fractional seconds are valid (Redis ≥ 6), whatever redis-py's annotation says
+                raw = self.redis.blmove(QUEUE, self.processing, cast(int, round(wait, 3)), "LEFT", "RIGHT")
             else:
                 raw = self.redis.lmove(QUEUE, self.processing, "LEFT", "RIGHT")
             if raw is not None or time.monotonic() >= deadline - MIN_BLOCK_S:
-                return raw
+                return cast("bytes | None", raw)
 
     def _parse(self, raw: bytes) -> _Event | None:
         """The event in `raw`, or None when it is malformed (then set aside as dead)."""
@@ -428,6 +432,7 @@ class CallbackSender:
         self._start(ready)
 
     def _start(self, events: list[_Event]) -> None:
+        assert self._pool is not None, "started by run()"
         for event in events:
             self._pool.submit(self._deliver, event)
 
@@ -435,7 +440,7 @@ class CallbackSender:
         """One delivery in a pool thread; then start what its end made room for."""
         try:
             self._handle(event.raw, event.item)
-        except Exception:  # noqa: BLE001 - e.g. Redis gone while recording the outcome
+        except Exception:
             log.exception("callback %s to %s: could not record the outcome", event.item["payload"].get("event"),
                           event.item["url"])
             self._stranded.append(event.raw)
@@ -479,7 +484,7 @@ class CallbackSender:
             return
         except requests.RequestException as exc:  # refused, reset, timed out: retried
             reason = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # noqa: BLE001 - a bug must not lose the event; retry it
+        except Exception as exc:
             log.exception("callback %s to %s: unexpected error", payload.get("event"), item["url"])
             reason = f"{type(exc).__name__}: {exc}"
         item["last_error"] = reason
@@ -516,7 +521,7 @@ class CallbackSender:
         if payload.get("event") != "PROGRESS" or not tracking_id:
             return False
         latest = self.redis.get(LATEST + str(tracking_id))
-        return latest is not None and latest.decode() != payload.get("event_id")
+        return latest is not None and keys.text(latest) != payload.get("event_id")
 
     def _give_up(self, raw: bytes, item: dict, reason: str) -> None:
         item["last_error"] = reason
@@ -530,10 +535,10 @@ class CallbackSender:
         if retry is not None:
             pipe.zadd(RETRY, {retry[0]: retry[1]})
         if dead is not None:
-            dead["dropped_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            dead["dropped_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             pipe.lpush(DEAD, json.dumps(dead, default=str))
             pipe.ltrim(DEAD, 0, DEAD_KEPT - 1)
-        pipe.lrem(self.processing, 1, raw)
+        pipe.lrem(self.processing, 1, keys.text(raw))
         pipe.execute()
 
     # -- several senders ---------------------------------------------------------------------------------
@@ -542,13 +547,14 @@ class CallbackSender:
         self._housekeeping_at = time.monotonic() + self.alive_ttl_s / 3
         self.redis.set(ALIVE + self.sender_id, 1, ex=self.alive_ttl_s)
         for key in self.redis.scan_iter(PROCESSING + "*"):
-            sender_id = key.decode().removeprefix(PROCESSING)
+            sender_id = keys.text(key).removeprefix(PROCESSING)
             if sender_id != self.sender_id and not self.redis.exists(ALIVE + sender_id):
                 moved = self._requeue(key)
                 if moved:
                     log.warning("%d callback(s) of stopped sender %s queued again", moved, sender_id)
 
     def _requeue(self, key: str | bytes) -> int:
+        key = keys.text(key)
         """Move a processing list back to the front of the queue, in its order (they were taken first)."""
         moved = 0
         while self.redis.lmove(key, QUEUE, "RIGHT", "LEFT"):  # the last first, so the first ends in front

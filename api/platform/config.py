@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 
@@ -153,7 +153,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     env = _env(os.environ if environ is None else environ)
     defaults = Config()
     kwargs: dict = {}
-    for name, value in defaults.__dataclass_fields__.items():
+    for name in defaults.__dataclass_fields__:
         key = name.upper()
         if name == "demo_settings" or env.get(key, "") == "":
             continue

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from . import metrics
 from .config import Config
@@ -94,7 +95,7 @@ class JobContext:
 
     def error(self, source: ImageSource | None, message: str) -> None:
         """Record that one image (or, with None, the job as a whole) could not be processed."""
-        entry = {"message": message}
+        entry: dict[str, Any] = {"message": message}
         self.first_error = self.first_error or message
         if source is not None:
             self.failed_images += 1

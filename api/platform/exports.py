@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .inputs.cache import sha256_file
 

@@ -29,8 +29,8 @@ def pull(repo: str, filename: str, folder: Path, *, sha256: str = "", revision: 
     except ImportError:
         raise PullError("huggingface-hub is not installed (pip install -r requirements.txt)") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise PullError(f"cannot download {filename} from huggingface.co/{repo}: {str(exc).rstrip('. ')}. Offline? Copy the "
-                        f"file by hand to {target}") from None
+        raise PullError(f"cannot download {filename} from huggingface.co/{repo}: {str(exc).rstrip('. ')}. "
+                        f"Offline? Copy the file by hand to {target}") from None
     digest = sha256_file(downloaded)
     if sha256 and digest != sha256.lower():
         raise PullError(f"{filename}: sha256 is {digest}, expected {sha256}; not installed")

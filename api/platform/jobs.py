@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from . import keys
 from .config import Config
 from .storage import APP_NAME, JOB_FILE, is_tracking_id, job_folder, write_json
 
@@ -54,7 +56,7 @@ return 'OK'
 
 
 def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") if ts else None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") if ts else None
 
 
 @dataclass
@@ -86,12 +88,12 @@ class Job:
         """The fields, shallow (dataclasses.asdict deep-copies, which costs on the /start path)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def to_redis(self) -> dict[str, str]:
+    def to_redis(self) -> dict[Any, str]:
         return {name: json.dumps(value) if name in self.JSON_FIELDS else str(value)
                 for name, value in self.as_dict().items()}
 
     @classmethod
-    def from_redis(cls, raw: dict[bytes, bytes]) -> "Job":
+    def from_redis(cls, raw: Mapping[Any, Any]) -> Job:
         data = {k.decode(): v.decode() for k, v in raw.items()}
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
@@ -134,17 +136,9 @@ class JobStore:
         self.cfg = cfg
         self._transition = client.register_script(TRANSITION_LUA)
 
-    @staticmethod
-    def key(tracking_id: str) -> str:
-        return f"job:{tracking_id}"
-
-    @classmethod
-    def errors_key(cls, tracking_id: str) -> str:
-        return f"{cls.key(tracking_id)}:errors"
-
-    @classmethod
-    def log_key(cls, tracking_id: str) -> str:
-        return f"{cls.key(tracking_id)}:log"
+    key = staticmethod(keys.job)
+    errors_key = staticmethod(keys.job_errors)
+    log_key = staticmethod(keys.job_log)
 
     @staticmethod
     def index_prefix(app: str) -> str:
@@ -184,7 +178,7 @@ class JobStore:
             changes.setdefault("started_at", now)
         candidate = Job(**{**job.as_dict(), **changes, "state": state})
         encoded = candidate.to_redis()
-        args = [state, ",".join(ALLOWED_FROM[state]), self.cfg.job_ttl_s, now, job.tracking_id]
+        args: list[Any] = [state, ",".join(ALLOWED_FROM[state]), self.cfg.job_ttl_s, now, job.tracking_id]
         for name in changes:
             args += [name, encoded[name]]
         outcome = self._transition(keys=[self.key(job.tracking_id), self.index_prefix(job.app)], args=args)

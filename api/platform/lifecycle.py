@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
+from . import keys
 from .config import Config
 from .demo import Demo
 from .errors import Conflict, InputError, QueueFull
@@ -116,7 +117,7 @@ def save_uploads(cfg: Config, uploads: list[Upload], tracking_id: str, taken: se
                 raise
             raise InputError(upload.name or "files",
                              f"{upload.filename!r} could not be saved: {exc.strerror}") from None
-        documents.append(document_from_upload(path, upload.filename, taken))
+        documents.append(document_from_upload(path, upload.filename or name, taken))
     return documents
 
 
@@ -187,7 +188,7 @@ def job_of_idempotency_key(s: Services, app: str, key: str, binding: str) -> Job
     while not bound:  # empty: released between SET and GET (that request failed), so bind again
         if s.platform.client.set(redis_key, binding, nx=True, ex=s.cfg.job_ttl_s):
             return None
-        bound = (s.platform.client.get(redis_key) or b"").decode()
+        bound = keys.text(s.platform.client.get(redis_key) or b"")
     bound_id, _, bound_fingerprint = bound.partition(":")
     if bound_fingerprint != binding.partition(":")[2]:
         raise Conflict("this Idempotency-Key was used for a different request")

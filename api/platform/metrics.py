@@ -5,11 +5,13 @@ renders them, with jobs by state and queue depth read live, in the text expositi
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from . import keys
 
 JOB_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 IMAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
@@ -36,14 +38,14 @@ def observe(client: redis.Redis, name: str, labels: dict[str, str], value: float
 def _histograms(client: redis.Redis, name: str, doc: str, buckets: tuple[float, ...]) -> HistogramMetricFamily:
     family: HistogramMetricFamily | None = None
     for raw in sorted(client.smembers("metrics:series")):
-        key = raw.decode()
+        key = keys.text(raw)
         prefix = f"metrics:{name}:"
         if not key.startswith(prefix):
             continue
         labels = dict(pair.split("=", 1) for pair in key[len(prefix):].split(",") if pair)
         if family is None:
             family = HistogramMetricFamily(name, doc, labels=sorted(labels))
-        data = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        data = {keys.text(k): keys.text(v) for k, v in client.hgetall(key).items()}
         points = [("+Inf" if le == float("inf") else str(le), int(data.get(f"le:{le}", 0))) for le in buckets]
         family.add_metric([labels[k] for k in sorted(labels)], points, float(data.get("sum", 0)))
     return family or HistogramMetricFamily(name, doc, labels=["app"])

@@ -113,7 +113,8 @@ def _name(host: str) -> str:
     return host.strip("[]").lower().rstrip(".")
 
 
-def check_url(url: str, *, allow_private: bool, resolve: bool = True, allowed_hosts: frozenset[str] = frozenset()) -> None:
+def check_url(url: str, *, allow_private: bool, resolve: bool = True,
+              allowed_hosts: frozenset[str] = frozenset()) -> None:
     """Refuse a URL that is not http(s), has no host, or whose host is (or, with `resolve`,
     resolves to) a non-public address, unless the host is in `allowed_hosts` (lower-case names).
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html as html_lib
 
 from .demo import Demo
+from .inputs import DOCUMENT_TYPES
 from .jobs import STATES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -91,7 +92,7 @@ def _demo_paths(demo: Demo) -> dict:
 
 def _dataset_paths() -> dict:
     tag = ["datasets"]
-    doc = [{"name": "type", "in": "path", "required": True, "schema": {"enum": ["img", "url_list", "iiif", "zip", "pdf"]}},
+    doc = [{"name": "type", "in": "path", "required": True, "schema": {"enum": list(DOCUMENT_TYPES)}},
            {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         "/datasets/{uid}": {"get": {

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import dramatiq
 import redis
@@ -28,6 +28,7 @@ from dramatiq_abort.middleware import AbortMode
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import keys
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ class Platform:
         ids = self.client.zrange(WORKERS_SEEN, 0, -1)
         if not ids:
             return []
-        infos = self.client.hmget(WORKERS_INFO, ids)
+        infos = self.client.hmget(WORKERS_INFO, [keys.text(i) for i in ids])
         return [json.loads(info) for info in infos if info]
 
 

@@ -19,6 +19,7 @@ import time
 import redis
 from redis.exceptions import LockError
 
+from . import keys
 from .callbacks import Outbox
 from .config import Config
 from .events import end
@@ -64,7 +65,7 @@ class Reaper:
         suspects, acted = {}, []
         for app in self.platform.actors:
             for raw in self.platform.client.zrange(self.store.index_prefix(app) + STARTED, 0, -1):
-                tracking_id = raw.decode()
+                tracking_id = keys.text(raw)
                 if tracking_id in running:
                     continue
                 where = self.platform.whereabouts(app, tracking_id)

@@ -156,7 +156,7 @@ def demo_blueprint(demo: Demo) -> Blueprint:
         """Delete the results (and uploads) of ended jobs older than `days_before` days (form or JSON)."""
         raw = read_request()[0].get("days_before")
         try:
-            days = float(raw)
+            days = float(raw if raw is not None else "")
             if not days >= 0:
                 raise ValueError
         except (TypeError, ValueError):

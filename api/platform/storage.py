@@ -25,6 +25,7 @@ from urllib.parse import quote
 import redis
 from flask import Response, send_file
 
+from . import keys
 from .config import Config
 from .errors import Conflict, InputError, NotFound
 
@@ -41,8 +42,6 @@ INLINE_TYPES = {
     ".jp2": "image/jp2", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
 }
 # Redis: the app's results bytes, and per job the share of it that job was counted for.
-DISK_KEY = "disk:{app}"
-DISK_JOBS_KEY = "disk:{app}:jobs"
 # KEYS: total, shares. ARGV: tracking id, bytes. Counts a job once; returns the bytes added.
 COUNT_LUA = """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -62,7 +61,7 @@ return share
 
 def disk_bytes(client: redis.Redis, app: str) -> int:
     """The bytes of `app`'s results as counted (`/monitor`'s total_size)."""
-    return int(client.get(DISK_KEY.format(app=app)) or 0)
+    return int(client.get(keys.disk(app)) or 0)
 
 
 def is_tracking_id(value: str) -> bool:
@@ -199,8 +198,7 @@ def count_results(client: redis.Redis, app: str, tracking_id: str, folder: Path)
     returns the bytes added. Call it before the job's end is written (a clear waits for that), so
     a job that can be cleared has always been counted first."""
     script = client.register_script(COUNT_LUA)
-    keys = [DISK_KEY.format(app=app), DISK_JOBS_KEY.format(app=app)]
-    return int(script(keys=keys, args=[tracking_id, folder_size(folder)]))
+    return int(script(keys=[keys.disk(app), keys.disk_jobs(app)], args=[tracking_id, folder_size(folder)]))
 
 
 def clear_job_files(cfg: Config, app: str, tracking_id: str, client: redis.Redis | None = None) -> int:
@@ -218,7 +216,7 @@ def clear_job_files(cfg: Config, app: str, tracking_id: str, client: redis.Redis
     results = _remove(folder)
     if client is not None:
         script = client.register_script(UNCOUNT_LUA)
-        script(keys=[DISK_KEY.format(app=app), DISK_JOBS_KEY.format(app=app)], args=[tracking_id, results])
+        script(keys=[keys.disk(app), keys.disk_jobs(app)], args=[tracking_id, results])
     return uploads + results
 
 
@@ -233,9 +231,7 @@ def _ended_on_disk(folder: Path) -> bool:
 def _held_by_redis(client: redis.Redis, tracking_id: str) -> bool:
     """Whether Redis still holds the job, so its end may still be on its way to disk. (A job Redis
     forgot before it ended is lost: nothing will write it again, it may go.)"""
-    from .jobs import JobStore  # here, not at the top: jobs imports this module
-
-    return bool(client.exists(JobStore.key(tracking_id)))
+    return bool(client.exists(keys.job(tracking_id)))
 
 
 def _remove(folder: Path) -> int:

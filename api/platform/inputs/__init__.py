@@ -12,7 +12,8 @@ from .fetch import DownloadError, Fetcher
 from .sources import DocumentError, ImageSource
 
 __all__ = [
-    "DOCUMENT_TYPES", "INTERNAL_TYPES", "Document", "DocumentError", "DownloadError", "Fetcher", "ImageFeed", "ImageSource",
+    "DOCUMENT_TYPES", "INTERNAL_TYPES", "Document", "DocumentError", "DownloadError", "Fetcher", "ImageFeed",
+    "ImageSource",
     "LoadedImage", "UnreadableImage", "configure_pillow", "decode_image", "document_from_upload", "expand",
     "parse_documents",
 ]

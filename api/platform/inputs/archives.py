@@ -67,8 +67,9 @@ def _check_declared_sizes(members: list[zipfile.ZipInfo], cfg: Config) -> None:
                             f"{cfg.max_zip_bytes} (MAX_ZIP_BYTES)")
     for info in members:
         if info.file_size > cfg.max_zip_ratio * max(info.compress_size, 1):
-            raise DocumentError(f"the zip member {info.filename!r} expands {info.file_size // max(info.compress_size, 1)}"
-                                f" times; the limit is {cfg.max_zip_ratio} (MAX_ZIP_RATIO)")
+            ratio = info.file_size // max(info.compress_size, 1)
+            raise DocumentError(f"the zip member {info.filename!r} expands {ratio} times; "
+                                f"the limit is {cfg.max_zip_ratio} (MAX_ZIP_RATIO)")
 
 
 def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int, cfg: Config) -> int:

@@ -40,7 +40,7 @@ class Document:
                                   ("path", self.path)) if v is not None}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Document":
+    def from_dict(cls, d: dict) -> Document:
         if d.get("type") not in DOCUMENT_TYPES + INTERNAL_TYPES or not SAFE_NAME.match(str(d.get("uid", ""))):
             raise ValueError(f"not a stored document: {d!r}")
         path = d.get("path")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Self
+from typing import Self
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -213,7 +214,7 @@ class ImageFeed:
         def top_up() -> None:
             while len(pending) < self.ahead and not self._stop.is_set():
                 turn, source = next(upcoming, (None, None))
-                if source is None:
+                if source is None or turn is None:
                     return
                 try:
                     pending.append(self._pool.submit(self._load, turn, source))

@@ -12,8 +12,9 @@ would end the job (other documents of the job go on).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import Config
 from .names import numbered
@@ -120,12 +121,13 @@ def _painted(body: Any) -> dict | None:
 
 def _image_url(resource: dict, manifest_v3: bool, cfg: Config) -> str | None:
     service = next((s for s in _dicts(resource.get("service")) if _is_image_service(s) and _id(s)), None)
-    if service is None:
+    service_id = _id(service) if service is not None else None
+    if service is None or service_id is None:
         return _id(resource)
     size = cfg.iiif_image_size
     if size in FULL_SIZES:
         size = "max" if _service_is_v3(service, manifest_v3) else "full"
-    return f"{_id(service).rstrip('/')}/full/{size}/0/default.jpg"
+    return f"{service_id.rstrip('/')}/full/{size}/0/default.jpg"
 
 
 def _is_image_service(service: dict) -> bool:

@@ -54,7 +54,8 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, cfg: Config):
     try:
         page = pdf[index]
         try:
-            scale = render_scale(*page.get_size(), cfg)
+            width, height = page.get_size()
+            scale = render_scale(width, height, cfg)
             # RGB bytes, copied once into an RGB image (no second copy by a convert("RGB"));
             # the bitmap is freed as soon as this returns.
             return page.render(scale=scale, rev_byteorder=True).to_pil()

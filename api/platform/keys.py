@@ -1,0 +1,35 @@
+"""The Redis keys the platform shares between modules, named once (each is built only here)."""
+from __future__ import annotations
+
+
+def job(tracking_id: str) -> str:
+    """A job's hash (its state and fields: `jobs.JobStore`)."""
+    return f"job:{tracking_id}"
+
+
+def job_errors(tracking_id: str) -> str:
+    """A job's per-image errors (a list of JSON objects, capped)."""
+    return f"{job(tracking_id)}:errors"
+
+
+def job_log(tracking_id: str) -> str:
+    """A job's log tail (a list of lines)."""
+    return f"{job(tracking_id)}:log"
+
+
+def disk(app: str) -> str:
+    """Bytes of the app's results, as counted when jobs end (`/monitor`'s total_size)."""
+    return f"disk:{app}"
+
+
+def disk_jobs(app: str) -> str:
+    """Per job, the share of `disk(app)` it was counted for (so a clear takes back exactly that)."""
+    return f"disk:{app}:jobs"
+
+
+def text(raw: bytes | str | memoryview | object) -> str:
+    """A Redis reply as text: the platform's clients answer bytes (decode_responses off), which the
+    redis typing cannot know."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return bytes(raw).decode()
+    return str(raw)
