@@ -42,13 +42,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotenv import dotenv_values
+
+# Run as a script (python docker-confs/render.py): the repository root is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.platform.config import Config, ConfigError, load_config
+from api.platform.queue import worker_command
+from api.platform.registry import load_demos
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-
-from api.platform.config import Config, ConfigError, load_config  # noqa: E402
-from api.platform.queue import worker_command  # noqa: E402
-from api.platform.registry import load_demos  # noqa: E402
 
 PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
@@ -82,8 +86,6 @@ class Stack:
 
 def settings(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The process environment over `.env` (ENV_FILE), as `api.platform.config` reads them."""
-    from dotenv import dotenv_values
-
     env = dict(os.environ if environ is None else environ)
     env_file = Path(env.get("ENV_FILE", ".env"))
     merged = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
@@ -230,7 +232,8 @@ def programs(stack: Stack) -> str:
             py, "-m", "gunicorn", "--workers", str(cfg.gunicorn_workers), "--worker-class", "gthread",
             "--threads", str(cfg.gunicorn_threads), "--bind", f"unix:{run}/gunicorn.sock",
             "--timeout", "120", "--graceful-timeout", "10", "--forwarded-allow-ips", '"*"',
-            "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]), {"priority": "30", "startretries": "20", "stopwaitsecs": "15"}))
+            "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]),
+            {"priority": "30", "startretries": "20", "stopwaitsecs": "15"}))
         nginx = program("nginx")
         early_log = " -e stderr" if nginx_version(nginx) >= (1, 19, 5) else ""  # older: the image links it
         sections.append(("nginx", f"{nginx} -c {run}/nginx.conf -p {run}/nginx/{early_log}",

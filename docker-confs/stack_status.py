@@ -12,9 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# Run as a script (python docker-confs/stack_status.py): the repository root is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.platform.config import load_config  # noqa: E402
+from api.platform.config import load_config
 
 
 def get(base: str, path: str, token: str) -> dict:

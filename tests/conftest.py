@@ -16,7 +16,8 @@ from tests.support.synthetic_pages import TRAIN_THREADS, YOLO_IMGSZ, write_yolo_
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "stack: the deployment stack (nginx, supervisord, redis-server, spiped) on loopback")
+    config.addinivalue_line("markers",
+                            "stack: the deployment stack (nginx, supervisord, redis-server, spiped) on loopback")
     config.addinivalue_line("markers", "browser: drives the distribution's chromium against the real front and API")
     config.addinivalue_line("markers", "image: builds and runs the real Docker image on a private dockerd "
                                        "(tests/support/docker_engine.py)")

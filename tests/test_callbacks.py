@@ -11,17 +11,25 @@ import select
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 from api.platform import callbacks
-from api.platform.callbacks import (EVENTS, SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackSender, Outbox, sign,
-                                    signature_headers, verify_signature)
+from api.platform.callbacks import (
+    EVENTS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    CallbackSender,
+    Outbox,
+    sign,
+    signature_headers,
+    verify_signature,
+)
 from api.platform.embedded import free_port
-from tests.support.platform import wait_for
 from tests.support.httpserver import LocalServer, Response
+from tests.support.platform import wait_for
 
 SECRET = "s3cret"
 BODY = b'{"event": "SUCCESS", "tracking_id": "t1"}'
@@ -108,7 +116,7 @@ def test_push_adds_event_id_and_timestamp_and_is_counted(config, client):
     event_id = outbox.push("http://127.0.0.1:9/cb?x=1", payload)
     assert payload["event_id"] == event_id and len(event_id) == 32 and int(event_id, 16) >= 0
     stamp = datetime.fromisoformat(payload["timestamp"])
-    assert stamp.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - stamp) < timedelta(seconds=5)
+    assert stamp.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - stamp) < timedelta(seconds=5)
     given = {"event": "SUCCESS", "event_id": "mine", "timestamp": "2024-01-01T00:00:00Z", "when": datetime.now()}
     assert outbox.push("http://127.0.0.1:9/cb", given) == "mine"  # kept; a datetime does not make it fail
     assert given["timestamp"] == "2024-01-01T00:00:00Z"

@@ -16,10 +16,9 @@ import requests
 from werkzeug.serving import make_server
 
 from api.platform.config import load_config
-from tests.support.synthetic_pages import YOLO_IMGSZ
-from tests.support.platform import use_regions, wait_for
 from tests.support.httpserver import Response
-from tests.support.synthetic_pages import make_page
+from tests.support.platform import use_regions, wait_for
+from tests.support.synthetic_pages import YOLO_IMGSZ, make_page
 
 
 def page_jpeg(seed: int) -> bytes:
@@ -39,7 +38,8 @@ def front(http_server):
                     {"@id": http_server.url(f"/canvas/{i}"), "@type": "sc:Canvas", "width": 1000, "height": 1400,
                      "images": [{"@type": "oa:Annotation", "motivation": "sc:painting",
                                  "on": http_server.url(f"/canvas/{i}"),
-                                 "resource": {"@id": http_server.url(f"/media/page{i}.jpg"), "@type": "dctypes:Image"}}]}
+                                 "resource": {"@id": http_server.url(f"/media/page{i}.jpg"),
+                                              "@type": "dctypes:Image"}}]}
                     for i in (1, 2)]}]}
     http_server.add("/manifest.json", json.dumps(manifest).encode(), "application/json")
     http_server.routes["/regions/12/notify"] = lambda request: Response(b"ok", 200, "text/plain")
@@ -150,15 +150,17 @@ def test_documents_as_a_json_string_and_as_form_fields(api_url, front, data_fold
     for response in (as_string, as_form):
         assert response.status_code == 202, response.text
         tracking_id = response.json()["tracking_id"]
-        wait_for(lambda: requests.get(f"{api_url}/regions/{tracking_id}/status", timeout=10).json()["state"]
-                 == "SUCCESS", 120, message="the job")
+        status_url = f"{api_url}/regions/{tracking_id}/status"
+        wait_for(lambda url=status_url: requests.get(url, timeout=10).json()["state"] == "SUCCESS", 120,
+                 message="the job")
         result = requests.get(f"{api_url}/regions/{tracking_id}/result/wit9_img9/annotations.json", timeout=10)
         assert result.status_code == 200 and result.json()[0]["doc_uid"] == "wit9_img9"
     # clear by age: both jobs ended, so days_before=0 removes them
     time.sleep(0.05)
     cleared = requests.post(f"{api_url}/regions/monitor/clear", data={"days_before": "0"}, timeout=10).json()
     assert cleared["cleared"] == 2
-    assert requests.post(f"{api_url}/regions/monitor/clear", data={"days_before": "soon"}, timeout=10).status_code == 400
+    refused = requests.post(f"{api_url}/regions/monitor/clear", data={"days_before": "soon"}, timeout=10)
+    assert refused.status_code == 400
 
 
 def test_a_failed_job_is_announced_as_error_with_its_message(api_url, front):

@@ -256,13 +256,15 @@ def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
     """The output's shape as api/demos/sorter/pipeline.py builds it (two photos of one table)."""
     base = f"http://api/sorter/{TID}/result/"
     output = {
-        "coordinates": "arm", "embedding": "descriptors", "warnings": ["2 groups but 1 container(s): group(s) 2 have no container"],
+        "coordinates": "arm", "embedding": "descriptors",
+        "warnings": ["2 groups but 1 container(s): group(s) 2 have no container"],
         "images": [{"image": "1500/1500", "width": 640, "height": 480, "picture": base + "1500/1500.jpg"},
                    {"image": "1600/1600", "width": 640, "height": 480, "picture": base + "1600/1600.jpg"}],
         "contact_sheet": base + "contact_sheet.jpg",
         "detections": [{"id": 0, "image": "1500/1500", "class": "item", "score": 0.9, "box": [10, 20, 50, 40]},
                        {"id": 1, "image": "1600/1600", "class": "item", "score": 0.8, "box": [100, 100, 130, 160]},
-                       {"id": 2, "image": "1500/1500", "class": "container", "score": 0.95, "box": [300, 300, 400, 400]}],
+                       {"id": 2, "image": "1500/1500", "class": "container", "score": 0.95,
+                        "box": [300, 300, 400, 400]}],
         "items": [{"id": 0, "detections": [0], "group": 0, "target": 1}, {"id": 1, "detections": [1], "group": 1}],
         "containers": [{"id": 0, "detections": [2], "number": 1}],
         "groups": [{"group": 0, "items": [0], "containers": [1]}, {"group": 1, "items": [1], "containers": []}],
@@ -280,7 +282,8 @@ def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
     assert second["containers"] == [] and second["crops"][0]["href"] == "/f/1600/1600.jpg"  # no upload kept
     assert view["moves"] == [{"item": 0, "group": 1, "container": "C1", "from": "(1500.5, 1210.2)",
                               "to": "(1450.0, 1700.0)", "frame": "arm"}]
-    assert view["unit"] == "servo pulse widths" and (view["n_items"], view["n_containers"], view["n_detections"]) == (2, 1, 3)
+    assert view["unit"] == "servo pulse widths"
+    assert (view["n_items"], view["n_containers"], view["n_detections"]) == (2, 1, 3)
     from flask import render_template
 
     app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_DATA_FOLDER": "/tmp/front-render-test"}))
@@ -356,7 +359,8 @@ def test_starting_through_the_real_api_keeps_the_token_server_side_and_survives_
         state = client.get(f"/jobs/dummy/{tracking_id}/state").get_json()
         assert state["state"] == "PENDING" and state["source"] == "api" and state["problem"] == ""
         assert client.get(f"/jobs/dummy/{tracking_id}/input/My_page_1").data == png_bytes()
-        documents = json.loads((env_data(env) / "results" / "dummy" / tracking_id / "job.json").read_text())["documents"]
+        job_json = env_data(env) / "results" / "dummy" / tracking_id / "job.json"
+        documents = json.loads(job_json.read_text())["documents"]
         assert [d["uid"] for d in documents] == ["My_page_1"]  # the API kept the front's uid
         zip_early = client.get(f"/jobs/dummy/{tracking_id}/zip")
         assert zip_early.status_code == 409  # not finished: the API's word, passed on

@@ -20,8 +20,8 @@ import requests
 
 from api.platform.config import load_config as load_api_config
 from api.platform.embedded import free_port
-from tests.support.platform import Processes, platform_env, wait_for
 from tests.support.front_stack import ServerThread, Stack, chromium, screenshot, wait_download
+from tests.support.platform import Processes, platform_env, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -126,7 +126,8 @@ def submit_form(driver, stack: Stack, app: str, files: list, params: dict[str, s
                 checks: dict[str, bool] | None = None) -> str:
     """Open the demo's page from the front page, fill it in as a person would, start; the job's id."""
     driver.get(stack.front_url + "/")
-    link = wait_for(lambda: [a for a in by_css(driver, ".card h2 a") if a.get_attribute("href").endswith(f"/demos/{app}")],
+    link = wait_for(lambda: [a for a in by_css(driver, ".card h2 a")
+                             if a.get_attribute("href").endswith(f"/demos/{app}")],
                     10, message=f"a link to the {app} demo")
     link[0].click()
     wait_for(lambda: by_css(driver, "#start-form"), 10, message="the start form")
@@ -202,7 +203,8 @@ def test_a_job_started_from_the_page_shows_progress_from_callbacks_and_its_zip_d
     screenshot(browser, "generic")
 
     browser.get(stack.front_url + "/jobs")
-    row = wait_for(lambda: [r for r in by_css(browser, "table.jobs tbody tr") if tracking_id in r.get_attribute("innerHTML")],
+    row = wait_for(lambda: [r for r in by_css(browser, "table.jobs tbody tr")
+                            if tracking_id in r.get_attribute("innerHTML")],
                    10, message="the job in the history")[0]
     assert "Done" in row.text and "5 inputs" in row.text
 
@@ -272,7 +274,8 @@ def test_a_callback_with_a_bad_signature_or_replayed_is_refused(stack):
     tampered = post(sign_headers(SECRET, body), data=body.replace(b"forged", b"forgeD"))
     assert tampered.status_code == 401 and tampered.json()["error"]["code"] == "bad_signature"
     after = stack.store.get(tracking_id)
-    assert (after["state"], after["error"], after["callbacks"]) == (before["state"], before["error"], before["callbacks"])
+    fields = ("state", "error", "callbacks")
+    assert [after[k] for k in fields] == [before[k] for k in fields]
 
     # a genuine (signed) event is taken once; the very same signed message again is a replay
     running = json.dumps({"event": "PROGRESS", "state": "STARTED", "tracking_id": "0" * 32, "event_id": "e1",
@@ -299,7 +302,8 @@ def test_vectorization_view_draws_every_primitive_with_toggles_and_downloads(sta
     wait_view(browser, "vectorization")
     status = stack.api_get(f"/vectorization/{tracking_id}/status").json()
     [entry] = status["output"]["documents"]["diagram"]
-    primitives = stack.api_get(f"/vectorization/{tracking_id}/result/diagram/{entry['image']}.json").json()["primitives"]
+    result = stack.api_get(f"/vectorization/{tracking_id}/result/diagram/{entry['image']}.json")
+    primitives = result.json()["primitives"]
     assert len(primitives) >= 5
     drawn = by_css(browser, "svg.vector .prim")
     assert len(drawn) == len(primitives)
@@ -345,7 +349,7 @@ def test_a_iiif_manifest_url_from_the_form_is_vectorized_page_by_page(stack, bro
     entries = stack.api_get(f"/vectorization/{tracking_id}/status").json()["output"]["documents"]["iiif"]
     drawings = by_css(browser, "figure.drawing")
     assert len(drawings) == len(entries) == 2
-    for drawing, entry in zip(drawings, entries):
+    for drawing, entry in zip(drawings, entries, strict=True):
         assert len(drawing.find_elements("css selector", ".prim")) == sum(entry["counts"].values()) > 0
         # no upload to draw over: the API's preview of the page, through the front
         href = drawing.find_element("css selector", "image.under").get_attribute("href")
@@ -384,7 +388,8 @@ def test_regions_view_draws_each_box_with_label_and_confidence_and_a_crop_galler
     screenshot(browser, "regions")
     for image in by_css(browser, ".regions-view .gallery img"):  # every crop is served (lazy: scroll to it)
         browser.execute_script("arguments[0].scrollIntoView()", image)
-        wait_for(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image),
+        wait_for(lambda image=image: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                           image),
                  10, message="a crop to load")
     one(browser, ".toggle-labels").click()
     assert not one(browser, ".box-label").is_displayed()

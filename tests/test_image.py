@@ -28,8 +28,8 @@ import requests
 from api.platform.embedded import free_port
 from api.platform.storage import JOB_FILE, ZIP_NAME
 from tests.support import ROOT
-from tests.support.platform import png_bytes
 from tests.support.docker_engine import Engine, EngineUnavailable
+from tests.support.platform import png_bytes
 from tests.support.stack_helpers import port_open, wait_until
 
 pytestmark = pytest.mark.image

@@ -14,8 +14,17 @@ from PIL import Image
 
 from api.platform.errors import InputError
 from api.platform.inputs import (
-    Document, DocumentError, DownloadError, Fetcher, ImageFeed, ImageSource, configure_pillow, decode_image,
-    document_from_upload, expand, parse_documents,
+    Document,
+    DocumentError,
+    DownloadError,
+    Fetcher,
+    ImageFeed,
+    ImageSource,
+    configure_pillow,
+    decode_image,
+    document_from_upload,
+    expand,
+    parse_documents,
 )
 from api.platform.inputs import fetch as fetch_module
 from api.platform.netguard import is_public_address
@@ -37,7 +46,7 @@ def zip_bytes(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> by
 
 
 def pdf_bytes(sizes, resolution=100.0) -> bytes:
-    pages = [Image.new("RGB", size, color) for size, color in zip(sizes, ("white", "blue", "green"))]
+    pages = [Image.new("RGB", size, color) for size, color in zip(sizes, ("white", "blue", "green"), strict=False)]
     buffer = io.BytesIO()
     pages[0].save(buffer, "PDF", resolution=resolution, save_all=True, append_images=pages[1:])
     return buffer.getvalue()

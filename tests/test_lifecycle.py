@@ -16,8 +16,8 @@ from api.platform.callbacks import verify_signature
 from api.platform.config import load_config
 from api.platform.embedded import free_port
 from tests.support import ROOT
-from tests.support.platform import json_of, png_bytes, stop_group, wait_for
 from tests.support.httpserver import LocalServer, Response
+from tests.support.platform import json_of, png_bytes, stop_group, wait_for
 
 SECRET = "callback-s3cret"
 

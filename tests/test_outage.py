@@ -22,8 +22,8 @@ from api.platform.jobs import STARTED, Job, JobStore
 from api.platform.queue import GONE, HELD, WAITING, Platform
 from api.platform.reaper import Reaper
 from tests.support import ROOT
-from tests.support.platform import Processes, json_of, platform_env, png_bytes, stop_group, wait_for
 from tests.support.httpserver import Response
+from tests.support.platform import Processes, json_of, platform_env, png_bytes, stop_group, wait_for
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from PIL import Image
 
 from api.platform.config import load_config
 from tests.support import ROOT
-from tests.support.synthetic_pages import TRAIN_THREADS, YOLO_IMGSZ
 from tests.support.platform import json_of, use_regions, wait_for
-from tests.support.synthetic_pages import CLASSES, assert_same_detections, iou, make_page
+from tests.support.synthetic_pages import CLASSES, TRAIN_THREADS, YOLO_IMGSZ, assert_same_detections, iou, make_page
 
 IMGSZ = YOLO_IMGSZ
 UNSEEN = range(9000, 9006)
@@ -85,7 +84,7 @@ def test_finds_the_figures_of_unseen_pages_through_the_api_and_a_worker(regions_
         found += sum(any(iou(t[1:], b) >= 0.5 for b in boxes) for t in truth.boxes)
         labels = (folder / doc / "labels" / f"{doc}.txt").read_text().splitlines()
         assert len(labels) == len(record["crops"])
-        for crop, line in zip(record["crops"], labels):
+        for crop, line in zip(record["crops"], labels, strict=True):
             a, r = crop["absolute"], crop["relative"]
             w, h = record["width"], record["height"]
             # relative and absolute boxes agree, and so does the YOLO label line
@@ -128,7 +127,8 @@ def test_a_iiif_manifest_gives_annotations_on_its_canvases(regions_client, procs
         w, h = make_page(seed).image.size
         canvases.append({"@id": http_server.url(f"/canvas/{i}"), "@type": "sc:Canvas", "label": f"p{i}",
                          "width": 2 * w, "height": 2 * h, "images": [{
-                             "@type": "oa:Annotation", "motivation": "sc:painting", "on": http_server.url(f"/canvas/{i}"),
+                             "@type": "oa:Annotation", "motivation": "sc:painting",
+                             "on": http_server.url(f"/canvas/{i}"),
                              "resource": {"@id": http_server.url(f"/iiif/p{i}/full/full/0/default.jpg"),
                                           "@type": "dctypes:Image", "width": w, "height": h}}]})
     manifest = {"@context": "http://iiif.io/api/presentation/2/context.json", "@id": http_server.url("/manifest.json"),
@@ -245,7 +245,8 @@ def legacy_checkpoint(path, names=("illustration", "diagram"), anchor=(40.0, 30.
     sys.modules.update(modules)
     try:
         layers = [Conv(3, 16, 6, 2, 2), Conv(16, 32, 3, 2), C3(32, 32, 1), Conv(32, 64, 3, 2), C3(64, 64, 1),
-                  Conv(64, 128, 3, 2), SPPF(128, 128, 5), nn.Upsample(None, 2, "nearest"), Concat(1), C3(192, 64, 1, False)]
+                  Conv(64, 128, 3, 2), SPPF(128, 128, 5), nn.Upsample(None, 2, "nearest"), Concat(1),
+                  C3(192, 64, 1, False)]
         froms = [-1, -1, -1, -1, -1, -1, -1, -1, [-1, 4], -1, [9, 6]]
         nc, na = len(names), 3
         detect = nn.Module()
@@ -263,7 +264,7 @@ def legacy_checkpoint(path, names=("illustration", "diagram"), anchor=(40.0, 30.
                 bias[0, 4] = bias[0, 5] = 20.0  # anchor 0: objectness and class 0 certain
             conv.bias.data = bias.flatten()
         layers.append(detect)
-        for i, (layer, f) in enumerate(zip(layers, froms)):
+        for i, (layer, f) in enumerate(zip(layers, froms, strict=True)):
             layer.i, layer.f, layer.type, layer.np = i, f, type(layer).__name__, 0
         model = nn.Module()
         model.model = nn.Sequential(*layers)
@@ -353,7 +354,7 @@ def test_a_batch_of_mixed_page_shapes_finds_what_pages_one_by_one_find(trained_m
     assert len({im.size for im in resized}) == 1 and max(resized[0].size) == IMGSZ
     options = Options(conf=0.1, imgsz=IMGSZ)
     together = detector.detect(pages, options)
-    for page, batch_found in zip(pages, together):
+    for page, batch_found in zip(pages, together, strict=True):
         [alone] = detector.detect([page], options)
         confident = [d for d in alone if d.confidence >= 0.3]
         for det in confident:

@@ -11,8 +11,7 @@ import pytest
 
 from api.demos.regions.detector import Detector, Options
 from api.demos.regions.runtimes import PROBE_SHAPES, RuntimeChooser, available, recorded_choices
-from tests.support.synthetic_pages import YOLO_IMGSZ
-from tests.support.synthetic_pages import assert_same_detections, make_page
+from tests.support.synthetic_pages import YOLO_IMGSZ, assert_same_detections, make_page
 
 PAGES = range(9200, 9206)
 RUNTIMES = [r for r in ("onnx", "openvino") if available(r)]

@@ -27,8 +27,14 @@ from tests.support.platform import json_of, wait_for
 torch = pytest.importorskip("torch")
 
 from api.demos.sorter import Sorter, arm, grouping  # noqa: E402
-from api.demos.sorter.embed import (BACKBONE_FILE, CnnEmbedder, DescriptorEmbedder, resnet18_trunk,  # noqa: E402
-                                    save_backbone, train_backbone)
+from api.demos.sorter.embed import (  # noqa: E402
+    BACKBONE_FILE,
+    CnnEmbedder,
+    DescriptorEmbedder,
+    resnet18_trunk,
+    save_backbone,
+    train_backbone,
+)
 from api.demos.sorter.locator import Locator, LocatorMissing  # noqa: E402
 from api.demos.sorter.synthetic import CONTAINER, ITEM, item_crops, make_scene, make_scenes  # noqa: E402
 from api.demos.sorter.train import save_trained, train_locator  # noqa: E402
@@ -64,7 +70,7 @@ def recall(locator: Locator, scenes, label: int, threshold: float = 0.5) -> floa
 
     found = total = 0
     name = "item" if label == ITEM else "container"
-    for scene, dets in zip(scenes, locator.detect([s.image for s in scenes], threshold)):
+    for scene, dets in zip(scenes, locator.detect([s.image for s in scenes], threshold), strict=True):
         truth = torch.tensor(scene.boxes[scene.labels == label], dtype=torch.float32)
         boxes = torch.tensor([d.box for d in dets if d.label == name], dtype=torch.float32).reshape(-1, 4)
         total += len(truth)
@@ -166,7 +172,8 @@ def test_objects_seen_in_two_overlapping_photos_are_merged():
     are found twice and must come out once, at their true place."""
     c = arm.parse_arm_constants(ARM)
     rng = np.random.default_rng(5)
-    world = [(float(s0), float(s1)) for s0, s1 in zip(rng.uniform(1300, 1850, 300), rng.uniform(1250, 1850, 300))]
+    xs, ys = rng.uniform(1300, 1850, 300), rng.uniform(1250, 1850, 300)
+    world = [(float(s0), float(s1)) for s0, s1 in zip(xs, ys, strict=True)]
     # keep objects more than 170 pw apart, so that distinct objects stay distinct at 150
     kept: list[tuple[float, float]] = []
     for p in world:
@@ -238,8 +245,8 @@ def test_the_api_side_of_the_demo_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, api.demos.sorter as s; s.demo.validate({'arm_constants': %r}); "
-            "assert not {'torch', 'cv2', 'sklearn'} & set(sys.modules), sorted(sys.modules)" % json.dumps(ARM))
+    code = (f"import sys, api.demos.sorter as s; s.demo.validate({{'arm_constants': {json.dumps(ARM)!r}}}); "
+            "assert not {'torch', 'cv2', 'sklearn'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -314,7 +321,7 @@ def test_whole_job_through_the_api_and_a_worker(models, env, procs, data_folder)
         assert len(dets) >= 7
         iou = box_iou(torch.tensor(scene.item_boxes, dtype=torch.float32),
                       torch.tensor([d["box"] for d in dets], dtype=torch.float32))
-        for t, (best, j) in enumerate(zip(*iou.max(dim=1))):
+        for t, (best, j) in enumerate(zip(*iou.max(dim=1), strict=True)):
             if best >= 0.5:
                 truth.append(int(scene.item_kinds[t]))
                 predicted.append(dets[int(j)]["group"])
@@ -325,7 +332,7 @@ def test_whole_job_through_the_api_and_a_worker(models, env, procs, data_folder)
     # every item with a container has a move, in image pixels, to a container of its own photo
     assert out["commands"] and len(out["commands"]) == len(out["pairings"])
     containers = {c["number"]: c for c in out["containers"]}
-    for pairing, command in zip(out["pairings"], out["commands"]):
+    for pairing, command in zip(out["pairings"], out["commands"], strict=True):
         assert command == [pairing["item_position"], pairing["container_position"]]
         assert containers[pairing["container"]]["frame"] == pairing["frame"]
     names = set(zipfile.ZipFile(io.BytesIO(client.get(f"/sorter/{tracking_id}/result").data)).namelist())

@@ -24,8 +24,7 @@ import requests
 from api.platform.embedded import free_port
 from tests.support import ROOT
 from tests.support.platform import png_bytes
-from tests.support.stack_helpers import (CONFS, Stack, kill_session, start_process, unit_command, unix_get,
-                                 wait_until)
+from tests.support.stack_helpers import CONFS, Stack, kill_session, start_process, unit_command, unix_get, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -188,7 +187,8 @@ def test_job_through_the_tunnel_with_results_served_by_nginx(deployment):
 def test_healthcheck_and_status_scripts_read_the_running_stack(deployment):
     d = deployment
     env = {**d.stack.env, "NGINX_LISTEN": f"127.0.0.1:{d.ports['nginx']}"}
-    health = subprocess.run(["bash", str(CONFS / "healthcheck.sh")], env=env, capture_output=True, text=True, timeout=30)
+    health = subprocess.run(["bash", str(CONFS / "healthcheck.sh")], env=env, capture_output=True, text=True,
+                            timeout=30)
     assert health.returncode == 0 and '"status":"ok"' in health.stdout.replace(" ", ""), health.stderr
 
     def status_script() -> subprocess.CompletedProcess:
@@ -199,8 +199,8 @@ def test_healthcheck_and_status_scripts_read_the_running_stack(deployment):
     status = wait_until(lambda: (done := status_script()).returncode == 0 and "gpu 0" in done.stdout and done, 30,
                         "status to list the worker", diagnose=lambda: status_script().stdout)
     assert "health: ok" in status.stdout and "dummy: waiting 0" in status.stdout
-    down = subprocess.run([sys.executable, str(CONFS / "stack_status.py")], env={**env, "NGINX_LISTEN": str(free_port())},
-                          capture_output=True, text=True, timeout=30)
+    down = subprocess.run([sys.executable, str(CONFS / "stack_status.py")],
+                          env={**env, "NGINX_LISTEN": str(free_port())}, capture_output=True, text=True, timeout=30)
     assert down.returncode == 1 and "does not answer" in down.stdout
 
 
@@ -213,8 +213,9 @@ def test_upload_above_the_limit_gets_413_from_nginx(deployment):
     body = too_big.json()
     assert body["error"]["code"] == "too_large" and f"({UPLOAD_LIMIT} bytes), refused by nginx" in \
         body["error"]["message"]
-    just_under = d.http.post(f"{d.url}/dummy/start", files=[("files", ("fits.png", image + b"\0" * (UPLOAD_LIMIT - 4096)))],
-                             data={"parameters": "{}"}, timeout=30)
+    fits = image + b"\0" * (UPLOAD_LIMIT - 4096)
+    just_under = d.http.post(f"{d.url}/dummy/start", files=[("files", ("fits.png", fits))], data={"parameters": "{}"},
+                             timeout=30)
     assert just_under.status_code == 202, just_under.text
     assert d.finished(just_under.json()["tracking_id"])["state"] == "SUCCESS"
 
@@ -313,13 +314,16 @@ def render(tmp: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_render_gives_each_installed_demo_its_xaccel_location_and_each_gpu_its_worker(tmp_path):
     done = render(tmp_path, INSTALLED_APPS="regions,vectorization,sorter,tests.demos.dummy",
-                  DEMO_QUEUES="regions=gpu,sorter=gpu", DEVICE_NB="0,1", MAX_UPLOAD_BYTES="12345", XACCEL_PREFIX="/files",
+                  DEMO_QUEUES="regions=gpu,sorter=gpu", DEVICE_NB="0,1", MAX_UPLOAD_BYTES="12345",
+                  XACCEL_PREFIX="/files",
                   REDIS_URL="redis://elsewhere.example.org:6379/0", REDIS_PORT="6390")
     assert done.returncode == 0, done.stderr
     assert "REDIS_URL=redis://elsewhere.example.org:6379/0 is not used" in done.stderr
     nginx = (tmp_path / "run" / "nginx.conf").read_text()
     for app in ("regions", "vectorization", "sorter", "dummy"):
-        assert f"location /files/{app}/ {{\n            internal;\n            alias {tmp_path}/data/results/{app}/;" in nginx
+        location = (f"location /files/{app}/ {{\n            internal;\n"
+                    f"            alias {tmp_path}/data/results/{app}/;")
+        assert location in nginx
     assert "client_max_body_size 12345;" in nginx and "{{" not in nginx
     supervisor = (tmp_path / "run" / "supervisord.conf").read_text()
     for gpu in ("0", "1"):

@@ -183,7 +183,8 @@ class Engine:
         with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=self.root) as tmp:
             rootfs = Path(tmp) / "root"
             done = subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates", DEBIAN_SUITE,
-                                   str(rootfs), DEBIAN_MIRROR], check=False, capture_output=True, text=True, timeout=1200)
+                                   str(rootfs), DEBIAN_MIRROR],
+                                  check=False, capture_output=True, text=True, timeout=1200)
             if done.returncode != 0:
                 raise RuntimeError(f"debootstrap failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
             self._localize(rootfs)

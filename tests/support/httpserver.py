@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 @dataclass
@@ -80,7 +80,7 @@ class LocalServer:
     def hits(self, path: str) -> int:
         return sum(1 for r in self.requests if r.path.split("?")[0] == path.split("?")[0])
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.thread.start()
         return self
 

@@ -61,7 +61,7 @@ class Stack:
         self.log = log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         handle = open(self.log, "ab")  # append: supervisord's programs reopen /dev/stdout
         self.proc = subprocess.Popen(["bash", str(CONFS / "run-local.sh")], cwd=ROOT, env=self.env, stdout=handle,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter
 
 CLASSES = ("illustration", "diagram")
-YOLO_IMGSZ = 160  # the detector trained on these pages (tests/conftest.py: trained_yolo) is trained and run at this size
+YOLO_IMGSZ = 160  # the detector trained on these pages (conftest.py: trained_yolo) is trained and run at this size
 TRAIN_THREADS = 2  # every machine trains it with this many threads: the same sums, so the same weights
 
 
