@@ -230,8 +230,13 @@ def test_parameters_are_validated():
     assert params["arm_constants"]["arm_radius"] == 1000.0 and params["n_groups"] == 3
     assert demo.validate(json.dumps({"arm_constants": json.dumps(ARM)}))["arm_constants"]["dist_max_as_pw"] == 1900
     assert demo.validate({})["arm_constants"] is None and demo.validate({})["embedding"] == "auto"
+    # "no constants": left out, an empty object, or an empty form field
+    assert demo.validate({"arm_constants": {}})["arm_constants"] is None
+    assert demo.validate({"arm_constants": " "})["arm_constants"] is None
     for bad, says in (({"arm_constants": {"arm_radius": 1}}, "missing"),
-                      ({"arm_constants": "{not json"}, "JSON object"),
+                      ({"arm_constants": "{not json"}, "not valid JSON"),
+                      ({"arm_constants": [["arm_radius", 1000]]}, "must be an object"),
+                      ({"arm_constants": None}, "not null"),
                       ({"arm_constants": {**ARM, "arm_radius": "far"}}, "arm_radius must be a number"),
                       ({"arm_constants": {**ARM, "speed": 3}}, "unknown constant")):
         with pytest.raises(InputError) as err:
@@ -241,13 +246,67 @@ def test_parameters_are_validated():
         demo.validate({"embedding": "clip"})
 
 
-def test_the_api_side_of_the_demo_never_imports_torch():
+def test_the_api_side_of_the_demo_never_imports_torch(env, data_folder):
+    """What the API process does with the demo (declare, validate, list models) loads no library
+    of the worker side."""
     import subprocess
     import sys
 
-    code = (f"import sys, api.demos.sorter as s; s.demo.validate({{'arm_constants': {json.dumps(ARM)!r}}}); "
-            "assert not {'torch', 'cv2', 'sklearn'} & set(sys.modules), sorted(sys.modules)")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    folder = data_folder / "models" / "sorter"
+    folder.mkdir(parents=True)
+    (folder / "locator.pt").write_bytes(b"")
+    (folder / "locator.json").write_text(json.dumps({"classes": ["background", "item", "container"]}))
+
+    code = ("import json, os, sys; import api.demos.sorter as s; from api.platform.config import load_config; "
+            "s.demo.configure(load_config(json.loads(os.environ['SORTER_ENV']))); "
+            f"s.demo.validate({{'arm_constants': {json.dumps(ARM)!r}}}); "
+            "assert s.demo.models()['locator.pt']['classes'] == ['item', 'container']; "
+            "s.demo.model_id(s.demo.validate({})); "
+            "heavy = {'torch', 'torchvision', 'cv2', 'sklearn', 'scipy', 'numpy', 'openvino'} & set(sys.modules); "
+            "assert not heavy, sorted(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "SORTER_ENV": json.dumps({**env, "INSTALLED_APPS": "sorter"})})
+    assert result.returncode == 0, result.stderr
+
+
+def test_openapi_declares_arm_constants_an_object_that_the_front_sends_as_one(env):
+    """The parameter is an object in the OpenAPI document, so the front's form gives it a JSON
+    field and sends an object; the API refuses a null there, naming the field."""
+    from api import create_app
+    from api.platform.config import load_config
+    from front.forms import demo_form
+
+    client = create_app(load_config({**env, "INSTALLED_APPS": "sorter"})).test_client()
+    spec = json_of(client.get("/openapi.json"))
+    form = demo_form(spec, "sorter")
+    [field] = [p for p in form.params if p.name == "arm_constants"]
+    assert field.kind == "object" and "arm_radius" in field.help
+    sent = form.parse({"param-arm_constants": json.dumps(ARM)})
+    assert sent == {"arm_constants": ARM}
+    assert form.parse({"param-arm_constants": ""}) == {}
+    document = {"type": "img", "src": "http://127.0.0.1:9/a.png"}
+    response = client.post("/sorter/start", json={"documents": [document], "parameters": {"arm_constants": None}})
+    assert response.status_code == 400
+    assert json_of(response)["error"]["field"] == "parameters.arm_constants"
+
+
+def test_the_default_locator_is_the_sorter_model_setting(env, data_folder):
+    from api.platform.config import load_config
+
+    assert Sorter.settings["model"].default == "locator.pt"
+    demo = Sorter()
+    demo.configure(load_config({**env, "INSTALLED_APPS": "sorter", "SORTER_MODEL": "mine.pt"}))
+    assert demo.model_id(demo.validate({})) == "mine.pt"
+    assert demo.model_id(demo.validate({"model": "other.pt"})) == "other.pt"
+    folder = data_folder / "models" / "sorter"
+    folder.mkdir(parents=True)
+    for name in ("mine.pt", "locator.pt"):
+        (folder / name).write_bytes(b"")
+    listed = demo.models()
+    assert listed["mine.pt"]["default"] is True and listed["locator.pt"]["default"] is False
+    plain = Sorter()
+    plain.configure(load_config({**env, "INSTALLED_APPS": "sorter"}))
+    assert plain.model_id(plain.validate({})) == "locator.pt"
 
 
 def test_missing_locator_says_what_to_put_where(tmp_path):

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from api.demos.sorter import Sorter
 from api.demos.sorter.embed import BACKBONE_FILE, CnnEmbedder, resnet18_trunk, save_backbone
+from api.demos.sorter.locator import build, save
+from api.platform.config import load_config
 
 
 @pytest.fixture
@@ -65,3 +68,23 @@ def test_a_conversion_that_drifts_is_not_chosen(models_folder, tmp_path):
     again = CnnEmbedder.from_folder(models_folder, "cpu", runtime="auto", cache_root=cache)
     assert first.runtime_report["parity"] is True
     assert again.runtime_report["parity"] is False and again.runtime == "torch"
+
+
+def test_a_conversion_needs_a_place_to_be_kept(models_folder):
+    with pytest.raises(ValueError, match="cache_root"):
+        CnnEmbedder.from_folder(models_folder, "cpu", runtime="auto")
+
+
+def test_the_demo_keeps_its_conversions_in_its_exports_folder(models_folder, tmp_path):
+    """load_model, on the configured device, runs the backbone through INFERENCE_RUNTIME with the
+    conversion cached in DATA_FOLDER/models/.cache/sorter/ (the demo's exports_folder)."""
+    save(build(head_dim=256, fpn_channels=128), models_folder / "locator.pt", arch="mobilenet_v3_fpn",
+         min_size=320, max_size=320, head_dim=256, fpn_channels=128, source="untrained (test)")
+    demo = Sorter()
+    demo.configure(load_config({"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(tmp_path), "INSTALLED_APPS": "sorter",
+                                "DEVICE": "cpu", "INFERENCE_RUNTIME": "auto"}))
+    models = demo.load_model(demo.model_id(demo.validate({})))
+    assert models.device == "cpu" and models.locator.name == "locator.pt"
+    assert models.cnn is not None and models.cnn.runtime == models.cnn.runtime_report["chosen"]
+    assert list((tmp_path / "models" / ".cache" / "sorter").rglob("choice.json"))
+    assert not (models_folder / ".cache").exists()

@@ -42,9 +42,10 @@ OPTIONAL = ("base_angles", "base_pw")
 
 
 def parse_arm_constants(value: Any) -> dict | None:
-    """The validated constants, or None when not given; ValueError with a plain message otherwise.
-    Accepts a dict, a JSON string, or a list of [name, value] pairs (what a form can carry)."""
-    if value in (None, "", [], {}):
+    """The validated constants, or None when not given ({} or ""); ValueError with a plain message
+    otherwise. The demo's `Param(dict, parse=...)` hook: the API has already read a JSON text into
+    a dict; a string is still read here for callers outside the API (bench, tests)."""
+    if value in (None, "", {}):
         return None
     if isinstance(value, str):
         try:
@@ -52,11 +53,6 @@ def parse_arm_constants(value: Any) -> dict | None:
         except (json.JSONDecodeError, RecursionError):
             raise ValueError("must be a JSON object such as "
                              '{"arm_radius": 1000, "rotation_range_as_pw": 1000, ...}') from None
-    if isinstance(value, list):
-        try:
-            value = {str(k): v for k, v in value}
-        except (TypeError, ValueError):
-            raise ValueError("as a list it must hold [name, value] pairs") from None
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
     unknown = sorted(set(value) - set(REQUIRED) - set(OPTIONAL))

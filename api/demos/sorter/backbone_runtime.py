@@ -4,16 +4,22 @@ models, made under a file lock), kept only if its features match PyTorch's (cosi
 every probe crop) and if it is faster on a batch of crops; else PyTorch. On CUDA, PyTorch."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import torch
 
-from api.platform.exports import check_runtime_setting, export_folder, file_lock
+from api.sdk import check_runtime_setting, export_folder, file_lock
+
+try:
+    import openvino as ov
+except ImportError:  # pragma: no cover - in requirements.txt; without it the backbone runs in PyTorch
+    ov = None
 
 log = logging.getLogger(__name__)
 PROBE_BATCH = 16
@@ -37,8 +43,6 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def choose_forward(trunk: Any, device: str, setting: str, weights: Path | None,
                    cache_root: Path) -> tuple[Callable[[Any], np.ndarray], str, dict]:
     """(forward: NCHW torch tensor → features as numpy, runtime name, report)."""
-    import torch  # noqa: PLC0415
-
     check_runtime_setting(setting)
 
     def torch_forward(x):
@@ -46,14 +50,12 @@ def choose_forward(trunk: Any, device: str, setting: str, weights: Path | None,
             return trunk(x.to(device)).float().cpu().numpy()
 
     if (device.startswith("cuda") or setting not in ("auto", "openvino") or weights is None
-            or importlib.util.find_spec("openvino") is None):
+            or ov is None):
         return torch_forward, "torch", {}
     folder = export_folder(cache_root, weights) / "openvino"
     record = folder / "choice.json"
     with file_lock(folder.parent / ".lock"):
         if not (folder / "backbone.xml").is_file():
-            import openvino as ov  # noqa: PLC0415
-
             folder.mkdir(parents=True, exist_ok=True)
             converted = ov.convert_model(trunk.cpu().eval(), example_input=torch.zeros(1, 3, 224, 224),
                                          input=[-1, 3, 224, 224])
@@ -71,8 +73,6 @@ def choose_forward(trunk: Any, device: str, setting: str, weights: Path | None,
 
 
 def _openvino_forward(xml: Path) -> Callable[[Any], np.ndarray]:
-    import openvino as ov  # noqa: PLC0415
-
     # f32 on every CPU: some would otherwise run bf16 and drift from PyTorch's features
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                          "PERFORMANCE_HINT": "THROUGHPUT"})
@@ -84,9 +84,7 @@ def _openvino_forward(xml: Path) -> Callable[[Any], np.ndarray]:
     return forward
 
 
-def _measure(torch_forward, ov_forward) -> dict:
-    import torch  # noqa: PLC0415
-
+def _measure(torch_forward: Callable[[Any], np.ndarray], ov_forward: Callable[[Any], np.ndarray]) -> dict:
     x = torch.from_numpy(probe_batch())
     reference, converted = torch_forward(x), ov_forward(x)
     worst = float(_cosines(reference, converted).min())

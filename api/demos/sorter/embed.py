@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import cv2
 import numpy as np
+import torch
+import torchvision
 from PIL import Image
+from torchvision.models import ResNet18_Weights
+
+from .backbone_runtime import choose_forward
+from .locator import write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,6 @@ def crop(image: Image.Image, box: Sequence[float], margin: float = 0.15) -> Imag
 # -- weights-free descriptors ---------------------------------------------------------------------
 def _foreground(rgb: np.ndarray) -> np.ndarray:
     """Pixels that are not table: far (in Lab) from the median colour of the crop's border."""
-    import cv2  # noqa: PLC0415
-
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     ref = np.median(border, axis=0)
@@ -69,8 +75,6 @@ def _foreground(rgb: np.ndarray) -> np.ndarray:
 
 def describe(image: Image.Image, size: int = 96) -> np.ndarray:
     """Colour and shape descriptor of one crop (see the module doc)."""
-    import cv2  # noqa: PLC0415
-
     rgb = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
     mask = _foreground(rgb)
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)[mask]
@@ -117,9 +121,6 @@ class DescriptorEmbedder:
 # -- CNN backbone ---------------------------------------------------------------------------------
 def resnet18_trunk() -> Any:
     """ResNet-18 without its classifier: image → 512 average-pooled features. No weights."""
-    import torch  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
-
     net = torchvision.models.resnet18(weights=None)
     net.fc = torch.nn.Identity()
     return net
@@ -127,27 +128,23 @@ def resnet18_trunk() -> Any:
 
 def save_backbone(trunk: Any, path: Path, source: str) -> None:
     """Write a backbone checkpoint the demo loads (`CnnEmbedder.from_folder`)."""
-    import torch  # noqa: PLC0415
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"arch": "resnet18", "kind": "backbone", "dim": 512, "source": source,
                 "state_dict": {k: v for k, v in trunk.state_dict().items() if not k.startswith("fc.")}}, tmp)
     os.replace(tmp, path)
-    from .locator import write_sidecar  # noqa: PLC0415
-
     write_sidecar(path, {"kind": "backbone", "arch": "resnet18", "dim": 512, "classes": [], "source": source})
 
 
 def torchvision_weights_present() -> bool:
     """True when torchvision's ImageNet ResNet-18 file is already in TORCH_HOME (never fetched)."""
-    try:
-        import torch  # noqa: PLC0415
-        from torchvision.models import ResNet18_Weights  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        return False
     name = os.path.basename(ResNet18_Weights.IMAGENET1K_V1.url)
     return (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """NCHW pixels in [0, 1] as ImageNet-trained networks expect them."""
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 class CnnEmbedder:
@@ -156,15 +153,10 @@ class CnnEmbedder:
     name = "cnn"
 
     def __init__(self, trunk: Any, device: str = "cpu", batch_size: int = 32, source: str = ""):
-        import torch  # noqa: PLC0415
-
-        self.torch = torch
         self.device = device
         self.batch_size = batch_size
         self.source = source
         self.trunk = trunk.to(device).eval()
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.runtime, self.runtime_report = "torch", {}
 
         def forward(x):
@@ -175,27 +167,26 @@ class CnnEmbedder:
 
     def use_fastest_runtime(self, setting: str, weights: Path | None, cache_root: Path) -> None:
         """Run the trunk through OpenVINO when it matches PyTorch and is faster (backbone_runtime)."""
-        from .backbone_runtime import choose_forward  # noqa: PLC0415
-
         self.forward, self.runtime, self.runtime_report = choose_forward(
             self.trunk, self.device, setting, weights, cache_root)
 
     @classmethod
     def from_folder(cls, folder: Path, device: str = "cpu", runtime: str = "torch",
-                    cache_root: Path | None = None) -> "CnnEmbedder | None":
+                    cache_root: Path | None = None) -> CnnEmbedder | None:
+        """The backbone of `folder` (see `_load`) through `runtime` (INFERENCE_RUNTIME); any runtime
+        but torch needs `cache_root`, where conversions are kept (the demo's `exports_folder`)."""
         embedder = cls._load(folder, device)
         if embedder is not None and runtime != "torch":
+            if cache_root is None:
+                raise ValueError(f"runtime {runtime!r} needs a cache_root for its conversions")
             weights = Path(folder) / BACKBONE_FILE
-            embedder.use_fastest_runtime(runtime, weights if weights.is_file() else None,
-                                         cache_root or Path(folder).parent / ".cache" / "sorter")
+            embedder.use_fastest_runtime(runtime, weights if weights.is_file() else None, cache_root)
         return embedder
 
     @classmethod
-    def _load(cls, folder: Path, device: str = "cpu") -> "CnnEmbedder | None":
+    def _load(cls, folder: Path, device: str = "cpu") -> CnnEmbedder | None:
         """The backbone from `folder/backbone.pt`, else torchvision's ImageNet weights when present
         in TORCH_HOME; None when neither is there (the caller falls back to descriptors)."""
-        import torch  # noqa: PLC0415
-
         path = Path(folder) / BACKBONE_FILE
         trunk = resnet18_trunk()
         if path.is_file():
@@ -203,18 +194,14 @@ class CnnEmbedder:
             trunk.load_state_dict(ckpt["state_dict"], strict=False)
             return cls(trunk, device, source=f"{path.name}: {ckpt.get('source', '')}")
         if torchvision_weights_present():
-            import torchvision  # noqa: PLC0415
-
-            full = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+            full = torchvision.models.resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
             full.fc = torch.nn.Identity()
             return cls(full, device, source="torchvision ResNet18_Weights.IMAGENET1K_V1 (TORCH_HOME)")
         return None
 
-    def tensor(self, crops: Sequence[Image.Image]) -> Any:
-        torch = self.torch
+    def tensor(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         arr = np.stack([np.asarray(c.convert("RGB").resize((CROP_SIZE, CROP_SIZE), Image.BILINEAR)) for c in crops])
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
-        return (x - self.mean) / self.std
+        return normalise(torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255)
 
     def embed(self, crops: Sequence[Image.Image]) -> np.ndarray:
         if not crops:
@@ -228,8 +215,6 @@ def train_backbone(crops: Sequence[Image.Image], labels: Sequence[int], steps: i
     """Teach a weights-free ResNet-18 to tell labelled crops apart (classification head thrown
     away afterwards). For when no ImageNet weights can be had: a few hundred steps on crops of the
     user's own items (or generated ones, in the tests) give average-pool features that group them."""
-    import torch  # noqa: PLC0415
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     trunk = resnet18_trunk()
@@ -237,14 +222,10 @@ def train_backbone(crops: Sequence[Image.Image], labels: Sequence[int], steps: i
     head = torch.nn.Linear(512, n_classes)
     model = torch.nn.Sequential(trunk, head).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    helper = CnnEmbedder.__new__(CnnEmbedder)
-    helper.torch, helper.mean, helper.std = torch, torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), \
-        torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     y_all = torch.tensor(list(labels))
     size = 64  # small inputs while training: fast on CPU; the trunk is size-agnostic (global pool)
     small = [c.convert("RGB").resize((size, size), Image.BILINEAR) for c in crops]
-    arr = torch.from_numpy(np.stack([np.asarray(c) for c in small])).permute(0, 3, 1, 2).float() / 255
-    arr = (arr - helper.mean) / helper.std
+    arr = normalise(torch.from_numpy(np.stack([np.asarray(c) for c in small])).permute(0, 3, 1, 2).float() / 255)
     for _ in range(steps):
         idx = torch.from_numpy(rng.integers(0, len(small), batch))
         x = arr[idx]

@@ -14,10 +14,13 @@ travels least.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
 
 MAX_AUTO_GROUPS = 8
 
@@ -48,7 +51,8 @@ def dedup(found: Sequence[Found], distance: float) -> list[Found]:
                 if m.frame != f.frame or f.image in {found[j].image for j in m.members}:
                     continue
                 head = found[m.members[0]]
-                if abs(head.position[0] - f.position[0]) < distance and abs(head.position[1] - f.position[1]) < distance:
+                if (abs(head.position[0] - f.position[0]) < distance
+                        and abs(head.position[1] - f.position[1]) < distance):
                     target = m
                     break
         if target is None:
@@ -74,8 +78,6 @@ def prepare(vectors: np.ndarray) -> np.ndarray:
 
 def cluster(vectors: np.ndarray, n_groups: int = 0) -> tuple[np.ndarray, dict]:
     """Group labels (0..k-1) and how k was chosen: {"k", "chosen_by", "silhouette"?}."""
-    from sklearn.metrics import silhouette_score  # noqa: PLC0415
-
     x = prepare(vectors)
     n = len(x)
     if n == 0:
@@ -100,8 +102,6 @@ def cluster(vectors: np.ndarray, n_groups: int = 0) -> tuple[np.ndarray, dict]:
 
 
 def _kmeans(x: np.ndarray, k: int) -> np.ndarray:
-    from sklearn.cluster import KMeans  # noqa: PLC0415
-
     if k <= 1:
         return np.zeros(len(x), int)
     return KMeans(n_clusters=k, random_state=0, n_init=10).fit_predict(x).astype(int)
@@ -111,8 +111,6 @@ def assign(groups: np.ndarray, item_pos: np.ndarray, container_pos: np.ndarray) 
     """{group: container index} for one frame, minimising the summed item-to-container distance
     (Hungarian). Groups absent from the frame are left out; with more groups than containers the
     groups that would cost most stay unassigned (the caller warns)."""
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
-
     present = sorted(set(int(g) for g in groups))
     if not present or len(container_pos) == 0:
         return {}
@@ -121,4 +119,4 @@ def assign(groups: np.ndarray, item_pos: np.ndarray, container_pos: np.ndarray) 
         pts = item_pos[groups == g]
         cost[r] = np.linalg.norm(pts[:, None, :] - container_pos[None, :, :], axis=2).sum(axis=0)
     rows, cols = linear_sum_assignment(cost)
-    return {present[r]: int(c) for r, c in zip(rows, cols)}
+    return {present[r]: int(c) for r, c in zip(rows, cols, strict=True)}

@@ -6,8 +6,9 @@ with `weights=None, weights_backbone=None` — nothing is ever downloaded — an
 from a checkpoint in the demo's models folder:
 
     torch.save({"format": "sorter-locator/1", "arch": "mobilenet_v3_fpn",
-                "classes": ["background", "item", "container"], "min_size": 320, "max_size": 320, "head_dim": 256, "fpn_channels": 128,
-                "state_dict": model.state_dict(), "source": "...", "trained": {...}}, path)
+                "classes": ["background", "item", "container"], "min_size": 320, "max_size": 320,
+                "head_dim": 256, "fpn_channels": 128, "state_dict": model.state_dict(), "source": "...",
+                "trained": {...}}, path)
 
 `python -m api.demos.sorter.train` writes such files (see train.py).
 """
@@ -15,12 +16,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
+from torchvision.models import detection, mobilenet_v3_large
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
 FORMAT = "sorter-locator/1"
 CLASSES = ["background", "item", "container"]
@@ -41,15 +49,9 @@ def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 
     `resnet50_fpn` is torchvision's builder unchanged. `head_dim` is the width of the box head's
     two layers (torchvision's 1024 by default; 256 trains several times faster on a CPU and is
     plenty for two classes). `fpn_channels` (MobileNet only; torchvision: 256) narrows the FPN and
-    the RPN head: at 128 they cost a quarter, which matters most at stride 8. Proposal and sampling counts are cut from torchvision's COCO settings
-    (2000 proposals, 512 sampled boxes) to what a table of a few dozen objects needs."""
-    from torch import nn  # noqa: PLC0415
-    from torchvision.models import detection  # noqa: PLC0415
-    from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: PLC0415
-    from torchvision.models import mobilenet_v3_large  # noqa: PLC0415
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: PLC0415
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead  # noqa: PLC0415
-
+    the RPN head: at 128 they cost a quarter, which matters most at stride 8. Proposal and sampling
+    counts are cut from torchvision's COCO settings (2000 proposals, 512 sampled boxes) to what a
+    table of a few dozen objects needs."""
     common: dict[str, Any] = dict(
         min_size=min_size, max_size=max_size,
         rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=500,
@@ -76,11 +78,8 @@ def build(arch: str = "mobilenet_v3_fpn", num_classes: int = 3, min_size: int = 
 
 
 def save(model: Any, path: Path, *, arch: str, min_size: int, max_size: int, source: str, head_dim: int = 1024,
-         fpn_channels: int = 256,
-         trained: dict | None = None, classes: Sequence[str] = CLASSES) -> None:
+         fpn_channels: int = 256, trained: dict | None = None, classes: Sequence[str] = CLASSES) -> None:
     """Write a checkpoint atomically (a worker may be reading the old one)."""
-    import torch  # noqa: PLC0415
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -126,9 +125,7 @@ class Locator:
         self.classes = list(header.get("classes", CLASSES))
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu") -> "Locator":
-        import torch  # noqa: PLC0415
-
+    def load(cls, path: Path, device: str = "cpu") -> Locator:
         path = Path(path)
         if not path.is_file():
             raise LocatorMissing(missing_message(path.parent, path.name))
@@ -140,25 +137,23 @@ class Locator:
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise LocatorMissing(f"{path} is not a sorter locator checkpoint (format {FORMAT}); "
                                  "train one with `python -m api.demos.sorter.train`")
-        model = build(ckpt["arch"], len(ckpt["classes"]), ckpt["min_size"], ckpt["max_size"], ckpt.get("head_dim", 1024),
-                      ckpt.get("fpn_channels", 256))
+        model = build(ckpt["arch"], len(ckpt["classes"]), ckpt["min_size"], ckpt["max_size"],
+                      ckpt.get("head_dim", 1024), ckpt.get("fpn_channels", 256))
         model.load_state_dict(ckpt["state_dict"])
         return cls(model, {k: v for k, v in ckpt.items() if k != "state_dict"}, device, path.name)
 
     def detect(self, images: Sequence[Image.Image], score_threshold: float = 0.5,
                batch_size: int = 4) -> list[list[Detection]]:
         """Detections per image (boxes in the image's own pixels), best score first."""
-        import torch  # noqa: PLC0415
-
         results: list[list[Detection]] = []
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
-                batch = [torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float().div(255).to(self.device)
-                         for im in images[i:i + batch_size]]
+                batch = [torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float().div(255)
+                         .to(self.device) for im in images[i:i + batch_size]]
                 for out in self.model(batch):
                     found = []
                     for box, label, score in zip(out["boxes"].cpu().numpy(), out["labels"].cpu().numpy(),
-                                                 out["scores"].cpu().numpy()):
+                                                 out["scores"].cpu().numpy(), strict=True):
                         if score < score_threshold or not 0 < label < len(self.classes):
                             continue
                         found.append(Detection(tuple(float(v) for v in box), self.classes[label], float(score)))

@@ -7,7 +7,7 @@ group, its colour at the left, then the crops of its items.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -46,7 +46,8 @@ def annotate(image: Image.Image, items: Sequence[dict], containers: Sequence[dic
         x0, y0, x1, y1 = item["box"]
         target = item.get("target")
         if target in centre:
-            draw.line([((x0 + x1) / 2, (y0 + y1) / 2), centre[target]], fill=colour(item["group"]), width=max(1, width // 2))
+            draw.line([((x0 + x1) / 2, (y0 + y1) / 2), centre[target]], fill=colour(item["group"]),
+                      width=max(1, width // 2))
     for c in containers:
         draw.rectangle(c["box"], outline=(255, 255, 255), width=width + 1)
         if c.get("group") is not None:
@@ -68,7 +69,7 @@ def contact_sheet(rows: Sequence[Sequence[Image.Image]], titles: Sequence[str], 
     n_rows = max(1, len(rows))
     sheet = Image.new("RGB", (label_w + cell * max_per_row + 8, n_rows * (cell + 8) + 8), (32, 32, 32))
     draw = ImageDraw.Draw(sheet)
-    for r, (crops, title) in enumerate(zip(rows, titles)):
+    for r, (crops, title) in enumerate(zip(rows, titles, strict=True)):
         y = 8 + r * (cell + 8)
         draw.rectangle([4, y, 14, y + cell], fill=colour(r))
         draw.multiline_text((20, y + 4), title, fill=(240, 240, 240), font=font)

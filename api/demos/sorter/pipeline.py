@@ -1,14 +1,14 @@
-"""One sorter job, start to end: locate → embed → de-duplicate and group → assign → moves → files.
+"""The stages of a sorter job: locate → embed → de-duplicate and group → assign → moves → pictures.
 
-Kept apart from `__init__.py` because it needs numpy, torch and friends, which the API process
-must never import; `bench/sorter.py` calls `sort_photos` directly to time each stage.
+job.py runs them on a job's photos and writes the files; `bench/sorter.py` calls `sort_photos`
+directly to time each stage.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -101,7 +101,7 @@ def sort_photos(photos: Iterable[tuple[str, str, Image.Image]], locator: Any, em
     labels, info = grouping.cluster(unique_vectors, n_groups)
     if params["n_groups"] and info["k"] < params["n_groups"]:
         warnings.append(f"n_groups={params['n_groups']} but only {info['k']} distinct item(s) were found")
-    for it, g in zip(items, labels):
+    for it, g in zip(items, labels, strict=True):
         it["group"] = int(g)
     by_id = {d["id"]: d for d in detections}
     for obj in items:
@@ -141,7 +141,8 @@ def sort_photos(photos: Iterable[tuple[str, str, Image.Image]], locator: Any, em
             container = f_conts[mapping[it["group"]]]
             it["target"] = container["number"]
             pairings.append({"item": it["id"], "group": it["group"], "container": container["number"],
-                             "frame": frame, "item_position": it["position"], "container_position": container["position"]})
+                             "frame": frame, "item_position": it["position"],
+                             "container_position": container["position"]})
             commands.append([it["position"], container["position"]])
     timings["group_s"] = time.perf_counter() - started
 
@@ -217,36 +218,3 @@ def draw_pictures(result: dict, extras: dict) -> tuple[dict[str, Image.Image], I
         target = ", ".join(f"C{c}" for c in g["containers"]) or "no container"
         titles.append(f"group {g['group'] + 1}\n{len(members)} item(s)\nto {target}")
     return out, pictures.contact_sheet(rows, titles)
-
-
-def run_job(job: Any, model: Any, models_folder: Path) -> dict:
-    """The demo's `run`: photos from the job, files into its folder, the result as output."""
-    embedder, warnings = choose_embedder(job.params["embedding"], model.cnn)
-
-    def photos() -> Iterable[tuple[str, str, Image.Image]]:
-        # decoded ahead by the platform while the locator works on the previous photo
-        for loaded in job.images():
-            src = loaded.source
-            yield f"{src.doc_uid}/{src.name}", src.name, loaded.image.convert("RGB")
-
-    result, extras = sort_photos(photos(), model.locator, embedder, job.params, lambda i: job.advance())
-    result["warnings"] = warnings + result["warnings"]
-    result["model"] = model.locator.name
-    started = time.perf_counter()
-    annotated, sheet = draw_pictures(result, extras)
-    result["images"] = []
-    for key, picture in annotated.items():
-        with job.open(f"{key}.jpg") as handle:
-            picture.save(handle, "JPEG", quality=88)
-        photo = next(p for p in extras["photos"] if p.key == key)
-        result["images"].append({"image": key, "width": photo.width, "height": photo.height,
-                                 "picture": job.url(f"{key}.jpg")})
-    with job.open("contact_sheet.jpg") as handle:
-        sheet.save(handle, "JPEG", quality=88)
-    result["contact_sheet"] = job.url("contact_sheet.jpg")
-    result["result"] = job.url("sorter.json")
-    result["timings"]["pictures_s"] = round(time.perf_counter() - started, 4)
-    for name, seconds in result["timings"].items():
-        job.timing(name, seconds)
-    job.write_json("sorter.json", result)
-    return result

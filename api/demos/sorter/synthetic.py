@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .embed import crop  # the demo's cutting rule, so test crops are cut as the demo cuts them
+
 ITEM, CONTAINER = 1, 2
 CLASSES = ["background", "item", "container"]
 
@@ -191,17 +193,15 @@ def make_scenes(n: int, seed: int = 0, **kwargs) -> list[Scene]:
 
 def item_crops(scene: Scene, margin: float = 0.15) -> list[Image.Image]:
     """The true item boxes cut out of the photo (with a small margin, as the demo cuts them)."""
-    from .embed import crop  # noqa: PLC0415 - same cutting rule as the demo
-
     return [crop(scene.image, box, margin) for box in scene.item_boxes]
 
 
 def to_coco(scenes: list[Scene], names: list[str]) -> dict:
     """A COCO detection file for `scenes` saved under `names` (what `train.py` reads)."""
     images, annotations = [], []
-    for i, (scene, name) in enumerate(zip(scenes, names)):
+    for i, (scene, name) in enumerate(zip(scenes, names, strict=True)):
         images.append({"id": i + 1, "file_name": name, "width": scene.image.width, "height": scene.image.height})
-        for box, label in zip(scene.boxes, scene.labels):
+        for box, label in zip(scene.boxes, scene.labels, strict=True):
             x0, y0, x1, y1 = map(float, box)
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(label),
                                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})

@@ -18,13 +18,16 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .locator import ARCHS, CLASSES, build, save
+from .synthetic import make_scenes
 
 CONTAINER_NAMES = {"container", "containers", "bin", "bins", "box", "boxes"}
 Sample = tuple[Image.Image, np.ndarray, np.ndarray]  # image, boxes (N×4, x0 y0 x1 y1), labels (N,)
@@ -58,8 +61,6 @@ def read_coco(coco_json: Path, images_folder: Path) -> list[Sample]:
 
 def _augment(sample: Sample, rng: np.random.Generator) -> tuple[Any, dict]:
     """Flips (a table seen from above has no up) and a little brightness/contrast change."""
-    import torch  # noqa: PLC0415
-
     image, boxes, labels = sample
     arr = np.asarray(image, np.float32) / 255
     h, w = arr.shape[:2]
@@ -82,8 +83,6 @@ def train_locator(samples: Sequence[Sample], *, arch: str = "mobilenet_v3_fpn", 
     """Train a locator; return the model (eval mode), its shape in `model.sorter_shape` (what
     `save_trained` writes). SGD with momentum, warm-up then cosine decay. With `init`, the
     architecture is that checkpoint's and training starts from its weights."""
-    import torch  # noqa: PLC0415
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     ckpt = torch.load(init, map_location="cpu", weights_only=True) if init is not None else None
@@ -99,7 +98,8 @@ def train_locator(samples: Sequence[Sample], *, arch: str = "mobilenet_v3_fpn", 
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     warm = max(1, iterations // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + np.cos(np.pi * (i - warm) / max(1, iterations - warm))))
+        opt, lambda i: (i + 1) / warm if i < warm
+        else 0.5 * (1 + np.cos(np.pi * (i - warm) / max(1, iterations - warm))))
     started = time.perf_counter()
     for it in range(iterations):
         picks = rng.integers(0, len(samples), batch_size)
@@ -116,8 +116,9 @@ def train_locator(samples: Sequence[Sample], *, arch: str = "mobilenet_v3_fpn", 
         opt.step()
         sched.step()
         if it % 50 == 0 or it == iterations - 1:
-            log(f"iteration {it + 1}/{iterations} loss {loss.item():.3f} "
-                f"({', '.join(f'{k[5:]} {v.item():.3f}' for k, v in losses.items())}) {time.perf_counter() - started:.0f}s")
+            parts = ", ".join(f"{k[5:]} {v.item():.3f}" for k, v in losses.items())
+            log(f"iteration {it + 1}/{iterations} loss {loss.item():.3f} ({parts}) "
+                f"{time.perf_counter() - started:.0f}s")
     return model.eval()
 
 
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.demos.sorter.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("coco", nargs="?", help="COCO detection JSON with item/container boxes")
     parser.add_argument("images", nargs="?", help="folder the COCO file's file_name entries are relative to")
-    parser.add_argument("--out", default="locator.pt", help="checkpoint to write (put it in DATA_FOLDER/models/sorter/)")
+    parser.add_argument("--out", default="locator.pt",
+                        help="checkpoint to write (put it in DATA_FOLDER/models/sorter/)")
     parser.add_argument("--arch", default="mobilenet_v3_fpn", choices=ARCHS)
     parser.add_argument("--epochs", type=int, default=30, help="passes over the photos")
     parser.add_argument("--batch", type=int, default=4)
@@ -145,14 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
 
-    import torch  # noqa: PLC0415
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.synthetic:
-        from .synthetic import make_scenes  # noqa: PLC0415
-
         samples = [(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64))
                    for s in make_scenes(args.synthetic, seed=args.seed)]
         source = f"synthetic scenes ({args.synthetic}, seed {args.seed})"
@@ -164,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     iterations = max(1, args.epochs * len(samples) // args.batch)
     print(f"training {args.arch} on {len(samples)} photos, {iterations} iterations, device {device}", flush=True)
     model = train_locator(samples, arch=args.arch, iterations=iterations, batch_size=args.batch, size=args.size,
-                          head_dim=args.head_dim, fpn_channels=args.fpn_channels, lr=args.lr, seed=args.seed, init=args.init, device=device,
-                          log=lambda m: print(m, flush=True))
-    save_trained(model, Path(args.out), source, trained={"iterations": iterations, "epochs": args.epochs, "photos": len(samples),
-                  "date": time.strftime("%Y-%m-%d")})
+                          head_dim=args.head_dim, fpn_channels=args.fpn_channels, lr=args.lr, seed=args.seed,
+                          init=args.init, device=device, log=lambda m: print(m, flush=True))
+    save_trained(model, Path(args.out), source, trained={"iterations": iterations, "epochs": args.epochs,
+                                                         "photos": len(samples), "date": time.strftime("%Y-%m-%d")})
     print(f"wrote {args.out}")
     return 0
 
