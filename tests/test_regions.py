@@ -12,6 +12,7 @@ import sys
 import pytest
 from PIL import Image
 
+from api.demos.regions.common import Options, quiet_ultralytics
 from api.platform.config import load_config
 from tests.support import ROOT
 from tests.support.platform import json_of, use_regions, wait_for
@@ -19,6 +20,14 @@ from tests.support.synthetic_pages import CLASSES, TRAIN_THREADS, YOLO_IMGSZ, as
 
 IMGSZ = YOLO_IMGSZ
 UNSEEN = range(9000, 9006)
+WORKER_LIBRARIES = {"torch", "torchvision", "ultralytics", "cv2", "numpy", "onnx", "onnxruntime", "openvino"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ultralytics_settings(tmp_path_factory):
+    """Before anything imports ultralytics (the worker's modules do, when imported): offline, and
+    its settings in a folder of ours."""
+    quiet_ultralytics(tmp_path_factory.mktemp("ultralytics"))
 
 
 @pytest.fixture
@@ -191,7 +200,8 @@ def test_an_onnx_export_gives_the_same_boxes(trained_model, tmp_path):
     the weights (a static export gets padded squares: other pixels, other boxes)."""
     from ultralytics import YOLO
 
-    from api.demos.regions.detector import Detector, Options
+    from api.demos.regions.checkpoints import CheckpointInfo, inspect_checkpoint
+    from api.demos.regions.detector import Detector
 
     folder = tmp_path / "models"
     folder.mkdir()
@@ -200,6 +210,7 @@ def test_an_onnx_export_gives_the_same_boxes(trained_model, tmp_path):
     torch_model = Detector(folder / "pages.pt", "cpu")
     onnx_model = Detector(folder / "pages.onnx", "cpu")
     assert str(exported).endswith("pages.onnx") and onnx_model.format == "onnx"
+    assert inspect_checkpoint(folder / "pages.onnx") == CheckpointInfo("onnx", list(CLASSES), "detect")
     assert onnx_model.classes == torch_model.classes == list(CLASSES)
     options = Options(conf=0.1, imgsz=IMGSZ)
     compared = 0
@@ -289,7 +300,7 @@ def legacy_checkpoint(path, names=("illustration", "diagram"), anchor=(40.0, 30.
 
 def test_a_legacy_yolov5_checkpoint_loads_and_predicts_what_its_weights_say(tmp_path):
     from api.demos.regions.checkpoints import inspect_checkpoint
-    from api.demos.regions.detector import Detector, Options
+    from api.demos.regions.detector import Detector
 
     path = tmp_path / "legacy.pt"
     legacy_checkpoint(path)
@@ -344,8 +355,9 @@ def test_pulling_a_model_offline_says_which_file_to_put_where(tmp_path):
 
 def test_a_batch_of_mixed_page_shapes_finds_what_pages_one_by_one_find(trained_model):
     """GPU batches regroup pages by aspect ratio and give each batch one page-shaped input
-    (detector.same_shape); boxes come back in each page's own pixels."""
-    from api.demos.regions.detector import Detector, Options, by_aspect, same_shape
+    (inference.same_shape); boxes come back in each page's own pixels."""
+    from api.demos.regions.detector import Detector
+    from api.demos.regions.inference import by_aspect, same_shape
 
     detector = Detector(trained_model, "cpu", runtime="torch", imgsz=IMGSZ)
     pages = [make_page(seed).image for seed in UNSEEN[:4]]
@@ -363,3 +375,102 @@ def test_a_batch_of_mixed_page_shapes_finds_what_pages_one_by_one_find(trained_m
     ratios = [0.5, 1.4, 0.7, 1.5, 0.55, 1.3]
     grouped = by_aspect(list(range(6)), 3, lambda i: ratios[i])
     assert grouped == [[0, 4, 2], [5, 1, 3]]
+
+
+# -- the demo's modules: what the API imports, and how they depend on each other -------------------
+def regions_config(tmp_path, **settings: str):
+    return load_config({"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(tmp_path / "data"),
+                        "INSTALLED_APPS": "regions", **settings})
+
+
+def test_the_model_setting_names_the_default_model_else_the_newest_file(tmp_path):
+    from api.demos.regions import Regions
+
+    folder = tmp_path / "data" / "models" / "regions"
+    folder.mkdir(parents=True)
+    for age, name in enumerate(("new.pt", "old.pt")):
+        (folder / name).write_bytes(b"not read here")
+        os.utime(folder / name, (1_700_000_000 - age, 1_700_000_000 - age))
+    demo = Regions()
+    demo.configure(regions_config(tmp_path))
+    assert demo.validate({})["model"] == "new.pt" and demo.setting("batch_size") == 0
+    demo.configure(regions_config(tmp_path, REGIONS_MODEL="old.pt", REGIONS_BATCH_SIZE="8"))
+    assert demo.validate({})["model"] == "old.pt" and demo.setting("batch_size") == 8
+    assert demo.validate({"model": "new.pt"})["model"] == "new.pt"
+
+
+def tiny_onnx(path, metadata: dict[str, str]) -> None:
+    """A valid ONNX model (one MatMul and its weights) with `metadata` in its metadata_props."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.random.default_rng(0).random((3, 3), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weights])
+    model = helper.make_model(graph, producer_name="tests")
+    helper.set_model_props(model, metadata)
+    onnx.save(model, str(path))
+
+
+def test_onnx_class_names_are_read_as_the_onnx_package_reads_them(tmp_path):
+    import onnx
+
+    from api.demos.regions.checkpoints import CheckpointInfo, inspect_checkpoint, onnx_metadata
+
+    path = tmp_path / "pages.onnx"
+    tiny_onnx(path, {"names": "{0: 'illustration', 1: 'diagram'}", "task": "detect", "stride": "32"})
+    assert onnx_metadata(path) == {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert inspect_checkpoint(path) == CheckpointInfo("onnx", ["illustration", "diagram"], "detect")
+    whole = path.read_bytes()
+    for name, data in (("cut", whole[:-3]), ("text", b"not a model\n" * 50), ("empty", b"")):
+        (tmp_path / f"{name}.onnx").write_bytes(data)
+        assert inspect_checkpoint(tmp_path / f"{name}.onnx").format == "unknown", name
+
+
+def test_the_api_side_imports_no_worker_library(tmp_path):
+    """Validating a job and listing the models (with their classes and the runtimes workers chose)
+    in a fresh process: none of the worker's libraries may come in, directly or through another
+    module of the demo, nor the onnx package for an ONNX model."""
+    folder = tmp_path / "data" / "models" / "regions"
+    folder.mkdir(parents=True)
+    (folder / "pages.pt").write_bytes(b"not a checkpoint")
+    tiny_onnx(folder / "pages.onnx", {"names": "{0: 'illustration', 1: 'diagram'}"})
+    env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(tmp_path / "data"), "INSTALLED_APPS": "regions"}
+    code = ("import sys, json; from api.platform.config import load_config; from api.demos.regions import demo; "
+            f"demo.configure(load_config({env!r})); params = demo.validate({{'model': 'pages.pt', 'conf': 0.5}}); "
+            "models = demo.models(); "
+            f"loaded = sorted(set({sorted(WORKER_LIBRARIES)!r}) & set(sys.modules)); "
+            "assert not loaded, loaded; print(json.dumps([params['model'], models]))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    model, models = json.loads(result.stdout)
+    assert model == "pages.pt" and models["pages.pt"]["format"] == "unknown"
+    assert (models["pages.onnx"]["format"], models["pages.onnx"]["classes"]) == ("onnx", ["illustration", "diagram"])
+    assert models["pages.onnx"]["runtimes"] == {}
+
+
+def test_no_module_of_the_demo_imports_one_that_imports_it_back():
+    """Even lazily: a cycle means two modules that cannot be understood, or imported, apart."""
+    import ast
+
+    folder = ROOT / "api" / "demos" / "regions"
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        found = imports.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+    assert {"detector", "runtimes", "legacy", "job"} <= set(imports)
+
+    def reachable(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for module in imports.get(todo.pop(), set()) - seen:
+                seen.add(module)
+                todo.append(module)
+        return seen
+
+    assert [module for module in sorted(imports) if module in reachable(module)] == []

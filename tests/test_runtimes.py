@@ -9,12 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.demos.regions.detector import Detector, Options
-from api.demos.regions.runtimes import PROBE_SHAPES, RuntimeChooser, available, recorded_choices
+from api.demos.regions.common import Options, quiet_ultralytics
 from tests.support.synthetic_pages import YOLO_IMGSZ, assert_same_detections, make_page
 
 PAGES = range(9200, 9206)
-RUNTIMES = [r for r in ("onnx", "openvino") if available(r)]
+RUNTIMES = ["onnx", "openvino"]  # both are in requirements.txt
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ultralytics_settings(tmp_path_factory):
+    """Before anything imports ultralytics (the worker's modules do, when imported): offline, and
+    its settings in a folder of ours."""
+    quiet_ultralytics(tmp_path_factory.mktemp("ultralytics"))
 
 
 @pytest.fixture
@@ -26,7 +32,9 @@ def model_file(tmp_path, trained_yolo):
 
 
 def test_the_runtimes_this_machine_has_are_the_ones_tested():
-    assert RUNTIMES == ["onnx", "openvino"]  # both are in requirements.txt
+    from api.demos.regions.runtimes import available
+
+    assert [r for r in RUNTIMES if available(r)] == RUNTIMES
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -35,6 +43,8 @@ def test_an_exported_runtime_gives_the_same_detections_as_pytorch(runtime, model
     page padded to a square: other pixels, so other boxes from a weakly trained model), hence
     the same detections, with a wide margin on any machine."""
     import torch
+
+    from api.demos.regions.detector import Detector
 
     options = Options(conf=0.1, imgsz=YOLO_IMGSZ)
     reference = Detector(model_file, "cpu", runtime="torch", imgsz=YOLO_IMGSZ)
@@ -62,6 +72,8 @@ def test_an_export_that_gets_squares_is_refused_when_its_boxes_differ(model_file
     boxes and confidences. Parity is judged on what a job gets, so it is refused."""
     from ultralytics import YOLO
 
+    from api.demos.regions.runtimes import RuntimeChooser
+
     chooser = RuntimeChooser(model_file, tmp_path / "cache", "cpu", "onnx")
     genuine = chooser._export("onnx", YOLO_IMGSZ, half=False)
     source = tmp_path / "static" / "pages.pt"
@@ -80,6 +92,8 @@ def test_an_export_and_a_choice_made_by_an_older_check_are_made_again(model_file
     (export.json without options) chosen by the raw-output check. It is exported again and
     measured again, not trusted."""
     from ultralytics import YOLO
+
+    from api.demos.regions.runtimes import RuntimeChooser
 
     chooser = RuntimeChooser(model_file, tmp_path / "cache", "cpu", "onnx")
     folder = chooser.root / f"onnx-{YOLO_IMGSZ}"
@@ -100,6 +114,10 @@ def test_an_export_and_a_choice_made_by_an_older_check_are_made_again(model_file
 
 
 def test_auto_exports_once_measures_and_keeps_its_choice(model_file, tmp_path):
+    from api.demos.regions.detector import Detector
+    from api.demos.regions.models import recorded_choices
+    from api.demos.regions.runtimes import PROBE_SHAPES
+
     cache = tmp_path / "cache"
     detector = Detector(model_file, "cpu", runtime="auto", cache_root=cache, imgsz=YOLO_IMGSZ)
     report = detector.runtime_report
@@ -120,6 +138,8 @@ def test_an_export_that_fails_parity_is_never_chosen(model_file, tmp_path):
     of the same shape): it still runs, but its outputs differ, so auto must not pick it."""
     from ultralytics import YOLO
 
+    from api.demos.regions.runtimes import RuntimeChooser
+
     cache = tmp_path / "cache"
     chooser = RuntimeChooser(model_file, cache, "cpu", "auto")
     genuine = chooser._export("openvino", YOLO_IMGSZ, half=False)
@@ -138,5 +158,17 @@ def test_an_export_that_fails_parity_is_never_chosen(model_file, tmp_path):
 
 
 def test_an_unknown_runtime_setting_is_refused(model_file):
+    from api.demos.regions.runtimes import RuntimeChooser
+
     with pytest.raises(ValueError, match="INFERENCE_RUNTIME"):
         RuntimeChooser(model_file, model_file.parent, "cpu", "tflite")
+
+
+def test_a_runtime_other_than_pytorch_needs_a_folder_for_its_exports(model_file):
+    """Exports go to the demo's exports folder, named by the caller; none is made up beside the
+    model (where the models listing would not look for them)."""
+    from api.demos.regions.detector import Detector
+
+    with pytest.raises(ValueError, match="cache_root"):
+        Detector(model_file, "cpu", runtime="auto", imgsz=YOLO_IMGSZ)
+    assert not (model_file.parent / ".cache").exists()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import pickle
 import types
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from .detector import Detection, Options
+from .common import Detection, Options
 
 # -- the modules a YOLOv5 checkpoint names (forward only: state comes from the pickle) -------------
 
@@ -169,5 +169,5 @@ class LegacyYolov5:
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, image.width)
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, image.height)
             results.append([Detection(int(c), float(s), *map(float, b))
-                            for b, s, c in zip(boxes.tolist(), scores[kept].tolist(), cls[kept].tolist())])
+                            for b, s, c in zip(boxes.tolist(), scores[kept].tolist(), cls[kept].tolist(), strict=True)])
         return results

@@ -1,16 +1,21 @@
 """The regions model folder: which checkpoints there are, what they hold, where they came from.
 
 Models live in DATA_FOLDER/models/regions/. A model pulled from the Hugging Face Hub has a
-`<file>.source.json` beside it (repository, revision, sha256), shown as its source.
+`<file>.source.json` beside it (repository, revision, sha256), shown as its source. The runtime
+workers chose for a model (`runtimes.RuntimeChooser`) is recorded beside its exports; the API reads
+those records here, without the worker's libraries.
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from api.sdk import export_folder
 
 from .checkpoints import SUFFIXES, inspect_checkpoint
 
+CHOICE_RECORD = "choice-{kind}-{setting}-{imgsz}.json"  # kind: cpu or cuda; setting: INFERENCE_RUNTIME
 _details_cache: dict[tuple[str, float, int], dict] = {}
 
 
@@ -38,16 +43,26 @@ def describe(path: Path, cache_root: Path | None = None) -> dict:
             except (ValueError, KeyError, TypeError):
                 pass
         _details_cache[key] = {
-            "updated": datetime.fromtimestamp(stat.st_mtime, timezone.utc).date().isoformat(),
+            "updated": datetime.fromtimestamp(stat.st_mtime, UTC).date().isoformat(),
             "classes": info.classes, "format": info.format, "task": info.task, "size": stat.st_size,
             "source": source,
         }
     details = dict(_details_cache[key])
     if cache_root is not None:
-        from .runtimes import recorded_choices  # noqa: PLC0415 - numpy only, no torch
-
         details["runtimes"] = recorded_choices(cache_root, path)
     return details
+
+
+def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
+    """{"<kind>-<setting>-<imgsz>": runtime} for the choices workers made for this model."""
+    found = {}
+    pattern = CHOICE_RECORD.format(kind="*", setting="*", imgsz="*")
+    for record in sorted(export_folder(cache_root, model_path).glob(pattern)):
+        try:
+            found[record.stem.removeprefix("choice-")] = json.loads(record.read_text())["runtime"]
+        except (ValueError, KeyError, OSError):
+            continue
+    return found
 
 
 def missing_model_message(name: str, folder: Path) -> str:

@@ -2,11 +2,11 @@
 annotations, YOLO label lines, crops, a preview picture, and IIIF annotations for canvases."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .detector import Detection
+from .common import Detection
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from .detector import Detection
+from .common import Detection
 from .outputs import annotation, crop_entry, crop_image, iiif_annotations, preview, yolo_lines
 
 

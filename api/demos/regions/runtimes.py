@@ -1,25 +1,28 @@
 """Which runtime runs a model in this worker: PyTorch, or an export of the same weights to
-OpenVINO, ONNX Runtime or TensorRT, chosen once per model, device and input size, and cached.
+OpenVINO, ONNX Runtime or TensorRT, chosen once per model, device kind and input size, and kept.
 
-`INFERENCE_RUNTIME=auto` (the default) considers, on CPU, OpenVINO, ONNX Runtime and PyTorch; on
-CUDA, TensorRT (FP16, when `tensorrt` is importable) and PyTorch (FP16). Each export is made once,
-under a file lock (two workers never export at once), into
-DATA_FOLDER/models/.cache/<model sha256>/<runtime>-<imgsz>/. ONNX and OpenVINO are exported with
-dynamic input shapes, so they get the same page-shaped input as PyTorch; TensorRT's engine is
-static (square inputs).
+`INFERENCE_RUNTIME=auto` (the default) considers those of its candidates that are installed: on
+CPU, OpenVINO, ONNX Runtime and PyTorch; on CUDA, TensorRT (FP16) and PyTorch (FP16). A runtime
+named instead (`onnx`, `openvino`, `tensorrt`) is the only candidate, still checked against
+PyTorch; `torch` exports nothing. Exports live in the demo's exports folder, under the model file's
+content key (see `api.sdk.export_folder`): DATA_FOLDER/models/.cache/regions/<first 16 hex of its
+sha256>/<runtime>-<imgsz>/. One worker at a time measures and exports a given model (a file lock
+around the whole choice). ONNX and OpenVINO are exported with dynamic input shapes, so they get
+the same page-shaped input as PyTorch; TensorRT's engine is static (square inputs).
 
 An export is kept only if it passes parity with PyTorch on several page-shaped probes of different
 aspect ratios, each going through each runtime's own pre-processing, as a job's pages do:
   - raw outputs (boxes and class scores before NMS) on the tensor the export itself receives, so
-    the weights are faithful: scores within 0.02 (0.05 in FP16), boxes within 1.5 px (3 px);
-  - detections as a job gets them (`detector.predict`): every detection of either runtime clearly
+    the weights are faithful: scores within 0.02 (0.05 on CUDA), boxes within 1.5 px (3 px);
+  - detections as a job gets them (`inference.predict`): every detection of either runtime clearly
     above the floor has a counterpart of the same class in the other, with IoU >= 0.9 (0.85) and
     confidence within the score tolerance; so an export fed other inputs than PyTorch (a padded
     square instead of the page's shape) is kept only if its boxes are the same anyway.
-An export that fails parity is never chosen. Among the ones that pass, the fastest on a
-page-shaped image wins: the measurement, not a rule, decides. The choice and its figures are kept
-in `choice-<device>-<setting>-<imgsz>.json` beside the exports; a choice made by an older check,
-or an export made with other options, is made again.
+An export that fails parity is never chosen. Among the candidates that pass (PyTorch among them
+under `auto`), the fastest on a page-shaped image wins: the measurement, not a rule, decides; with
+none, PyTorch runs. The choice and its figures are kept in `models.CHOICE_RECORD` beside the
+exports; a choice made by an older check or whose export is gone, or an export made with other
+options, is made again.
 """
 from __future__ import annotations
 
@@ -28,18 +31,21 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+from ultralytics import YOLO
 
-from api.platform.exports import check_runtime_setting, export_folder, file_lock
+from api.sdk import check_runtime_setting, export_folder, file_lock
 
-from .detector import Detection, Options, predict
+from .common import Detection, Options
+from .inference import keep_torch_threads, predict
+from .models import CHOICE_RECORD
 
-RUNTIMES = ("torch", "onnx", "openvino", "tensorrt")
 EXPORT_FORMAT = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
 MODULE_OF = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
 HALF_RUNTIMES = ("torch", "tensorrt")  # the runtimes that compute in FP16 on CUDA
@@ -80,23 +86,6 @@ def candidates(setting: str, device: str) -> list[str]:
     if device.startswith("cuda"):
         return [r for r in ("tensorrt", "torch") if available(r)]
     return [r for r in ("openvino", "onnx", "torch") if available(r)]
-
-
-def cache_folder(cache_root: Path, model_path: Path) -> Path:
-    """Where the exports of this model file live (see api.platform.exports)."""
-    return export_folder(cache_root, model_path)
-
-
-def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
-    """{"<device>-<setting>-<imgsz>": runtime} for the choices workers made for this model."""
-    folder = cache_folder(cache_root, model_path)
-    found = {}
-    for record in sorted(folder.glob("choice-*.json")):
-        try:
-            found[record.stem.removeprefix("choice-")] = json.loads(record.read_text())["runtime"]
-        except (ValueError, KeyError, OSError):
-            continue
-    return found
 
 
 def probe_page(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -146,7 +135,7 @@ class RuntimeChooser:
         self.device = device
         self.setting = setting
         self.kind = "cuda" if device.startswith("cuda") else "cpu"
-        self.root = cache_folder(cache_root, model_path)
+        self.root = export_folder(cache_root, model_path)
 
     def choose(self, imgsz: int) -> Choice:
         """The runtime for this model at `imgsz`, exporting and measuring at the first call only."""
@@ -154,7 +143,7 @@ class RuntimeChooser:
         wanted = candidates(self.setting, self.device)
         if wanted == ["torch"] or not wanted:
             return Choice("torch", self.model_path, half, {"torch": {"chosen": "only candidate"}})
-        record = self.root / f"choice-{self.kind}-{self.setting}-{imgsz}.json"
+        record = self.root / CHOICE_RECORD.format(kind=self.kind, setting=self.setting, imgsz=imgsz)
         with file_lock(self.root / ".lock"):
             if record.is_file():
                 saved = json.loads(record.read_text())
@@ -167,8 +156,6 @@ class RuntimeChooser:
         return choice
 
     def _measure(self, wanted: list[str], imgsz: int, half: bool) -> Choice:
-        from ultralytics import YOLO  # noqa: PLC0415
-
         probes = probe_pages()
         options = Options(conf=PARITY_CONF, imgsz=imgsz)
         reference = YOLO(str(self.model_path), task="detect")
@@ -207,7 +194,7 @@ class RuntimeChooser:
         tolerance = TOLERANCE[self.kind == "cuda"]
         worst: dict = {"probes": len(probes), "detections": 0, "unmatched": 0}
         ok = True
-        for probe, wanted in zip(probes, expected):
+        for probe, wanted in zip(probes, expected, strict=True):
             [found] = predict(model, [probe], options, self.device, runs_half)
             raw_ok, raw = parity(*_outputs_on_the_same_input(reference, model, probe), tolerance)
             found_ok, figures = same_detections(wanted, found, tolerance, options.conf)
@@ -226,8 +213,6 @@ class RuntimeChooser:
             made = json.loads(done.read_text())
             if made.get("options") == options:
                 return folder / made["artifact"]
-        from ultralytics import YOLO  # noqa: PLC0415
-
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         source = folder / "model.pt"
@@ -256,8 +241,6 @@ def export_options(runtime: str, imgsz: int, half: bool, device: str) -> dict:
 def _outputs_on_the_same_input(reference, model, probe: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Raw outputs (before NMS) of PyTorch and of `model` for the tensor `model`'s own
     pre-processing makes of `probe` (both models have predicted once, so their predictors exist)."""
-    import torch  # noqa: PLC0415
-
     bgr = np.ascontiguousarray(np.asarray(probe)[:, :, ::-1])
     tensor = model.predictor.preprocess([bgr])
     torch_side = reference.predictor
@@ -312,8 +295,6 @@ def box_iou(a: Detection, b: Detection) -> float:
 
 def _time_predict(model, image: Image.Image, imgsz: int, device: str, half: bool, runs: int = 3) -> float:
     """Milliseconds per page through ultralytics' predict (pre-processing and NMS included)."""
-    from .detector import keep_torch_threads  # noqa: PLC0415
-
     extra = {"half": True} if half else {}
     for _ in range(2):
         model.predict(image, imgsz=imgsz, device=device, verbose=False, **extra)
