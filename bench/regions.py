@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from api.demos.regions.detector import keep_torch_threads, quiet_ultralytics
+from api.demos.regions.common import quiet_ultralytics
+from api.demos.regions.inference import keep_torch_threads
 from api.platform.config import load_config
 from api.platform.embedded import EmbeddedRedis
 from tests.support import ROOT

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from api.demos.regions.detector import keep_torch_threads
+from api.demos.regions.inference import keep_torch_threads
 from api.platform.embedded import EmbeddedRedis
 from bench.regions import bench_parser, our_job, workspace
 
