@@ -8,7 +8,7 @@
 # No CUDA base image: PyPI's torch wheels carry their CUDA libraries (the nvidia-* wheels), and
 # the NVIDIA Container Toolkit brings the driver, so one image serves GPUs and CPUs alike.
 # BASE_IMAGE: any Debian 12 (bookworm) image; the tests pass one they make with debootstrap
-# (tests/docker_engine.py), production pulls debian:bookworm-slim. No third-party archives.
+# (tests/support/docker_engine.py), production pulls debian:bookworm-slim. No third-party archives.
 # No `# syntax=` line: the legacy builder (DOCKER_BUILDKIT=0) builds it offline as well.
 ARG BASE_IMAGE=debian:bookworm-slim
 
