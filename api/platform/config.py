@@ -78,6 +78,13 @@ class Config:
     callback_concurrency: int = 8  # deliveries under way at once (`python -m api callbacks`)
     callback_per_host: int = 2  # of which at most this many to one host: a slow one cannot take them all
     progress_interval_s: float = 1.0
+    # Live events (GET /<app>/<id>/events, Server-Sent Events): events kept per job in Redis for
+    # replay and Last-Event-ID (trimmed approximately); a comment line this often on an idle stream;
+    # streams one API process holds at once (each holds a gunicorn thread; past it 503 + Retry-After;
+    # 0: half of GUNICORN_THREADS, so the other half always answers other requests).
+    events_stream_length: int = 100
+    events_keepalive_s: float = 15.0
+    events_max_streams: int = 0
     # `python -m api serve`
     api_host: str = "127.0.0.1"
     api_port: int = 5000
