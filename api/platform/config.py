@@ -39,6 +39,8 @@ class Config:
     max_zip_bytes: int = 2 * 2**30
     max_zip_ratio: int = 100
     max_queue_length: int = 100
+    # The longest Retry-After (s) of a 429/503; also a full queue's answer while no worker serves it.
+    retry_after_max_s: int = 120
     # Inputs
     download_timeout_s: float = 30.0
     download_workers: int = 4

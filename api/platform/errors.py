@@ -9,21 +9,28 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .queue import INFRASTRUCTURE_ERRNOS
 
 log = logging.getLogger(__name__)
 
+# Retry-After of the 503s, which cannot read the queue: Redis restarts in seconds (the supervisor
+# retries it at once); a full disk waits for the retention sweeper or a person.
+REDIS_DOWN_RETRY_S = 5
+STORAGE_RETRY_S = 60
+
 
 class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
         if status is not None:
             self.status = status
         if code is not None:
@@ -61,17 +68,25 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "m
               503: "unavailable"}
 
 
-def error_response(status: int, code: str, message: str, field: str = ""):
+def error_response(status: int, code: str, message: str, field: str = "", retry_after: int | None = None):
     body = {"code": code, "message": message, **({"field": field} if field else {})}
     response = jsonify({"error": body})
     response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def capped_retry(seconds: int) -> int:
+    """`seconds` within [1, RETRY_AFTER_MAX_S] of the app answering."""
+    cfg = getattr(current_app.extensions.get("api"), "cfg", None)
+    return max(1, min(seconds, cfg.retry_after_max_s if cfg else seconds))
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, getattr(exc, "field", ""))
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "field", ""), exc.retry_after)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -85,7 +100,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.TimeoutError)
     def _redis_down(exc: Exception):
         log.error("redis unreachable: %s", exc)
-        return error_response(503, "unavailable", "the job store (Redis) is unreachable; try again later")
+        return error_response(503, "unavailable", "the job store (Redis) is unreachable; try again later",
+                              retry_after=capped_retry(REDIS_DOWN_RETRY_S))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -99,7 +115,8 @@ def register_error_handlers(app: Flask) -> None:
         if reason is None:
             return _unexpected(exc)
         log.error("storage failing: %s", exc)
-        return error_response(503, "unavailable", f"{reason}; try again later")
+        return error_response(503, "unavailable", f"{reason}; try again later",
+                              retry_after=capped_retry(STORAGE_RETRY_S))
 
 
 def redis_error_code(exc: redis.ResponseError) -> str:

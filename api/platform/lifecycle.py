@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from . import keys
+from . import backpressure, keys
 from .config import Config
 from .demo import Demo
 from .errors import Conflict, InputError, QueueFull
@@ -156,7 +156,10 @@ def create_and_enqueue(s: Services, app: str, job: Job) -> None:
     now = time.time()
     if not admit(keys=[queue_key(queue), ADMITTING_KEY.format(queue=queue)],
                  args=[token, now, now - ADMISSION_STALE_S, s.cfg.max_queue_length]):
-        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); try again later")
+        estimate = backpressure.estimate(s.platform, s.cfg, app, s.cfg.max_queue_length)
+        wait = estimate.retry_after(s.cfg.retry_after_max_s)
+        raise QueueFull(f"the {queue} queue is full (MAX_QUEUE_LENGTH={s.cfg.max_queue_length}); "
+                        f"try again in {wait} s", retry_after=wait)
     try:
         message = s.platform.message_for(app, job.tracking_id)
         job.message_id = message.message_id

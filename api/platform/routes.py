@@ -12,7 +12,7 @@ import shutil
 import redis
 from flask import Blueprint, Response, jsonify, request
 
-from . import datasets, lifecycle, metrics, openapi
+from . import backpressure, datasets, lifecycle, metrics, openapi
 from .clientjson import json_limit, request_json
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound
@@ -145,7 +145,8 @@ def demo_blueprint(demo: Demo) -> Blueprint:
         s = services()
         queue = s.cfg.queue_for(app)
         sizes = s.platform.queue_sizes()[queue]
-        return jsonify(queue=queue, queues={queue: sizes["waiting"]}, **sizes)
+        wait = backpressure.estimate(s.platform, s.cfg, app, sizes["waiting"])
+        return jsonify(queue=queue, queues={queue: sizes["waiting"]}, **sizes, **wait.as_dict())
 
     @bp.get("/monitor")
     def monitor():
@@ -240,6 +241,7 @@ def monitor_body(app: str) -> dict:
         "queues": sizes,
         "qsizes": {queue: sizes[queue]["waiting"]},
         "dead_letters": sizes[queue]["dead"],
+        **backpressure.estimate(s.platform, s.cfg, app, sizes[queue]["waiting"]).as_dict(),
         "workers": workers,
         "jobs": s.store.counts(app),
         "callbacks": {"pending": s.outbox.pending()},
