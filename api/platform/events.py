@@ -1,14 +1,22 @@
-"""What a job announces to its client's `notify_url` at each step, through the callback outbox.
+"""What a job announces at each step: to its client's `notify_url` through the callback outbox, and
+to whoever follows it live (GET /<app>/<id>/events) through a per-job Redis stream.
 
-Callback events are STARTED, PROGRESS, SUCCESS, ERROR and CANCELLED: a FAILURE state is announced
-as ERROR, the name discover-demo (the reference front-end) expects; `state` carries the platform's.
+Events are STARTED, PROGRESS, SUCCESS, ERROR and CANCELLED: a FAILURE state is announced as ERROR,
+the name discover-demo (the reference front-end) expects; `state` carries the platform's. Every
+event is recorded in the job's stream, notify_url or not, with the `event_id` and `timestamp` its
+callback carries, so a client may follow both and de-duplicate by id.
 """
 from __future__ import annotations
 
+import json
 import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
+from . import keys
 from .callbacks import Outbox
 from .config import Config
 from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, Job, JobStore
@@ -16,14 +24,13 @@ from .jobs import CANCELLED, FAILURE, STARTED, SUCCESS, Job, JobStore
 log = logging.getLogger(__name__)
 
 EVENT_OF_STATE = {STARTED: "STARTED", SUCCESS: "SUCCESS", FAILURE: "ERROR", CANCELLED: "CANCELLED"}
+TERMINAL_EVENTS = frozenset({"SUCCESS", "ERROR", "CANCELLED"})
 
 
-def announce(outbox: Outbox, cfg: Config, job: Job, event: str | None = None) -> None:
-    """Queue the callback for `job`'s current state (or `event`, e.g. PROGRESS). Never raises:
-    a callback that cannot be queued must not fail the job."""
-    if not job.notify_url:
-        return
-    payload = {
+def payload(cfg: Config, job: Job, event: str | None = None) -> dict:
+    """The event for `job`'s current state (or `event`, e.g. PROGRESS), as callbacks send it, without
+    its id and time (`announce` adds them)."""
+    body = {
         "event": event or EVENT_OF_STATE[job.state],
         "state": job.state,
         "app": job.app,
@@ -34,9 +41,36 @@ def announce(outbox: Outbox, cfg: Config, job: Job, event: str | None = None) ->
         "error": job.error or None,
     }
     if job.state == SUCCESS:
-        payload["output"] = job.output
+        body["output"] = job.output
+    return body
+
+
+def record(client: redis.Redis, cfg: Config, tracking_id: str, event: dict) -> None:
+    """Append `event` to the job's stream: bounded (the oldest trimmed first) and expiring with the
+    job's state, so following a job costs Redis a fixed amount per job."""
+    key = keys.job_events(tracking_id)
+    fields: dict[Any, Any] = {"id": event["event_id"], "event": event["event"],
+                              "data": json.dumps(event, default=str)}
+    pipe = client.pipeline(transaction=True)
+    pipe.xadd(key, fields, maxlen=max(1, cfg.events_stream_length), approximate=True)
+    pipe.expire(key, cfg.job_ttl_s)
+    pipe.execute()
+
+
+def announce(outbox: Outbox, cfg: Config, job: Job, event: str | None = None) -> None:
+    """Record the event for `job`'s current state (or `event`) in its stream and queue its callback.
+    Never raises: an event that cannot be recorded or queued must not fail the job."""
+    body = payload(cfg, job, event)
+    body["event_id"] = uuid.uuid4().hex
+    body["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds")
     try:
-        outbox.push(job.notify_url, payload)
+        record(outbox.redis, cfg, job.tracking_id, body)
+    except redis.RedisError as exc:
+        log.warning("event %s of job %s not recorded: %s", body["event"], job.tracking_id, exc)
+    if not job.notify_url:
+        return
+    try:
+        outbox.push(job.notify_url, body)
     except redis.RedisError as exc:
         log.warning("callback for job %s not queued: %s", job.tracking_id, exc)
 

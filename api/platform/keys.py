@@ -17,6 +17,12 @@ def job_log(tracking_id: str) -> str:
     return f"{job(tracking_id)}:log"
 
 
+def job_events(tracking_id: str) -> str:
+    """A job's announced events (a Redis stream, trimmed to EVENTS_STREAM_LENGTH, expiring with the
+    job): what GET /<app>/<id>/events replays and follows (`events.py` writes, `stream.py` reads)."""
+    return f"{job(tracking_id)}:events"
+
+
 def disk(app: str) -> str:
     """Bytes of the app's results, as counted when jobs end (`/monitor`'s total_size)."""
     return f"disk:{app}"

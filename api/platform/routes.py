@@ -10,9 +10,9 @@ import logging
 import shutil
 
 import redis
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import backpressure, datasets, lifecycle, metrics, openapi
+from . import backpressure, datasets, lifecycle, metrics, openapi, stream
 from .clientjson import json_limit, request_json
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound
@@ -121,6 +121,14 @@ def demo_blueprint(demo: Demo) -> Blueprint:
     @bp.get("/<tracking_id>/status")
     def status(tracking_id: str):
         return jsonify(status_body(get_job(app, tracking_id)))
+
+    @bp.get("/<tracking_id>/events")
+    def events(tracking_id: str):
+        """The job's events as Server-Sent Events, resumable with Last-Event-ID (stream.py)."""
+        s = services()
+        job = get_job(app, tracking_id)
+        last_event_id = request.headers.get("Last-Event-ID", "").strip()
+        return stream.events_response(current_app, s.cfg, s.store, job, last_event_id)
 
     @bp.post("/<tracking_id>/cancel")
     def cancel(tracking_id: str):
