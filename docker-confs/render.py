@@ -26,6 +26,11 @@ Stack settings (environment first, then `.env`; none is needed by the API itself
     WORKER_GPUS         GPU indices, one worker each (default DEVICE_NB, else CUDA_VISIBLE_DEVICES)
     CPU_WORKERS         workers when no GPU is listed (1)
     WORKER_STOP_WAIT_S  how long a stopping worker may finish its job before it is killed (60)
+    EVENTS_THREADS      threads of the events server (128): a gunicorn of its own, behind nginx's
+                        /<app>/<id>/events location, that serves only the job event streams (SSE).
+                        Each open stream holds one thread, so this bounds the clients following
+                        jobs at once (one thread is kept to refuse the others with 503 at once);
+                        the API's own threads never wait behind a stream.
 
 Usage: python docker-confs/render.py  (prints the folder it wrote to)
 """
@@ -82,6 +87,7 @@ class Stack:
     gpus: list[str]
     cpu_workers: int
     stop_wait_s: int
+    events_threads: int
 
 
 def settings(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -128,6 +134,9 @@ def resolve(environ: dict[str, str] | None = None) -> Stack:
     role = env.get("STACK_ROLE", "") or "api"
     if role not in ("api", "worker"):
         raise RenderError(f"STACK_ROLE={role!r}: expected api or worker")
+    events_threads = _int(env, "EVENTS_THREADS", 128)
+    if events_threads < 2:
+        raise RenderError(f"EVENTS_THREADS={events_threads}: at least 2 (a stream, and one to refuse the extra ones)")
     run = Path(env.get("RUN_FOLDER", "") or f"{os.environ.get('TMPDIR', '/tmp')}/demo-api-{os.getuid()}").resolve()
     redis_port = _int(env, "REDIS_PORT", 6379)
     tunnel_target = env.get("REDIS_TUNNEL_TARGET", "")
@@ -153,6 +162,7 @@ def resolve(environ: dict[str, str] | None = None) -> Stack:
         tunnel_target=tunnel_target,
         tunnel_key=Path(env.get("REDIS_TUNNEL_KEY", "") or cfg.keys_folder / "redis.key"),
         gpus=gpu_list(env), cpu_workers=_int(env, "CPU_WORKERS", 1), stop_wait_s=_int(env, "WORKER_STOP_WAIT_S", 60),
+        events_threads=events_threads,
     )
 
 
@@ -234,6 +244,16 @@ def programs(stack: Stack) -> str:
             "--timeout", "120", "--graceful-timeout", "10", "--forwarded-allow-ips", '"*"',
             "--control-socket", f"{run}/gunicorn.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]),
             {"priority": "30", "startretries": "20", "stopwaitsecs": "15"}))
+        # The job event streams (SSE) get a gunicorn of their own: each open stream holds a thread for
+        # as long as its job runs, and EVENTS_THREADS of them must not take the API's threads away.
+        # One process, so one Redis blocking read serves every stream (api/platform/stream.py).
+        sections.append(("api-events", " ".join([
+            py, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+            "--threads", str(stack.events_threads), "--bind", f"unix:{run}/events.sock",
+            "--timeout", "120", "--graceful-timeout", "5", "--forwarded-allow-ips", '"*"',
+            "--control-socket", f"{run}/events.ctl", "--error-logfile", "-", shlex.quote("api:create_app()")]),
+            {"priority": "30", "startretries": "20", "stopwaitsecs": "10",
+             "environment": supervisor_env({"EVENTS_MAX_STREAMS": str(stack.events_threads - 1)})}))
         nginx = program("nginx")
         early_log = " -e stderr" if nginx_version(nginx) >= (1, 19, 5) else ""  # older: the image links it
         sections.append(("nginx", f"{nginx} -c {run}/nginx.conf -p {run}/nginx/{early_log}",
