@@ -21,6 +21,7 @@ its `job.py` does the work and is imported by `load_model`/`run`, which run in w
 """
 from __future__ import annotations
 
+from api.platform.catalog import HubFile, ModelEntry, UrlFile, WheelMember
 from api.platform.context import JobCancelled, JobContext
 from api.platform.demo import Demo, Param, Setting
 from api.platform.errors import InputError
@@ -29,6 +30,6 @@ from api.platform.inputs import Document, ImageSource, LoadedImage
 from api.platform.inputs.names import IMAGE_SUFFIXES, SAFE_NAME, is_image_name
 from api.platform.jobs import FinishedJob
 
-__all__ = ["IMAGE_SUFFIXES", "SAFE_NAME", "Demo", "Document", "FinishedJob", "ImageSource", "InputError",
-           "JobCancelled", "JobContext", "LoadedImage", "Param", "Setting", "check_runtime_setting", "export_folder",
-           "file_lock", "is_image_name"]
+__all__ = ["IMAGE_SUFFIXES", "SAFE_NAME", "Demo", "Document", "FinishedJob", "HubFile", "ImageSource", "InputError",
+           "JobCancelled", "JobContext", "LoadedImage", "ModelEntry", "Param", "Setting", "UrlFile", "WheelMember",
+           "check_runtime_setting", "export_folder", "file_lock", "is_image_name"]

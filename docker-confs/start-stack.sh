@@ -12,5 +12,7 @@ if [ -z "${STACK_PYTHON:-}" ]; then
 fi
 export STACK_PYTHON
 run_folder=$("$STACK_PYTHON" docker-confs/render.py)
+# The installed demos' default models that are missing (MODELS_INSTALL_DEFAULTS; never stops the start).
+"$STACK_PYTHON" -m api models pull --defaults --at-start || true
 echo "stack configuration rendered in $run_folder" >&2
 exec supervisord -c "$run_folder/supervisord.conf"

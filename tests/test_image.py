@@ -78,6 +78,7 @@ class Container:
             "WORKER_HEARTBEAT_S": "1", "BROKER_HEARTBEAT_TIMEOUT_S": "3", "BROKER_MAINTENANCE_CHANCE": "1000000",
             "WORKER_STOP_WAIT_S": str(STOP_WAIT_S), "PROGRESS_INTERVAL_S": "0.2",
             "REGIONS_BATCH_SIZE": "4", "INFERENCE_RUNTIME": "torch",
+            "MODELS_INSTALL_DEFAULTS": "false",  # the test installs its own model
         }
         self.env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         self.env_file.chmod(0o644)

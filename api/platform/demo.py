@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .catalog import ModelEntry, check_catalog
 from .clientjson import loads
 from .config import ConfigError
 from .devices import pick_device
@@ -144,6 +145,9 @@ class Demo:
     description: str = ""
     params: Mapping[str, Param] = {}
     settings: Mapping[str, Setting] = {}
+    # Models known by name, installable by `python -m api models pull` (and by `serve`: the defaults).
+    catalog: Sequence[ModelEntry] = ()
+    model_param: str = ""  # the parameter naming a model file, where `default_model` and presets apply
     cfg: Config | None = None
 
     def configure(self, cfg: Config) -> None:
@@ -159,6 +163,10 @@ class Demo:
                 self._settings[name] = declared.coerce(name, raw) if raw is not None else _default(name, declared)
             except InputError as exc:
                 raise ConfigError(f"{key}={raw!r}: {exc.message.split(': ', 1)[-1]}") from None
+        try:
+            check_catalog(self.catalog)
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
 
     def setting_key(self, name: str) -> str:
         """The environment variable of a setting: `<DEMO>_<NAME>`."""
@@ -200,7 +208,9 @@ class Demo:
         return read_finished(self._configured(), app, tracking_id)
 
     def validate(self, raw: Any) -> dict:
-        """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400)."""
+        """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400). With
+        `model_param`, an empty model becomes `default_model()`, and the catalog's preset for that
+        model fills the parameters the client left out."""
         if raw is None or raw == "":
             raw = {}
         if isinstance(raw, str):
@@ -211,8 +221,26 @@ class Demo:
         if unknown:
             raise InputError(f"parameters.{unknown[0]}",
                              f"unknown parameter; {self.name} accepts {', '.join(self.params) or 'none'}")
-        return {name: param.coerce(name, raw[name]) if name in raw else _default(name, param)
-                for name, param in self.params.items()}
+        params = {name: param.coerce(name, raw[name]) if name in raw else _default(name, param)
+                  for name, param in self.params.items()}
+        if self.model_param:
+            params[self.model_param] = params[self.model_param] or self.default_model()
+            for key, value in self.preset(params[self.model_param]).items():
+                if key in self.params and key not in raw:
+                    params[key] = self.params[key].coerce(key, value)
+        return params
+
+    # -- models -----------------------------------------------------------------------------------
+    def default_model(self) -> str:
+        """The model file a job gets when it names none (with `model_param`)."""
+        return ""
+
+    def preset(self, model_file: str) -> Mapping[str, Any]:
+        """Job parameters the catalog pairs with `model_file` (e.g. the classes that are pictures)."""
+        return next((entry.preset for entry in self.catalog if entry.file == model_file), {})
+
+    def catalog_entry(self, model_file: str) -> ModelEntry | None:
+        return next((entry for entry in self.catalog if entry.file == model_file), None)
 
     def extra_documents(self, params: dict) -> list[Document]:
         """Documents a job reads besides the client's, from its validated parameters (e.g. the

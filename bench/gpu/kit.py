@@ -546,7 +546,8 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ENV_FILE": "/nonexistent", "DATA_FOLDER": str(self.data), "REDIS_URL": "",
                "INSTALLED_APPS": "regions", "DEVICE": self.plan.device, "INFERENCE_RUNTIME": self.plan.runtime,
-               "REGIONS_BATCH_SIZE": str(self.plan.job_batch), "PROGRESS_INTERVAL_S": "1", "PYTHONUNBUFFERED": "1"}
+               "REGIONS_BATCH_SIZE": str(self.plan.job_batch), "PROGRESS_INTERVAL_S": "1", "PYTHONUNBUFFERED": "1",
+               "MODELS_INSTALL_DEFAULTS": "false"}  # the bench's own model; no download on an offline GPU host
         self.log = open(self.log_path, "wb")  # closed in __exit__
         self.proc = subprocess.Popen([sys.executable, "-m", "api", "serve", "--host", "127.0.0.1", "--port", str(port),
                                       "--workers", "1"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,

@@ -38,6 +38,7 @@ def platform_env(data_folder: Path, redis_url: str, **extra: str) -> dict[str, s
         "CANCEL_GRACE_S": "10",
         "PROGRESS_INTERVAL_S": "0.2",
         "DOWNLOAD_TIMEOUT_S": "5",
+        "MODELS_INSTALL_DEFAULTS": "false",  # tests install what they need; nothing reaches the package index
     }
     env.update(extra)
     return env

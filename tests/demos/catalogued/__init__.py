@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from api.platform.catalog import HubFile, ModelEntry, UrlFile, WheelMember  # TODO: from api.sdk once it exports them
-from api.sdk import Demo, InputError, JobContext, Param
+from api.sdk import Demo, HubFile, InputError, JobContext, ModelEntry, Param, UrlFile, WheelMember
 
 from .wheel import MEMBER, MODEL_SHA256, PACKAGE, VERSION
 
@@ -35,10 +34,14 @@ class Catalogued(Demo):
     name = "catalogued"
     description = "Reports the size and sha256 of its model file; for the model catalog's tests."
     params = {
-        "model": Param(str, "tiny.bin", help="model file in DATA_FOLDER/models/catalogued"),
+        "model": Param(str, "", help="model file in DATA_FOLDER/models/catalogued; default: tiny.bin"),
         "classes": Param(list, [], items=int, help="class ids to keep; empty: all (the model's preset: [0])"),
     }
     catalog = CATALOG
+    model_param = "model"
+
+    def default_model(self) -> str:
+        return "tiny.bin"
 
     def validate(self, raw) -> dict:
         params = super().validate(raw)
