@@ -13,20 +13,17 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-import requests
-from tqdm import tqdm
-
 from . import ROOT
+from .client import ApiError, Client
 from .platform import settings_doc
 from .platform.callbacks import CallbackSender
 from .platform.config import Config, ConfigError, load_config
 from .platform.embedded import EmbeddedRedis
 from .platform.hub import PullError, pull
 from .platform.inputs import DOCUMENT_TYPES
-from .platform.jobs import SUCCESS, TERMINAL
+from .platform.jobs import SUCCESS
 from .platform.queue import Platform
 from .platform.queue import worker_command as build_worker_command
 from .platform.reaper import Reaper
@@ -108,51 +105,37 @@ def guess_type(src: str) -> str:
 
 
 def submit(args: argparse.Namespace) -> int:
+    """Start a job with the Python client (api/client.py); with --wait follow it to its end. Every
+    failure is one line on stderr (what failed, what to do) and a non-zero exit, never a traceback."""
     cfg = _config()
-    base = (args.api or f"http://{cfg.api_host}:{cfg.api_port}").rstrip("/")
-    headers = {"Authorization": f"Bearer {cfg.api_token}"} if cfg.api_token else {}
-    params = {}
-    for item in args.param:
-        key, _, value = item.partition("=")
-        params[key] = value
+    url = args.api or os.environ.get("API_URL") or f"http://{cfg.api_host}:{cfg.api_port}"
+    client = Client(url, cfg.api_token, retries=args.retries, hint="set --api or API_URL")
+    params = {key: value for key, _, value in (item.partition("=") for item in args.param)}
     documents, files = [], []
     for src in args.inputs:
         if src.startswith(("http://", "https://")):
             documents.append({"type": args.type or guess_type(src), "src": src})
+        elif not Path(src).is_file():
+            print(f"error: no such file: {src}", file=sys.stderr)
+            return 2
         else:
-            path = Path(src)
-            if not path.is_file():
-                print(f"no such file: {src}", file=sys.stderr)
-                return 2
-            files.append(("files", (path.name, path.open("rb"))))
-    data = {"documents": json.dumps(documents), "parameters": json.dumps(params)}
-    response = requests.post(f"{base}/{args.app}/start", data=data, files=files or None, headers=headers, timeout=300)
-    body = response.json()
-    if response.status_code != 202:
-        print(f"refused ({response.status_code}): {body.get('error', {}).get('message', body)}", file=sys.stderr)
+            files.append(src)
+    try:
+        job = client.start(args.app, files, documents, parameters=params)
+        print(f"job {job.tracking_id}  status: {job.status_url}", flush=True)
+        if not args.wait:
+            return 0
+        status = job.wait(progress=True, check=False, interval=args.interval)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"job {body['tracking_id']}  status: {body['status_url']}")
-    if not args.wait:
-        return 0
-    bar = tqdm(total=1, unit="img", desc=args.app)
-    while True:
-        status = requests.get(body["status_url"], headers=headers, timeout=30).json()
-        progress = status["progress"]
-        bar.total = max(progress["total"], 1)
-        bar.n = progress["done"]
-        bar.set_postfix_str(status["state"])
-        bar.refresh()
-        if status["state"] in TERMINAL:
-            break
-        time.sleep(args.interval)
-    bar.close()
     for error in status.get("errors", []):
-        print(f"  error: {error.get('doc_uid', '')}/{error.get('image', '')}: {error['message']}")
+        print(f"  error: {error.get('doc_uid', '')}/{error.get('image', '')}: {error.get('message')}")
     if status["state"] != SUCCESS:
-        print(f"{status['state']}: {status.get('error')}", file=sys.stderr)
+        print(f"error: job {job.tracking_id} ended {status['state']}: {status.get('error')}", file=sys.stderr)
         return 1
     print(f"results: {status['result_url']}")
-    folder = cfg.results_folder / args.app / body["tracking_id"]
+    folder = cfg.results_folder / args.app / job.tracking_id
     if folder.is_dir():
         print(f"on disk: {folder}")
     return 0
@@ -209,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="image/pdf/zip files, or URLs (image, IIIF manifest, pdf, zip, url list)")
     p.add_argument("--type", choices=DOCUMENT_TYPES, help="type of the URLs given")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--api", help="API base URL (default http://API_HOST:API_PORT)")
+    p.add_argument("--api", help="API base URL (default $API_URL, else http://API_HOST:API_PORT)")
     p.add_argument("--wait", action="store_true")
-    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between status reads, without live events")
+    p.add_argument("--retries", type=int, default=5, help="tries again after a 429/503, waiting its Retry-After")
     p.set_defaults(func=submit)
     p = sub.add_parser("models", help="list a demo's models, or pull one from the Hugging Face Hub")
     p.add_argument("action", choices=["list", "pull"])
