@@ -441,3 +441,15 @@ def test_the_module_names_every_error_class():
     assert {name for name in api_client.__all__ if name[0].isupper()} >= {
         "ApiError", "ConnectionFailed", "InvalidInput", "Unauthorized", "NotFound", "Conflict", "QueueFull",
         "Unavailable", "JobFailed"}
+
+
+def test_the_openapi_document_declares_retry_after_and_the_wait(client):
+    spec = json_of(client.get("/openapi.json"))
+    start = spec["paths"]["/dummy/start"]["post"]["responses"]
+    assert start["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert "Retry-After" in start["503"]["headers"]
+    qsizes = spec["paths"]["/dummy/qsizes"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(json_of(client.get("/dummy/qsizes"))) == set(qsizes["properties"])
+    monitor = spec["paths"]["/dummy/monitor"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"estimated_wait_s", "seconds_per_job"} <= set(monitor["properties"]) & set(
+        json_of(client.get("/dummy/monitor")))

@@ -16,12 +16,24 @@ JOB_PATH_ID = {"name": "tracking_id", "in": "path", "required": True, "schema": 
                                                                                  "pattern": "^[0-9a-f]{32}$"}}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again (429: about how often a job of "
+                                               "the queue ends lately; at most RETRY_AFTER_MAX_S)",
+                                "schema": {"type": "integer", "minimum": 1}}}
+# What /qsizes and /monitor add about the wait (api/platform/backpressure.py).
+WAIT_PROPERTIES = {
+    "estimated_wait_s": {"type": ["number", "null"], "description": "Seconds until the jobs waiting now are taken "
+                         "by a worker; null: no live worker on the queue, or no job ended within the hour"},
+    "seconds_per_job": {"type": ["number", "null"], "description": "One job of the queue ends this often lately "
+                        "(mean duration of its last jobs / live workers); null: none ended within the hour"}}
+
+
 def _errors(*codes: int) -> dict:
-    return {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
+    return {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}},
+                        **({"headers": RETRY_AFTER} if code in (429, 503) else {})}
             for code, text in ((400, "Invalid input, naming the field"), (401, "Missing or wrong token"),
                                (404, "Unknown job"), (409, "Not possible in the job's state"),
                                (413, "Upload too large"), (415, "Not JSON nor a form"), (429, "Queue full"),
-                               (503, "Redis unreachable")) if code in codes}
+                               (503, "Redis unreachable or storage refusing writes")) if code in codes}
 
 
 def _ok(description: str, schema: dict | None = None, media: str = "application/json") -> dict:
@@ -71,10 +83,15 @@ def _demo_paths(demo: Demo) -> dict:
             "responses": {"200": _ok("The file (images, JSON and text inline; anything else as an attachment)",
                                      {"type": "string", "format": "binary"}, "*/*"),
                           **_errors(400, 401, 404)}}},
-        f"{prefix}/qsizes": {"get": {"tags": tag, "summary": "Messages waiting in this demo's queue",
-                                     "responses": {"200": _ok("Queue sizes"), **_errors(401)}}},
-        f"{prefix}/monitor": {"get": {"tags": tag, "summary": "Queues, live workers, jobs per state, disk use",
-                                      "responses": {"200": _ok("Monitoring data"), **_errors(401)}}},
+        f"{prefix}/qsizes": {"get": {"tags": tag, "summary": "Messages waiting in this demo's queue, and the wait",
+                                     "responses": {"200": _ok("Queue sizes", {"type": "object", "properties": {
+                                         "queue": {"type": "string"}, "queues": {"type": "object"},
+                                         "waiting": {"type": "integer"}, "delayed": {"type": "integer"},
+                                         "dead": {"type": "integer"}, **WAIT_PROPERTIES}}), **_errors(401)}}},
+        f"{prefix}/monitor": {"get": {
+            "tags": tag, "summary": "Queues, the wait, live workers, jobs per state, disk use",
+            "responses": {"200": _ok("Monitoring data", {"type": "object", "properties": WAIT_PROPERTIES}),
+                          **_errors(401)}}},
         f"{prefix}/monitor/clear": {"post": {
             "tags": tag, "summary": "Delete results and uploads of ended jobs older than days_before days",
             "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
