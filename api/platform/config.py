@@ -90,6 +90,15 @@ class Config:
     events_stream_length: int = 100
     events_keepalive_s: float = 15.0
     events_max_streams: int = 0
+    # Retention (the sweeper, a thread of `python -m api callbacks`; api/platform/retention.py): ended
+    # jobs' results and state kept this many days after their end, uploads this many days after upload
+    # (0: forever); the download cache's size past which its least recently used entries go (0: no cap);
+    # DATA_FOLDER's size past which /start answers 507 (0: no limit); seconds between sweeps (0: none).
+    result_ttl_days: float = 30.0
+    upload_ttl_days: float = 7.0
+    cache_max_bytes: int = 20 * 2**30
+    data_max_bytes: int = 0
+    sweep_interval_s: float = 600.0
     # `python -m api serve`
     api_host: str = "127.0.0.1"
     api_port: int = 5000

@@ -27,10 +27,11 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 retry_after: int | None = None):
+                 retry_after: int | None = None, details: dict | None = None):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
+        self.details = details or {}  # more keys of the error object, e.g. expired_at for a 410
         if status is not None:
             self.status = status
         if code is not None:
@@ -63,13 +64,26 @@ class QueueFull(ApiError):
     status, code = 429, "queue_full"
 
 
+class Gone(ApiError):
+    """The job existed, and the retention sweeper deleted it (RESULT_TTL_DAYS): 410 "expired"."""
+
+    status, code = 410, "expired"
+
+
+class InsufficientStorage(ApiError):
+    """A new job would take DATA_FOLDER past DATA_MAX_BYTES: 507."""
+
+    status, code = 507, "insufficient_storage"
+
+
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-              409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests",
-              503: "unavailable"}
+              409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media_type",
+              429: "too_many_requests", 503: "unavailable", 507: "insufficient_storage"}
 
 
-def error_response(status: int, code: str, message: str, field: str = "", retry_after: int | None = None):
-    body = {"code": code, "message": message, **({"field": field} if field else {})}
+def error_response(status: int, code: str, message: str, field: str = "", retry_after: int | None = None,
+                   details: dict | None = None):
+    body = {"code": code, "message": message, **({"field": field} if field else {}), **(details or {})}
     response = jsonify({"error": body})
     response.status_code = status
     if retry_after is not None:
@@ -86,7 +100,8 @@ def capped_retry(seconds: int) -> int:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, getattr(exc, "field", ""), exc.retry_after)
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "field", ""), exc.retry_after,
+                              exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -33,6 +33,33 @@ def disk_jobs(app: str) -> str:
     return f"disk:{app}:jobs"
 
 
+def expired(app: str) -> str:
+    """The app's jobs the retention sweeper deleted: a sorted set, tracking id -> when (unix time),
+    trimmed to TOMBSTONE_DAYS, so their status answers 410 "expired" with that date."""
+    return f"expired:{app}"
+
+
+def retention_usage() -> str:
+    """The last sweep's measurement (a hash): bytes per area, data_bytes, measured_at, and the
+    `disk:<app>` counts then (`counted:<app>`, so /start can add the results written since)."""
+    return "retention:usage"
+
+
+def retention_sweeps() -> str:
+    """The last sweeps' summaries (a list of JSON objects, newest first, capped)."""
+    return "retention:sweeps"
+
+
+def retention_removed() -> str:
+    """What every sweep removed, summed (a hash: jobs, jobs_bytes, uploads, ..., last_sweep_at)."""
+    return "retention:removed"
+
+
+def retention_lock() -> str:
+    """One sweep at a time, whatever the number of callbacks processes."""
+    return "retention:lock"
+
+
 def text(raw: bytes | str | memoryview | object) -> str:
     """A Redis reply as text: the platform's clients answer bytes (decode_responses off), which the
     redis typing cannot know."""

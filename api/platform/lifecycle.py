@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from . import backpressure, keys
+from . import backpressure, keys, retention
 from .config import Config
 from .demo import Demo
 from .errors import Conflict, InputError, QueueFull
@@ -89,6 +89,7 @@ def start_job(s: Services, req: StartRequest) -> tuple[Job, bool]:
         if earlier is not None:
             return earlier, True
     try:
+        retention.check_room(s.platform.client, s.cfg, retention.upload_bytes(uploads))  # 507 past DATA_MAX_BYTES
         documents += save_uploads(s.cfg, uploads, tracking_id, taken)
         job = Job(tracking_id=tracking_id, app=demo.name, experiment_id=experiment_id, notify_url=notify_url,
                   base_url=req.base_url, params=params, documents=[d.to_dict() for d in documents])
@@ -197,6 +198,7 @@ def job_of_idempotency_key(s: Services, app: str, key: str, binding: str) -> Job
         raise Conflict("this Idempotency-Key was used for a different request")
     earlier = s.store.get(app, bound_id)
     if earlier is None:
+        retention.check_expired(s.platform.client, s.cfg, app, bound_id)  # 410: the sweeper deleted it
         raise Conflict("a request with this Idempotency-Key is still being handled; retry")
     return earlier
 

@@ -11,7 +11,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
-from . import keys
+from . import keys, retention
 
 JOB_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 IMAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
@@ -72,6 +72,7 @@ class _Collector:
         yield _histograms(self.client, "api_image_duration_seconds", "Processing time per image", IMAGE_BUCKETS)
         yield _histograms(self.client, "api_inference_seconds", "Model time per image, by app and runtime",
                           IMAGE_BUCKETS)
+        yield from retention.metric_families(self.client)  # bytes per area, what the sweeper removed
 
 
 def render(client: redis.Redis, counts: dict[str, dict[str, int]], queues: dict[str, dict[str, int]],

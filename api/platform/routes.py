@@ -12,7 +12,7 @@ import shutil
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import backpressure, datasets, lifecycle, metrics, openapi, stream
+from . import backpressure, datasets, lifecycle, metrics, openapi, retention, stream
 from .clientjson import json_limit, request_json
 from .demo import Demo
 from .errors import ApiError, Conflict, InputError, NotFound
@@ -210,6 +210,7 @@ def get_job(app: str, tracking_id: str) -> Job:
         raise NotFound(f"no job {tracking_id!r} in {app}")
     job = services().store.get(app, tracking_id)
     if job is None:
+        retention.check_expired(services().platform.client, services().cfg, app, tracking_id)  # 410 once swept
         raise NotFound(f"no job {tracking_id!r} in {app}")
     return job
 
@@ -242,6 +243,7 @@ def monitor_body(app: str) -> dict:
     sizes = s.platform.queue_sizes()
     disk = shutil.disk_usage(s.cfg.data_folder) if s.cfg.data_folder.exists() else None
     results_bytes = disk_bytes(s.platform.client, app)
+    kept = retention.monitor_fields(s.platform.client, s.cfg)  # bytes per area, what the sweeper removed
     workers = [w for w in s.platform.live_workers() if not w.get("queues") or queue in w["queues"]]
     return {
         "app": app,
@@ -255,7 +257,10 @@ def monitor_body(app: str) -> dict:
         "callbacks": {"pending": s.outbox.pending()},
         "total_size": results_bytes,
         "disk": {"results_bytes": results_bytes,
-                 "free_bytes": disk.free if disk else None, "total_bytes": disk.total if disk else None},
+                 "free_bytes": disk.free if disk else None, "total_bytes": disk.total if disk else None,
+                 "areas": kept["areas"], "data_bytes": kept["data_bytes"], "data_max_bytes": kept["data_max_bytes"],
+                 "measured_at": kept["measured_at"]},
+        "retention": kept["retention"],
     }
 
 

@@ -6,6 +6,7 @@ folder, and of two workers building the same one, the first rename wins and the 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mark_used(entry: Path) -> None:
+    """Record that a job read this cache entry now: the mtime of its folder is its last use, which
+    the retention sweeper evicts by, least recently used first (atime is no use: relatime and
+    noatime mounts do not keep it). A failure only makes the entry look older."""
+    with contextlib.suppress(OSError):
+        os.utime(entry)
+
+
 def build_once(folder: Path, build: Callable[[Path], list[str]]) -> list[Path]:
     """The files of `folder`, in order; `build(tmp)` writes them into an empty folder and returns
     their names, unless a complete `folder` already exists. `build`'s exceptions pass through."""
@@ -43,4 +52,5 @@ def build_once(folder: Path, build: Callable[[Path], list[str]]) -> list[Path]:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    mark_used(folder)
     return [folder / name for name in json.loads(index.read_text())]

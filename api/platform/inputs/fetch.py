@@ -18,6 +18,7 @@ import requests
 from ..config import Config
 from ..netguard import AddressNotAllowed, check_url, guarded_session
 from ..storage import atomic_open
+from .cache import mark_used
 
 CHUNK = 256 * 1024
 _BINARY = ("application/octet-stream", "binary/octet-stream", "")
@@ -58,6 +59,7 @@ class Fetcher:
             raise ValueError(f"unknown download kind {kind!r}")
         target = self.cache_path(url, kind)
         if target.is_file():
+            mark_used(target.parent)
             return target
         with self._lock_for(str(target)):  # one download per URL in this process; others wait for it
             if target.is_file():
