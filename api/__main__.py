@@ -28,6 +28,7 @@ from .platform.queue import Platform
 from .platform.queue import worker_command as build_worker_command
 from .platform.reaper import Reaper
 from .platform.registry import load_demo, load_demos, module_name
+from .platform.retention import Sweeper
 from .supervisor import Supervisor
 
 
@@ -91,6 +92,8 @@ def callbacks(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     platform = Platform(cfg, _app_names(cfg))
     threading.Thread(target=Reaper(platform, cfg).run, args=(stop,), name="reaper", daemon=True).start()
+    threading.Thread(target=Sweeper(platform.client, cfg, platform.actors).run, args=(stop,), name="sweeper",
+                     daemon=True).start()
     CallbackSender(platform.client, cfg).run(stop)
     return 0
 
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="one dramatiq worker for the installed demos' queues")
     p.add_argument("dramatiq_args", nargs=argparse.REMAINDER, help="extra dramatiq arguments")
     p.set_defaults(func=worker)
-    p = sub.add_parser("callbacks", help="the callback sender and the reaper of jobs no worker runs")
+    p = sub.add_parser("callbacks", help="callback sender, reaper of jobs no worker runs, retention sweeper")
     p.set_defaults(func=callbacks)
     p = sub.add_parser("submit", help="send files or URLs to a demo; --wait shows progress")
     p.add_argument("app")
