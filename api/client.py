@@ -299,7 +299,7 @@ class Client:
         message = str(error.get("message") or response.reason or status)
         code = str(error.get("code") or "")
         if status == 401:
-            message += "; set API_TOKEN (or Client(token=...)) to the server's API_TOKEN"
+            message += "; set API_TOKEN to the server's API_TOKEN"
         message = " ".join(f"{message} ({status}{' ' + code if code else ''})".split())
         return ERRORS.get(status, ApiError)(message, status=status, code=code, field=str(error.get("field") or ""),
                                             retry_after=_retry_after(response), url=url)

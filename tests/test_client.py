@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image, ImageDraw
 from werkzeug.serving import make_server
 
 from api import client as api_client
@@ -453,3 +455,35 @@ def test_the_openapi_document_declares_retry_after_and_the_wait(client):
     monitor = spec["paths"]["/dummy/monitor"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert {"estimated_wait_s", "seconds_per_job"} <= set(monitor["properties"]) & set(
         json_of(client.get("/dummy/monitor")))
+
+
+def readme_client_block() -> str:
+    section = (ROOT / "README.md").read_text().split("\n## Python client\n", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, re.S)
+    return block
+
+
+def test_the_readme_example_runs_as_pasted(serve, procs, tmp_path):
+    """README's "Python client" block, pasted into a Python process beside page.png, against a real
+    API with the vectorization demo and its worker; only the address differs (API_URL)."""
+    api = serve(INSTALLED_APPS="vectorization")
+    procs.worker(queue="vectorization", timeout=120)
+    code = readme_client_block().replace('Client("http://127.0.0.1:5000")', "Client()")
+    assert code != readme_client_block()
+    Image.new("RGB", (400, 300), "white").save(tmp_path / "page.png")
+    draw = ImageDraw.Draw(image := Image.open(tmp_path / "page.png"))
+    draw.line((20, 20, 380, 250), fill="black", width=3)
+    draw.ellipse((100, 50, 250, 200), outline="black", width=3)
+    image.save(tmp_path / "page.png")
+    env = {**{k: v for k, v in os.environ.items() if k != "API_TOKEN"}, "PYTHONPATH": str(ROOT), "API_URL": api.url}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr + procs.logs()
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("SUCCESS {'line': "), lines
+    zip_path, svg_path = (tmp_path / line for line in lines[2:4])
+    assert zip_path.parent.name == "results" and zipfile.is_zipfile(zip_path)
+    assert svg_path.name == "page.svg" and svg_path.read_text().lstrip().startswith(("<svg", "<?xml"))
+    assert lines[4] == ("parameters.tolerance: must be a number (400 invalid_input) | "
+                        "400 invalid_input parameters.tolerance")
+    assert "100%" in done.stderr  # the progress bar
