@@ -274,12 +274,14 @@ class Sweeper:
                 tracking_id = job_folder.name
                 if not is_tracking_id(tracking_id):
                     continue
-                ended = self._ended_at(job_folder, tracking_id)
+                ended, lost = self._ended_at(job_folder, tracking_id)
                 if ended is None or now - ended < ttl:
                     continue
                 if tracking_id in using.jobs or (app, tracking_id) in using.results:
                     report.kept_in_use += 1
                     continue
+                if lost:  # never counted (a job is counted as it ends): nothing of disk:<app> to take back
+                    self.client.hsetnx(keys.disk_jobs(app), tracking_id, 0)
                 try:
                     size = du(job_folder) + du(self.cfg.uploads_folder / tracking_id)
                     clear_job_files(self.cfg, app, tracking_id, self.client)
@@ -295,22 +297,23 @@ class Sweeper:
                 swept.append(tracking_id)
         return swept
 
-    def _ended_at(self, folder: Path, tracking_id: str) -> float | None:
-        """When the job ended, from its `job.json`; a job Redis lost before it ended (it never
-        will) counts from that file's last write; None while it may still run."""
+    def _ended_at(self, folder: Path, tracking_id: str) -> tuple[float | None, bool]:
+        """When the job ended, from its `job.json`, and whether it is lost: a job Redis forgot
+        before it ended (it never will) counts from that file's last write. None while it may
+        still run."""
         record = folder / JOB_FILE
         try:
             data = json.loads(record.read_text())
             written = record.stat().st_mtime
         except (OSError, ValueError):
-            return None
+            return None, False
         if not isinstance(data, dict):
-            return None
+            return None, False
         if data.get("state") in TERMINAL:
-            return float(data.get("finished_at") or written)
+            return float(data.get("finished_at") or written), False
         if self.client.exists(keys.job(tracking_id)):
-            return None
-        return written
+            return None, False
+        return written, True
 
     def _forget_job(self, app: str, tracking_id: str, now: float) -> None:
         """The job's Redis state goes (it may outlive the files when RESULT_TTL_DAYS < JOB_TTL_S);
