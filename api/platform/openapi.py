@@ -26,14 +26,48 @@ WAIT_PROPERTIES = {
     "seconds_per_job": {"type": ["number", "null"], "description": "One job of the queue ends this often lately "
                         "(mean duration of its last jobs / live workers); null: none ended within the hour"}}
 
+# What /monitor says about DATA_FOLDER and the retention sweeper (api/platform/retention.py).
+_BYTES_OR_NULL = {"type": ["integer", "null"]}
+MONITOR_RETENTION_PROPERTIES = {
+    "disk": {"type": "object", "properties": {
+        "results_bytes": {"type": "integer", "description": "this demo's results, counted as jobs end"},
+        "free_bytes": _BYTES_OR_NULL, "total_bytes": _BYTES_OR_NULL,
+        "areas": {"type": "object", "description": "bytes per area of DATA_FOLDER as du -sb counts them, "
+                  "measured by the last sweep (null before the first)", "properties": {
+                      area: _BYTES_OR_NULL for area in ("results", "uploads", "cache", "datasets", "models",
+                                                        "other")}},
+        "data_bytes": {**_BYTES_OR_NULL, "description": "DATA_FOLDER now: the last sweep's measure plus the "
+                       "results counted since (what DATA_MAX_BYTES is checked against)"},
+        "data_max_bytes": {"type": "integer", "description": "DATA_MAX_BYTES (0: no limit)"},
+        "measured_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "retention": {"type": "object", "properties": {
+        "result_ttl_days": {"type": "number"}, "upload_ttl_days": {"type": "number"},
+        "cache_max_bytes": {"type": "integer"}, "sweep_interval_s": {"type": "number"},
+        "removed_total": {"type": "object", "description": "what every sweep removed, summed",
+                          "properties": {name: {"type": "integer"} for kind in ("jobs", "uploads", "cache")
+                                         for name in (kind, f"{kind}_bytes")}},
+        "last_sweeps": {"type": "array", "description": "the last sweeps, newest first", "items": {
+            "type": "object", "properties": {
+                "at": {"type": "string", "format": "date-time"}, "duration_s": {"type": "number"},
+                **{name: {"type": "integer"} for kind in ("jobs", "uploads", "cache")
+                   for name in (kind, f"{kind}_bytes")},
+                "kept_in_use": {"type": "integer", "description": "expired or evictable, kept for a "
+                                "pending or running job"},
+                "cache_over_bytes": {"type": "integer"}, "failures": {"type": "integer"}}}}}},
+}
+
 
 def _errors(*codes: int) -> dict:
     return {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}},
                         **({"headers": RETRY_AFTER} if code in (429, 503) else {})}
             for code, text in ((400, "Invalid input, naming the field"), (401, "Missing or wrong token"),
                                (404, "Unknown job"), (409, "Not possible in the job's state"),
+                               (410, "The job expired: the retention sweeper deleted it RESULT_TTL_DAYS after "
+                                     "its end (code expired, expired_at says when)"),
                                (413, "Upload too large"), (415, "Not JSON nor a form"), (429, "Queue full"),
-                               (503, "Redis unreachable or storage refusing writes")) if code in codes}
+                               (503, "Redis unreachable or storage refusing writes"),
+                               (507, "DATA_FOLDER would pass DATA_MAX_BYTES (code insufficient_storage)"))
+            if code in codes}
 
 
 def _ok(description: str, schema: dict | None = None, media: str = "application/json") -> dict:
@@ -64,25 +98,26 @@ def _demo_paths(demo: Demo) -> dict:
                     "parameters": {"type": "string", "description": "JSON object"},
                     "experiment_id": {"type": "string"}, "notify_url": {"type": "string"}}}}}},
             "responses": {"202": _ok("Queued", {"$ref": "#/components/schemas/Started"}),
-                          **_errors(400, 401, 409, 413, 415, 429, 503)}}},
+                          **_errors(400, 401, 409, 410, 413, 415, 429, 503, 507)}}},
         f"{prefix}/{{tracking_id}}/status": {"get": {
             "tags": tag, "summary": "Job state, progress, errors, log tail, timings", "parameters": [JOB_PATH_ID],
-            "responses": {"200": _ok("The job", {"$ref": "#/components/schemas/Status"}), **_errors(401, 404)}}},
+            "responses": {"200": _ok("The job", {"$ref": "#/components/schemas/Status"}),
+                          **_errors(401, 404, 410)}}},
         f"{prefix}/{{tracking_id}}/cancel": {"post": {
             "tags": tag, "summary": "Cancel: a pending job ends at once, a running one at its next image",
             "parameters": [JOB_PATH_ID],
             "responses": {"202": _ok("Cancel requested", {"$ref": "#/components/schemas/Status"}),
-                          **_errors(401, 404, 409)}}},
+                          **_errors(401, 404, 409, 410)}}},
         f"{prefix}/{{tracking_id}}/result": {"get": {
             "tags": tag, "summary": "All results as a zip (once the job succeeded)", "parameters": [JOB_PATH_ID],
             "responses": {"200": _ok("The zip", {"type": "string", "format": "binary"}, "application/zip"),
-                          **_errors(401, 404, 409)}}},
+                          **_errors(401, 404, 409, 410)}}},
         f"{prefix}/{{tracking_id}}/result/{{path}}": {"get": {
             "tags": tag, "summary": "One result file",
             "parameters": [JOB_PATH_ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": _ok("The file (images, JSON and text inline; anything else as an attachment)",
                                      {"type": "string", "format": "binary"}, "*/*"),
-                          **_errors(400, 401, 404)}}},
+                          **_errors(400, 401, 404, 410)}}},
         f"{prefix}/qsizes": {"get": {"tags": tag, "summary": "Messages waiting in this demo's queue, and the wait",
                                      "responses": {"200": _ok("Queue sizes", {"type": "object", "properties": {
                                          "queue": {"type": "string"}, "queues": {"type": "object"},
@@ -90,8 +125,8 @@ def _demo_paths(demo: Demo) -> dict:
                                          "dead": {"type": "integer"}, **WAIT_PROPERTIES}}), **_errors(401)}}},
         f"{prefix}/monitor": {"get": {
             "tags": tag, "summary": "Queues, the wait, live workers, jobs per state, disk use",
-            "responses": {"200": _ok("Monitoring data", {"type": "object", "properties": WAIT_PROPERTIES}),
-                          **_errors(401)}}},
+            "responses": {"200": _ok("Monitoring data", {"type": "object", "properties": {
+                **WAIT_PROPERTIES, **MONITOR_RETENTION_PROPERTIES}}), **_errors(401)}}},
         f"{prefix}/monitor/clear": {"post": {
             "tags": tag, "summary": "Delete results and uploads of ended jobs older than days_before days",
             "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
@@ -99,7 +134,7 @@ def _demo_paths(demo: Demo) -> dict:
             "responses": {"200": _ok("Counts: cleared, bytes_freed, tracking_ids"), **_errors(400, 401)}}},
         f"{prefix}/monitor/clear/{{tracking_id}}": {"post": {
             "tags": tag, "summary": "Delete one ended job's files", "parameters": [JOB_PATH_ID],
-            "responses": {"200": _ok("Counts"), **_errors(401, 404, 409)}}},
+            "responses": {"200": _ok("Counts"), **_errors(401, 404, 409, 410)}}},
         f"{prefix}/models": {"get": {
             "tags": tag, "summary": "Models: {file: last update}; ?details=1 for classes, size, source",
             "parameters": [{"name": "details", "in": "query", "required": False, "schema": {"type": "string"}}],
@@ -155,7 +190,12 @@ def spec(demos: dict[str, Demo]) -> dict:
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"},
-                    "field": {"type": "string", "description": "the invalid input, for 400s"}}}}},
+                    "field": {"type": "string", "description": "the invalid input, for 400s"},
+                    "expired_at": {"type": "string", "format": "date-time",
+                                   "description": "410: when the retention sweeper deleted the job"},
+                    "data_bytes": {"type": "integer", "description": "507: DATA_FOLDER's bytes, as estimated"},
+                    "incoming_bytes": {"type": "integer", "description": "507: this request's uploads"},
+                    "data_max_bytes": {"type": "integer", "description": "507: DATA_MAX_BYTES"}}}}},
                 "Document": {"type": "object", "required": ["type", "src"], "properties": {
                     "type": {"enum": ["img", "url_list", "iiif", "zip", "pdf"]},
                     "src": {"type": "string", "format": "uri"}, "uid": {"type": "string"}}},
