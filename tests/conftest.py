@@ -105,7 +105,7 @@ def trained_yolo(tmp_path_factory):
     in training.json beside the weights."""
     # Heavy libraries only for the tests that ask for the detector; ultralytics reads its settings
     # folder when imported, so quiet_ultralytics comes first.
-    from api.demos.regions.detector import quiet_ultralytics
+    from api.demos.regions.common import quiet_ultralytics
 
     folder = tmp_path_factory.mktemp("yolo")
     quiet_ultralytics(folder / "settings")
