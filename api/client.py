@@ -390,7 +390,7 @@ class Job:
             try:
                 for event in self.events(deadline=deadline):
                     show(event)
-            except EventsUnavailable:
+            except (EventsUnavailable, ConnectionFailed):  # polling says so if the API is really gone
                 self._poll(show, deadline, interval)
             final = self.status()
             show(final)
@@ -420,15 +420,15 @@ class Job:
     def events(self, deadline: float | None = None, read_timeout: float = 60.0) -> Iterator[dict]:
         """The job's events as the API's callbacks carry them (event, state, progress, ...), live,
         until its terminal event (SUCCESS, ERROR, CANCELLED). A dropped stream is resumed with
-        Last-Event-ID; raises EventsUnavailable when the server has no event stream, or when a
-        resumed stream brings nothing new (then poll `status()`)."""
+        Last-Event-ID; raises EventsUnavailable when the server has no event stream (or none free:
+        503), or when a resumed stream brings nothing new (then poll `status()`)."""
         while True:
             headers = {"Accept": "text/event-stream"}
             if self.last_event_id:
                 headers["Last-Event-ID"] = self.last_event_id
             wait = read_timeout if deadline is None else max(0.1, min(read_timeout, deadline - time.monotonic()))
             response = self.client.request("GET", f"{self.path}/events", stream=True, headers=headers,
-                                           timeout=(self.client.timeout, wait), ok=(404, 405, 501))
+                                           timeout=(self.client.timeout, wait), ok=(404, 405, 501, 503))
             with response:
                 if response.status_code == 204:  # Last-Event-ID was the terminal event's: nothing more
                     return

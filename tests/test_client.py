@@ -219,6 +219,24 @@ def test_a_script_runs_a_job_with_progress_and_downloads_its_results(serve, proc
     assert "SUCCESS" in result["repr"]
 
 
+def test_submit_waits_for_the_job_and_says_where_its_results_are(serve, procs, tmp_path, data_folder):
+    api = serve()
+    procs.worker()
+    pages = write_pngs(tmp_path, 2)
+    done = cli("dummy", *pages, "--wait", "--param", "delay=0.2", env={"API_URL": api.url,
+                                                                      "DATA_FOLDER": str(data_folder)})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    out = done.stdout.splitlines()
+    tracking_id = out[0].split()[1]
+    assert out[0] == f"job {tracking_id}  status: {api.url}/dummy/{tracking_id}/status"
+    assert out[-2:] == [f"results: {api.url}/dummy/{tracking_id}/result",
+                        f"on disk: {data_folder / 'results' / 'dummy' / tracking_id}"]
+    assert "2/2" in done.stderr and api.count("/events") == 1
+    failed = cli("dummy", pages[0], "--wait", "--param", "fail=true", env={"API_URL": api.url})
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1].endswith("ended FAILURE: the model refused this job (fail=true)")
+
+
 def test_wait_polls_status_when_the_api_has_no_event_stream(serve, procs, tmp_path):
     api = serve(without_events)
     procs.worker()
@@ -241,6 +259,25 @@ def test_wait_falls_back_to_polling_when_streams_drop_before_any_event(serve, pr
     assert final["state"] == "SUCCESS"
     assert api.count("/events") == 1  # one stream that brought nothing: then polling
     assert api.count("/status") >= 2
+
+
+def test_wait_polls_when_every_event_stream_is_taken(serve, procs, tmp_path):
+    """EVENTS_MAX_STREAMS=1 and a stream held by someone else: the stream answers 503, and wait()
+    polls at once instead of waiting out Retry-After or failing."""
+    api = serve(EVENTS_MAX_STREAMS="1")
+    procs.worker()
+    procs.worker()
+    client = Client(api.url)
+    other = client.start("dummy", files=write_pngs(tmp_path, 1), delay=20)  # one worker busy, its stream open
+    with requests.get(f"{api.url}/dummy/{other.tracking_id}/events", stream=True, timeout=30) as held:
+        assert held.status_code == 200
+        job = client.start("dummy", files=write_pngs(tmp_path, 1), delay=0.2)
+        began = time.monotonic()
+        assert job.wait(progress=False, interval=0.1)["state"] == "SUCCESS"
+        assert time.monotonic() - began < 4
+        assert other.status()["state"] == "STARTED"  # the held stream was open all along
+    assert api.count("/events") == 2 and api.count("/status") >= 3
+    other.cancel()
 
 
 def test_wait_follows_live_events_and_resumes_a_dropped_stream_without_loss(serve, procs, tmp_path):
