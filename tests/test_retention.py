@@ -406,3 +406,15 @@ def test_url_entry_is_where_the_fetcher_puts_a_download(config):
     url = "https://example.org/page.png"
     assert Fetcher(config).cache_path(url, "image").parent.name == retention.url_entry(url)
     assert retention.url_entry(url) == hashlib.sha256(url.encode()).hexdigest()
+
+
+def test_the_openapi_document_names_410_507_and_the_monitor_fields(client):
+    spec = json_of(client.get("/openapi.json"))
+    paths = spec["paths"]
+    for path, method in ((f"/{APP}/{{tracking_id}}/status", "get"), (f"/{APP}/{{tracking_id}}/result", "get"),
+                         (f"/{APP}/{{tracking_id}}/cancel", "post")):
+        assert "410" in paths[path][method]["responses"], path
+    assert "507" in paths[f"/{APP}/start"]["post"]["responses"]
+    monitor = paths[f"/{APP}/monitor"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(monitor["properties"]["disk"]["properties"]["areas"]["properties"]) == {*retention.AREAS, "other"}
+    assert "last_sweeps" in monitor["properties"]["retention"]["properties"]
