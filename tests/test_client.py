@@ -440,7 +440,7 @@ def test_the_retry_after_and_estimated_wait_follow_recent_jobs(serve, procs, tmp
     assert monitor["estimated_wait_s"] == qsizes["estimated_wait_s"] and monitor["seconds_per_job"] == per_job
     full = requests.post(f"{api.url}/dummy/start", json={"documents": [DOC]}, timeout=10)
     assert full.status_code == 429
-    assert int(full.headers["Retry-After"]) == math.ceil(per_job)
+    assert int(full.headers["Retry-After"]) in {math.ceil(per_job - 0.005), math.ceil(per_job + 0.005)}  # 2 decimals
     for job in (running, waiting):
         job.cancel()
 
