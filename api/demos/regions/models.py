@@ -8,10 +8,11 @@ those records here, without the worker's libraries.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from api.sdk import export_folder
+from api.sdk import ModelEntry, export_folder
 
 from .checkpoints import SUFFIXES, inspect_checkpoint
 
@@ -39,7 +40,7 @@ def describe(path: Path, cache_root: Path | None = None) -> dict:
         if sidecar.is_file():
             try:
                 origin = json.loads(sidecar.read_text())
-                source = f"huggingface:{origin['repo']}/{origin['file']}"
+                source = origin.get("source") or f"huggingface:{origin['repo']}/{origin['file']}"
             except (ValueError, KeyError, TypeError):
                 pass
         _details_cache[key] = {
@@ -65,10 +66,18 @@ def recorded_choices(cache_root: Path, model_path: Path) -> dict[str, str]:
     return found
 
 
-def missing_model_message(name: str, folder: Path) -> str:
+def missing_model_message(name: str, folder: Path, catalog: Sequence[ModelEntry] = ()) -> str:
     """What to do when a model is not there: in plain words, with the commands."""
     present = [p.name for p in model_files(folder)]
+    entry = next((e for e in catalog if name in (e.file, e.name)), None) if name else None
+    if entry is not None:
+        return (f"model {name!r} is not installed: python -m api models pull regions {entry.name} "
+                f"(or copy {entry.file} to {folder})")
+    defaults = [e for e in catalog if e.default]
+    pull = (f"python -m api models pull regions --defaults (installs {', '.join(e.name for e in defaults)})"
+            if defaults else "python -m api models pull regions <huggingface repo> <file>")
     where = f"put {name or 'a YOLO checkpoint (.pt or .onnx)'} in {folder}"
-    pull = "or, on a machine that is online: python -m api models pull regions <huggingface repo> <file>"
     have = f"; available: {', '.join(present)}" if present else "; no model is installed yet"
-    return f"model {name!r} not found: {where}, {pull}{have}" if name else f"no regions model: {where}, {pull}"
+    if name:
+        return f"model {name!r} not found: {where}, or {pull}{have}"
+    return f"no regions model: run {pull}, or {where}"
