@@ -3,7 +3,9 @@ the API expects.
 
 Each demo's parameters are in `/openapi.json` under `POST /<app>/start` (JSON body → `parameters`):
 a JSON schema per parameter with type, default, description, enum, minimum and maximum. The form
-asks for exactly those; values left empty are not sent, so the API's defaults apply.
+asks for exactly those; values left empty are not sent, so the API's defaults apply, and so do
+the parameters the catalog pairs with the chosen model (its preset, from `GET /<app>/models?details=1`):
+the form shows that preset beside the model, since the placeholders show the API's plain defaults.
 """
 from __future__ import annotations
 
@@ -61,11 +63,78 @@ class ParamField:
 
 
 @dataclass
+class ModelOption:
+    """A model file the API offers. From `GET /<app>/models` only `updated` is known; with
+    `?details=1`, a file the catalog installed also brings its preset (the job parameters it gets
+    unless the job sets them), its catalog name, licence and description."""
+
+    name: str
+    updated: str = ""
+    preset: dict = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    catalog: str = ""
+    licence: str = ""
+    description: str = ""
+
+    @property
+    def preset_text(self) -> str:
+        """e.g. "classes [6] (Picture), imgsz 1024": class ids named where the file says its names."""
+        parts = []
+        for key, value in self.preset.items():
+            if isinstance(value, list):
+                text = f"{key} [{', '.join(map(str, value))}]"
+                if key == "classes":
+                    names = [self.class_names[i] for i in value
+                             if isinstance(i, int) and 0 <= i < len(self.class_names)]
+                    text += f" ({', '.join(names)})" if names and len(names) == len(value) else ""
+                parts.append(text)
+            else:
+                parts.append(f"{key} {json.dumps(value) if isinstance(value, (dict, bool)) else value}")
+        return ", ".join(parts)
+
+    @property
+    def hint(self) -> str:
+        """What the preset is and how to keep it: its parameters left empty (a filled box replaces it)."""
+        if not self.preset:
+            return ""
+        keys = list(self.preset)
+        empty = keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} and {keys[-1]}"
+        return f"this model's preset: {self.preset_text} — leave {empty} empty to keep it"
+
+    @property
+    def label(self) -> str:
+        """The option's text in the model list."""
+        text = self.name + (f" — {self.updated}" if self.updated else "")
+        return text + (f" — preset: {self.preset_text}" if self.preset else "")
+
+
+def model_options(models: Mapping[str, Any]) -> list[ModelOption]:
+    """The API's model listing, plain (name → date) or with details (name → dict), as options."""
+    options = []
+    for name, info in models.items():
+        if not isinstance(info, Mapping):
+            options.append(ModelOption(name=str(name), updated=str(info or "")))
+            continue
+        preset = info.get("preset")
+        names = info.get("classes")
+        options.append(ModelOption(
+            name=str(name), updated=str(info.get("updated") or ""),
+            preset=dict(preset) if isinstance(preset, Mapping) else {},
+            class_names=[str(n) for n in names] if isinstance(names, list) else [],
+            catalog=str(info.get("catalog") or ""), licence=str(info.get("licence") or ""),
+            description=str(info.get("description") or "")))
+    return options
+
+
+@dataclass
 class DemoForm:
     app: str
     title: str
     description: str
     params: list[ParamField]
+
+    def model_options(self, models: Mapping[str, Any]) -> list[ModelOption]:
+        return model_options(models)
 
     def parse(self, form: Mapping[str, str]) -> dict:
         """The `parameters` object for /start from the posted form; FormError on a bad value."""

@@ -213,6 +213,45 @@ def test_documents_from_the_form_get_known_uids_and_bad_urls_are_named():
     assert caught.value.field == "manifest_url"
 
 
+def test_the_regions_form_shows_the_preset_of_a_catalog_model_and_how_to_keep_it(front):
+    """The form's placeholders are the API's plain defaults (imgsz 640, all classes), yet a job on a
+    catalog model gets its preset; the page says so next to the model, from /regions/models?details=1."""
+    from flask import render_template
+    from markupsafe import escape
+
+    from api.demos.regions import CATALOG
+    from api.platform.openapi import spec
+    from api.platform.registry import load_demos
+
+    form = demo_form(spec(load_demos(["regions"])), "regions")
+    entry = next(e for e in CATALOG if e.default)
+    details = {  # as Regions.models() lists a file the catalog installed, and one copied by hand
+        entry.file: {"updated": "2026-11-28", "classes": list(entry.classes), "format": "onnx", "task": "detect",
+                     "catalog": entry.name, "licence": entry.licence, "preset": dict(entry.preset),
+                     "description": entry.description},
+        "pages.pt": {"updated": "2026-11-01", "classes": ["illustration", "diagram"], "format": "pt"}}
+    hint = "this model's preset: classes [6] (Picture), imgsz 1024 — leave classes and imgsz empty to keep it"
+    ours, own = form.model_options(details)
+    assert (ours.hint, own.hint) == (hint, "")
+    assert ours.label == f"{entry.file} — 2026-11-28 — preset: classes [6] (Picture), imgsz 1024"
+    imgsz = next(p for p in form.params if p.name == "imgsz")
+    assert imgsz.default_text == "640"  # what the box shows: the preset must be said elsewhere
+    with front.test_request_context():
+        page = render_template("demo.html", form=form, models=details, problem="", field_error="",
+                               values={"param-model": entry.file})
+        plain = render_template("demo.html", form=form, models={"pages.pt": "2026-11-01"}, problem="",
+                                field_error="", values={})
+    assert f'<li data-model="{entry.file}" class="chosen" aria-current="true">' in page
+    assert str(escape(hint)) in page and "Licence: AGPL-3.0" in page and f"(catalog <code>{entry.name}</code>)" in page
+    assert 'aria-describedby="param-model-help param-model-presets"' in page
+    assert f'<option value="{entry.file}" selected>' in page
+    assert "preset" not in plain and '<option value="pages.pt" >pages.pt — 2026-11-01</option>' in plain
+    # the preset really applies to a job that leaves those boxes empty
+    sent = form.parse({"param-model": entry.file, "param-classes": "", "param-imgsz": ""})
+    params = load_demos(["regions"])["regions"].preset(sent["model"])
+    assert sent == {"model": entry.file} and dict(params) == {"classes": [6], "imgsz": 1024}
+
+
 # -- result views ------------------------------------------------------------------------------------------
 def test_result_urls_become_front_urls_and_regions_pages_use_the_kept_upload():
     assert relpath_of(f"http://api:5000/regions/{TID}/result/p/crops/p-0.jpg", "regions", TID) == "p/crops/p-0.jpg"
