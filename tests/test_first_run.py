@@ -61,9 +61,9 @@ class Served:
     def wait_ready(self, timeout: float = 180) -> None:
         def ready() -> bool:
             assert self.process.poll() is None, f"serve exited with {self.process.returncode}\n{self.output()}"
-            try:
-                return requests.get(f"{self.url}/ready", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            try:  # gunicorn accepts before its worker has loaded the app: a slow first answer is no answer yet
+                return requests.get(f"{self.url}/ready", timeout=10).status_code == 200
+            except requests.RequestException:
                 return False
 
         wait_for(ready, timeout, 0.5, message=f"serve to answer /ready\n{self.output()[-3000:]}")
