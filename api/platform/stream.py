@@ -21,8 +21,10 @@ terminal event's id is answered 204, which tells EventSource to stop reconnectin
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -120,8 +122,9 @@ class EventHub:
     def __init__(self, cfg: Config, client: redis.Redis):
         self.cfg = cfg
         self.max_streams = cfg.events_max_streams or max(1, cfg.gunicorn_threads // 2)
+        self.name = f"event-hub-{os.getpid()}-{next(_hub_numbers)}"  # its connection's CLIENT SETNAME
         self._waker = client  # the app's pool: CLIENT UNBLOCK, and the job checks
-        self._reader = redis.Redis.from_url(cfg.redis_url, single_connection_client=True,
+        self._reader = redis.Redis.from_url(cfg.redis_url, single_connection_client=True, client_name=self.name,
                                             socket_timeout=BLOCK_S + 10, retry=Retry(NoBackoff(), 0))
         self._reader_id: int | None = None
         self._lock = threading.Condition()
@@ -173,10 +176,18 @@ class EventHub:
             if found is None:
                 return
             found.discard(subscription)
-            if not found:  # the XREAD under way may still name it; its events then go nowhere
-                del self._subscriptions[subscription.key]
-                del self._positions[subscription.key]
-                del self._tracking_ids[subscription.key]
+            if found:
+                return
+            # the XREAD under way may still name it; its events then go nowhere
+            del self._subscriptions[subscription.key]
+            del self._positions[subscription.key]
+            del self._tracking_ids[subscription.key]
+            idle, reader_id = not self._positions, self._reader_id
+        if idle and reader_id is not None:  # nobody follows anything: hold no blocked connection
+            try:
+                self._waker.client_unblock(reader_id)
+            except redis.RedisError:
+                pass  # it times out by itself
 
     def _wake(self, generation: int) -> None:
         """Make the hub's XREAD name the streams of `generation`: unblock it if it is waiting on an
@@ -269,6 +280,7 @@ class EventHub:
 
 
 _hubs_lock = threading.Lock()
+_hub_numbers = itertools.count(1)
 
 
 def hub(app: Flask, cfg: Config, client: redis.Redis) -> EventHub:
