@@ -63,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
     commands = {
         "api": [sys.executable, "-m", "gunicorn", "--workers", str(cfg.gunicorn_workers), "--worker-class", "gthread",
                 "--threads", str(cfg.gunicorn_threads), "--bind", f"{host}:{port}", "--access-logfile", "-",
+                "--no-control-socket",  # else every serve on the machine shares ~/.gunicorn/gunicorn.ctl
                 "api:create_app()"],
         "callbacks": [sys.executable, "-m", "api", "callbacks"],
     }

@@ -53,8 +53,9 @@ class ApiClient:
     def openapi(self) -> dict:
         return self.get_json("/openapi.json")
 
-    def models(self, app: str) -> dict:
-        return self.get_json(f"/{app}/models")
+    def models(self, app: str, details: bool = False) -> dict:
+        """The demo's models: {file: updated date}, or with `details` {file: {classes, preset, licence, ...}}."""
+        return self.get_json(f"/{app}/models" + ("?details=1" if details else ""))
 
     def status(self, app: str, tracking_id: str) -> dict:
         return self.get_json(f"/{app}/{tracking_id}/status")

@@ -170,7 +170,7 @@ def load_form(app: str):
     models = {}
     if any(p.name == "model" for p in form.params):
         try:
-            models = api().models(app)
+            models = api().models(app, details=True)  # with each model's preset and licence
         except ApiProblem:
             models = {}
     return form, models, ""

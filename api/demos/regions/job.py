@@ -30,7 +30,7 @@ def load_model(demo: Demo, model_id: str | None) -> Detector:
     name = (model_id or "").rsplit("@", 1)[0]
     path = demo.models_folder / name
     if not path.is_file():
-        raise ModelMissing(missing_model_message(name, demo.models_folder))
+        raise ModelMissing(missing_model_message(name, demo.models_folder, demo.catalog))
     return Detector(path, demo.device, demo.setting("batch_size"), runtime=demo.cfg.inference_runtime,
                     cache_root=demo.exports_folder)
 
