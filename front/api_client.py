@@ -11,6 +11,8 @@ import requests
 
 from .config import FrontConfig
 
+EVENTS_READ_TIMEOUT_S = 90.0
+
 
 class ApiProblem(Exception):
     """The API refused a request or could not be reached. `field` is the input the API named."""
@@ -76,6 +78,22 @@ class ApiClient:
             body = {**form, "documents": documents, "parameters": parameters}
             return self._request("POST", f"/{app}/start", json=body).json()
         return self._request("POST", f"/{app}/start", data=form, files=parts).json()
+
+    def events(self, app: str, tracking_id: str, last_event_id: str = "") -> requests.Response:
+        """The job's live events (Server-Sent Events), streamed; 204 when there are no more (the
+        caller closes it). The API sends a keep-alive at least every EVENTS_KEEPALIVE_S (15 s), so
+        a read waiting longer than EVENTS_READ_TIMEOUT_S means the API or the tunnel is gone."""
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        url = f"{self.cfg.api_url}/{app}/{tracking_id}/events"
+        try:
+            response = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                        timeout=(self.cfg.api_timeout_s, EVENTS_READ_TIMEOUT_S))
+        except requests.RequestException as exc:
+            raise ApiProblem(f"cannot reach the API at {self.cfg.api_url} ({type(exc).__name__}); "
+                             "is it running, and is the tunnel up?") from None
+        if response.status_code >= 400:
+            raise problem_of(response)
+        return response
 
     def result(self, app: str, tracking_id: str, relpath: str = "") -> requests.Response:
         """A streamed result file (or the whole zip with an empty `relpath`); the caller closes it."""

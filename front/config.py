@@ -35,6 +35,9 @@ class FrontConfig:
     callback_max_age_s: float = 300.0
     status_refresh_s: float = 3.0   # ask the API itself when no callback came for this long
     poll_interval_s: float = 1.0    # how often the page asks the front for its job's state
+    # Live event streams one front process relays at once (each holds one of its threads while its
+    # job runs); past it, and at 0, job pages poll instead.
+    events_max_streams: int = 4
     max_upload_bytes: int = 500 * 1024 * 1024
     history_size: int = 50
 
@@ -89,6 +92,7 @@ def load_config(overrides: Mapping[str, str] | None = None) -> FrontConfig:
         callback_max_age_s=_number(raw, "CALLBACK_MAX_AGE_S", FrontConfig.callback_max_age_s),
         status_refresh_s=_number(raw, "FRONT_STATUS_REFRESH_S", FrontConfig.status_refresh_s),
         poll_interval_s=_number(raw, "FRONT_POLL_INTERVAL_S", FrontConfig.poll_interval_s),
+        events_max_streams=int(_number(raw, "FRONT_EVENTS_MAX_STREAMS", FrontConfig.events_max_streams, int)),
         max_upload_bytes=int(_number(raw, "FRONT_MAX_UPLOAD_BYTES", FrontConfig.max_upload_bytes, int)),
         history_size=int(_number(raw, "FRONT_HISTORY_SIZE", FrontConfig.history_size, int)),
     )

@@ -107,6 +107,7 @@ def job_page(app: str, tracking_id: str):
     job = own_job(app, tracking_id)
     job = refresh(job)
     return render_template("job.html", job=job, state=state_body(job), poll_s=cfg().poll_interval_s,
+                           events=cfg().events_max_streams > 0,
                            view=result_view(job) if job["state"] == "SUCCESS" else None)
 
 

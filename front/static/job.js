@@ -1,15 +1,20 @@
-// The job page: asks the front for the job's state every few seconds, updates the progress bar
-// and the words beside it, and once the job succeeded fetches the result view (HTML from the
-// front) and wires its toggles. No framework, no build step.
+// The job page: follows the job's live events (EventSource on the front's relay of the API's
+// Server-Sent Events) and, where they cannot be had (no EventSource, the front refused the stream,
+// the connection keeps failing), asks the front for the job's state every few seconds instead.
+// Either way it updates the progress bar and the words beside it, and once the job succeeded
+// fetches the result view (HTML from the front) and wires its toggles. No framework, no build step.
 (function () {
   "use strict";
   var section = document.getElementById("job");
   if (!section) { return; }
   var stateUrl = section.dataset.stateUrl;
+  var eventsUrl = section.dataset.eventsUrl;
   var viewUrl = section.dataset.viewUrl;
   var pollMs = Math.max(250, parseInt(section.dataset.pollMs, 10) || 1000);
   var result = document.getElementById("result");
   var failures = 0;
+  var polling = false;
+  var MAX_EVENT_ERRORS = 3;  // reconnections in a row without an event before falling back to polling
 
   function text(id, value) {
     var el = document.getElementById(id);
@@ -61,19 +66,25 @@
     });
   }
 
+  // Draws `state`; true once the job ended (and its result view is on its way).
+  function update(state) {
+    render(state);
+    if (!state.finished) { return false; }
+    if (state.state === "SUCCESS" && !result.querySelector("[data-view]")) {
+      loadView();
+    } else {
+      result.setAttribute("aria-busy", "false");
+    }
+    return true;
+  }
+
   function poll() {
     fetch(stateUrl, {credentials: "same-origin", cache: "no-store"}).then(function (response) {
       if (!response.ok) { throw new Error("HTTP " + response.status); }
       return response.json();
     }).then(function (state) {
       failures = 0;
-      render(state);
-      if (state.finished) {
-        if (state.state === "SUCCESS" && !result.querySelector("[data-view]")) { return loadView(); }
-        result.setAttribute("aria-busy", "false");
-        return;
-      }
-      window.setTimeout(poll, pollMs);
+      if (!update(state)) { window.setTimeout(poll, pollMs); }
     }).catch(function (error) {
       failures += 1;
       text("problem", "The front did not answer (" + error.message + "); trying again…");
@@ -82,6 +93,34 @@
     });
   }
 
+  function startPolling() {
+    if (polling) { return; }
+    polling = true;
+    section.dataset.live = "poll";
+    window.setTimeout(poll, 0);
+  }
+
+  function listen() {
+    var source = new window.EventSource(eventsUrl, {withCredentials: true});
+    var errors = 0;
+    section.dataset.live = "events";
+    source.addEventListener("state", function (message) {
+      errors = 0;
+      if (update(JSON.parse(message.data))) { source.close(); }
+    });
+    source.onerror = function () {
+      errors += 1;
+      // CLOSED: the front refused the stream (too many live pages, the API away) or said there is
+      // nothing more (204); else the browser reconnects by itself, resuming with Last-Event-ID.
+      if (source.readyState === window.EventSource.CLOSED || errors >= MAX_EVENT_ERRORS) {
+        source.close();
+        startPolling();
+      }
+    };
+  }
+
   if (result.querySelector("[data-view]")) { window.FrontViews.init(result); }
-  if (section.dataset.finished !== "true") { window.setTimeout(poll, pollMs); }
+  if (section.dataset.finished !== "true") {
+    if (eventsUrl && window.EventSource) { listen(); } else { startPolling(); }
+  }
 }());
