@@ -13,7 +13,7 @@ import requests
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request, stream_with_context
 
 from .api_client import ApiProblem
-from .jobs import api, cfg, own_job, refresh, state_body, store
+from .jobs import api, own_job, refresh, state_body, store
 
 bp = Blueprint("proxy", __name__)
 
@@ -37,7 +37,7 @@ def job_events(app: str, tracking_id: str):
     nothing more will come (EventSource then stops reconnecting). Each stream holds one of the
     front's threads: past FRONT_EVENTS_MAX_STREAMS per process the page is told to poll (503)."""
     job = own_job(app, tracking_id)
-    slots = _slots(current_app)
+    slots = event_slots(current_app)
     if not slots.acquire(blocking=False):
         return Response("too many live pages; poll the state", status=503, headers={"Retry-After": "10"},
                         mimetype="text/plain")
@@ -83,12 +83,13 @@ def job_events(app: str, tracking_id: str):
 _slots_lock = threading.Lock()
 
 
-def _slots(app: Flask) -> threading.BoundedSemaphore:
+def event_slots(app: Flask) -> threading.BoundedSemaphore:
+    """The app's live-stream slots (FRONT_EVENTS_MAX_STREAMS), made at the first stream."""
     with _slots_lock:
         found = app.extensions.get("front_event_slots")
         if found is None:
             found = app.extensions["front_event_slots"] = threading.BoundedSemaphore(
-                max(0, cfg().events_max_streams))
+                max(0, app.config["FRONT"].events_max_streams))
         return found
 
 

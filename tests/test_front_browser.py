@@ -209,6 +209,47 @@ def test_a_job_started_from_the_page_shows_progress_from_callbacks_and_its_zip_d
     assert "Done" in row.text and "5 inputs" in row.text
 
 
+def resources(driver) -> list[str]:
+    """The URLs the page fetched (scripts, fetch(), EventSource), as Resource Timing lists them."""
+    return driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+
+
+def test_the_job_page_follows_its_job_from_live_events_without_polling(stack, browser, tmp_path):
+    stack, procs = stack
+    files = [png_file(tmp_path, f"live {i}.png", (30 * i, 60, 90)) for i in range(5)]
+    tracking_id = submit_form(browser, stack, "dummy", files, params={"delay": "0.6"})
+    assert one(browser, "#job").get_attribute("data-live") == "events"
+    seen = watch_progress(browser)
+    assert one(browser, "#state-words").text == "Done", procs.logs()
+    assert seen[-1] == 100.0 and len({v for v in seen if 0 < v < 100}) >= 2, seen  # it moved, step by step
+    assert one(browser, "#progress-words").text.startswith("5 of 5 images")
+    wait_view(browser, "generic")
+    fetched = resources(browser)
+    assert [u for u in fetched if u.endswith(f"/jobs/dummy/{tracking_id}/events")], fetched
+    assert not [u for u in fetched if u.endswith("/state")], fetched  # every update came from the events
+    assert one(browser, "#job").get_attribute("data-live") == "events"
+
+
+def test_the_job_page_polls_when_the_front_refuses_a_live_stream(stack, browser, tmp_path):
+    stack, procs = stack
+    from front.proxy import event_slots
+
+    slots = event_slots(stack.front_app)
+    taken = 0
+    while slots.acquire(blocking=False):  # every live stream of this front in use
+        taken += 1
+    try:
+        tracking_id = submit_form(browser, stack, "dummy", [png_file(tmp_path, "busy.png", (9, 9, 9))],
+                                  params={"delay": "0.5"})
+        seen = watch_progress(browser)
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert one(browser, "#state-words").text == "Done" and seen[-1] == 100.0, procs.logs()
+    assert one(browser, "#job").get_attribute("data-live") == "poll"
+    assert [u for u in resources(browser) if u.endswith(f"/jobs/dummy/{tracking_id}/state")]
+
+
 def test_a_running_job_can_be_cancelled_from_its_page(stack, browser, tmp_path):
     stack, _ = stack
     files = [png_file(tmp_path, f"p{i}.png", (i, i, i)) for i in range(6)]
