@@ -62,7 +62,15 @@ done
 # (pip's warnings about local index folders this machine's pip configuration names but lacks are dropped)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+have() {  # a wheel of this exact version is already in $dest (wheel names are normalised: lower case, _)
+    local name version
+    name=$(echo "${1%%==*}" | tr '[:upper:].-' '[:lower:]__')
+    version=${1##*==}
+    find "$dest" -maxdepth 1 -name '*.whl' -printf '%f\n' | tr '[:upper:]' '[:lower:]' \
+        | grep "^${name}-${version}-" >/dev/null
+}
 for pin in "${pins[@]}"; do
+    have "$pin" && continue  # fetched before: nothing to ask the registry
     status=0
     "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
         --python-version "$python_version" --implementation cp "${platforms[@]}" -d "$dest" "$pin" 2>"$log" \

@@ -66,7 +66,7 @@ PLANS = {
     # The same code on CPU with small counts; INFERENCE_RUNTIME=torch because that is what `auto`
     # picks on CUDA without TensorRT (on CPU it would export to OpenVINO and ONNX for a minute).
     "cpu-rehearsal": Plan("cpu-rehearsal", "cpu", pages=6, batches=(1, 2, 4), aspect_batch=4, job_batch=4,
-                          runtime="torch", imgsz=160, parity_pages=2, onnx_pages=3, sorter_photos=2, budget_s=300),
+                          runtime="torch", imgsz=160, parity_pages=2, onnx_pages=3, sorter_photos=2, budget_s=900),
 }
 
 GOALS = (  # (key, what, how the figure is read, the target)
