@@ -76,9 +76,11 @@ class Entry:
 
     @classmethod
     def of(cls, entry_id: bytes | str, fields: dict[Any, Any]) -> Entry:
+        """An entry as `events.record` writes it; one written otherwise still gets an id and a frame."""
         values = {keys.text(k): keys.text(v) for k, v in fields.items()}
-        return cls(position(entry_id), values["id"], values["event"],
-                   sse_frame(values["id"], values["event"], values["data"]))
+        event_id = values.get("id") or keys.text(entry_id)
+        event, data = values.get("event", "message"), values.get("data", "{}").replace("\n", " ")
+        return cls(position(entry_id), event_id, event, sse_frame(event_id, event, data))
 
     @property
     def entry_id(self) -> str:
@@ -233,7 +235,10 @@ class EventHub:
                 continue
             pause = 0.5
             if reply:
-                self._dispatch(reply)
+                try:
+                    self._dispatch(reply)
+                except Exception:  # a bug here must not stop every stream of this process
+                    log.exception("event hub: could not hand events out")
             elif time.monotonic() - started >= BLOCK_S * 0.9:  # quiet (not woken): did a followed job
                 self._check_ended(streams)  # end without saying so?
 
@@ -253,12 +258,13 @@ class EventHub:
                 key = keys.text(raw_key)
                 if key not in self._positions or not entries:
                     continue  # nobody follows it any more
+                last = keys.text(entries[-1][0])
+                if position(self._positions[key]) < position(last):  # first: a failure below reads on
+                    self._positions[key] = last
                 parsed = [Entry.of(entry_id, fields) for entry_id, fields in entries]
                 for subscription in self._subscriptions.get(key, ()):
                     for entry in parsed:
                         subscription.put(entry)
-                if position(self._positions[key]) < parsed[-1].position:
-                    self._positions[key] = parsed[-1].entry_id
 
     def _check_ended(self, streams: dict[str, str]) -> None:
         with self._lock:
