@@ -137,6 +137,23 @@ class BlockedSampler(threading.Thread):
             self.stop.wait(0.05)
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of process `root` and its children (gunicorn's master and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(entry.name) == root or int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
@@ -148,7 +165,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
     redis_server = EmbeddedRedis(tmp / "redis", appendonly=False, port=0).start()
     port = free_port()
-    threads = args.clients // args.workers + 16
+    threads = args.clients + 16  # per process: gunicorn does not spread connections evenly between them
     env = {**os.environ, "ENV_FILE": "/nonexistent", "DATA_FOLDER": str(tmp / "data"),
            "REDIS_URL": redis_server.url, "INSTALLED_APPS": "tests.demos.dummy", "ALLOW_PRIVATE_URLS": "1",
            "PYTHONPATH": str(ROOT), "WORKER_HEARTBEAT_S": "1", "PROGRESS_INTERVAL_S": "0",
@@ -163,7 +180,7 @@ def main() -> None:
         return proc
 
     try:
-        spawn("-m", "gunicorn", "--workers", str(args.workers), "--worker-class", "gthread",
+        api = spawn("-m", "gunicorn", "--workers", str(args.workers), "--worker-class", "gthread",
               "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
               "--control-socket", str(tmp / "gunicorn.ctl"), "api:create_app()")
         base = f"http://127.0.0.1:{port}"
@@ -182,8 +199,10 @@ def main() -> None:
         reader.start()
         wait_until(lambda: all(c.status for c in clients), 60, "every client's headers")
         refused = sum(c.status != 200 for c in clients)
+        cpu_before = cpu_seconds(api.pid)
         spawn("-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", "dummy")
         reader.join(300)
+        api_cpu = cpu_seconds(api.pid) - cpu_before
         sampler.stop.set()
         sampler.join()
         stats = client.info("commandstats")
@@ -218,6 +237,8 @@ def main() -> None:
               f"{percentile(delays, 99):.1f}  max {max(delays):.1f}  over {len(delays)} deliveries  "
               f"(goal p99 < 100: {'met' if percentile(delays, 99) < 100 else 'NOT met'}); first to last client "
               f"per event: p50 {percentile(spreads, 50):.1f}  p99 {percentile(spreads, 99):.1f}")
+    print(f"   the API's CPU while the job ran: {api_cpu:.2f} s, {api_cpu / max(1, len(delays)) * 1e6:.0f} µs per "
+          f"delivery (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     per_client = {name: value / max(1, args.clients) for name, value in calls.items()}
     print(f"3. Redis: at most {sampler.blocked} connection(s) blocked in XREAD at once (goal <= {args.workers}: "
           f"{'met' if sampler.blocked <= args.workers else 'NOT met'}; one read per client would be "
