@@ -85,6 +85,8 @@ def test_the_cpu_rehearsal_installs_the_wheels_and_reports_every_section(wheels,
         assert "error" not in section and "skipped" not in section, (name, section)
         assert numbers_in(section) >= 2, (name, section)
     assert report["vectorization"]["uses_gpu"] is False and "CPU-only" in report["vectorization"]["note"]
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:  # root: no network, as there
+        assert report["device"]["network"].startswith("none"), report["device"]["network"]
 
     install = report["install"]  # the wheels were installed, and this run used them
     assert install["ran"] is True and install["wheels"] == len(list(wheels.glob("*.whl")))

@@ -233,6 +233,7 @@ class Kit:
         import torch
 
         info: dict[str, Any] = {"torch_device": self.plan.device, "python": platform.python_version(),
+                                "network": os.environ.get("GPU_KIT_NETWORK", "host"),
                                 "torch": torch.__version__, "torch_cuda": torch.version.cuda,
                                 "cudnn": torch.backends.cudnn.version(), "cpu_count": os.cpu_count(),
                                 "torchvision": version("torchvision"), "ultralytics": version("ultralytics"),

@@ -92,6 +92,16 @@ else
 fi
 export GPU_KIT_INSTALL=$record PYTHONUNBUFFERED=1
 
+# The rehearsal runs without network, as the GPU machine does: in a network namespace of its own
+# with only loopback up (root, unshare and ip needed; elsewhere it runs with the host's network).
+offline=()
+export GPU_KIT_NETWORK=host
+if [ "$mode" = cpu-rehearsal ] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+    # shellcheck disable=SC2016 # $@ is expanded by the inner shell
+    offline=(unshare -n sh -c 'ip link set lo up && exec "$@"' kit)
+    export GPU_KIT_NETWORK="none (a network namespace of its own, loopback only)"
+fi
+
 args=(--mode "$mode" --out "$out" "${extra[@]}")
 if [ -f "$model" ]; then
     args+=(--model "$model")
@@ -101,5 +111,5 @@ elif [ "$mode" = gpu ]; then
     exit 2
 fi
 status=0
-"$python" -m bench.gpu.kit "${args[@]}" || status=$?
+"${offline[@]}" "$python" -m bench.gpu.kit "${args[@]}" || status=$?
 exit "$status"
