@@ -470,11 +470,16 @@ class Kit:
         data = self.work / "data"
         (data / "models" / "regions").mkdir(parents=True, exist_ok=True)
         shutil.copy(self.model_path, data / "models" / "regions" / "bench.pt")
-        with Server(data, self.plan, self.work / "serve.log") as server:
-            first_s, _ = server.job(self.paths[:1], params)
-            job_s, status = server.job(self.paths, params)
-            models = server.get("/regions/models?details=1")
-            gpu_apps = nvidia_smi("--query-compute-apps=pid,process_name,used_memory") if self.gpu else []
+        log = self.work / "serve.log"
+        try:
+            with Server(data, self.plan, log) as server:
+                first_s, _ = server.job(self.paths[:1], params)
+                job_s, status = server.job(self.paths, params)
+                models = server.get("/regions/models?details=1")
+                gpu_apps = nvidia_smi("--query-compute-apps=pid,process_name,used_memory") if self.gpu else []
+        finally:  # the stack's log comes back with the report (its last 2 MB)
+            if log.is_file():
+                (self.out / "serve.log").write_bytes(log.read_bytes()[-2 * 2**20:])
         summary = status["output"]["summary"]
         batch = int(summary["batch_size"])
         half = self.gpu and summary["runtime"] == "torch"
