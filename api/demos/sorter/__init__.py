@@ -5,7 +5,9 @@ items, one group per container, and plan the arm's moves.
          parameters={"arm_constants": {"arm_radius": 1000, "rotation_range_as_pw": 1000,
                      "rotation_range_as_deg": 90, "dist_min_as_pw": 1200, "dist_max_as_pw": 1900}}
 
-A job: the locator (locator.py) finds items and containers in every photo; each item crop is
+A job: the locator finds items and containers in every photo — a trained checkpoint (locator.py)
+when one is installed, else the weights-free classical locator (classical.py: OpenCV table model and
+watershed), so a photo of objects on a plain table sorts on a fresh install; each item crop is
 embedded (embed.py: a ResNet-18 backbone, or weights-free colour and shape descriptors); items seen
 in several photos are merged, clustered, and each group is given a container (grouping.py); moves
 are given in the arm's servo pulse widths when `arm_constants` are known (arm.py), else in image
@@ -19,10 +21,11 @@ the worker.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from api.sdk import Demo, Param, Setting
+from api.sdk import Demo, InputError, Param, Setting
 
 from .arm import parse_arm_constants
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .job import SorterModels
 
 EMBEDDINGS = ("auto", "cnn", "descriptors")
+AUTO, CLASSICAL = "auto", "classical"  # locator choices besides a checkpoint's file name
+CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.pt$")
 
 
 class Sorter(Demo):
@@ -39,8 +44,11 @@ class Sorter(Demo):
     description = ("Finds items and containers on table photos, groups similar items (one group per "
                    "container) and lists the moves [[item, container], ...] for SorterBot's arm.")
     params = {
-        "model": Param(str, "", help="locator checkpoint in DATA_FOLDER/models/sorter/ (default: the SORTER_MODEL "
-                                     "setting); see GET /sorter/models"),
+        "locator": Param(str, AUTO, help="auto: the locator checkpoint (`model`) when it is installed, else the "
+                                         "weights-free classical locator (plain tables); classical: always that one; "
+                                         "or a checkpoint file name in DATA_FOLDER/models/sorter/"),
+        "model": Param(str, "", help="locator checkpoint in DATA_FOLDER/models/sorter/ that `locator=auto` uses "
+                                     "(default: the SORTER_MODEL setting); see GET /sorter/models"),
         "score_threshold": Param(float, 0.5, min=0.0, max=1.0, help="lowest detection score kept"),
         "n_groups": Param(int, 0, min=0, max=32,
                           help="number of groups; 0: as many as containers, else chosen by silhouette"),
@@ -67,8 +75,30 @@ class Sorter(Demo):
     def default_model(self) -> str:
         return self.setting("model")
 
+    def validate(self, raw: Any) -> dict:
+        """As declared, and a named checkpoint must be installed: `locator=<file>` or an explicit
+        `model` (auto falls back to the classical locator only when the *default* one is missing)."""
+        params = super().validate(raw)
+        for field in ("locator", "model"):
+            name = params[field]
+            if field == "locator" and name in (AUTO, CLASSICAL) or field == "model" and not name:
+                continue
+            if not CHECKPOINT_NAME.match(name):
+                raise InputError(f"parameters.{field}", "must be auto, classical or a checkpoint file name (.pt)"
+                                 if field == "locator" else "must be a checkpoint file name (.pt)")
+            if not (self.models_folder / name).is_file():
+                raise InputError(f"parameters.{field}", f"no locator checkpoint {name!r} in {self.models_folder}; "
+                                 "see GET /sorter/models, or use locator=classical (no weights)")
+        return params
+
     def model_id(self, params: dict) -> str:
-        return params.get("model") or self.default_model()
+        """The locator a job gets: a checkpoint's file name, or "classical". Decided where the job
+        runs, so a checkpoint installed later is used from the next job on."""
+        choice = params.get("locator", AUTO)
+        if choice != AUTO:
+            return choice
+        name = params.get("model") or self.default_model()
+        return name if (self.models_folder / name).is_file() else CLASSICAL
 
     def load_model(self, model_id: str | None) -> SorterModels:
         """The locator checkpoint (a clear error naming the file and how to train one when it is
@@ -83,10 +113,15 @@ class Sorter(Demo):
         return run(self, job, model)
 
     def models(self) -> dict[str, dict]:
-        """Every checkpoint in the models folder with its classes, size, date and source, read
-        from the `<name>.json` written beside it (the API process never imports torch)."""
-        found: dict[str, dict] = {}
+        """The classical locator (built in), and every checkpoint in the models folder with its
+        classes, size, date and source, read from the `<name>.json` written beside it (the API
+        process never imports torch)."""
         folder = self.models_folder
+        default_installed = (folder / self.default_model()).is_file()
+        found: dict[str, dict] = {CLASSICAL: {
+            "updated": None, "classes": ["item", "container"], "kind": "locator", "arch": CLASSICAL,
+            "source": "built in: no weights (OpenCV table model, distance-transform watershed, size and shape)",
+            "default": not default_installed}}
         if not folder.is_dir():
             return found
         for path in sorted(folder.glob("*.pt")):

@@ -11,6 +11,8 @@ from PIL import Image
 
 from api.sdk import JobContext
 
+from .classical import NAME as CLASSICAL
+from .classical import ClassicalLocator
 from .embed import CnnEmbedder
 from .locator import Locator
 from .pipeline import choose_embedder, draw_pictures, sort_photos
@@ -23,17 +25,18 @@ if TYPE_CHECKING:  # pragma: no cover
 class SorterModels:
     """What a worker keeps loaded: the locator and, when its weights are present, the CNN."""
 
-    locator: Locator
+    locator: Locator | ClassicalLocator
     cnn: CnnEmbedder | None
     device: str
 
 
 def load_model(demo: Sorter, model_id: str) -> SorterModels:
-    """The locator `model_id` from the demo's models folder (LocatorMissing, naming the file and
-    how to train one, when it is not there) and the backbone beside it when present, through the
-    fastest faithful runtime (INFERENCE_RUNTIME; conversions cached in the demo's exports folder)."""
+    """The locator `model_id`: "classical" (no weights), or a checkpoint of the demo's models folder
+    (LocatorMissing, naming the file and how to train one, when it is not there); and the backbone
+    beside it when present, through the fastest faithful runtime (INFERENCE_RUNTIME; conversions
+    cached in the demo's exports folder)."""
     device = demo.device  # RuntimeError when the demo is not configured: so is demo.cfg below
-    locator = Locator.load(demo.models_folder / model_id, device)
+    locator = ClassicalLocator() if model_id == CLASSICAL else Locator.load(demo.models_folder / model_id, device)
     embedder = CnnEmbedder.from_folder(demo.models_folder, device, runtime=demo.cfg.inference_runtime,
                                        cache_root=demo.exports_folder)
     return SorterModels(locator, embedder, device)
