@@ -7,6 +7,7 @@ import logging
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
+from . import aikon
 from .callbacks import Outbox
 from .config import Config, ConfigError, load_config
 from .errors import Unauthorized, register_error_handlers
@@ -46,5 +47,6 @@ def create_app(cfg: Config | None = None) -> Flask:
     app.register_blueprint(platform_blueprint)
     for demo in demos.values():
         app.register_blueprint(demo_blueprint(demo))
+    aikon.install(app, demos)  # aikon-api's routes and shapes (aikon-demo), after the demos' own
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return app

@@ -41,8 +41,29 @@ def payload(cfg: Config, job: Job, event: str | None = None) -> dict:
         "error": job.error or None,
     }
     if job.state == SUCCESS:
-        body["output"] = job.output
+        body["output"] = with_results_url(cfg, job)
     return body
+
+
+# aikon-api's clients read a SUCCESS's per-document results from `output.results_url`; aikon.py serves them.
+DOCUMENT_RESULT_PATH = "{app}/{tracking_id}/documents/{doc_uid}"
+
+
+def with_results_url(cfg: Config, job: Job) -> Any:
+    """The job's output, plus `results_url: [{"doc_id", "result_url"}]` when it has per-document
+    results (a `files` object keyed by document uid, with `annotations`, as regions writes). Each
+    URL ends in the document's uid: aikon-demo files a result under its URL's last segment beside
+    the output's `annotations` (keyed by uid), so the two land on one key instead of counting twice.
+    Everything else is the output as the demo returned it (discover-demo's fields unchanged)."""
+    output = job.output
+    files = output.get("files") if isinstance(output, dict) else None
+    if not isinstance(files, dict):
+        return output
+    base = (cfg.public_url or job.base_url).rstrip("/")
+    results = [{"doc_id": doc_uid, "result_url": f"{base}/" + DOCUMENT_RESULT_PATH.format(
+                   app=job.app, tracking_id=job.tracking_id, doc_uid=doc_uid)}
+               for doc_uid, entry in files.items() if isinstance(entry, dict) and entry.get("annotations")]
+    return {**output, "results_url": results} if results else output
 
 
 def record(client: redis.Redis, cfg: Config, tracking_id: str, event: dict) -> None:

@@ -1,0 +1,491 @@
+"""aikon-demo, aikon-api's front, switching to this API: a client of our own that makes its calls, with
+its payloads, and reads the answers as its code reads them, against the real API (HTTP), Redis, a
+regions worker and the callback sender (the setting of tests/test_discover_compat.py, reused).
+
+Written from Aikon-platform/aikon-demo at 2b3047b (front/), with aikon-api at 2ad5f62 (its `api`
+submodule) for what the answers were:
+
+- models: GET {API_URL}/region_extraction/models, read as {stem: {name, model, desc}} and offered as
+  (info["model"], "name (desc)") (tasking/models.py:386-400; aikon-api region_extraction/routes.py:146-148,
+  shared/utils/fileutils.py:479-510). `regions` is called `region_extraction` (tasking/models.py:453-460).
+- start: POST .../region_extraction/start, JSON {experiment_id, notify_url, parameters: {model: <stem>,
+  postprocess: {squarify, h_margin, v_margin}}, documents: [{type, src, uid}]}, the uid being
+  sanitize_str(src), e.g. `127001PORT^manifestjson` (tasking/models.py:466-511, regions/forms.py:59-68,
+  datasets/models.py:65-75 and 354-355, datasets/utils.py:87-96); only `tracking_id` is read (501-502).
+- callbacks: POST <front>/regions/<pk>/watch?token=<uuid5> (tasking/models.py:216-220, regions/urls.py,
+  tasking/views.py:228-249); STARTED, SUCCESS and ERROR are acted on, the rest ignored (tasking/models.py:288-302).
+- SUCCESS: output.annotations, then each output.results_url[].result_url fetched and filed under the
+  URL's last segment, the boxes being every value's pages summed (regions/models.py:36-90 and 123-129;
+  aikon-api region_extraction.py:156-172); output.dataset_url kept (tasking/models.py:560-578), then
+  GET it and, per document of its uid, download `download` and unzip it keeping .json and images
+  (datasets/models.py:357-391 and 134-149, datasets/utils.py:31-84); images from `images.json`, else
+  `images/` (datasets/models.py:180-189); crops cut from `relative` boxes, found by doc_uid and
+  `source` (datasets/models.py:510-615); ERROR: `error` written to the task's log (tasking/models.py:257-271).
+- progress: GET .../region_extraction/<tracking_id>/status merged as {"status": <front's>, **body}; its
+  `log` object's `infos` appended to the task log, `progress` and `errors` shown (tasking/models.py:538-558,
+  tasking/views.py:179-197, interface/src/shared/components/ProgressTracker.svelte:5-9, 18, 59-77; aikon-api
+  shared/routes.py:173-194 and shared/utils/logging.py:388-422).
+- cancel: POST .../<tracking_id>/cancel, answer not read (tasking/models.py:513-536).
+- monitoring: GET .../monitor; POST .../monitor/clear (form days_before); POST .../monitor/clear/<tracking_id>
+  (tasking/models.py:580-642).
+- delete: POST {API_URL}/regions/<doc_ref>/delete[?model_name=] is aikon's call (Aikon-platform/aikon
+  front/app/regions/tasks.py:16-20), aikon-api's route under region_extraction too (routes.py:163-180);
+  GET /datasets/dataset/<uid> is aikon-api's dataset route (shared/dataset/routes.py:19-25).
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image as PImage
+
+from api.platform.aikon import client_uid, mint_uid
+from api.platform.config import load_config
+from tests.support.httpserver import Request, Response
+from tests.support.platform import wait_for
+from tests.support.synthetic_pages import YOLO_IMGSZ, make_page
+from tests.test_discover_compat import api_url, compat_env  # noqa: F401 - the API, worker and sender they start
+
+MODEL_STEM = "illustrations"  # compat_env installs illustrations.pt
+SECRET_KEY = "aikon-demo-test-secret"
+IMG_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".tiff"}  # datasets/utils.py:12
+# aikon-demo sends no size: regions runs at its default, 640; the pages are drawn 640/160 times larger
+# than the detector's training pages, so it sees them at the scale it learnt.
+SCALE = 640 // YOLO_IMGSZ
+
+
+def big_page(seed: int) -> bytes:
+    image = make_page(seed).image
+    buffer = io.BytesIO()
+    image.resize((image.width * SCALE, image.height * SCALE)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def manifest(server, name: str, pages: list[str]) -> str:
+    canvases = [{"@id": server.url(f"/canvas/{name}/{i}"), "@type": "sc:Canvas", "width": 1000, "height": 1400,
+                 "images": [{"@type": "oa:Annotation", "motivation": "sc:painting",
+                             "on": server.url(f"/canvas/{name}/{i}"),
+                             "resource": {"@id": server.url(page), "@type": "dctypes:Image"}}]}
+                for i, page in enumerate(pages)]
+    body = {"@context": "http://iiif.io/api/presentation/2/context.json", "@id": server.url(f"/{name}.json"),
+            "@type": "sc:Manifest", "label": name, "sequences": [{"@type": "sc:Sequence", "canvases": canvases}]}
+    return server.add(f"/{name}.json", json.dumps(body).encode(), "application/json")
+
+
+@pytest.fixture
+def aikon_front(http_server):
+    """The front's media: two IIIF manifests, of two pages and of one."""
+    for seed, name in ((9200, "page1"), (9201, "page2"), (9202, "single")):
+        http_server.add(f"/media/aikon/{name}.jpg", big_page(seed), "image/jpeg")
+    http_server.manifests = [manifest(http_server, "manifest1", ["/media/aikon/page1.jpg", "/media/aikon/page2.jpg"]),
+                             manifest(http_server, "manifest2", ["/media/aikon/single.jpg"])]
+    return http_server
+
+
+# -- aikon-demo, replayed -----------------------------------------------------------------------------------
+def sanitize_str(string: str) -> str:
+    """datasets/utils.py:87-96."""
+    return re.sub(r"^https?\:\/\/|www\.|\.|:|%|\s", "", string.strip()).replace("/", "^").replace(" ", "_")
+
+
+@dataclass
+class Image:
+    id: str
+    src: str
+    path: Path
+
+
+@dataclass
+class Document:
+    """datasets/models.py:58-189 (an IIIF document of a dataset)."""
+
+    dtype: str
+    src: str
+    data_dir: Path
+
+    @property
+    def uid(self) -> str:
+        return sanitize_str(self.src)
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / "documents" / self.uid
+
+    def to_dict(self) -> dict:
+        return {"type": self.dtype, "src": str(self.src), "uid": str(self.uid)}
+
+    def is_extracted(self) -> bool:
+        if not self.path.exists():
+            self.path.mkdir(parents=True, exist_ok=True)
+            return False
+        return (self.path / "extracted").exists()
+
+    def extract_from_zip(self, source_zip: str) -> None:
+        """unzip_on_the_fly (datasets/utils.py:31-84) unzips while downloading: a stored entry is only
+        readable so if its sizes are in its local header (no data descriptor, flag bit 3)."""
+        if self.is_extracted():
+            return
+        response = requests.get(source_zip, timeout=30)
+        response.raise_for_status()
+        extracted = []
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            for info in archive.infolist():
+                assert not info.flag_bits & 0x08, f"{info.filename}: sizes after the data (data descriptor)"
+                path = self.path / info.filename
+                if "/." in "/" + info.filename or path.suffix.lower() not in {".json", *IMG_EXTENSIONS}:
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(archive.read(info))
+                extracted.append(path)
+        if not extracted:
+            raise Exception("No files were extracted")
+        (self.path / "extracted").touch()
+
+    @property
+    def images(self) -> list[Image]:
+        info = self.path / "images.json"
+        if info.exists():
+            return [Image(im["id"], im["src"], self.path / im["path"]) for im in json.loads(info.read_text())]
+        return [Image(str(p.relative_to(self.path / "images")), str(p.relative_to(self.path / "images")), p)
+                for p in (self.path / "images").rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
+
+
+@dataclass
+class RegionsTask:
+    """regions.models.Regions on an IIIF dataset, with the fields tasking/models.py gives it."""
+
+    documents: list[Document]
+    parameters: dict
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    status: str = "PENDING"
+    is_finished: bool = False
+    api_tracking_id: str | None = None
+    regions: dict | None = None
+    dataset_api_url: str | None = None
+    full_log: str = ""
+    notifications: list[dict] = field(default_factory=list)
+
+
+class AikonDemo:
+    """The code of aikon-demo that talks to the API (see the module docstring for where each part is)."""
+
+    def __init__(self, api: str, server, data_dir: Path):
+        self.api_endpoint_prefix = f"{api}/region_extraction"
+        self.server = server
+        self.data_dir = data_dir
+        self.crops_path = data_dir / "crops"
+        self.failures: list[str] = []
+
+    # tasking/models.py
+    def get_available_models(self) -> list[tuple[str, str]]:
+        response = requests.get(f"{self.api_endpoint_prefix}/models", timeout=10)
+        response.raise_for_status()
+        models = response.json()
+        return [(info["model"], f"{info['name']} ({info['desc']})") for info in models.values()]
+
+    def get_token(self, task: RegionsTask) -> str:
+        return uuid.uuid5(uuid.NAMESPACE_URL, SECRET_KEY[:10] + str(task.id)).hex
+
+    def get_notify_url(self, task: RegionsTask) -> str:
+        return self.server.url(f"/regions/{task.id}/watch?token={self.get_token(task)}")
+
+    def start_task(self, task: RegionsTask) -> requests.Response:
+        self.server.routes[f"/regions/{task.id}/watch"] = lambda request: self.watch(task, request)
+        data = {"experiment_id": str(task.id), "notify_url": self.get_notify_url(task),
+                "parameters": task.parameters, "documents": [doc.to_dict() for doc in task.documents]}
+        api_query = requests.post(f"{self.api_endpoint_prefix}/start", json=data, files=None, timeout=30)
+        try:
+            task.api_tracking_id = api_query.json()["tracking_id"]
+        except Exception as e:  # noqa: BLE001 - aikon-demo's own catch
+            task.full_log += f"Request for task failed with {api_query.status_code}: {api_query.text}\n{e!r}\n"
+            task.status = "ERROR"
+            task.is_finished = True
+        return api_query
+
+    def cancel_task(self, task: RegionsTask) -> None:
+        requests.post(f"{self.api_endpoint_prefix}/{task.api_tracking_id}/cancel", timeout=10)
+
+    def get_progress(self, task: RegionsTask) -> dict:
+        api_res = requests.get(f"{self.api_endpoint_prefix}/{task.api_tracking_id}/status", timeout=10)
+        return {"status": task.status, **api_res.json()}
+
+    def progress_view(self, task: RegionsTask) -> dict:
+        """tasking/views.py:179-197 (the tracker polls it every second)."""
+        progress_data = self.get_progress(task)
+        progress_logs = progress_data.get("log", {})
+        if progress_logs:
+            if progress_info := progress_logs.get("infos", []):
+                for info in progress_info:
+                    if info not in task.full_log:
+                        task.full_log += f"{info}\n"
+        return {"is_finished": task.is_finished, **progress_data}
+
+    def get_api_monitoring(self) -> dict:
+        return requests.get(f"{self.api_endpoint_prefix}/monitor", timeout=10).json()
+
+    def clear_api_old_tasks(self, days_before: int = 30) -> dict:
+        return requests.post(f"{self.api_endpoint_prefix}/monitor/clear", data={"days_before": days_before},
+                             timeout=10).json()
+
+    def clear_api_task(self, tracking_id: str) -> dict:
+        return requests.post(f"{self.api_endpoint_prefix}/monitor/clear/{tracking_id}", timeout=10).json()
+
+    # tasking/views.py:228-249, tasking/models.py:288-302
+    def watch(self, task: RegionsTask, request: Request) -> Response:
+        token = dict(part.split("=", 1) for part in request.path.partition("?")[2].split("&") if "=" in part)
+        if token.get("token") != self.get_token(task):
+            return Response(json.dumps({"success": False, "error": "Invalid token"}).encode(), 200, "application/json")
+        data = json.loads(request.body.decode("utf-8"))
+        assert "event" in data
+        task.notifications.append(data)
+        try:
+            self.receive_notification(task, data)
+        except Exception as exc:  # noqa: BLE001 - Django answers 500; the sender sends it again
+            self.failures.append(repr(exc))
+            return Response(b"server error", 500, "text/plain")
+        return Response(json.dumps({"success": True}).encode(), 200, "application/json")
+
+    def receive_notification(self, task: RegionsTask, data: dict) -> None:
+        event = data["event"]
+        if event == "STARTED":
+            task.status = "PROGRESS"
+        elif event == "SUCCESS":
+            self.on_task_success(task, data)
+        elif event == "ERROR":
+            self.on_task_error(task, data)
+
+    def on_task_error(self, task: RegionsTask, data: dict) -> None:
+        self.terminate_task(task, "ERROR", data.get("error", "Unknown error"))
+
+    def terminate_task(self, task: RegionsTask, status: str = "SUCCESS", error: str | None = None) -> None:
+        task.status = status
+        if error:
+            task.full_log += error
+        task.is_finished = True
+
+    # regions/models.py:36-90
+    def on_task_success(self, task: RegionsTask, data: dict) -> None:
+        task.status = "PROCESSING RESULTS"
+        task.regions = {}
+        output = data.get("output", {})
+        if not output:
+            self.on_task_error(task, {"error": f"Incorrect output data:\n{data}"})
+            return
+        task.regions = output.get("annotations", {})
+        for doc_results in output.get("results_url", []):
+            annotation_url = doc_results.get("result_url")
+            try:
+                response = requests.get(annotation_url, stream=True, timeout=10)
+                response.raise_for_status()
+                extraction_ref = annotation_url.split("/")[-1]
+                task.regions[extraction_ref] = response.json()
+            except Exception:  # noqa: BLE001 - aikon-demo's own catch
+                continue
+        task.dataset_api_url = output.get("dataset_url")  # prepare_dataset_from_api
+        result = self.apply_cropping(task, self.get_bounding_boxes(task))
+        if "error" in result:
+            self.on_task_error(task, result)
+            return
+        self.terminate_task(task, "SUCCESS")
+
+    def get_bounding_boxes(self, task: RegionsTask) -> list[dict]:
+        return [] if task.regions is None else sum(task.regions.values(), [])
+
+    def get_bounding_boxes_for_display(self, task: RegionsTask) -> list[dict]:
+        doc_image_map = self.get_doc_image_mapping(task)
+        shown = []
+        for image in self.get_bounding_boxes(task):
+            source_img = doc_image_map.get(image.get("doc_uid"), {}).get(image.get("source", ""))
+            shown.append({"image": source_img, "crops": [
+                {"x": c["relative"]["x1"] * 100, "y": c["relative"]["y1"] * 100,
+                 "width": c["relative"]["width"] * 100, "height": c["relative"]["height"] * 100,
+                 "path": self.crops_path / image["doc_uid"] / f"{c['crop_id']}.jpg"} for c in image.get("crops", [])]})
+        return shown
+
+    # datasets/models.py:357-455 and 510-615
+    def get_doc_image_mapping(self, task: RegionsTask) -> dict[str, dict[str, Image]]:
+        need_extraction = {doc.uid: doc for doc in task.documents if not doc.is_extracted()}
+        if need_extraction:
+            api_info = requests.get(task.dataset_api_url, timeout=10).json()
+            for doc in api_info.get("documents", []):
+                if doc["uid"] not in need_extraction:
+                    continue
+                need_extraction[doc["uid"]].extract_from_zip(doc["download"])
+                del need_extraction[doc["uid"]]
+        return {doc.uid: {im.id: im for im in doc.images} for doc in task.documents}
+
+    def apply_cropping(self, task: RegionsTask, crops: list[dict]) -> dict:
+        try:
+            docs = self.get_doc_image_mapping(task)
+        except Exception as e:  # noqa: BLE001 - aikon-demo's own catch
+            return {"error": f"Error extracting images:\n{e!r}"}
+        extracted = 0
+        for image in crops:
+            img_name, page_crops = image.get("source", ""), image.get("crops", [])
+            doc_uid = image.get("doc_uid", None)
+            imgs = docs.get(doc_uid, None)
+            if imgs is None:
+                return {"error": f"Document {doc_uid} not found"}
+            img = imgs.get(img_name, None)
+            if img is None:
+                return {"error": f"Image {img_name} not found in document {doc_uid}"}
+            crops_path = self.crops_path / doc_uid
+            crops_path.mkdir(parents=True, exist_ok=True)
+            with PImage.open(img.path) as picture:
+                for idx, crop in enumerate(page_crops):
+                    crop_id = crop.get("crop_id", "") or f"{Path(img_name).stem}_crop_{idx + 1}"
+                    bbox = crop["relative"]
+                    cropped = picture.crop((bbox["x1"] * picture.size[0], bbox["y1"] * picture.size[1],
+                                            bbox["x2"] * picture.size[0], bbox["y2"] * picture.size[1])).convert("RGB")
+                    if cropped.size[0] == 0 or cropped.size[1] == 0:
+                        continue
+                    cropped.save(crops_path / f"{crop_id}.jpg", "JPEG")
+                    extracted += 1
+        if extracted == 0:
+            return {"error": f"No regions were successfully processed in:\n{crops}"}
+        return {"success": "Regions processed successfully"}
+
+
+# -- the tests --------------------------------------------------------------------------------------------
+def test_aikon_demo_extracts_regions_through_the_alias(api_url, aikon_front, tmp_path, data_folder):  # noqa: F811
+    front = AikonDemo(api_url, aikon_front, tmp_path / "front")
+    documents = [Document("iiif", src, front.data_dir) for src in aikon_front.manifests]
+    assert all("^" in doc.uid for doc in documents)  # not file names here: minted, and given back
+
+    # the model form: aikon's shape at region_extraction, discover's unchanged at regions
+    choices = front.get_available_models()
+    assert [model for model, _ in choices] == [MODEL_STEM] and choices[0][1].startswith(f"{MODEL_STEM} (")
+    discover_models = requests.get(f"{api_url}/regions/models", timeout=10).json()
+    assert list(discover_models) == [f"{MODEL_STEM}.pt"] and isinstance(discover_models[f"{MODEL_STEM}.pt"], str)
+
+    task = RegionsTask(documents, {"model": choices[0][0],  # regions/forms.py:59-68, the form's defaults
+                                   "postprocess": {"squarify": False, "h_margin": 0 / 100.0, "v_margin": 0 / 100.0}})
+    started = front.start_task(task)
+    assert started.status_code == 200 and task.api_tracking_id and task.status == "PENDING", started.text
+
+    seen_running: list[dict] = []
+
+    def finished():
+        progress = front.progress_view(task)
+        assert isinstance(progress["log"], dict)
+        if progress["log"].get("progress"):
+            seen_running.append(progress["log"])
+        return task.is_finished
+
+    wait_for(finished, 180, 0.2, message="aikon-demo's task to finish")
+    assert not front.failures and task.status == "SUCCESS", (task.status, task.full_log, front.failures)
+    assert "Processing images" in [p["context"] for log in seen_running for p in log["progress"]] or not seen_running
+    assert all(isinstance(p["current"], int) and p["total"] == 3 for log in seen_running for p in log["progress"])
+    assert f"document {mint_uid(documents[0].uid)}: 2 image(s)" in task.full_log  # log.infos, appended
+    body = requests.get(f"{api_url}/region_extraction/{task.api_tracking_id}/status", timeout=10).json()
+    assert "status" not in body  # merged under the front's own status, which it must not replace
+
+    # the SUCCESS: discover's fields, and results_url whose last segments are the annotations' keys
+    success = task.notifications[-1]
+    output = success["output"]
+    assert {"annotations", "dataset_url", "results_url"} <= set(output)
+    minted = {mint_uid(doc.uid) for doc in documents}
+    assert set(output["annotations"]) == minted
+    assert [r["doc_id"] for r in output["results_url"]] == list(output["annotations"])
+    assert set(task.regions) == minted  # each document once: no page counted twice
+    pages = front.get_bounding_boxes(task)
+    assert len(pages) == 3 and {p["doc_uid"] for p in pages} == {doc.uid for doc in documents}
+    boxes = sum(len(p["crops"]) for p in pages)
+    assert boxes > 0
+
+    # crops cut by the front from the images the dataset's zips gave it
+    crops = sorted(front.crops_path.rglob("*.jpg"))
+    assert len(crops) == boxes and {c.parent.name for c in crops} <= {doc.uid for doc in documents}
+    for doc in documents:
+        assert json.loads((doc.path / "images.json").read_text()) and (doc.path / "extracted").exists()
+    assert [len(doc.images) for doc in documents] == [2, 1]
+    assert documents[0].images[0].path.read_bytes() == big_page(9200)  # the bytes the front served
+    display = front.get_bounding_boxes_for_display(task)
+    assert all(item["image"] is not None for item in display) and all(
+        crop["path"].is_file() for item in display for crop in item["crops"])
+
+    # the status once ended, as the tracker reads it
+    log = front.progress_view(task)["log"]
+    assert log["status"] == "SUCCESS" and "progress" not in log and all(isinstance(i, str) for i in log["infos"])
+    assert not log.get("errors")
+
+    # aikon-api's dataset route: its shape, the client's uids, aikon zips
+    dataset = requests.get(f"{api_url}/datasets/dataset/{task.api_tracking_id}", timeout=10).json()
+    assert dataset["uid"] == task.api_tracking_id
+    assert [d["uid"] for d in dataset["documents"]] == [doc.uid for doc in documents]
+    assert all(d["download"].endswith("/images.zip") for d in dataset["documents"])
+
+    # cancel (read by nobody), monitoring
+    front.cancel_task(task)
+    monitor = front.get_api_monitoring()
+    assert monitor["total_size"] > 0 and "qsizes" in monitor
+
+    # aikon's delete: the annotations of one model, then the document's record
+    first = documents[0].uid
+    assert requests.post(f"{api_url}/regions/{first}/delete", params={"model_name": "other"},
+                         timeout=10).json() == {"cleared_annotations": 0}
+    cleared = requests.post(f"{api_url}/region_extraction/{first}/delete", params={"model_name": MODEL_STEM},
+                            timeout=10)
+    assert cleared.status_code == 200 and cleared.json() == {"cleared_annotations": 1}, cleared.text
+    gone = requests.get(output["results_url"][0]["result_url"], timeout=10)
+    assert gone.status_code == 404
+    assert requests.get(output["results_url"][1]["result_url"], timeout=10).status_code == 200
+    assert requests.post(f"{api_url}/regions/{first}/delete", timeout=10).json() == {"cleared_document": 1}
+    assert requests.post(f"{api_url}/regions/{first}/delete", timeout=10).status_code == 404
+
+    assert front.clear_api_task(task.api_tracking_id)["cleared"] == 1
+    assert front.clear_api_old_tasks()["cleared"] == 0
+
+
+def test_aikon_demo_sees_a_refused_start_and_a_failed_job(api_url, aikon_front, tmp_path):  # noqa: F811
+    front = AikonDemo(api_url, aikon_front, tmp_path / "front")
+    squarify = {"squarify": True, "h_margin": 0.05, "v_margin": 0.05}
+    squarified = RegionsTask([Document("iiif", aikon_front.manifests[1], front.data_dir)],
+                             {"model": MODEL_STEM, "postprocess": squarify})
+    front.start_task(squarified)
+    assert squarified.status == "ERROR" and "parameters.postprocess" in squarified.full_log
+
+    aikon_front.add("/media/aikon/broken.jpg", b"not an image", "image/jpeg")
+    broken = RegionsTask([Document("iiif", manifest(aikon_front, "broken", ["/media/aikon/broken.jpg"]),
+                                   front.data_dir)], {"model": MODEL_STEM, "postprocess": {}})
+    front.start_task(broken)
+    wait_for(lambda: broken.is_finished, 120, message="the ERROR callback")
+    assert broken.status == "ERROR" and "no image could be processed" in broken.full_log, broken.full_log
+    log = front.progress_view(broken)["log"]
+    assert log["status"] == "ERROR" and any("no image could be processed" in e for e in log["errors"])
+    assert all(isinstance(e, str) for e in log["errors"])
+
+
+def test_discover_answers_stay_as_they_were(compat_env, aikon_front):  # noqa: F811
+    """The alias adds routes; /regions/* answers as before: status's `log` a list, start 202."""
+    from api import create_app
+
+    client = create_app(load_config(compat_env)).test_client()
+    body = {"documents": [{"type": "iiif", "src": aikon_front.manifests[1], "uid": "wit1_man1"}],
+            "parameters": {"model": f"{MODEL_STEM}.pt"}}
+    started = client.post("/regions/start", json=body)
+    assert started.status_code == 202
+    status = client.get(f"/regions/{started.get_json()['tracking_id']}/status").get_json()
+    assert isinstance(status["log"], list)
+    alias = client.get(f"/region_extraction/{started.get_json()['tracking_id']}/status").get_json()
+    assert alias["tracking_id"] == status["tracking_id"] and alias["log"]["status"] == "PENDING"
+    # the rest of /regions/* is there under region_extraction too
+    assert client.get("/region_extraction/qsizes").get_json()["queue"] == "regions"
+    refused = client.post("/regions/start", json={**body, "parameters": {"model": MODEL_STEM}})
+    assert refused.status_code == 400  # stems are aikon's: /regions/start still wants the file
+
+
+@pytest.mark.parametrize("uid", ["127001PORT^manifestjson", "a.b^c", "x..5e^", "wit1_man1", "gallicabnffr^ark^é"])
+def test_minted_uids_are_file_names_and_give_the_client_uid_back(uid):
+    from api.platform.inputs.names import SAFE_NAME
+
+    minted = mint_uid(uid)
+    assert SAFE_NAME.match(minted) and client_uid(minted) == uid
+    assert (minted == uid) == bool(SAFE_NAME.match(uid))
