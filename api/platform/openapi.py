@@ -236,8 +236,9 @@ def _aikon_paths(demos: dict[str, Demo]) -> dict:
         "/region_extraction/{tracking_id}/status": {"get": {
             "tags": tag, "summary": "The /regions status, with `log` as aikon-api's object",
             "parameters": [JOB_PATH_ID],
-            "responses": {"200": _ok("The job", {"allOf": [{"$ref": "#/components/schemas/Status"}, {
-                "type": "object", "properties": {"log": aikon_log}}]}), **_errors(401, 404, 410)}}},
+            "responses": {"200": _ok("The job: the /regions status but for `log`", {"type": "object", "properties": {
+                "tracking_id": {"type": "string"}, "state": {"enum": list(STATES)}, "log": aikon_log}}),
+                          **_errors(401, 404, 410)}}},
         "/region_extraction/models": {"get": {
             "tags": tag, "summary": "Models as aikon-api listed them: {stem: {name, model, desc, file, date}}",
             "responses": {"200": _ok("Models"), **_errors(401)}}},
@@ -295,8 +296,9 @@ def _aikon_paths(demos: dict[str, Demo]) -> dict:
         "/region_extraction/{tracking_id}/status": {"get": {
             "tags": tag, "summary": "The /regions status, with `log` as aikon-api's object",
             "parameters": [JOB_PATH_ID],
-            "responses": {"200": _ok("The job", {"allOf": [{"$ref": "#/components/schemas/Status"}, {
-                "type": "object", "properties": {"log": aikon_log}}]}), **_errors(401, 404, 410)}}},
+            "responses": {"200": _ok("The job: the /regions status but for `log`", {"type": "object", "properties": {
+                "tracking_id": {"type": "string"}, "state": {"enum": list(STATES)}, "log": aikon_log}}),
+                          **_errors(401, 404, 410)}}},
         "/region_extraction/models": {"get": {
             "tags": tag, "summary": "Models as aikon-api listed them: {stem: {name, model, desc, file, date}}",
             "responses": {"200": _ok("Models"), **_errors(401)}}},
