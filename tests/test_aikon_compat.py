@@ -50,21 +50,26 @@ from api.platform.aikon import client_uid, mint_uid
 from api.platform.config import load_config
 from tests.support.httpserver import Request, Response
 from tests.support.platform import wait_for
-from tests.support.synthetic_pages import YOLO_IMGSZ, make_page
+from tests.support.synthetic_pages import make_page
 from tests.test_discover_compat import api_url, compat_env  # noqa: F401 - the API, worker and sender they start
 
 MODEL_STEM = "illustrations"  # compat_env installs illustrations.pt
 SECRET_KEY = "aikon-demo-test-secret"
 IMG_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".tiff"}  # datasets/utils.py:12
-# aikon-demo sends no size: regions runs at its default, 640; the pages are drawn 640/160 times larger
-# than the detector's training pages, so it sees them at the scale it learnt.
-SCALE = 640 // YOLO_IMGSZ
+SHEET = 4  # pages a side
 
 
-def big_page(seed: int) -> bytes:
-    image = make_page(seed).image
+def sheet(seed: int, cell: int = 200 * SHEET) -> bytes:
+    """A scan of SHEET x SHEET synthetic pages. aikon-demo sends no input size, so regions runs at its
+    default, 640 = SHEET x the 160 the test detector was trained at: each page is seen at its size."""
+    image = PImage.new("RGB", (SHEET * cell, SHEET * cell), (236, 228, 210))
+    for k in range(SHEET * SHEET):
+        page = make_page(seed * 100 + k).image
+        scale = cell / max(page.size)
+        image.paste(page.resize((int(page.width * scale), int(page.height * scale))), ((k % SHEET) * cell,
+                                                                                      (k // SHEET) * cell))
     buffer = io.BytesIO()
-    image.resize((image.width * SCALE, image.height * SCALE)).save(buffer, "JPEG", quality=90)
+    image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -82,8 +87,8 @@ def manifest(server, name: str, pages: list[str]) -> str:
 @pytest.fixture
 def aikon_front(http_server):
     """The front's media: two IIIF manifests, of two pages and of one."""
-    for seed, name in ((9200, "page1"), (9201, "page2"), (9202, "single")):
-        http_server.add(f"/media/aikon/{name}.jpg", big_page(seed), "image/jpeg")
+    for seed, name in ((92, "page1"), (93, "page2"), (94, "single")):
+        http_server.add(f"/media/aikon/{name}.jpg", sheet(seed), "image/jpeg")
     http_server.manifests = [manifest(http_server, "manifest1", ["/media/aikon/page1.jpg", "/media/aikon/page2.jpg"]),
                              manifest(http_server, "manifest2", ["/media/aikon/single.jpg"])]
     return http_server
@@ -406,7 +411,7 @@ def test_aikon_demo_extracts_regions_through_the_alias(api_url, aikon_front, tmp
     for doc in documents:
         assert json.loads((doc.path / "images.json").read_text()) and (doc.path / "extracted").exists()
     assert [len(doc.images) for doc in documents] == [2, 1]
-    assert documents[0].images[0].path.read_bytes() == big_page(9200)  # the bytes the front served
+    assert documents[0].images[0].path.read_bytes() == sheet(92)  # the bytes the front served
     display = front.get_bounding_boxes_for_display(task)
     assert all(item["image"] is not None for item in display) and all(
         crop["path"].is_file() for item in display for crop in item["crops"])
