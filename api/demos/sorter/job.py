@@ -53,6 +53,9 @@ def run(demo: Sorter, job: JobContext, model: SorterModels) -> dict:
             yield f"{src.doc_uid}/{src.name}", src.name, loaded.image.convert("RGB")
 
     result, extras = sort_photos(photos(), model.locator, embedder, job.params, lambda i: job.advance())
+    if model.locator.name == CLASSICAL and job.params["locator"] == "auto":
+        warnings.append("no locator checkpoint installed: the weights-free classical locator was used (made for "
+                        "objects on a plain table; train one for cluttered scenes: python -m api.demos.sorter.train)")
     result["warnings"] = warnings + result["warnings"]
     result["model"] = model.locator.name
     started = time.perf_counter()
