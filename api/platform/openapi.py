@@ -253,66 +253,6 @@ def _aikon_paths(demos: dict[str, Demo]) -> dict:
     return paths
 
 
-def _aikon_paths(demos: dict[str, Demo]) -> dict:
-    """aikon-api's routes (api/platform/aikon.py); `/region_extraction/*` is otherwise `/regions/*`."""
-    tag = ["aikon-api"]
-    doc = {"name": "doc_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    paths: dict = {
-        f"/{name}/{{tracking_id}}/documents/{{doc_uid}}": {"get": {
-            "tags": tag, "summary": "One document's results (the result_url of output.results_url)",
-            "parameters": [JOB_PATH_ID, {"name": "doc_uid", "in": "path", "required": True,
-                                         "schema": {"type": "string"}}],
-            "responses": {"200": _ok("regions: the document's pages, doc_uid as the client sent it",
-                                     {"type": "array", "items": {"type": "object"}}), **_errors(401, 404, 410)}}}
-        for name in demos}
-    paths["/datasets/dataset/{uid}"] = {"get": {
-        "tags": tag, "summary": "A job's dataset as aikon-api listed it: client uids, download = images.zip",
-        "parameters": [{"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": _ok("uid, url, documents [{type, uid, src, url, download}]"), **_errors(401, 404)}}}
-    paths["/datasets/document/{type}/{uid}/images.zip"] = {"get": {
-        "tags": tag, "summary": "A document's images as aikon-demo unpacks them: images/ and images.json",
-        "parameters": [{"name": "type", "in": "path", "required": True, "schema": {"enum": list(DOCUMENT_TYPES)}},
-                       {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": _ok("The zip", {"type": "string", "format": "binary"}, "application/zip"),
-                      **_errors(401, 404)}}}
-    if "regions" not in demos:
-        return paths
-    aikon_log = {"type": "object", "properties": {
-        "status": {"enum": ["PENDING", "PROGRESS", "SUCCESS", "ERROR", "CANCELLED"]}, "id": {"type": "string"},
-        "infos": {"type": "array", "items": {"type": "string"}, "description": "the last ten log lines"},
-        "progress": {"type": "array", "items": {"type": "object", "properties": {
-            "context": {"type": "string"}, "current": {"type": "integer"}, "total": {"type": "integer"}}}},
-        "errors": {"type": "array", "items": {"type": "string"}}}}
-    paths.update({
-        "/region_extraction/start": {"post": {
-            "tags": tag, "summary": "Start a regions job with aikon-api's body (every other /region_extraction "
-                                    "route is the /regions one)",
-            "description": "parameters.model: a model file or its stem; parameters.postprocess: squarify false "
-                           "and margins 0 only; parameters at the top level when `parameters` is absent; "
-                           "document uids that are not file names are made ones and given back to the client",
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-            "responses": {"200": _ok("Queued", {"$ref": "#/components/schemas/Started"}),
-                          **_errors(400, 401, 409, 410, 415, 429, 503, 507)}}},
-        "/region_extraction/{tracking_id}/status": {"get": {
-            "tags": tag, "summary": "The /regions status, with `log` as aikon-api's object",
-            "parameters": [JOB_PATH_ID],
-            "responses": {"200": _ok("The job: the /regions status but for `log`", {"type": "object", "properties": {
-                "tracking_id": {"type": "string"}, "state": {"enum": list(STATES)}, "log": aikon_log}}),
-                          **_errors(401, 404, 410)}}},
-        "/region_extraction/models": {"get": {
-            "tags": tag, "summary": "Models as aikon-api listed them: {stem: {name, model, desc, file, date}}",
-            "responses": {"200": _ok("Models"), **_errors(401)}}},
-    })
-    for prefix in ("region_extraction", "regions"):
-        paths[f"/{prefix}/{{doc_id}}/delete"] = {"post": {
-            "tags": tag, "summary": "Forget a document's dataset record; with model_name, delete its results "
-                                    "made with that model in ended jobs",
-            "parameters": [doc, {"name": "model_name", "in": "query", "required": False,
-                                 "schema": {"type": "string"}}],
-            "responses": {"200": _ok("{cleared_document: 1} or {cleared_annotations: n}"), **_errors(401, 404)}}}
-    return paths
-
-
 def spec(demos: dict[str, Demo]) -> dict:
     paths = {
         "/health": {"get": {"summary": "Alive (no token needed)", "security": [], "responses": {"200": _ok("ok")}}},
@@ -324,7 +264,6 @@ def spec(demos: dict[str, Demo]) -> dict:
     for demo in demos.values():
         paths.update(_demo_paths(demo))
     paths.update(_dataset_paths())
-    paths.update(_aikon_paths(demos))
     paths.update(_aikon_paths(demos))
     progress = {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"},
                                                  "percent": {"type": "number"}, "eta_s": {"type": ["number", "null"]}}}
