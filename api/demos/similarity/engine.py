@@ -164,14 +164,16 @@ def compare(describer: Describer, check: Callable[[], None] = lambda: None,
 
 
 def transform_record(pair: Pair, items: Sequence[Item], kind: str) -> dict:
-    """The matched transform a → b in full-resolution pixels, with its scale and rotation."""
+    """The matched transform a → b in full-resolution pixels (3×3, [x_b, y_b, 1] ∝ M [x_a, y_a, 1]),
+    its scale and its rotation in degrees, counter-clockwise as seen."""
     a, b = items[pair.a], items[pair.b]
     matrix = full_resolution(pair.verified.matrix, a.features.scale, b.features.scale)
     linear = matrix[:2, :2] / matrix[2, 2]
     if pair.verified.mirror:
         linear = linear @ np.diag([-1.0, 1.0])
     scale = math.sqrt(abs(np.linalg.det(linear)))
-    rotation = math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    # counter-clockwise as seen (image y points down, so the matrix's own angle has the other sign)
+    rotation = -math.degrees(math.atan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
     return {"type": kind, "mirror": pair.verified.mirror, "scale": round(scale, 4), "rotation": round(rotation, 2),
             "matrix": [[round(float(v), 6) for v in row] for row in matrix]}
 

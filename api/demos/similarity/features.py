@@ -23,6 +23,11 @@ SMOOTH = 1.0
 # layout model) otherwise gives a handful of keypoints once smoothed (measured: a 220×119 copy of a
 # night photograph gave 7, too few for any verification).
 MIN_SIDE = 480
+# A keypoint whose descriptor recurs elsewhere in the same item (cosine of RootSIFT at least this) is
+# dropped: the letters of the text around a picture, repeated across words, match the same font on
+# any other page in a geometry RANSAC accepts, while a picture's own details are rarely exact repeats
+# (burstiness, Jégou et al. 2009). 0 keeps every keypoint.
+REPEATED = 0.9
 
 
 @dataclass
@@ -93,6 +98,9 @@ class Extractor:
         sizes = np.array([k.size for k in keypoints], np.float32)
         if self.kind == SIFT:
             descriptors = np.clip(np.rint(descriptors), 0, 255).astype(np.uint8)
+            if REPEATED:
+                keep = ~repeated(points, sizes, root_sift(descriptors), REPEATED)
+                points, sizes, descriptors = points[keep], sizes[keep], descriptors[keep]
         return FeatureSet(points, sizes, np.ascontiguousarray(descriptors))
 
     def extract(self, rgb: np.ndarray, max_side: int, mirror: bool = False) -> ItemFeatures:
@@ -105,6 +113,16 @@ class Extractor:
             if len(flipped):
                 flipped.points[:, 0] = (width - 1) - flipped.points[:, 0]
         return ItemFeatures(self.kind, width, height, scale, plain, flipped)
+
+
+def repeated(points: np.ndarray, sizes: np.ndarray, unit: np.ndarray, threshold: float) -> np.ndarray:
+    """Which keypoints have a near-identical descriptor (cosine ≥ `threshold`) at another place of
+    the same item (farther than their own size: SIFT puts several orientations on one spot)."""
+    if len(unit) < 2:
+        return np.zeros(len(unit), bool)
+    similar = unit @ unit.T
+    far = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1) > np.maximum(sizes[:, None], sizes[None, :]) ** 2
+    return ((similar >= threshold) & far).any(axis=1)
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:

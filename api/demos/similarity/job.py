@@ -75,8 +75,8 @@ def write_results(job: Any, result: Comparison, params: dict, backbone: str | No
         a, b = items[pair.a], items[pair.b]
         v = pair.verified
         transform = pair_record(pair, items, kind)["transform"]
-        title = (f"{a.key}  ↔  {b.key}   score {v.score:.2f}, {v.inliers} inliers, ×{transform['scale']:.2f} "
-                 f"{transform['rotation']:+.0f}°{' mirrored' if v.mirror else ''}")
+        title = (f"{a.key} <-> {b.key}   score {v.score:.2f}, {v.inliers} inliers, scale {transform['scale']:.2f}, "
+                 f"{transform['rotation']:+.0f} deg{', mirrored' if v.mirror else ''}")
         rows.append(Row(a.thumb, b.thumb, v.points_a * a.thumb_scale, v.points_b * b.thumb_scale, title))
     with job.open("contact_sheet.jpg") as handle:
         contact_sheet(rows).save(handle, "JPEG", quality=88)
