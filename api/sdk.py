@@ -27,9 +27,10 @@ from api.platform.demo import Demo, Param, Setting
 from api.platform.errors import InputError
 from api.platform.exports import check_runtime_setting, export_folder, file_lock
 from api.platform.inputs import Document, ImageSource, LoadedImage
+from api.platform.inputs.feed import reduced_decoding
 from api.platform.inputs.names import IMAGE_SUFFIXES, SAFE_NAME, is_image_name
 from api.platform.jobs import FinishedJob
 
 __all__ = ["IMAGE_SUFFIXES", "SAFE_NAME", "Demo", "Document", "FinishedJob", "HubFile", "ImageSource", "InputError",
            "JobCancelled", "JobContext", "LoadedImage", "ModelEntry", "Param", "Setting", "UrlFile", "WheelMember",
-           "check_runtime_setting", "export_folder", "file_lock", "is_image_name"]
+           "check_runtime_setting", "export_folder", "file_lock", "is_image_name", "reduced_decoding"]

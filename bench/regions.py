@@ -1,19 +1,27 @@
-"""Regions benchmark, one run, the same images and the same weights for every line:
+"""Regions benchmark: one table per image set, every line measured in the same run on the same
+images with the same weights.
 
-(a) our job end to end: POST /regions/start with the pages uploaded, a real dramatiq worker whose
-    model is already loaded (a worker lives across jobs), until SUCCESS with every output written;
-(b) pure model time: ultralytics' own predict over the already decoded images, with the runtime
-    and batch size the worker used (INFERENCE_RUNTIME=auto picks the fastest export that passes
-    parity, e.g. OpenVINO on CPU);
-(c) the reference style (discover-api): load the model for the task, then for each image read it
-    from disk and run one forward, with a warm-up forward before each.
+    reference style      discover-api's way: the model loaded for the task, then per image: read
+                         it from disk (full decode), a warm-up forward, one forward (PyTorch)
+    pure model           the decoded images (full resolution, decoding not counted) through one
+                         runtime, one page per call: ultralytics' predict with PyTorch, OpenVINO,
+                         ONNX Runtime (what `auto` chose among), and our lean path
+                         (`lean.LeanModel`: letterbox, compiled model, NMS; pipelined) on the
+                         exports; the job is compared with the line of the runtime it uses
+    our job              POST /regions/start with the files uploaded, a real dramatiq worker whose
+                         model is loaded (a worker lives across jobs), until SUCCESS with every
+                         output written and the zip built: as defaulted (crops and previews),
+                         without crops, without crops or previews, and with 2 decode threads
 
-Prints seconds and the ratios (a)/(b) (goal ≤ 1.15) and (c)/(a) (goal ≥ 1.5 on CPU, ≥ 3 on GPU).
+Image sets (`--sets`): `synthetic` (64 generated pages, ~1000×1400 JPEG), `real` (64 real
+photographs and scans, 400 to 5640 px: `tools/fetch_real_photos.py` caches them). Goals: our
+job >= 3× the reference style, and <= 1.15× the pure model time of the runtime it uses.
 
-    .venv/bin/python -m bench.regions [--images 64] [--imgsz 640] [--model PATH] [--device cpu]
+    .venv/bin/python -m bench.regions [--sets real,synthetic] [--images 64] [--imgsz 640] [--model PATH] [--repeat 2]
 
-Without --model, a detector is trained for a minute on synthetic pages (as the tests do): speed
+Without --model, a YOLOv8n is trained for a minute on synthetic pages (as the tests do): speed
 does not depend on how good the weights are, only on the network and the number of boxes.
+Each timing is the best of --repeat runs (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from api.demos.regions.common import quiet_ultralytics
@@ -59,56 +68,94 @@ def pages(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def real_images(count: int) -> list[Path]:
+    from tools.fetch_real_photos import fetch
+
+    return fetch()[:count]
+
+
+def best(repeat: int, measure: Callable[[], float]) -> float:
+    return min(measure() for _ in range(max(1, repeat)))
+
+
+class Worker:
+    """A regions worker (a real dramatiq process) and the API in this process, for jobs."""
+
+    def __init__(self, env: dict):
+        from api import create_app
+
+        self.client = create_app(load_config(env)).test_client()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", "regions"], cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def job(self, files: list[tuple[str, bytes]], params: dict) -> tuple[float, dict]:
+        """(seconds from the upload to SUCCESS, the job's output)."""
+        start = time.perf_counter()
+        response = self.client.post("/regions/start", content_type="multipart/form-data", data={
+            "files": [(io.BytesIO(data), name) for name, data in files], "parameters": json.dumps(params)})
+        assert response.status_code == 202, response.data
+        tracking_id = response.get_json()["tracking_id"]
+        while True:
+            status = self.client.get(f"/regions/{tracking_id}/status").get_json()
+            if status["state"] in ("SUCCESS", "FAILURE"):
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+        assert status["state"] == "SUCCESS", status
+        return elapsed, status["output"]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
 def our_job(env: dict, paths: list[Path], params: dict) -> tuple[float, float, dict]:
     """(warm job seconds, first job seconds incl. model load, summary of the warm job)."""
-    from api import create_app
-
-    client = create_app(load_config(env)).test_client()
-    worker = subprocess.Popen([sys.executable, "-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", "regions"],
-                              cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = Worker(env)
     try:
-        def run(files: list[Path]) -> tuple[float, dict]:
-            start = time.perf_counter()
-            response = client.post("/regions/start", content_type="multipart/form-data", data={
-                "files": [(io.BytesIO(p.read_bytes()), p.name) for p in files], "parameters": json.dumps(params)})
-            assert response.status_code == 202, response.data
-            tracking_id = response.get_json()["tracking_id"]
-            while True:
-                status = client.get(f"/regions/{tracking_id}/status").get_json()
-                if status["state"] in ("SUCCESS", "FAILURE"):
-                    break
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - start
-            assert status["state"] == "SUCCESS", status
-            return elapsed, status["output"]["summary"]
-
-        first, _ = run(paths[:1])
-        warm, summary = run(paths)
-        return warm, first, summary
+        files = [(p.name, p.read_bytes()) for p in paths]
+        first, _ = worker.job(files[:1], params)
+        warm, output = worker.job(files, params)
+        return warm, first, output["summary"]
     finally:
-        worker.terminate()
-        worker.wait(30)
+        worker.close()
 
 
-def pure_model(model_path: Path, paths: list[Path], params: dict, device: str, batch: int, runtime: str) -> float:
-    from PIL import Image
+def decoded(paths: list[Path]) -> list:
+    from PIL import Image, ImageOps
+
+    images = []
+    for path in paths:
+        with Image.open(path) as opened:
+            images.append(ImageOps.exif_transpose(opened).convert("RGB"))
+    return images
+
+
+def pure_ultralytics(model_path: Path, images: list, params: dict, device: str) -> float:
+    """Ultralytics' predict, one page per call, on decoded images."""
     from ultralytics import YOLO
 
-    from api.demos.regions.runtimes import RuntimeChooser
-
-    if runtime != "torch":  # the export the worker chose (cached beside the models, not made again)
-        model_path = RuntimeChooser(model_path, model_path.parent.parent / ".cache" / "regions", device,
-                                    "auto").choose(params["imgsz"]).path
     model = YOLO(str(model_path), task="detect")
-    images = [Image.open(p).convert("RGB") for p in paths]
-    half = {"half": True} if device.startswith("cuda") and runtime == "torch" else {}
     model.predict(images[:1], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)  # set-up
     keep_torch_threads()
     start = time.perf_counter()
-    for i in range(0, len(images), batch):
-        model.predict(images[i:i + batch], imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False,
-                      batch=batch, **half)
+    for image in images:
+        model.predict(image, imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)
+    return time.perf_counter() - start
+
+
+def pure_lean(artifact: Path, runtime: str, images: list, params: dict) -> float:
+    """Our lean path (the worker's, pipelined) on decoded images."""
+    from api.demos.regions.common import Options
+    from api.demos.regions.lean import LeanModel
+
+    model = LeanModel(artifact, runtime)
+    options = Options(conf=params["conf"], imgsz=params["imgsz"])
+    model.predict(images[:1], options)
+    start = time.perf_counter()
+    for _ in model.stream(images, options, lambda image: image):
+        pass
     return time.perf_counter() - start
 
 
@@ -125,61 +172,121 @@ def reference_style(model_path: Path, paths: list[Path], params: dict, device: s
         with torch.no_grad():
             model.predict(np.zeros_like(image), imgsz=params["imgsz"], device=device, verbose=False)  # warm-up
             model.predict(image, imgsz=params["imgsz"], conf=params["conf"], device=device, verbose=False)
+    keep_torch_threads()
     return time.perf_counter() - start
 
 
 def workspace(tmp: Path, args) -> tuple[Path, Path, list[Path]]:
-    """(DATA_FOLDER, the model installed in it as regions/bench.pt, the pages) for one run."""
+    """(DATA_FOLDER, the model installed in it as regions/bench.pt, the synthetic pages) for one run."""
     quiet_ultralytics(tmp / "ultralytics")
     model = args.model or train(tmp / "train")
     data = tmp / "data"
     (data / "models" / "regions").mkdir(parents=True)
-    installed = data / "models" / "regions" / "bench.pt"
+    installed = data / "models" / "regions" / ("bench" + Path(model).suffix)
     shutil.copy(model, installed)
-    return data, installed, pages(tmp / "pages", args.images)
+    return data, installed, pages(tmp / "pages", args.count)
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
     """The options every regions benchmark takes: pages, input size, weights, device."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", dest="count", type=int, default=64)
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--model", type=Path, help="weights (default: trained here on synthetic pages)")
     parser.add_argument("--device", default="cpu")
     return parser
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def table(name: str, paths: list[Path], args, data: Path, model_path: Path, redis_url: str) -> None:
+    from PIL import Image
+
+    from api.demos.regions.runtimes import RuntimeChooser, available
+
+    params = {"model": model_path.name, "imgsz": args.imgsz, "conf": 0.25}
+    env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_url,
+           "INSTALLED_APPS": "regions", "DEVICE": args.device, "INFERENCE_RUNTIME": args.runtime,
+           "PROGRESS_INTERVAL_S": "1"}
+    files = [(p.name if p.name not in {q.name for q in paths[:i]} else f"{i}-{p.name}", p.read_bytes())
+             for i, p in enumerate(paths)]
+    jobs: list[tuple[str, float]] = []
+    load_before = load_average()
+    outputs: dict = {}
+    for threads in ("1", "2"):
+        worker = Worker({**env, "REGIONS_DECODE_THREADS": threads})
+        try:
+            worker.job(files[:1], params)  # the model loads (and, the first time, is exported and chosen)
+            variants = [("as defaulted (crops, previews)", {})] if threads == "2" else [
+                ("as defaulted (crops, previews)", {}), ("without crops", {"crops": False}),
+                ("without crops or previews", {"crops": False, "previews": False})]
+            for label, extra in variants:
+                def one(extra: dict = extra, label: str = label, worker: Worker = worker) -> float:
+                    seconds, outputs[label] = worker.job(files, {**params, **extra})
+                    return seconds
+                label_threads = f"{label}, {threads} decode thread{'s' if threads != '1' else ''}"
+                jobs.append((label_threads, best(args.repeat, one)))
+        finally:
+            worker.close()
+    summary = outputs["as defaulted (crops, previews)"]["summary"]
+    runtime = summary["runtime"]
+    images = decoded(paths)
+    pure: list[tuple[str, float]] = []
+    is_pt = model_path.suffix == ".pt"
+    if is_pt:
+        pure.append(("PyTorch (ultralytics predict)", best(args.repeat, lambda: pure_ultralytics(
+            model_path, images, params, args.device))))
+    chooser = RuntimeChooser(model_path, data / "models" / ".cache" / "regions", args.device, "auto")
+    for candidate in ("openvino", "onnx"):
+        if not available(candidate):
+            continue
+        artifact = chooser._export(candidate, args.imgsz, half=False) if is_pt else model_path
+        if not is_pt and candidate != "onnx":
+            continue
+        pure.append((f"{candidate} (ultralytics predict)", best(args.repeat, lambda a=artifact: pure_ultralytics(
+            a, images, params, args.device))))
+        pure.append((f"{candidate} (our lean path)", best(args.repeat, lambda a=artifact, c=candidate: pure_lean(
+            a, c, images, params))))
+    reference = best(args.repeat, lambda: reference_style(model_path, paths, params, args.device))
+    load_after = load_average()
+    n = len(paths)
+    sizes = sorted(max(Image.open(p).size) for p in paths)
+    print(f"\n### {name}: {n} images, long side {sizes[0]}-{sizes[-1]} px (median {sizes[n // 2]}), "
+          f"imgsz {args.imgsz}, device {args.device}, {os.cpu_count()} cores; the job ran {runtime} "
+          f"({summary['detections']} boxes); load average before {load_before}, after {load_after}\n")
+    print("| line | seconds | ms/image | reference style / line |")
+    print("|---|---|---|---|")
+    print(f"| reference style (model loaded for the task, PyTorch, one image per forward) | {reference:.2f} | "
+          f"{reference / n * 1000:.1f} | 1.00× |")
+    for label, seconds in pure:
+        print(f"| pure model: {label} | {seconds:.2f} | {seconds / n * 1000:.1f} | {reference / seconds:.2f}× |")
+    for label, seconds in jobs:
+        print(f"| our job: {label} | {seconds:.2f} | {seconds / n * 1000:.1f} | {reference / seconds:.2f}× |")
+    default = jobs[0][1]
+    by_label = dict(pure)
+    for label in (f"{runtime} (our lean path)", f"{runtime} (ultralytics predict)", "PyTorch (ultralytics predict)"):
+        if label in by_label and (runtime != "torch" or label.startswith("PyTorch")):
+            print(f"\njob as defaulted / pure model {label}: {default / by_label[label]:.2f} (goal <= 1.15)")
+    print(f"reference style / job as defaulted: {reference / default:.2f}× (goal >= 3)")
+    print(f"job timings: {summary['timings']}")
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--batch", type=int, default=0, help="REGIONS_BATCH_SIZE (0: by device)")
+    parser.add_argument("--sets", default="real,synthetic", help="image sets: real, synthetic")
     parser.add_argument("--runtime", default="auto", help="INFERENCE_RUNTIME for the worker")
-    parser.add_argument("--no-crops", action="store_true", help="jobs without crop files (crops=false)")
+    parser.add_argument("--repeat", type=int, default=2, help="each timing is the best of this many runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data, _, paths = workspace(tmp, args)
-        params = {"model": "bench.pt", "imgsz": args.imgsz, "conf": 0.25, "crops": not args.no_crops}
+        data, model_path, synthetic = workspace(tmp, args)
         with EmbeddedRedis(tmp / "redis", appendonly=False, port=0) as redis_server:
-            env = {"ENV_FILE": "/nonexistent", "DATA_FOLDER": str(data), "REDIS_URL": redis_server.url,
-                   "INSTALLED_APPS": "regions", "DEVICE": args.device, "REGIONS_BATCH_SIZE": str(args.batch),
-                   "INFERENCE_RUNTIME": args.runtime,
-                   "PROGRESS_INTERVAL_S": "1"}
-            warm, first, summary = our_job(env, paths, params)
-        batch = summary["batch_size"]
-        model_s = pure_model(data / "models" / "regions" / "bench.pt", paths, params, args.device, batch,
-                             summary["runtime"])
-        reference_s = reference_style(data / "models" / "regions" / "bench.pt", paths, params, args.device)
-    n = len(paths)
-    print(f"{n} pages (~{2 * 500}x{2 * 700} px JPEG), imgsz {args.imgsz}, device {args.device}, "
-          f"runtime {summary['runtime']}, batch {batch}, "
-          f"{summary['detections']} boxes")
-    print(f"(a) our job end to end (warm worker)   {warm:7.2f} s  {warm / n * 1000:7.1f} ms/page")
-    print(f"    first job of a fresh worker (1 page, model load + warm-up) {first:.2f} s")
-    print(f"(b) pure model time (same runtime)     {model_s:7.2f} s  {model_s / n * 1000:7.1f} ms/page")
-    print(f"(c) reference style                    {reference_s:7.2f} s  {reference_s / n * 1000:7.1f} ms/page")
-    print(f"(a)/(b) = {warm / model_s:.2f}  (goal <= 1.15)")
-    print(f"(c)/(a) = {reference_s / warm:.2f}  (goal >= 1.5 on CPU, >= 3 on GPU)")
-    print(f"job timings: {summary['timings']}")
+            for name in args.sets.split(","):
+                paths = real_images(args.count) if name == "real" else synthetic
+                title = "real photographs and scans" if name == "real" else "generated pages"
+                table(title, paths, args, data, model_path, redis_server.url)
 
 
 if __name__ == "__main__":

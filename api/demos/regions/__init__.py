@@ -56,12 +56,16 @@ class Regions(Demo):
         "max_det": Param(int, DEFAULTS.max_det, min=1, max=3000, help="at most this many boxes per image"),
         "crops": Param(bool, True, help="write a JPEG of each box"),
         "crop_padding": Param(int, 0, min=0, max=1000, help="pixels added around each crop"),
+        "previews": Param(bool, True, help="write each page with its boxes drawn (previews/<page>.jpg)"),
     }
     settings = {
         "model": Setting(str, "", help="model file in DATA_FOLDER/models/regions used when a job names none; "
                                        "empty: the newest file there"),
         "batch_size": Setting(int, 0, min=0, max=1024, help="pages per forward pass; 0: by device "
                                                             "(16 on CUDA with half precision, 1 on CPU)"),
+        "decode_threads": Setting(int, 0, min=0, max=64, help="pages decoded at once beside the model; 0: by "
+                                                              "device (1 on CPU, leaving the model its cores; "
+                                                              "every download thread on CUDA)"),
     }
 
     catalog = CATALOG

@@ -4,13 +4,16 @@ parity of what users get. Worker side (torch)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
 
 from .common import Detection, Options
+
+T = TypeVar("T")
 
 
 def keep_torch_threads() -> None:
@@ -40,6 +43,22 @@ def by_aspect(items: list, size: int, aspect: Callable[[Any], float]) -> list[li
     """`items` in batches of `size`, each of items with close aspect ratios (`aspect(item)`)."""
     ordered = sorted(items, key=aspect)
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def page_batches(items: Iterable[T], size: int, aspect: Callable[[T], float]) -> Iterator[list[T]]:
+    """Batches of pages; with batches of several pages (GPU), a window of 4 batches is regrouped
+    by aspect ratio (`aspect(item)`: height / width) so each batch pads little (see same_shape)."""
+    if size <= 1:
+        yield from chunks(items, 1)
+        return
+    for window in chunks(items, 4 * size):
+        yield from by_aspect(window, size, aspect)
 
 
 def predict(model, images: Sequence[Image.Image], options: Options, device: str,

@@ -1,24 +1,30 @@
 """The worker side of regions: loading a model (`load_model`) and running a job (`run`), called by
 the `Regions` demo in workers only (torch, ultralytics).
 
-Pages go through the model in batches while a thread writes the previous pages' files (JPEG
-encoding releases the GIL) and the platform downloads and decodes the next ones.
+A page's way through a job, each step overlapping the others:
+  - the platform downloads and decodes the next pages on its threads; a JPEG much larger than
+    the model's input is decoded at a DCT scale (`reduced_decoding`: long side >= the larger of
+    the model's input and the preview size), at most `decode_threads` at once (one on CPU, so
+    the model keeps the other cores);
+  - the model (`Detector.stream`) sees that reduced page: exports run pipelined through
+    `lean.LeanModel`, PyTorch in batches; boxes are mapped back to full-resolution pixels exactly
+    (`LoadedImage.to_full`);
+  - a thread writes the page's files (`PageWriter`), decoding the full-resolution page only when
+    it has boxes to crop.
 """
 from __future__ import annotations
 
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
 
-from api.sdk import Demo, JobContext, LoadedImage
+from api.sdk import Demo, JobContext, LoadedImage, reduced_decoding
 
-from .common import Options
+from .common import Detection, Options
 from .detector import Detector
-from .inference import by_aspect
 from .models import missing_model_message
+from .outputs import PREVIEW_MAX_SIDE
 from .pages import PageWriter
 
 
@@ -30,22 +36,29 @@ def load_model(demo: Demo, model_id: str | None) -> Detector:
     name = (model_id or "").rsplit("@", 1)[0]
     path = demo.models_folder / name
     if not path.is_file():
-        raise ModelMissing(missing_model_message(name, demo.models_folder, demo.catalog))
+        raise ModelMissing(missing_model_message(name, demo.models_folder))
     return Detector(path, demo.device, demo.setting("batch_size"), runtime=demo.cfg.inference_runtime,
                     cache_root=demo.exports_folder)
+
+
+def decode_threads(demo: Demo, device: str) -> int | None:
+    """Pages decoded at once: REGIONS_DECODE_THREADS, else one on CPU (the model computes on every
+    core; a second decoding thread only takes cores from it) and no limit on CUDA."""
+    configured: int = demo.setting("decode_threads")
+    return configured or (None if device.startswith("cuda") else 1)
 
 
 def run(demo: Demo, job: JobContext, model: Detector) -> dict:
     p = job.params
     options = Options(conf=p["conf"], iou=p["iou"], imgsz=p["imgsz"], classes=tuple(p["classes"]),
                       max_det=p["max_det"])
-    writer = PageWriter(job, model, crops=p["crops"], padding=p["crop_padding"])
+    writer = PageWriter(job, model, crops=p["crops"], padding=p["crop_padding"], previews=p.get("previews", True))
     per_image: list[float] = []
     model.prepare(options.imgsz)
     job.timings["runtime"] = model.runtime
     job.log(f"model {model.name} ({model.format}) with {model.runtime} on {model.device}, "
             f"batch {model.batch_size}")
-    # Pages are written on a thread while the next batch is inferred; progress advances once a
+    # Pages are written on a thread while the next ones are inferred; progress advances once a
     # page's files are whole, in page order.
     pending: deque[tuple[Future, float]] = deque()
 
@@ -56,19 +69,19 @@ def run(demo: Demo, job: JobContext, model: Detector) -> dict:
         per_image.append(inference_share + written)
         job.advance()
 
-    with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool:
-        for batch in page_batches(job.images(), model.batch_size):
-            start = time.perf_counter()
-            found = model.detect([item.image for item in batch], options)
-            inference = time.perf_counter() - start
+    started = time.perf_counter()
+    threads = decode_threads(demo, model.device)
+    with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool, \
+            reduced_decoding(max(options.imgsz, PREVIEW_MAX_SIDE), threads):
+        for item, found, inference in model.stream(job.images(), options, lambda item: item.image):
             job.timing("inference", inference)
-            job.observe_inference(model.runtime, inference, len(batch))
-            while len(pending) > model.batch_size:  # at most one batch written behind
+            job.observe_inference(model.runtime, inference, 1)
+            while len(pending) > max(model.batch_size, 2):  # at most a batch written behind
                 finish_oldest()
-            for item, detections in zip(batch, found, strict=True):
-                pending.append((pool.submit(writer.write_page, item, detections), inference / len(batch)))
+            pending.append((pool.submit(writer.write_page, item, full_resolution(item, found)), inference))
         while pending:
             finish_oldest()
+    job.timing("pages", time.perf_counter() - started)
     start = time.perf_counter()
     files = writer.finish()
     job.timing("outputs", time.perf_counter() - start)
@@ -78,20 +91,12 @@ def run(demo: Demo, job: JobContext, model: Detector) -> dict:
             "files": files, "summary": result, "summary_url": job.url("summary.json")}
 
 
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
-def page_batches(images: Iterable[LoadedImage], size: int) -> Iterator[list[LoadedImage]]:
-    """Batches of pages; with batches of several pages (GPU), a window of 4 batches is regrouped
-    by aspect ratio so each batch pads little (see inference.same_shape)."""
-    if size <= 1:
-        yield from chunks(images, 1)
-        return
-    for window in chunks(images, 4 * size):
-        yield from by_aspect(window, size, lambda item: item.image.height / item.image.width)
+def full_resolution(item: LoadedImage, found: list[Detection]) -> list[Detection]:
+    """Detections on the page as decoded → on the full-resolution page (the same when it was not
+    decoded reduced)."""
+    if item.scale == 1 and item.offset == (0, 0):
+        return found
+    return [Detection(d.cls, d.confidence, *item.to_full(d.x1, d.y1, d.x2, d.y2)) for d in found]
 
 
 def summary(job: JobContext, model: Detector, class_counts: Counter, per_image: list[float]) -> dict:

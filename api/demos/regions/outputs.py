@@ -43,9 +43,9 @@ def crop_entry(det: Detection, crop_id: str, label: str, width: int, height: int
     }
 
 
-def annotation(source_name: str, doc_uid: str, image: Image.Image, crops: list[dict]) -> dict:
-    return {"source": source_name, "doc_uid": doc_uid, "width": image.width, "height": image.height,
-            "crops": crops}
+def annotation(source_name: str, doc_uid: str, size: tuple[int, int], crops: list[dict]) -> dict:
+    """One page's record; `size`: the full-resolution (width, height) the boxes are in."""
+    return {"source": source_name, "doc_uid": doc_uid, "width": size[0], "height": size[1], "crops": crops}
 
 
 def yolo_lines(crops: Iterable[dict]) -> str:
@@ -65,13 +65,22 @@ def crop_image(image: Image.Image, crop: dict, padding: int) -> Image.Image:
     return image.crop(box)
 
 
-def preview(image: Image.Image, crops: list[dict]) -> Image.Image:
-    """The page, at most PREVIEW_MAX_SIDE px, with each box and `label confidence` drawn on it."""
-    scale = min(1.0, PREVIEW_MAX_SIDE / max(image.width, image.height))
+def preview_size(size: tuple[int, int]) -> tuple[int, int]:
+    """A page of full-resolution `size` is previewed at this size: at most PREVIEW_MAX_SIDE px."""
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def preview(image: Image.Image, crops: list[dict], size: tuple[int, int] | None = None) -> Image.Image:
+    """The page at `preview_size`, with each box and `label confidence` drawn on it. `image` may be
+    the page reduced (decoded at a DCT scale) from its full-resolution `size`, in which the
+    boxes are given; drawn from it, the preview needs no full-resolution decode."""
+    size = size or image.size
     picture = image.convert("RGB")
-    if scale < 1.0:
-        picture = picture.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                 Image.BILINEAR, reducing_gap=2.0)  # a preview: speed over finesse
+    target = preview_size(size)
+    scale = target[0] / size[0]
+    if picture.size != target:
+        picture = picture.resize(target, Image.BILINEAR, reducing_gap=2.0)  # a preview: speed over finesse
     draw = ImageDraw.Draw(picture)
     size = max(12, round(max(picture.size) / 60))
     font = ImageFont.load_default(size=size)

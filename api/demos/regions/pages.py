@@ -7,6 +7,13 @@ Layout in the job folder, per document uid:
     <doc>/previews/<page>.jpg       the page with boxes and labels drawn
     <doc>/annotations.json          every page of the document, at the end
     <doc>/iiif/annotation-list.json and annotation-page.json  for IIIF canvases (v2 and W3C/v3)
+
+Every file is made while the job runs (eagerly): the platform zips the job's folder when it
+succeeds and nginx serves result files straight from disk, so a file made on first request would
+be missing from both. They are made cheaply instead: the preview is drawn on the page as it was
+decoded for the model (a JPEG decoded at a DCT scale with its long side >= PREVIEW_MAX_SIDE, so
+no full-resolution pixels are touched), and the full-resolution page is decoded only for a page
+that has boxes to crop, once, on this writer's thread.
 """
 from __future__ import annotations
 
@@ -18,10 +25,11 @@ from .outputs import annotation, crop_entry, crop_image, iiif_annotations, previ
 
 
 class PageWriter:
-    def __init__(self, job, model, *, crops: bool, padding: int):
+    def __init__(self, job, model, *, crops: bool, padding: int, previews: bool = True):
         self.job = job
         self.model = model
         self.crops = crops
+        self.previews = previews
         self.padding = padding
         self.annotations: dict[str, list[dict]] = {}
         self.canvases: dict[str, list[tuple[dict, tuple[int, int], list[dict]]]] = {}
@@ -29,25 +37,29 @@ class PageWriter:
         self.order: dict[int, int] = {}  # pages may be written out of order (batches by aspect ratio)
 
     def write_page(self, item, detections: list[Detection]) -> float:
-        """Write one page's files; returns the seconds it took."""
+        """Write one page's files; returns the seconds it took. `item` is the LoadedImage, maybe
+        decoded reduced (`item.scale`); `detections` are in full-resolution pixels (`item.size`)."""
         start = time.perf_counter()
-        job, src, image = self.job, item.source, item.image
+        job, src, size = self.job, item.source, item.size
         doc, page = src.doc_uid, src.name
-        entries = [crop_entry(d, f"{page}-{i}", self.model.label(d.cls), image.width, image.height)
+        entries = [crop_entry(d, f"{page}-{i}", self.model.label(d.cls), *size)
                    for i, d in enumerate(sorted(detections, key=lambda d: (d.y1, d.x1)))]
         entries = [e for e in entries if e["absolute"]["width"] > 0 and e["absolute"]["height"] > 0]
-        record = annotation(page, doc, image, entries)
+        record = annotation(page, doc, size, entries)
         if src.canvas:
             record["canvas"] = src.canvas.get("id")
-            self.canvases.setdefault(doc, []).append((src.canvas, image.size, entries))
+            self.canvases.setdefault(doc, []).append((src.canvas, size, entries))
         job.write_json(f"{doc}/annotations/{page}.json", record)
         job.write(f"{doc}/labels/{page}.txt", yolo_lines(entries))
-        if self.crops:
+        if self.crops and entries:
+            full = item.full()  # the page itself unless it was decoded reduced
             for entry in entries:
                 with job.open(f"{doc}/crops/{entry['crop_id']}.jpg") as handle:
-                    crop_image(image, entry, self.padding).save(handle, "JPEG", quality=90)
-        with job.open(f"{doc}/previews/{page}.jpg") as handle:
-            preview(image, entries).save(handle, "JPEG", quality=85)
+                    crop_image(full, entry, self.padding).save(handle, "JPEG", quality=90)
+            del full
+        if self.previews:
+            with job.open(f"{doc}/previews/{page}.jpg") as handle:
+                preview(item.image, entries, size).save(handle, "JPEG", quality=85)
         self.annotations.setdefault(doc, []).append(record)
         self.order[id(record)] = src.index
         self.class_counts.update(e["class"] for e in entries)
@@ -61,7 +73,8 @@ class PageWriter:
         for doc, records in self.annotations.items():
             self.job.write_json(f"{doc}/annotations.json", records)
             files[doc] = {"annotations": self.job.url(f"{doc}/annotations.json"),
-                          "previews": [self.job.url(f"{doc}/previews/{r['source']}.jpg") for r in records]}
+                          "previews": [self.job.url(f"{doc}/previews/{r['source']}.jpg") for r in records]
+                          if self.previews else []}
             if doc in self.canvases:
                 list_id = self.job.url(f"{doc}/iiif")
                 annotation_list, annotation_page = iiif_annotations(self.canvases[doc], list_id)

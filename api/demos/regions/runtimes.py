@@ -11,18 +11,19 @@ around the whole choice). ONNX and OpenVINO are exported with dynamic input shap
 the same page-shaped input as PyTorch; TensorRT's engine is static (square inputs).
 
 An export is kept only if it passes parity with PyTorch on several page-shaped probes of different
-aspect ratios, each going through each runtime's own pre-processing, as a job's pages do:
+aspect ratios, each going through the path a job's pages take with that runtime (OpenVINO and
+ONNX: `lean.LeanModel`, our letterbox and NMS around the compiled model; TensorRT: ultralytics):
   - raw outputs (boxes and class scores before NMS) on the tensor the export itself receives, so
     the weights are faithful: scores within 0.02 (0.05 on CUDA), boxes within 1.5 px (3 px);
-  - detections as a job gets them (`inference.predict`): every detection of either runtime clearly
+  - detections as a job gets them: every detection of either runtime clearly
     above the floor has a counterpart of the same class in the other, with IoU >= 0.9 (0.85) and
     confidence within the score tolerance; so an export fed other inputs than PyTorch (a padded
     square instead of the page's shape) is kept only if its boxes are the same anyway.
 An export that fails parity is never chosen. Among the candidates that pass (PyTorch among them
 under `auto`), the fastest on a page-shaped image wins: the measurement, not a rule, decides; with
-none, PyTorch runs. The choice and its figures are kept in `models.CHOICE_RECORD` beside the
-exports; a choice made by an older check or whose export is gone, or an export made with other
-options, is made again.
+none, PyTorch runs. Each is timed through that same path. The choice and its figures are kept in
+`models.CHOICE_RECORD` beside the exports; a choice made by an older check or whose export is
+gone, or an export made with other options, is made again.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +46,7 @@ from api.sdk import check_runtime_setting, export_folder, file_lock
 
 from .common import Detection, Options
 from .inference import keep_torch_threads, predict
+from .lean import LeanModel, Unsupported
 from .models import CHOICE_RECORD
 
 EXPORT_FORMAT = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
@@ -51,7 +54,7 @@ MODULE_OF = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorr
 HALF_RUNTIMES = ("torch", "tensorrt")  # the runtimes that compute in FP16 on CUDA
 PROBE_SHAPES = ((1000, 1400), (1400, 1000), (640, 1600))  # (width, height): portrait, landscape, narrow
 PARITY_CONF = 0.05  # detections are compared from this confidence up (a job's `conf` is usually higher)
-PARITY_CHECK = 2  # how parity is judged; a choice recorded by another check is measured again
+PARITY_CHECK = 3  # how parity is judged; a choice recorded by another check is measured again
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,30 @@ class Choice:
 
 def available(runtime: str) -> bool:
     return importlib.util.find_spec(MODULE_OF[runtime]) is not None
+
+
+def lean_or_none(path: Path, runtime: str) -> LeanModel | None:
+    """The lean path for an export or ONNX file on this runtime; None where it does not apply
+    (TensorRT, PyTorch, or an export it cannot read: ultralytics runs those)."""
+    if runtime not in ("openvino", "onnx"):
+        return None
+    try:
+        return LeanModel(path, runtime)
+    except Unsupported as exc:
+        log.info("%s runs through ultralytics: %s", path.name, exc)
+        return None
+
+
+def runtime_model(path: Path, runtime: str) -> Any:
+    """What a job runs for `runtime`: the lean path where it applies, else ultralytics."""
+    return lean_or_none(path, runtime) or YOLO(str(path), task="detect")
+
+
+def detect(model: Any, image: Image.Image, options: Options, device: str, half: bool) -> list[Detection]:
+    """One page through `model` as a job sends it (lean path or ultralytics' predict)."""
+    if isinstance(model, LeanModel):
+        return model.predict([image], options)[0]
+    return predict(model, [image], options, device, half)[0]
 
 
 def candidates(setting: str, device: str) -> list[str]:
@@ -141,6 +168,11 @@ class RuntimeChooser:
         """The runtime for this model at `imgsz`, exporting and measuring at the first call only."""
         half = self.kind == "cuda"
         wanted = candidates(self.setting, self.device)
+        onnx_file = self.model_path.suffix == ".onnx"
+        if onnx_file:  # the file runs as it is: no export, no PyTorch
+            wanted = [r for r in wanted if r in ("openvino", "onnx")] if self.kind == "cpu" else []
+            if wanted in ([], ["onnx"]):
+                return Choice("onnx", self.model_path, False, {"onnx": {"chosen": "the file's own runtime"}})
         if wanted == ["torch"] or not wanted:
             return Choice("torch", self.model_path, half, {"torch": {"chosen": "only candidate"}})
         record = self.root / CHOICE_RECORD.format(kind=self.kind, setting=self.setting, imgsz=imgsz)
@@ -150,10 +182,47 @@ class RuntimeChooser:
                 path = Path(saved["path"])
                 if saved.get("check") == PARITY_CHECK and path.exists():
                     return Choice(saved["runtime"], path, saved["half"], saved["report"])
-            choice = self._measure(wanted, imgsz, half)
+            choice = self._measure_onnx_file(wanted, imgsz) if onnx_file else self._measure(wanted, imgsz, half)
             record.write_text(json.dumps({"runtime": choice.runtime, "path": str(choice.path), "half": choice.half,
                                           "check": PARITY_CHECK, "report": choice.report}, indent=1))
         return choice
+
+    def _measure_onnx_file(self, wanted: list[str], imgsz: int) -> Choice:
+        """An ONNX model file: ONNX Runtime (its own runtime, the reference) or OpenVINO reading
+        the same file (f32), kept if its outputs and detections are ONNX Runtime's; the faster."""
+        probes = probe_pages()
+        options = Options(conf=PARITY_CONF, imgsz=imgsz)
+        reference = LeanModel(self.model_path, "onnx")
+        tolerance = TOLERANCE[False]
+        report: dict[str, dict] = {}
+        timed: list[tuple[float, str]] = []
+        for runtime in dict.fromkeys([*wanted, "onnx"]):
+            try:
+                model = reference if runtime == "onnx" else LeanModel(self.model_path, runtime)
+                if model is not reference:
+                    worst: dict = {"probes": len(probes), "detections": 0, "unmatched": 0}
+                    ok = True
+                    for probe in probes:
+                        (_, theirs), (_, ours) = reference.raw(probe, imgsz), model.raw(probe, imgsz)
+                        raw_ok, raw = parity(theirs[None], ours[None], tolerance)
+                        found_ok, figures = same_detections(reference.predict([probe], options)[0],
+                                                            model.predict([probe], options)[0], tolerance, options.conf)
+                        ok = ok and raw_ok and found_ok
+                        for key, value in {**raw, **figures}.items():
+                            worst[key] = WORST[key](worst[key], value) if key in worst and key in WORST else value
+                    report[runtime] = {"parity": ok, **worst}
+                    if not ok:
+                        continue
+                ms = _time_predict(model, probes[0], imgsz, self.device, False)
+                report.setdefault(runtime, {})["ms_per_page"] = round(ms, 2)
+                if runtime in wanted:
+                    timed.append((ms, runtime))
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file is skipped
+                log.warning("runtime %s unusable for %s: %s", runtime, self.model_path.name, exc)
+                report[runtime] = {"error": str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}
+        ms, runtime = min(timed) if timed else (0.0, "onnx")
+        report.setdefault(runtime, {})["chosen"] = "fastest that passed parity" if timed else "the file's own runtime"
+        return Choice(runtime, self.model_path, False, report)
 
     def _measure(self, wanted: list[str], imgsz: int, half: bool) -> Choice:
         probes = probe_pages()
@@ -168,7 +237,7 @@ class RuntimeChooser:
                 path, model = self.model_path, reference
                 if runtime != "torch":
                     path = self._export(runtime, imgsz, half)
-                    model = YOLO(str(path), task="detect")
+                    model = runtime_model(path, runtime)
                     ok, worst = self._parity(reference, model, probes, expected, options, runs_half)
                     report[runtime] = {"parity": ok, **worst}
                     if not ok:
@@ -195,8 +264,8 @@ class RuntimeChooser:
         worst: dict = {"probes": len(probes), "detections": 0, "unmatched": 0}
         ok = True
         for probe, wanted in zip(probes, expected, strict=True):
-            [found] = predict(model, [probe], options, self.device, runs_half)
-            raw_ok, raw = parity(*_outputs_on_the_same_input(reference, model, probe), tolerance)
+            found = detect(model, probe, options, self.device, runs_half)
+            raw_ok, raw = parity(*_outputs_on_the_same_input(reference, model, probe, options.imgsz), tolerance)
             found_ok, figures = same_detections(wanted, found, tolerance, options.conf)
             ok = ok and raw_ok and found_ok
             for key, value in {**raw, **figures}.items():
@@ -238,15 +307,20 @@ def export_options(runtime: str, imgsz: int, half: bool, device: str) -> dict:
     return options
 
 
-def _outputs_on_the_same_input(reference, model, probe: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+def _outputs_on_the_same_input(reference, model, probe: Image.Image, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw outputs (before NMS) of PyTorch and of `model` for the tensor `model`'s own
     pre-processing makes of `probe` (both models have predicted once, so their predictors exist)."""
-    bgr = np.ascontiguousarray(np.asarray(probe)[:, :, ::-1])
-    tensor = model.predictor.preprocess([bgr])
     torch_side = reference.predictor
+    if isinstance(model, LeanModel):
+        given, out = model.raw(probe, imgsz)
+        tensor, theirs = torch.from_numpy(given), out[None]
+    else:
+        bgr = np.ascontiguousarray(np.asarray(probe)[:, :, ::-1])
+        tensor = model.predictor.preprocess([bgr])
+        theirs = _as_array(model.predictor.inference(tensor))
     same = tensor.to(torch_side.device, torch.float16 if torch_side.model.fp16 else torch.float32)
     with torch.inference_mode():
-        return _as_array(torch_side.inference(same)), _as_array(model.predictor.inference(tensor))
+        return _as_array(torch_side.inference(same)), theirs
 
 
 def _as_array(out) -> np.ndarray:
@@ -294,12 +368,16 @@ def box_iou(a: Detection, b: Detection) -> float:
 
 
 def _time_predict(model, image: Image.Image, imgsz: int, device: str, half: bool, runs: int = 3) -> float:
-    """Milliseconds per page through ultralytics' predict (pre-processing and NMS included)."""
-    extra = {"half": True} if half else {}
+    """Milliseconds per page through the path a job takes (pre-processing and NMS included; the
+    lean path's pages in flight together, as a job's are)."""
+    options = Options(imgsz=imgsz)
     for _ in range(2):
-        model.predict(image, imgsz=imgsz, device=device, verbose=False, **extra)
+        detect(model, image, options, device, half)
         keep_torch_threads()
     start = time.perf_counter()
+    if isinstance(model, LeanModel):
+        model.predict([image] * (runs + 1), options)
+        return (time.perf_counter() - start) / (runs + 1) * 1000
     for _ in range(runs):
-        model.predict(image, imgsz=imgsz, device=device, verbose=False, **extra)
+        detect(model, image, options, device, half)
     return (time.perf_counter() - start) / runs * 1000

@@ -10,16 +10,27 @@ to hundreds of megabytes, so eight of them ahead would take a worker to gigabyte
 reserves room in a `DecodeBudget` (from its header, before any pixel is decoded) and gives it
 back when the demo asks for the next image; an image larger than the whole budget is decoded
 only when the feed holds nothing else.
+
+A demo whose model sees pages at a few hundred pixels need not pay for decoding 20-megapixel
+photographs in full: inside `reduced_decoding(min_side)`, a JPEG at least twice that size is
+decoded at the smallest DCT scale (1/2, 1/4, 1/8: libjpeg computes fewer pixels, nothing is
+resized afterwards) that keeps its long side >= `min_side`. The `LoadedImage` says by how much
+(`scale`, exact: full-resolution pixel = decoded pixel x scale), its full-resolution `size`, and
+decodes the full image when something needs it (`full()`). The same block can limit how many
+images are decoded at once (`threads`), so a CPU worker's model keeps its cores while downloads
+still run on every DOWNLOAD_WORKERS thread.
 """
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -43,6 +54,57 @@ class LoadedImage:
     image: Image.Image | None  # RGB, fully loaded, EXIF orientation applied; None on error
     path: Path | None  # the local file it was decoded from
     error: str | None = None  # why `image` is None, in plain words
+    # Set when `image` was decoded reduced (see `reduced_decoding`): a pixel of `image` is a
+    # `scale` x `scale` square of the full-resolution image, whose upright (width, height) is
+    # `size`; full-resolution x = x in `image` * scale + offset[0] (the offset is not 0 only on an
+    # axis that EXIF orientation reversed, when the size is not a multiple of the scale).
+    scale: int = 1
+    size: tuple[int, int] = (0, 0)
+    offset: tuple[int, int] = (0, 0)
+    _full: Callable[[], Image.Image] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.image is not None and self.size == (0, 0):
+            self.size = self.image.size
+
+    def to_full(self, x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
+        """A box in the pixels of `image` → the same box in full-resolution pixels, inside the image."""
+        s, (ox, oy), (w, h) = self.scale, self.offset, self.size
+        return (min(max(x1 * s + ox, 0), w), min(max(y1 * s + oy, 0), h),
+                min(max(x2 * s + ox, 0), w), min(max(y2 * s + oy, 0), h))
+
+    def full(self) -> Image.Image:
+        """The full-resolution image: `image` itself unless it was decoded reduced, else decoded
+        now from `path` (not kept: the caller holds it as long as it needs it)."""
+        if self.image is None:
+            raise UnreadableImage(self.error or "no image")
+        if self.scale == 1 or self._full is None:
+            return self.image
+        return self._full()
+
+
+@dataclass(frozen=True)
+class DecodeHint:
+    min_side: int | None  # decode JPEGs reduced, keeping the long side at least this; None: full
+    threads: int | None  # at most this many images decoded at once; None: every feed thread
+
+
+FULL_DECODING = DecodeHint(None, None)
+_HINT: ContextVar[DecodeHint | None] = ContextVar("decode_hint", default=None)
+
+
+@contextmanager
+def reduced_decoding(min_side: int | None, threads: int | None = None) -> Iterator[None]:
+    """Feeds started in this block (a job's `images()` starts one at its first image) decode
+    each JPEG whose long side is at least 2 x `min_side` at the smallest DCT scale that keeps it
+    >= `min_side` (`LoadedImage.scale` > 1, `full()` for the whole), and decode at most `threads`
+    images at once. For a demo whose model looks at a reduced page anyway: less decoding, and
+    less of the CPU taken from the model."""
+    token = _HINT.set(DecodeHint(min_side, threads))
+    try:
+        yield
+    finally:
+        _HINT.reset(token)
 
 
 def configure_pillow(cfg: Config) -> None:
@@ -56,9 +118,14 @@ def image_header(path: Path, cfg: Config) -> tuple[int, int, str, bool]:
     """(width, height, mode, transparent) of the image at `path`, from its header alone, so the
     room its pixels will take is known before they are decoded. Raises UnreadableImage, also when
     the pixel count is over MAX_IMAGE_PIXELS."""
+    return image_header_and_format(path, cfg)[:4]  # type: ignore[return-value]
+
+
+def image_header_and_format(path: Path, cfg: Config) -> tuple[int, int, str, bool, str]:
+    """`image_header` and the file's format as Pillow names it ("JPEG", "PNG", ...)."""
     with _unreadable_as_error(), Image.open(path) as opened:
         _check_pixels(opened, cfg)
-        return opened.width, opened.height, opened.mode, _transparent(opened)
+        return opened.width, opened.height, opened.mode, _transparent(opened), opened.format or ""
 
 
 def decode_image(path: Path, cfg: Config) -> Image.Image:
@@ -70,6 +137,47 @@ def decode_image(path: Path, cfg: Config) -> Image.Image:
         opened.load()
         ImageOps.exif_transpose(opened, in_place=True)  # in place: no copy of a large image
         return _to_rgb(opened)
+
+
+# EXIF orientation → (upright axes swapped, upright x reversed, upright y reversed), as
+# ImageOps.exif_transpose turns the stored pixels
+_ORIENTATION = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True),
+                4: (False, False, True), 5: (True, False, False), 6: (True, True, False),
+                7: (True, True, True), 8: (True, False, True)}
+
+
+def decode_reduced(path: Path, cfg: Config, min_side: int) -> LoadedImage:
+    """`decode_image`, but a JPEG whose long side is at least 2 x `min_side` is decoded at
+    1/scale of its size (DCT scaling, scale 2, 4 or 8) with its long side still >= `min_side`;
+    other images at scale 1. A LoadedImage without its source; raises UnreadableImage."""
+    with _unreadable_as_error(), Image.open(path) as opened:
+        _check_pixels(opened, cfg)
+        width, height = opened.size
+        scale = 1
+        long_side = max(width, height)
+        if opened.format == "JPEG" and long_side >= 2 * min_side:
+            wanted = (math.ceil(width * min_side / long_side), math.ceil(height * min_side / long_side))
+            drafted = opened.draft(opened.mode, wanted)
+            if drafted is not None:
+                scale = round(width / drafted[1][2])
+        swapped, flip_x, flip_y = _ORIENTATION.get(opened.getexif().get(0x0112, 1), _ORIENTATION[1])
+        opened.load()
+        reduced = opened.size
+        ImageOps.exif_transpose(opened, in_place=True)
+        image = _to_rgb(opened)
+    full = (height, width) if swapped else (width, height)
+    small = (reduced[1], reduced[0]) if swapped else reduced
+    offset = (full[0] - scale * small[0] if flip_x else 0, full[1] - scale * small[1] if flip_y else 0)
+    return LoadedImage(None, image, path, scale=scale, size=full, offset=offset,  # type: ignore[arg-type]
+                       _full=lambda: decode_image(path, cfg))
+
+
+def reduced_size(width: int, height: int, image_format: str, min_side: int | None) -> tuple[int, int]:
+    """The size `decode_reduced` gives an image of this size and format, for the decode budget."""
+    if not min_side or image_format != "JPEG" or max(width, height) < 2 * min_side:
+        return width, height
+    scale = next(s for s in (8, 4, 2, 1) if max(width, height) // s >= min_side)
+    return -(-width // scale), -(-height // scale)
 
 
 def decode_bytes(width: int, height: int, mode: str, transparent: bool) -> int:
@@ -198,12 +306,15 @@ class ImageFeed:
     `close()` (or leaving the `with` block) stops background work promptly: queued loads are
     dropped and a download under way stops at its next chunk."""
 
-    def __init__(self, sources: list[ImageSource], fetcher: Fetcher, cfg: Config):
+    def __init__(self, sources: list[ImageSource], fetcher: Fetcher, cfg: Config, hint: DecodeHint | None = None):
+        """`hint`: how to decode (see `reduced_decoding`, whose block gives it when None)."""
         self.sources = sources
         self.fetcher = fetcher
         self.cfg = cfg
+        self.hint = hint or _HINT.get() or FULL_DECODING
         self.ahead = max(1, cfg.prefetch_images)
         self.budget = DecodeBudget(cfg.decode_ahead_bytes)
+        self._decoding = threading.BoundedSemaphore(self.hint.threads) if self.hint.threads else None
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.download_workers), thread_name_prefix="image-feed")
 
@@ -259,17 +370,24 @@ class ImageFeed:
 
     def _decode_in_budget(self, turn: int, source: ImageSource, path: Path) -> tuple[LoadedImage, int]:
         """Reserve the decoding peak (known from the header), decode, keep only what the result holds."""
-        peak = decode_bytes(*image_header(path, self.cfg))
+        width, height, mode, transparent, image_format = image_header_and_format(path, self.cfg)
+        min_side = self.hint.min_side
+        peak = decode_bytes(*reduced_size(width, height, image_format, min_side), mode, transparent)
         if not self.budget.acquire(turn, peak):
             return LoadedImage(source, None, path, "the feed was closed"), 0
         try:
-            image = decode_image(path, self.cfg)
+            with self._decoding or nullcontext():
+                if min_side:
+                    item = decode_reduced(path, self.cfg, min_side)
+                    item.source = source
+                else:
+                    item = LoadedImage(source, decode_image(path, self.cfg), path)
         except BaseException:
             self.budget.release(peak)
             raise
-        kept = held_bytes(image)
+        kept = held_bytes(item.image) if item.image is not None else 0
         self.budget.release(peak - kept)
-        return LoadedImage(source, image, path), kept
+        return item, kept
 
     def close(self) -> None:
         self._stop.set()
