@@ -23,7 +23,6 @@ from .common import (
     DEFAULTS,
     Detection,
     Options,
-    quiet_ultralytics,  # noqa: F401 - TODO(conftest): until tests/conftest.py imports it from .common
 )
 from .inference import page_batches, predict
 from .lean import LeanModel
