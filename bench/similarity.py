@@ -47,7 +47,8 @@ def tiles(count: int, seed: int) -> tuple[list, dict]:
             sources.append((Path(name).stem, page.convert("RGB")))
     weights = [p.width * p.height for _, p in sources]
     rng = random.Random(seed)
-    out, boxes = [], {}
+    out: list = []
+    boxes: dict = {}
     while len(out) < count:
         name, picture = rng.choices(sources, weights)[0]
         side = rng.randint(160, min(400, picture.width, picture.height))

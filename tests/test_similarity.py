@@ -77,7 +77,8 @@ def test_a_mirrored_copy_is_found_only_with_the_flip_transposition():
 def test_the_transform_maps_full_resolution_pixels_of_a_onto_b():
     """A copy at half size, turned 8° counter-clockwise: the reported scale and rotation say so, and the
     matrix takes a's full-resolution pixels to b's, whatever the working sizes were."""
-    picture = testset.load(DATA, "shuttle-diagram.png").resize((900, 986), Image.LANCZOS)  # larger than max_side
+    # larger than max_side, so the working size differs from the full resolution
+    picture = testset.load(DATA, "shuttle-diagram.png").resize((900, 986), Image.Resampling.LANCZOS)
     copy = apply(picture, Recipe(scale=0.5, angle=8))
     result = run_engine([testset.Sample(picture, "a", "big", "s", ""), testset.Sample(copy, "b", "small", "s", "")])
     [pair] = result.pairs
@@ -138,7 +139,7 @@ def test_a_cnn_backbone_retrieves_the_candidates_and_local_features_verify_them(
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18-test.pth")
     backbone = load_backbone(tmp_path, "resnet18-test.pth", "cpu")
-    assert backbone.arch == "resnet18"
+    assert backbone is not None and backbone.arch == "resnet18"
     samples = [s for s in testset.build(DATA, "tune", seed=0) if s.group in ("brain", "owl-on-branch", "camera",
                                                                               "bull", "text")]
     describer = Describer({"topk": 4}, backbone)

@@ -49,7 +49,7 @@ class Backbone:
         mean = torch.tensor(MEAN).view(1, 3, 1, 1)
         std = torch.tensor(STD).view(1, 3, 1, 1)
         for start in range(0, len(images), batch):
-            chunk = [np.asarray(im.convert("RGB").resize((INPUT, INPUT), Image.BILINEAR))
+            chunk = [np.asarray(im.convert("RGB").resize((INPUT, INPUT), Image.Resampling.BILINEAR))
                      for im in images[start:start + batch]]
             x = (torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float() / 255 - mean) / std
             for name in transpositions:

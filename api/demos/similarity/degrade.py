@@ -96,10 +96,10 @@ def apply(image: Image.Image, recipe: Recipe, seed: int = 0) -> Image.Image:
     out = out.crop((round(x0 * w), round(y0 * h), max(round(x1 * w), round(x0 * w) + 8),
                     max(round(y1 * h), round(y0 * h) + 8)))
     if recipe.angle:
-        out = out.rotate(recipe.angle, resample=Image.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+        out = out.rotate(recipe.angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
     if recipe.scale != 1.0:
         out = out.resize((max(8, round(out.width * recipe.scale)), max(8, round(out.height * recipe.scale))),
-                         Image.LANCZOS if recipe.scale < 1 else Image.BICUBIC)
+                         Image.Resampling.LANCZOS if recipe.scale < 1 else Image.Resampling.BICUBIC)
     if recipe.print_like:
         gray = np.asarray(out.convert("L"))
         printed = _halftone(gray) if recipe.print_like == "halftone" else _threshold(gray, rng)

@@ -93,7 +93,7 @@ class Describer:
         item = Item(len(self.items), doc_uid, name, full_w, full_h, features, thumb, thumb_scale, crop)
         self.items.append(item)
         if self.backbone is not None:
-            self.small.append(image.convert("RGB").resize((224, 224), Image.BILINEAR))
+            self.small.append(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
         self.seconds += time.perf_counter() - started
         return item
 

@@ -29,13 +29,13 @@ def thumbnail(image: Image.Image, side: int = CELL) -> tuple[bytes, int]:
     """A JPEG of the item at most `side` px long (what the sheet draws, kept per item in memory),
     and its width."""
     small = image.convert("RGB")
-    small.thumbnail((side, side), Image.BILINEAR)
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=85)
     return buffer.getvalue(), small.width
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size)
     except TypeError:  # pragma: no cover - Pillow < 10.1

@@ -131,7 +131,7 @@ def pages(samples: Sequence[Sample], seed: int = 0, size: tuple[int, int] = (620
             boxes = []
             for s, sample in enumerate(chunk):
                 picture = sample.image.copy()
-                picture.thumbnail((int(width * rng.uniform(0.45, 0.8)), int(slot_h * 0.8)), Image.LANCZOS)
+                picture.thumbnail((int(width * rng.uniform(0.45, 0.8)), int(slot_h * 0.8)), Image.Resampling.LANCZOS)
                 framed = Image.new("RGB", (picture.width + 10, picture.height + 10), (25, 20, 15))
                 framed.paste(picture, (5, 5))
                 x1 = rng.randint(30, max(30, width - framed.width - 30))
