@@ -29,8 +29,19 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+import onnxruntime
+import openvino as ov
 import yaml
 from PIL import Image
+
+try:  # optional runtimes: a machine may lack either (the GPU kit's device has no OpenVINO)
+    import openvino as ov
+except ImportError:  # pragma: no cover - depends on the machine
+    ov = None
+try:
+    import onnxruntime
+except ImportError:  # pragma: no cover
+    onnxruntime = None
 
 from .checkpoints import onnx_metadata
 from .common import Detection, Options
@@ -149,8 +160,8 @@ class OpenVinoRuntime:
     name = "openvino"
 
     def __init__(self, path: Path, depth: int = 2, hint: str = "THROUGHPUT"):
-        import openvino as ov  # noqa: PLC0415 - only where this runtime is used
-
+        if ov is None:
+            raise RuntimeError("OpenVINO is not installed here; use another INFERENCE_RUNTIME")
         config = {"PERFORMANCE_HINT": hint}
         if path.suffix == ".onnx":
             source = path
@@ -189,8 +200,8 @@ class OnnxRuntime:
     name = "onnx"
 
     def __init__(self, path: Path, depth: int = 1):
-        import onnxruntime  # noqa: PLC0415 - only where this runtime is used
-
+        if onnxruntime is None:
+            raise RuntimeError("ONNX Runtime is not installed here; use another INFERENCE_RUNTIME")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = cpu_count()
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
