@@ -29,8 +29,6 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
-import onnxruntime
-import openvino as ov
 import yaml
 from PIL import Image
 
