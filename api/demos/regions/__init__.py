@@ -63,9 +63,8 @@ class Regions(Demo):
                                        "empty: the newest file there"),
         "batch_size": Setting(int, 0, min=0, max=1024, help="pages per forward pass; 0: by device "
                                                             "(16 on CUDA with half precision, 1 on CPU)"),
-        "decode_threads": Setting(int, 0, min=0, max=64, help="pages decoded at once beside the model; 0: by "
-                                                              "device (1 on CPU, leaving the model its cores; "
-                                                              "every download thread on CUDA)"),
+        "decode_threads": Setting(int, 0, min=0, max=64, help="pages decoded at once beside the model; 0: as many "
+                                                              "as download threads (DOWNLOAD_WORKERS)"),
     }
 
     catalog = CATALOG

@@ -27,7 +27,7 @@ from .common import (
 from .inference import page_batches, predict
 from .lean import LeanModel
 from .legacy import LegacyYolov5
-from .runtimes import RuntimeChooser, lean_or_none, runtime_model
+from .runtimes import RuntimeChooser, lean_or_none, precision_of, runtime_model
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ class Detector:
                                              and self.model.path == choice.path):
                 model = self.torch_model if choice.runtime == "torch" else self.model
             else:
-                model = runtime_model(choice.path, choice.runtime)
+                model = runtime_model(choice.path, choice.runtime, precision_of(choice))
             self._by_size[imgsz] = (choice.runtime, model, choice.half)
             self.runtime_report = choice.report
         self.runtime, self.model, self.half = self._by_size[imgsz]

@@ -4,8 +4,7 @@ the `Regions` demo in workers only (torch, ultralytics).
 A page's way through a job, each step overlapping the others:
   - the platform downloads and decodes the next pages on its threads; a JPEG much larger than
     the model's input is decoded at a DCT scale (`reduced_decoding`: long side >= the larger of
-    the model's input and the preview size), at most `decode_threads` at once (one on CPU, so
-    the model keeps the other cores);
+    the model's input and the preview size), at most `decode_threads` at once;
   - the model (`Detector.stream`) sees that reduced page: exports run pipelined through
     `lean.LeanModel`, PyTorch in batches; boxes are mapped back to full-resolution pixels exactly
     (`LoadedImage.to_full`);
@@ -41,11 +40,13 @@ def load_model(demo: Demo, model_id: str | None) -> Detector:
                     cache_root=demo.exports_folder)
 
 
-def decode_threads(demo: Demo, device: str) -> int | None:
-    """Pages decoded at once: REGIONS_DECODE_THREADS, else one on CPU (the model computes on every
-    core; a second decoding thread only takes cores from it) and no limit on CUDA."""
+def decode_threads(demo: Demo) -> int | None:
+    """Pages decoded at once: REGIONS_DECODE_THREADS, else no limit but the feed's threads. One
+    decoding thread was meant to leave a CPU worker's model its cores, but measured on 2 cores
+    (bench/regions.py) it made jobs of large photographs 10% slower (decoding became the
+    bottleneck) and generated pages no faster."""
     configured: int = demo.setting("decode_threads")
-    return configured or (None if device.startswith("cuda") else 1)
+    return configured or None
 
 
 def run(demo: Demo, job: JobContext, model: Detector) -> dict:
@@ -70,7 +71,7 @@ def run(demo: Demo, job: JobContext, model: Detector) -> dict:
         job.advance()
 
     started = time.perf_counter()
-    threads = decode_threads(demo, model.device)
+    threads = decode_threads(demo)
     with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool, \
             reduced_decoding(max(options.imgsz, PREVIEW_MAX_SIDE), threads):
         for item, found, inference in model.stream(job.images(), options, lambda item: item.image):

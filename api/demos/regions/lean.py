@@ -157,14 +157,16 @@ class OpenVinoRuntime:
 
     name = "openvino"
 
-    def __init__(self, path: Path, depth: int = 2, hint: str = "THROUGHPUT"):
+    def __init__(self, path: Path, depth: int = 2, hint: str = "THROUGHPUT", precision: str | None = None):
+        """`precision`: "f32" to compute in f32 (the default for an ONNX file); None: the plugin's."""
         if ov is None:
             raise RuntimeError("OpenVINO is not installed here; use another INFERENCE_RUNTIME")
         config = {"PERFORMANCE_HINT": hint}
+        if precision or path.suffix == ".onnx":
+            config["INFERENCE_PRECISION_HINT"] = precision or "f32"
         if path.suffix == ".onnx":
             source = path
             self.metadata = {k: _literal(v) for k, v in onnx_metadata(path).items()}
-            config["INFERENCE_PRECISION_HINT"] = "f32"
         else:
             source = next(path.glob("*.xml"))
             meta = path / "metadata.yaml"
@@ -254,9 +256,11 @@ class Pending:
 class LeanModel:
     """An exported YOLO detector: `predict` for a few pages, `stream` for a job's pages."""
 
-    def __init__(self, path: Path, runtime: str, depth: int = 2, hint: str = "THROUGHPUT"):
+    def __init__(self, path: Path, runtime: str, depth: int = 2, hint: str = "THROUGHPUT",
+                 precision: str | None = None):
         if runtime == "openvino":
-            self.runtime: OpenVinoRuntime | OnnxRuntime = OpenVinoRuntime(artifact(path, runtime), depth, hint)
+            self.runtime: OpenVinoRuntime | OnnxRuntime = OpenVinoRuntime(artifact(path, runtime), depth, hint,
+                                                                          precision)
         elif runtime == "onnx":
             self.runtime = OnnxRuntime(path, depth)
         else:
