@@ -20,14 +20,16 @@ from .clientjson import loads
 from .config import ConfigError
 from .devices import pick_device
 from .errors import InputError
+from .inputs.documents import Document
+from .inputs.names import SAFE_NAME, is_image_name
 from .jobs import FinishedJob, read_finished
+from .storage import is_tracking_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Blueprint
 
     from .config import Config
     from .context import JobContext
-    from .inputs import Document
 
 TRUE_STRINGS = {"true", "1", "yes", "on"}
 FALSE_STRINGS = {"false", "0", "no", "off"}
@@ -134,6 +136,10 @@ def _default(name: str, param: Param) -> Any:
     return None if param.default is None else param.coerce(name, param.default)
 
 
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(is_image_name(p.name) for p in folder.iterdir())
+
+
 def _article(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
@@ -206,6 +212,26 @@ class Demo:
         """An ended job of any demo (state, output, folder), from the record it left beside its
         results; None when there is no such job or it has not ended. For chaining demos."""
         return read_finished(self._configured(), app, tracking_id)
+
+    def documents_of(self, app: str, tracking_id: str, *, field: str, subfolder: str, purpose: str) -> list[Document]:
+        """A succeeded `app` job's per-document `subfolder`s (e.g. regions' crops) as `dir` documents,
+        for a demo that chains on it; InputError naming `field` when the id is malformed, the job has
+        not ended or not succeeded, or it left no image there (`purpose`: what they were wanted for)."""
+        if not is_tracking_id(tracking_id):
+            raise InputError(field, f"must be the tracking_id of a {app} job (32 hexadecimal characters)")
+        earlier = self.finished_job(app, tracking_id)
+        if earlier is None:
+            raise InputError(field, f"no {app} job with this tracking_id has ended (unknown, or still queued or "
+                                    "running: wait for SUCCESS)")
+        if not earlier.succeeded:
+            raise InputError(field, f"the {app} job has not succeeded (its state is {earlier.state}); "
+                                    "start a new one")
+        documents = [Document(type="dir", uid=doc.name, path=str((doc / subfolder).resolve()))
+                     for doc in sorted(earlier.folder.iterdir())
+                     if doc.is_dir() and SAFE_NAME.match(doc.name) and _has_images(doc / subfolder)]
+        if not documents:
+            raise InputError(field, f"the {app} job found no {purpose}")
+        return documents
 
     def validate(self, raw: Any) -> dict:
         """Parameters with defaults filled in; unknown or ill-typed fields → InputError (400). With

@@ -15,18 +15,16 @@ job.py, imported by `load_model`/`run` in the worker.
 """
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.sdk import SAFE_NAME, Demo, Document, InputError, Param, Setting, is_image_name
+from api.sdk import SAFE_NAME, Demo, Document, InputError, Param, Setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from api.sdk import JobContext
 
 REGIONS_APP = "regions"
-TRACKING_ID = re.compile(r"^[0-9a-f]{32}$")
 FEATURES = ("auto", "cnn", "local")
 LOCAL_FEATURES = ("sift", "orb")
 TRANSFORMS = ("affine", "similarity", "homography")
@@ -120,22 +118,8 @@ class Similarity(Demo):
         tracking_id = params.get("regions_job") or ""
         if not tracking_id:
             return []
-        field = "parameters.regions_job"
-        if not TRACKING_ID.match(tracking_id):
-            raise InputError(field, "must be the tracking_id of a regions job (32 hexadecimal characters)")
-        regions = self.finished_job(REGIONS_APP, tracking_id)
-        if regions is None:
-            raise InputError(field, "no regions job with this tracking_id has ended (unknown, or still queued or "
-                                    "running: wait for SUCCESS)")
-        if not regions.succeeded:
-            raise InputError(field, f"the regions job has not succeeded (its state is {regions.state}); "
-                                    "start a new one")
-        documents = [Document(type="dir", uid=doc.name, path=str((doc / "crops").resolve()))
-                     for doc in sorted(regions.folder.iterdir())
-                     if doc.is_dir() and SAFE_NAME.match(doc.name) and _has_images(doc / "crops")]
-        if not documents:
-            raise InputError(field, "the regions job found no regions (no crops) to compare")
-        return documents
+        return self.documents_of(REGIONS_APP, tracking_id, field="parameters.regions_job", subfolder="crops",
+                                 purpose="regions (no crops) to compare")
 
     def model_id(self, params: dict) -> str | None:
         """The backbone a job uses as `<file>@<modification time>` ("" for local features only):
@@ -171,10 +155,6 @@ class Similarity(Demo):
             found[path.name] = {"updated": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds"),
                                 "size": stat.st_size, "kind": "backbone", "default": path.name == default}
         return found
-
-
-def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(is_image_name(p.name) for p in folder.iterdir())
 
 
 demo = Similarity()

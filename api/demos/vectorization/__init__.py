@@ -10,18 +10,15 @@ imported by `job.py`, which `run` imports in the worker, never in the API proces
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.sdk import SAFE_NAME, Demo, Document, InputError, Param, is_image_name
+from api.sdk import Demo, Document, Param
 
 if TYPE_CHECKING:  # pragma: no cover
     from api.sdk import JobContext
 
 REGIONS_APP = "regions"
 # A tracking id's shape, checked here so a malformed one gets its own message rather than "no such job".
-TRACKING_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Vectorization(Demo):
@@ -62,22 +59,8 @@ class Vectorization(Demo):
         tracking_id = params.get("regions_job") or ""
         if not tracking_id:
             return []
-        field = "parameters.regions_job"
-        if not TRACKING_ID.match(tracking_id):
-            raise InputError(field, "must be the tracking_id of a regions job (32 hexadecimal characters)")
-        regions = self.finished_job(REGIONS_APP, tracking_id)
-        if regions is None:
-            raise InputError(field, "no regions job with this tracking_id has ended (unknown, or still queued or "
-                                    "running: wait for SUCCESS)")
-        if not regions.succeeded:
-            raise InputError(field, f"the regions job has not succeeded (its state is {regions.state}); "
-                                    "start a new one")
-        documents = [Document(type="dir", uid=doc.name, path=str((doc / "crops").resolve()))
-                     for doc in sorted(regions.folder.iterdir())
-                     if doc.is_dir() and SAFE_NAME.match(doc.name) and _has_images(doc / "crops")]
-        if not documents:
-            raise InputError(field, "the regions job found no regions (no crops) to vectorize")
-        return documents
+        return self.documents_of(REGIONS_APP, tracking_id, field="parameters.regions_job", subfolder="crops",
+                                 purpose="regions (no crops) to vectorize")
 
     def run(self, job: JobContext, model: Any) -> dict:
         from .job import run_job  # noqa: PLC0415 - worker side: job.py imports OpenCV and numpy
@@ -87,10 +70,6 @@ class Vectorization(Demo):
     def models(self) -> dict[str, dict]:
         return {"geometric": {"updated": "2026-11-26", "source": "built in: OpenCV + scikit-image, no weights",
                               "primitives": ["line", "circle", "arc"]}}
-
-
-def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(is_image_name(p.name) for p in folder.iterdir())
 
 
 demo = Vectorization()
