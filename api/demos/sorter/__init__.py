@@ -88,7 +88,8 @@ class Sorter(Demo):
                                  if field == "locator" else "must be a checkpoint file name (.pt)")
             if not (self.models_folder / name).is_file():
                 raise InputError(f"parameters.{field}", f"no locator checkpoint {name!r} in {self.models_folder}; "
-                                 "see GET /sorter/models, or use locator=classical (no weights)")
+                                 "train one with `python -m api.demos.sorter.train`, see GET /sorter/models, "
+                                 "or use locator=classical (no weights)")
         return params
 
     def model_id(self, params: dict) -> str:
