@@ -3,7 +3,8 @@
 The API's outputs name files by URLs on the API; the browser never talks to the API (the token
 and the tunnel stay on the server), so every file is shown through the front's own proxy route.
 The views here are plain dicts for the templates: regions (pages with boxes, crops), vectorization
-(primitives per image), sorter (annotated photos, groups, moves) and a generic one for any demo.
+(primitives per image), sorter (annotated photos, groups, moves), similarity (pairs side by side,
+clusters, the per-document-pair files) and a generic one for any demo.
 """
 from __future__ import annotations
 
@@ -32,13 +33,16 @@ def view_for(app: str, job: dict, file_url: FileUrl, input_url: InputUrl) -> dic
     output = job.get("output")
     if not isinstance(output, dict):
         return {"kind": "generic", "output": output}
-    builders = {"regions": regions_view, "vectorization": vectorization_view, "sorter": sorter_view}
+    builders = {"regions": regions_view, "vectorization": vectorization_view, "sorter": sorter_view,
+                "similarity": similarity_view}
     builder = builders.get(app)
     if builder is None:
         if "annotations" in output:
             builder = regions_view
         elif "documents" in output and "zips" in output:
             builder = vectorization_view
+        elif "pairs" in output and "per_document" in output:
+            builder = similarity_view
     if builder is not None:
         try:
             return builder(job, output, file_url, input_url)
@@ -153,7 +157,7 @@ def sorter_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl)
                        "picture": picture, "original": input_url(doc)}
     detections = {d["id"]: d for d in output.get("detections") or [] if isinstance(d, dict) and "id" in d}
     items = {it["id"]: it for it in output.get("items") or [] if isinstance(it, dict) and "id" in it}
-    groups = []
+    groups: list[dict] = []
     for group in output.get("groups") or []:
         crops = []
         for item_id in group.get("items") or []:
@@ -196,3 +200,62 @@ def _position(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
     return "" if value is None else str(value)
+
+
+# -- similarity --------------------------------------------------------------------------------------------
+# The contact sheet's layout, as api/demos/similarity/pictures.py draws it (the front imports nothing
+# from the API; tests/test_front.py checks these against it): one row per best pair, in the order of
+# the output's `pairs`, each row a title line and two CELL-px cells with the matched keypoints joined.
+SHEET_CELL, SHEET_GAP, SHEET_TITLE = 320, 16, 22
+SHEET_WIDTH = 2 * SHEET_CELL + 3 * SHEET_GAP
+SHEET_ROW = SHEET_CELL + SHEET_TITLE + SHEET_GAP
+CONTACT_PAIRS = 12  # the demo's default `contact_pairs`
+
+
+def sheet_row_box(row: int) -> tuple[int, int, int, int]:
+    """The viewBox (x, y, width, height) of the contact sheet's row `row`: both items and their lines."""
+    return 0, SHEET_GAP + row * SHEET_ROW, SHEET_WIDTH, SHEET_TITLE + SHEET_CELL
+
+
+def similarity_view(job: dict, output: dict, file_url: FileUrl, input_url: InputUrl) -> dict:
+    """The similarity demo's result as api/demos/similarity/job.py returns it: `summary`, `pairs`
+    (the best ones: a, b, doc_a, doc_b, image_a, image_b, crop_a, crop_b, score, inliers, matches,
+    coverage, retrieval, transform {type, mirror, scale, rotation, matrix}), `clusters` (lists of
+    item keys "<doc>/<image>"), `pairs_url`, `per_document` ({"<doc_a>-<doc_b>": URL}) and
+    `contact_sheet`. The first `contact_pairs` pairs are the sheet's rows, so each is shown side by
+    side from the sheet itself (an SVG whose viewBox is the row, keypoint lines included): the items
+    may be crops of another job or pages of a many-page document, which the front has no file of."""
+    app, tracking_id = job["app"], job["tracking_id"]
+    sheet_rel = relpath_of(str(output.get("contact_sheet") or ""), app, tracking_id)
+    sheet = file_url(sheet_rel) if sheet_rel else ""
+    params = job.get("parameters") or {}
+    pairs = [p for p in output.get("pairs") or [] if isinstance(p, dict)]
+    rows = min(len(pairs), int(params.get("contact_pairs", CONTACT_PAIRS))) if sheet else 0
+    shown = []
+    for k, pair in enumerate(pairs):
+        transform = pair.get("transform") if isinstance(pair.get("transform"), dict) else {}
+        sides = []
+        for side in ("a", "b"):
+            doc, image = str(pair.get(f"doc_{side}", "")), str(pair.get(f"image_{side}", ""))
+            crop = pair.get(f"crop_{side}")
+            sides.append({"key": str(pair.get(side, f"{doc}/{image}")), "doc": doc, "image": image,
+                          "crop": "" if crop is None else str(crop), "original": input_url(doc) if doc else ""})
+        shown.append({
+            "rank": k + 1, "a": sides[0], "b": sides[1], "score": float(pair.get("score", 0)),
+            "inliers": int(pair.get("inliers", 0)), "matches": pair.get("matches"),
+            "coverage": pair.get("coverage"), "retrieval": pair.get("retrieval"),
+            "transform": {"type": str(transform.get("type", "")), "mirror": bool(transform.get("mirror")),
+                          "scale": transform.get("scale"), "rotation": transform.get("rotation")} if transform else {},
+            "row": sheet_row_box(k) if k < rows else None,
+        })
+    clusters = [[str(key) for key in cluster] for cluster in output.get("clusters") or []
+                if isinstance(cluster, (list, tuple))]
+    pairs_rel = relpath_of(str(output.get("pairs_url") or ""), app, tracking_id)
+    files = [{"name": str(name), "url": file_url(relpath_of(str(url), app, tracking_id))}
+             for name, url in sorted((output.get("per_document") or {}).items())]
+    summary = output.get("summary") or {}
+    return {"kind": "similarity", "pairs": shown, "clusters": clusters, "sheet": sheet,
+            "sheet_width": SHEET_WIDTH, "sheet_height": SHEET_GAP + max(rows, 1) * SHEET_ROW,
+            "pairs_json": file_url(pairs_rel) if pairs_rel else "", "files": files, "summary": summary,
+            "total_pairs": int(summary.get("pairs", len(shown))),
+            "total_clusters": int(summary.get("clusters", len(clusters)))}

@@ -332,6 +332,101 @@ def test_sorter_view_shows_photos_groups_as_rows_of_crops_and_moves():
     assert "2 items and 1 container\n    (3 detections) in 2 photos" in html
 
 
+class ResultFolder:
+    """Where the similarity demo's own write_results puts its files in the test below (the three
+    calls of the job context it makes), so the view is built from what the demo really writes."""
+
+    def __init__(self, folder, base: str):
+        self.folder, self.base = folder, base
+
+    def write_json(self, relpath: str, obj) -> None:
+        (self.folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (self.folder / relpath).write_text(json.dumps(obj))
+
+    def open(self, relpath: str):
+        (self.folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        return open(self.folder / relpath, "wb")
+
+    def url(self, relpath: str) -> str:
+        return self.base + relpath
+
+
+def test_similarity_view_shows_each_best_pair_from_its_row_of_the_demos_contact_sheet(tmp_path):
+    """Three books sharing two real pictures (one reprinted mirrored), compared by the demo's own code
+    (api/demos/similarity: validate, Describer, compare, write_results)."""
+    import io
+
+    import numpy as np
+    from flask import render_template
+    from PIL import Image
+
+    from api.demos.similarity import demo, pictures, testset
+    from api.demos.similarity.degrade import Recipe, apply
+    from api.demos.similarity.engine import Describer, compare
+    from api.demos.similarity.job import write_results
+    from front import results
+    from tests.support import ROOT
+
+    data = ROOT / "tests" / "data" / "similarity"
+    daedalus, capitol = testset.load(data, "daedalus-and-ikarus.png"), testset.load(data, "capitol.png")
+    books = {"bookA": {"daedalus": daedalus, "capitol": capitol, "bull": testset.load(data, "bull.png")},
+             "bookB": {"daedalus": apply(daedalus, Recipe(scale=0.7, angle=3, jpeg=60), seed=1),
+                       "capitol": apply(capitol, Recipe(scale=0.8, mirror=True, jpeg=60), seed=2)},
+             "bookC": {"daedalus": apply(daedalus, Recipe(scale=1.2, crop=(0.05, 0.0, 0.95, 0.92),
+                                                          print_like="threshold"), seed=3)}}
+    sent = {"transpositions": ["none", "hflip"], "contact_pairs": 2}
+    params = demo.validate(sent)
+    describer = Describer(params)
+    for doc, pictures_of_doc in books.items():
+        for name, picture in pictures_of_doc.items():
+            describer.add(picture, doc, name)
+    comparison = compare(describer)
+    base = f"http://api:5000/similarity/{TID}/result/"
+    output = json.loads(json.dumps(write_results(ResultFolder(tmp_path, base), comparison, params)))  # as sent
+
+    job = {"app": "similarity", "tracking_id": TID, "parameters": sent, "output": output}
+    view = view_for("similarity", job, lambda rel: "/f/" + rel, lambda uid: "")
+    assert view["kind"] == "similarity" and view_for("other", job, str, str)["kind"] == "similarity"  # by shape
+    keys = [(p["a"]["key"], p["b"]["key"]) for p in view["pairs"]]
+    assert sorted(keys) == [("bookA/capitol", "bookB/capitol"), ("bookA/daedalus", "bookB/daedalus"),
+                            ("bookA/daedalus", "bookC/daedalus"), ("bookB/daedalus", "bookC/daedalus")], keys
+    mirrored = [p for p in view["pairs"] if p["a"]["key"] == "bookA/capitol"][0]
+    assert mirrored["transform"]["mirror"] and mirrored["inliers"] >= 12 and mirrored["a"]["doc"] == "bookA"
+    assert view["sheet"] == "/f/contact_sheet.jpg" and view["pairs_json"] == "/f/pairs.json"
+    assert [f["name"] for f in view["files"]] == ["bookA-bookB", "bookA-bookC", "bookB-bookC"]
+    assert view["files"][0]["url"] == "/f/pairs/bookA-bookB.json" and (tmp_path / "pairs/bookA-bookB.json").is_file()
+    assert sorted(map(sorted, view["clusters"])) == [["bookA/capitol", "bookB/capitol"],
+                                                     ["bookA/daedalus", "bookB/daedalus", "bookC/daedalus"]]
+
+    # the layout the front assumes is the demo's, and each row box holds that pair's two items
+    assert (results.SHEET_CELL, results.SHEET_GAP, results.SHEET_TITLE) == (pictures.CELL, pictures.GAP,
+                                                                          pictures.TITLE)
+    sheet = Image.open(tmp_path / "contact_sheet.jpg").convert("RGB")
+    assert sheet.size == (view["sheet_width"], view["sheet_height"])
+    assert [p["row"] is not None for p in view["pairs"]] == [True, True, False, False]
+    items = {item.key: item for item in comparison.items}
+    for pair in view["pairs"][:2]:
+        x, y, w, h = pair["row"]
+        row = sheet.crop((x, y, x + w, y + h))
+        for c, side in enumerate(("a", "b")):
+            thumb = Image.open(io.BytesIO(items[pair[side]["key"]].thumb)).convert("L")
+            left = pictures.GAP + c * (pictures.CELL + pictures.GAP) + (pictures.CELL - thumb.width) // 2
+            top = pictures.TITLE + (pictures.CELL - thumb.height) // 2
+            drawn = np.asarray(row.crop((left, top, left + thumb.width, top + thumb.height)).convert("L"), float)
+            assert np.median(np.abs(drawn - np.asarray(thumb, float))) < 8, (pair[side]["key"], c)
+
+    app = create_app(load_config({"FRONT_ENV_FILE": "/nonexistent", "FRONT_DATA_FOLDER": str(tmp_path / "front")}))
+    with app.test_request_context():
+        html = render_template("_similarity.html", view=view)
+    assert html.count('class="pair-sheet"') == 2 and html.count('class="pair-row"') == 4
+    assert html.count('class="pair-file"') == 3 and html.count("mirrored</strong>") == 1
+    assert 'viewBox="0 16 688 342"' in html and 'href="/f/contact_sheet.jpg"' in html
+    assert "4 pairs and 2 clusters among 6 items of 3 documents" in html
+    empty = view_for("similarity", {**job, "output": {**output, "pairs": [], "clusters": []}}, str, str)
+    with app.test_request_context():
+        assert "No pair above the threshold" in render_template("_similarity.html", view=empty)
+
+
 # -- configuration --------------------------------------------------------------------------------------------
 def test_config_reads_its_own_env_file_and_the_environment_wins(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
