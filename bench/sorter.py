@@ -17,6 +17,25 @@ import time
 from pathlib import Path
 
 
+def ensure_trained(model_path: Path) -> None:
+    """Train the benches' locator on generated scenes unless `model_path` exists: an untrained one
+    finds nothing, which would make everything after locating look free."""
+    if model_path.is_file():
+        return
+    import numpy as np
+
+    from api.demos.sorter.synthetic import make_scenes
+    from api.demos.sorter.train import save_trained, train_locator
+
+    print(f"no locator at {model_path}: training one on 60 generated scenes (200 iterations)...", flush=True)
+    scenes = make_scenes(60, seed=1)
+    started = time.perf_counter()
+    model = train_locator([(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in scenes],
+                          iterations=200, batch_size=2, size=320, lr=0.02, seed=0, log=lambda m: None)
+    save_trained(model, model_path, "bench: 60 synthetic scenes, 200 iterations")
+    print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path)
@@ -27,25 +46,16 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
 
     from api.demos.sorter.embed import CnnEmbedder, DescriptorEmbedder, resnet18_trunk
     from api.demos.sorter.locator import Locator
     from api.demos.sorter.pipeline import sort_photos
-    from api.demos.sorter.synthetic import make_scene, make_scenes
-    from api.demos.sorter.train import save_trained, train_locator
+    from api.demos.sorter.synthetic import make_scene
 
     torch.set_num_threads(args.threads)
     model_path = args.model or args.cache / "locator.pt"
-    if not model_path.is_file():
-        print(f"no locator at {model_path}: training one on 60 generated scenes (200 iterations)...", flush=True)
-        scenes = make_scenes(60, seed=1)
-        started = time.perf_counter()
-        model = train_locator([(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in scenes],
-                              iterations=200, batch_size=2, size=320, lr=0.02, seed=0, log=lambda m: None)
-        save_trained(model, model_path, "bench: 60 synthetic scenes, 200 iterations")
-        print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
+    ensure_trained(model_path)
     locator = Locator.load(model_path, args.device)
     if args.backbone:
         cnn = CnnEmbedder.from_folder(args.backbone.parent, args.device)

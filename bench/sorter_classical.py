@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.sorter import ensure_trained
+
 REAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "sorter"
 
 
@@ -85,26 +87,17 @@ def main() -> int:
     args = parser.parse_args()
 
     import cv2
-    import numpy as np
     import torch
     from PIL import Image
 
     from api.demos.sorter.classical import ClassicalLocator
     from api.demos.sorter.locator import Locator
     from api.demos.sorter.synthetic import ITEM, make_scene, make_scenes
-    from api.demos.sorter.train import save_trained, train_locator
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model_path = args.model or args.cache / "locator.pt"
-    if not model_path.is_file():
-        print(f"no locator at {model_path}: training one on 60 generated scenes (200 iterations)...", flush=True)
-        scenes = make_scenes(60, seed=1)
-        started = time.perf_counter()
-        model = train_locator([(s.image, s.boxes.astype(np.float32), s.labels.astype(np.int64)) for s in scenes],
-                              iterations=200, batch_size=2, size=320, lr=0.02, seed=0, log=lambda m: None)
-        save_trained(model, model_path, "bench: 60 synthetic scenes, 200 iterations")
-        print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
+    ensure_trained(model_path)
     locators = [ClassicalLocator(), Locator.load(model_path, args.device)]
 
     def generated(scenes):
