@@ -30,10 +30,11 @@ class ApiClient:
         if cfg.api_token:
             self.session.headers["Authorization"] = f"Bearer {cfg.api_token}"
 
-    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, path: str, *, stream: bool = False, timeout: Any = None,
+                 **kwargs: Any) -> requests.Response:
         url = f"{self.cfg.api_url}{path}"
         try:
-            response = self.session.request(method, url, timeout=self.cfg.api_timeout_s, stream=stream,
+            response = self.session.request(method, url, timeout=timeout or self.cfg.api_timeout_s, stream=stream,
                                             allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise ApiProblem(f"cannot reach the API at {self.cfg.api_url} ({type(exc).__name__}); "
@@ -84,16 +85,8 @@ class ApiClient:
         caller closes it). The API sends a keep-alive at least every EVENTS_KEEPALIVE_S (15 s), so
         a read waiting longer than EVENTS_READ_TIMEOUT_S means the API or the tunnel is gone."""
         headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
-        url = f"{self.cfg.api_url}/{app}/{tracking_id}/events"
-        try:
-            response = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                        timeout=(self.cfg.api_timeout_s, EVENTS_READ_TIMEOUT_S))
-        except requests.RequestException as exc:
-            raise ApiProblem(f"cannot reach the API at {self.cfg.api_url} ({type(exc).__name__}); "
-                             "is it running, and is the tunnel up?") from None
-        if response.status_code >= 400:
-            raise problem_of(response)
-        return response
+        return self._request("GET", f"/{app}/{tracking_id}/events", stream=True, headers=headers,
+                             timeout=(self.cfg.api_timeout_s, EVENTS_READ_TIMEOUT_S))
 
     def result(self, app: str, tracking_id: str, relpath: str = "") -> requests.Response:
         """A streamed result file (or the whole zip with an empty `relpath`); the caller closes it."""
