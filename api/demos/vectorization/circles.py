@@ -15,6 +15,8 @@ from .fitting import CircleFit, Piece, angular_span, fit_circle
 from .primitives import Primitive, arc, circle
 from .spatial import Box, Grid, box_of
 
+MIN_COVERAGE = 0.7  # share of a circle its skeleton must cover (the rest: crossings and junctions)
+
 
 @dataclass(eq=False)  # compared by identity: they hold arrays
 class ArcCluster:
@@ -155,7 +157,12 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
     if ink is not None:
         big = np.array([i for i in big if not _inked_gap(ink, fit, angles[i], angles[i] + gaps[i])], int)
     if big.size == 0:
-        return [circle(fit.cx, fit.cy, fit.r)] if 2 * math.pi * fit.r >= min_length else []
+        # the gaps the ink bridges must not be most of the circle: a small "circle" that turns
+        # through a blob of ink (an acute corner, an arrowhead) is covered by skeleton on one side only
+        covered = 360.0 - float(gaps[gaps > gap_limit].sum())
+        if covered < MIN_COVERAGE * 360.0:
+            return []
+        return [circle(fit.cx, fit.cy, fit.r)]  # a closed ring is a circle however small (min_radius decides)
     result = []
     n = len(angles)
     for k, gap_index in enumerate(big):

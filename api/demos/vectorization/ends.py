@@ -62,6 +62,9 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
     for index, current in enumerate(lines):
         g = current.geometry
         half = half_width(distance, current)
+        # how far past the other's fitted end a meeting point may lie: those ends are not extended
+        # yet (skeletons stop short), but a line meeting the prolongation of a far line does not meet it
+        slack = 3 * half + 2
         for end in (0, 1):
             ex, ey = (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
             ox, oy = (g["x2"], g["y2"]) if end == 0 else (g["x1"], g["y1"])
@@ -82,7 +85,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             for j in grid.query(grown((ex, ey, ex, ey), reach + 2)):
                 if j == index:
                     continue
-                for px, py in intersections(ox, oy, ux, uy, everything[j], reach):
+                for px, py in intersections(ox, oy, ux, uy, everything[j], slack):
                     t = (px - ex) * ux + (py - ey) * uy
                     # meeting a stroke at a shallow angle, the walk runs through its ink for longer
                     reach_in = window / max(crossing_sine(ux, uy, everything[j], px, py), 0.4)

@@ -113,11 +113,57 @@ class Piece:
     points: np.ndarray
 
 
+CORNER_TURN = 35.0  # degrees: a chain turning at least this much within a few pen widths may be at a corner
+CORNER_CONTRAST = 2.0  # … and it is when it turns this many times more than on either side
+
+
+def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
+    """Indices where the chain turns sharply: polyline vertices, the cusps between the bumps of a
+    coil, an arrowhead's tip. A skeleton rounds such a corner over about a pen width, so a circle
+    fits it within the tolerance; found here first, the chain is cut there and the pieces on
+    either side are fitted alone. The turn is measured between the chords `window` points before
+    and after each point; a corner turns much more than the chain does `2 × window` points away on
+    either side (an arc turns about as much everywhere, so it has no corner)."""
+    n = len(points)
+    k = max(2, int(window))
+    if n < 2 * k + 3:
+        return []
+    idx = np.arange(n)
+    if closed:
+        before, after = points[(idx - k) % n], points[(idx + k) % n]
+    else:
+        before, after = points[np.clip(idx - k, 0, n - 1)], points[np.clip(idx + k, 0, n - 1)]
+    a, b = points - before, after - points
+    cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    turn = np.degrees(np.abs(np.arctan2(cross, (a * b).sum(axis=1))))
+    if not closed:
+        turn[:k] = 0.0
+        turn[n - k:] = 0.0
+    side = np.full(n, 0.0)
+    far = 2 * k
+    if closed:
+        side = np.maximum(turn[(idx - far) % n], turn[(idx + far) % n])
+    else:
+        left = np.where(idx - far >= 0, turn[np.clip(idx - far, 0, n - 1)], 0.0)
+        right = np.where(idx + far < n, turn[np.clip(idx + far, 0, n - 1)], 0.0)
+        side = np.maximum(left, right)
+    candidate = (turn >= CORNER_TURN) & (turn >= CORNER_CONTRAST * side)
+    found: list[int] = []
+    for i in np.argsort(-turn, kind="stable"):
+        if not candidate[i]:
+            break
+        if all(min(abs(i - j), n - abs(i - j) if closed else n) > k for j in found):
+            found.append(int(i))
+    return sorted(found)
+
+
 class ChainCutter:
-    def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0):
+    def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0,
+                 corner_window: int = 0):
         self.tolerance = tolerance
         self.max_radius = max_radius
         self.min_sweep = min_sweep
+        self.corner_window = corner_window  # 0: chains are not cut at corners first
 
     def line_fits(self, points: np.ndarray) -> bool:
         return len(points) < 3 or fit_line(points).residuals.max() <= self.tolerance
@@ -140,9 +186,24 @@ class ChainCutter:
         return angular_span(fit.angles(points))[1] >= self.min_sweep
 
     def cut(self, points: np.ndarray, closed: bool = False) -> list[Piece]:
-        n = len(points)
         if closed and self.is_arc(points):
             return [Piece("arc", points)]
+        found = corners(points, self.corner_window, closed) if self.corner_window else []
+        if not found:
+            return self._cut(points)
+        if closed:  # start at a corner, end at it again
+            points = np.concatenate([points[found[0]:], points[:found[0] + 1]])
+            found = [j - found[0] for j in found[1:]] + [len(points) - 1]
+        pieces: list[Piece] = []
+        lo = 0
+        for j in [*found, len(points) - 1]:
+            if j - lo >= 2:
+                pieces.extend(self._cut(points[lo:j + 1]))
+            lo = j
+        return pieces
+
+    def _cut(self, points: np.ndarray) -> list[Piece]:
+        n = len(points)
         pieces: list[Piece] = []
         i = 0
         while i < n - 1:

@@ -17,12 +17,13 @@ import numpy as np
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
+from .dots import find_dots
 from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
 
-LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
+LINE_FLOOR, LINE_PENS = 20.0, 5.0
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Settings:
     tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
     # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(30, 10 × the stroke width)
     min_length: float = 0.0
-    min_radius: float = 8.0  # smaller circles and arcs are dropped (letters such as o, e, 6)
+    min_radius: float = 3.0  # smaller circles and arcs are dropped (px; letters are clutter already; dots count)
     min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
     sensitivity: float = 0.5  # threshold between paper (0) and darkest ink (1)
     max_gap: float = 0.0  # widest gap bridged when joining fragments; 0: max(10, 4 × the stroke width)
@@ -73,7 +74,7 @@ class GeometricDetector:
         chains = [c.trimmed(int(round(0.75 * width)) + 1) for c in chains_of(skeleton(ink.mask))]
         lap("skeleton_s")
         max_radius = 2.0 * max(h, w)
-        cutter = ChainCutter(tolerance=tolerance, max_radius=max_radius)
+        cutter = ChainCutter(tolerance=tolerance, max_radius=max_radius, corner_window=max(3, int(round(width))))
         pieces = [piece for chain in chains for piece in cutter.cut(chain.points, chain.closed)]
         lap("fit_s")
         arc_pieces = [p for p in pieces if p.kind == "arc"]
@@ -89,6 +90,8 @@ class GeometricDetector:
         straight = [p for p in straight if _length(p) >= min_line / 2]  # ends not found yet
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
+        round_things += _new_dots(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
+                                  round_things, tolerance)
         reach = 3 * max_gap
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         extend_lines(straight, round_things, ink.raw, distance, reach)
@@ -106,6 +109,16 @@ class GeometricDetector:
         _name(primitives)
         lap("score_s")
         return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
+
+
+def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
+    """The dots that are not a circle the chains found already (a ring whose hole survived)."""
+    circles = [p.geometry for p in round_things if p.type == "circle"]
+    def known(d: dict) -> bool:
+        return any(math.hypot(d["cx"] - c["cx"], d["cy"] - c["cy"]) <= 2 * tolerance and
+                   abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
+
+    return [d for d in dots if not known(d.geometry)]
 
 
 def _length(p: Primitive) -> float:

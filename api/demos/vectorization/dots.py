@@ -1,0 +1,114 @@
+"""Small circles drawn with a pen as wide as their hole: dots.
+
+A circle whose radius is not much more than the pen's width shows no hole (or one so small that
+the binarizer fills it as a pinhole): a solid round blob, with the strokes that meet it leaving it.
+Its skeleton is a point or a knot of junctions, so the chain route never sees a circle there.
+Schematics are full of them (junction dots, terminals, a transformer's polarity dots) and CAD
+drawings use them for small holes. A dot is found on the ink's distance transform: a local maximum
+clearly deeper than a stroke, around which the ink ends at one distance on most rays (the free
+outline of a disc; the rays along the strokes leaving it run on). Its circle is the outline less
+half a pen width (the pen drew the circle's centre line).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .fitting import fit_circle
+from .primitives import Primitive, circle
+
+RAYS = 32
+DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
+ROUND_SHARE = 0.5  # share of rays whose ink ends at the outline's radius (±1.5 px)
+
+
+def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: float, min_radius: float,
+              max_radius: float | None = None) -> list[Primitive]:
+    """Circles drawn as solid dots (see the module's doc). `ink`: all ink; `kept`: the ink less
+    clutter (text: the joints of bold letters are deep too), a dot is looked for there or in a
+    clutter component that is itself a round disc (a polarity dot standing alone); `distance`: the
+    ink's distance transform, `width`: the pen width in px."""
+    half = width / 2
+    deep = max(DEPTH * (half + 0.5), half + 2.0)
+    if not (distance >= deep).any():
+        return []
+    peaks = (distance >= deep) & (distance >= cv2.dilate(distance, np.ones((5, 5), np.uint8)))
+    peaks &= kept | _discs(ink & ~kept)
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-distance[ys, xs], kind="stable")
+    h, w = ink.shape
+    found: list[tuple[float, float, float]] = []
+    tried: list[tuple[float, float]] = []
+    angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
+    cos, sin = np.cos(angles), np.sin(angles)
+    limit = int(max_radius if max_radius is not None else 4 * width) + int(2 * width) + 4
+    steps = np.arange(0, limit, 0.5)
+    for i in order:
+        x, y = float(xs[i]), float(ys[i])
+        depth = float(distance[ys[i], xs[i]])
+        if any(math.hypot(x - fx, y - fy) < fr for fx, fy, fr in found) or \
+                any(abs(x - tx) + abs(y - ty) < half for tx, ty in tried):
+            continue
+        tried.append((x, y))
+        px = np.round(x + cos[:, None] * steps[None, :]).astype(int)
+        py = np.round(y + sin[:, None] * steps[None, :]).astype(int)
+        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+        on = np.zeros(px.shape, bool)
+        on[inside] = ink[py[inside], px[inside]]
+        ends = np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(steps)) * 0.5  # first paper along each ray
+        outline = float(np.median(ends))
+        round_rays = np.abs(ends - outline) <= 1.5
+        if round_rays.mean() < ROUND_SHARE or outline < deep - 1.0 or outline > depth + 2.5:
+            continue
+        # the rays that miss the outline run along a stroke leaving the dot, for more than a pen
+        # width; ink that stops a little further out is a wedge (acute corner, arrowhead, letter)
+        runs_on = ends >= outline + width + 1.0
+        between = (ends > outline + 1.5) & ~runs_on & ~np.roll(runs_on, 1) & ~np.roll(runs_on, -1)
+        if between.sum() > 1:  # (a ray grazing a leaving stroke's side stops between: next to one that runs on)
+            continue
+        if not _narrow_gaps(~round_rays, outline, half):
+            continue
+        points = np.column_stack([x + cos[round_rays] * ends[round_rays], y + sin[round_rays] * ends[round_rays]])
+        fit = fit_circle(points)
+        if fit is None or math.hypot(fit.cx - x, fit.cy - y) > 2.0 or abs(fit.r - outline) > 2.0:
+            continue
+        r = fit.r - half
+        if r < max(min_radius, 1.0) or (max_radius is not None and r > max_radius):
+            continue
+        found.append((fit.cx, fit.cy, fit.r))
+    return [circle(cx, cy, r - half) for cx, cy, r in found]
+
+
+def _discs(mask: np.ndarray) -> np.ndarray:
+    """The components of `mask` that are filled discs: as wide as tall, filling their circle."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    square = np.minimum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 0.85 * size
+    full = stats[:, cv2.CC_STAT_AREA] >= 0.7 * math.pi * (size / 2) ** 2
+    keep = square & full
+    keep[0] = False
+    return keep[labels]
+
+
+def _narrow_gaps(off: np.ndarray, outline: float, half: float) -> bool:
+    """Whether each run of rays that miss the outline (going round) is no wider than one stroke
+    leaving the dot: an arrowhead's tip or a letter's joint misses it over a broad sector."""
+    if not off.any():
+        return True
+    if off.all():
+        return False
+    n = len(off)
+    stroke = 2 * math.asin(min(1.0, (half + 1.0) / max(outline, 1e-6)))
+    allowed = int(math.ceil(stroke / (2 * math.pi / n))) + 1
+    start = int(np.argmin(off))  # a ray on the outline: runs do not wrap past it
+    run = 0
+    for k in range(1, n + 1):
+        if off[(start + k) % n]:
+            run += 1
+            if run > allowed:
+                return False
+        else:
+            run = 0
+    return True
