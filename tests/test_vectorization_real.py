@@ -291,3 +291,66 @@ def test_dxf_texts_are_drawn_as_letters_not_as_their_escape_codes():
     from api.demos.vectorization.realsets import drawable
 
     assert drawable(r"\U+041b\U+0438ст A-1") == "xxxx A-1"  # Cyrillic: one letter-sized glyph each
+
+
+# -- what real drawings hold that the generator did not ----------------------------------------------
+def _page(primitives, pen: int, size: int = 300) -> np.ndarray:
+    """The primitives drawn as realsets.render draws them (anti-aliased, `pen` wide), black on white."""
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    ink = np.zeros((size, size), np.uint8)
+    for p in primitives:
+        draw_stroke(ink, p, pen, 255)
+    grey = 255 - ink
+    return np.dstack([grey] * 3)
+
+
+def _found(primitives, truth, tolerance: float = 3.0) -> dict:
+    return {k: (v["tp"], v["fp"], v["fn"]) for k, v in match(primitives, truth, tolerance).items()}
+
+
+def test_a_corner_is_cut_there_not_fitted_as_an_arc():
+    """A skeleton rounds a polyline's vertex over a pen width; a circle fits that within the
+    tolerance, so the greedy cutter used to turn corners (triangles, zigzags) into arcs."""
+    from api.demos.vectorization.fitting import ChainCutter, corners
+
+    arm = np.arange(0, 40, 1.0)
+    down = np.column_stack([100 + arm * math.cos(math.radians(60)), 100 + arm * math.sin(math.radians(60))])
+    apex = down[-1]
+    up = np.column_stack([apex[0] + arm[1:] * math.cos(math.radians(-60)),
+                          apex[1] + arm[1:] * math.sin(math.radians(-60))])
+    points = np.round(np.concatenate([down, up]))  # a V on the pixel grid, as a skeleton walk gives it
+    assert [abs(j - 39) <= 2 for j in corners(points, 7)] == [True]
+    pieces = ChainCutter(tolerance=2.0, corner_window=7).cut(points)
+    assert [p.kind for p in pieces] == ["line", "line"], [(p.kind, len(p.points)) for p in pieces]
+
+
+def test_a_dot_no_wider_than_the_pen_is_a_circle():
+    """Junction dots and polarity marks: a circle of radius 6 drawn with an 8 px ink shows no hole;
+    with lines leaving it or alone, it is a circle of the right centre and radius."""
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    truth = [circle(100.3, 120.6, 6.2), line(40, 120.6, 160, 120.6), line(100.3, 120.6, 100.3, 40),
+             circle(220.4, 200.2, 5.0)]
+    found = GeometricDetector().detect(_page(truth, pen=5)).primitives
+    assert _found(found, truth)["circle"] == (2, 0, 0), [p.to_dict() for p in found]
+
+
+def test_an_arrowhead_or_a_thick_corner_is_not_a_dot():
+    """Deep ink that is not round (an arrow's tip, an acute corner of thick strokes) makes no circle."""
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    tip = (150.0, 150.0)
+    truth = [line(60, 150, *tip), line(*tip, 130, 135), line(*tip, 130, 165),  # an open arrowhead
+             line(40, 250, 120, 230), line(120, 230, 40, 210)]  # an acute corner
+    found = GeometricDetector().detect(_page(truth, pen=5)).primitives
+    assert [p.to_dict() for p in found if p.type == "circle"] == []
+
+
+def test_a_circle_crossed_by_lines_stays_one_circle_and_concentric_circles_are_both_found():
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    truth = [circle(150, 150, 60), circle(150, 150, 35), line(60, 150, 240, 150), line(150, 60, 150, 240)]
+    found = GeometricDetector().detect(_page(truth, pen=3)).primitives
+    scores = _found(found, truth)
+    assert scores["circle"] == (2, 0, 0) and scores["arc"][1] == 0, [p.to_dict() for p in found]

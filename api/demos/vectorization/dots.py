@@ -43,7 +43,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
     tried: list[tuple[float, float]] = []
     angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
     cos, sin = np.cos(angles), np.sin(angles)
-    limit = int(max_radius if max_radius is not None else 4 * width) + int(2 * width) + 4
+    limit = int(max_radius if max_radius is not None else 4 * width) + int(3 * width) + 4
     steps = np.arange(0, limit, 0.5)
     for i in order:
         x, y = float(xs[i]), float(ys[i])
@@ -64,7 +64,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
             continue
         # the rays that miss the outline run along a stroke leaving the dot, for more than a pen
         # width; ink that stops a little further out is a wedge (acute corner, arrowhead, letter)
-        runs_on = ends >= outline + width + 1.0
+        runs_on = ends >= outline + 2 * width + 2.0
         between = (ends > outline + 1.5) & ~runs_on & ~np.roll(runs_on, 1) & ~np.roll(runs_on, -1)
         if between.sum() > 1:  # (a ray grazing a leaving stroke's side stops between: next to one that runs on)
             continue

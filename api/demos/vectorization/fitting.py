@@ -154,7 +154,24 @@ def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
             break
         if all(min(abs(i - j), n - abs(i - j) if closed else n) > k for j in found):
             found.append(int(i))
-    return sorted(found)
+    return _spaced(sorted(found), n, 2 * k, closed)
+
+
+def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
+    """The corners with at least `least` points of chain to the next corner (or end) on both
+    sides: a polyline's sides are long, while a word's letters bend every few pixels."""
+    while found:
+        marks = found if closed else [0, *found, n - 1]
+        if closed:
+            gaps = [(found[(j + 1) % len(found)] - found[j]) % n or n for j in range(len(found))]
+            short = [j for j in range(len(found)) if min(gaps[j], gaps[j - 1]) < least]
+        else:
+            gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+            short = [j for j in range(len(found)) if min(gaps[j], gaps[j + 1]) < least]
+        if not short:
+            break
+        found = [c for j, c in enumerate(found) if j not in short]
+    return found
 
 
 class ChainCutter:

@@ -23,7 +23,9 @@ from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
 
-LINE_FLOOR, LINE_PENS = 20.0, 5.0
+LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
+LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
+ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Settings:
     """Thresholds of the geometric backend (pixels unless said otherwise)."""
 
     tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
-    # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(30, 10 × the stroke width)
+    # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(15, 6 × the stroke width)
     min_length: float = 0.0
     min_radius: float = 3.0  # smaller circles and arcs are dropped (px; letters are clutter already; dots count)
     min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
@@ -69,7 +71,7 @@ class GeometricDetector:
         lap("binarize_s")
         tolerance = max(s.tolerance, width / 4)
         max_gap = s.max_gap or max(10.0, 4 * width)
-        min_length = s.min_length or max(30.0, 10 * width)  # arcs: short curved pieces of letters abound
+        min_length = s.min_length or max(ARC_FLOOR, ARC_PENS * width)  # arcs: short curved pieces of letters abound
         min_line = s.min_length or max(LINE_FLOOR, LINE_PENS * width)
         chains = [c.trimmed(int(round(0.75 * width)) + 1) for c in chains_of(skeleton(ink.mask))]
         lap("skeleton_s")
@@ -86,7 +88,7 @@ class GeometricDetector:
                         for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
-        straight = [segment_of(c) for c in line_clusters]
+        straight = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
         straight = [p for p in straight if _length(p) >= min_line / 2]  # ends not found yet
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)

@@ -29,6 +29,16 @@ class LineCluster:
     def box(self) -> Box:
         return box_of(self.points)
 
+    def coverage(self, gap: float) -> float:
+        """Share of the span its own skeleton points cover, gaps up to `gap` px counting as
+        covered (junctions cut a line there); the bits of letters a word's baseline lines up
+        are far apart, a drawn line's pieces are not."""
+        t = np.sort(self.fit.project(self.points))
+        if len(t) < 2 or t[-1] - t[0] <= 0:
+            return 1.0
+        steps = np.diff(t)
+        return float(1.0 - steps[steps > gap].sum() / (t[-1] - t[0]))
+
     def absorb(self, points: np.ndarray, pieces: list[Piece], fit: LineFit) -> None:
         self.points = np.concatenate([self.points, points])
         self.pieces.extend(pieces)
