@@ -31,12 +31,25 @@ submodule) for what the answers were:
 - delete: POST {API_URL}/regions/<doc_ref>/delete[?model_name=] is aikon's call (Aikon-platform/aikon
   front/app/regions/tasks.py:16-20), aikon-api's route under region_extraction too (routes.py:163-180);
   GET /datasets/dataset/<uid> is aikon-api's dataset route (shared/dataset/routes.py:19-25).
+- similarity (front/similarity/models.py, its Similarity being regions/models.py:AbstractAPITaskOnCrops,
+  similarity/forms.py:118-150): POST {API_URL}/similarity/start, JSON {experiment_id, notify_url,
+  parameters: {feat_net, use_transpositions, algorithm, transpositions?}, documents, crops: <the regions
+  task's bounding boxes>} (tasking/models.py:455-495, regions/models.py:194-199; aikon-api
+  shared/routes.py:58-135 reads `crops`, similarity/routes.py:80-105 the parameters). SUCCESS: the
+  output.results_url entry whose doc_pair is "dataset" fetched as {index, pairs} (similarity/models.py
+  :26-49; aikon-api similarity.py get_results_url and store: one {doc_pair: "<a>-<b>"} per pair of
+  documents besides it), dataset_url kept, the crops cut again, then index.images given the URLs of
+  the front's crops by (doc_uid, id) and pairs read as (index a, index b, score, *transpositions)
+  (similarity/models.py:98-141, datasets/models.py:415-488). Not replayed: the form's model list and
+  the progress poll, whose paths (/similarity/models, /similarity/<id>/status) this API's own clients
+  read in their shape; `feat_net` is sent as `local`, the local-features entry of /similarity/models.
 """
 from __future__ import annotations
 
 import io
 import json
 import re
+import threading
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -45,6 +58,7 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image as PImage
+from werkzeug.serving import make_server
 
 from api.platform.aikon import client_uid, mint_uid
 from api.platform.config import load_config
@@ -494,3 +508,184 @@ def test_minted_uids_are_file_names_and_give_the_client_uid_back(uid):
     minted = mint_uid(uid)
     assert SAFE_NAME.match(minted) and client_uid(minted) == uid
     assert (minted == uid) == bool(SAFE_NAME.match(uid))
+
+
+# -- similarity on the crops of a regions task, as aikon-demo chains them -----------------------------------
+@pytest.fixture
+def similarity_api(compat_env, procs):  # noqa: F811
+    """The API with regions and similarity, a worker for each, and the callback sender."""
+    from api import create_app
+
+    env = compat_env
+    for target in (env, procs.env):
+        target["INSTALLED_APPS"] = "regions,similarity"
+    server = make_server("127.0.0.1", 0, create_app(load_config(env)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    procs.worker(queue="regions", timeout=120)
+    procs.worker(queue="similarity", timeout=120)
+    procs.sender()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def reprinted_front(http_server):
+    """Two books, each an IIIF manifest of one scan: the second a smaller, recompressed copy of the
+    first (the same pictures reprinted elsewhere)."""
+    original = PImage.open(io.BytesIO(sheet(95)))
+    copy = original.resize((original.width * 9 // 10, original.height * 9 // 10), PImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    copy.save(buffer, "JPEG", quality=70)
+    http_server.add("/media/aikon/first.jpg", sheet(95), "image/jpeg")
+    http_server.add("/media/aikon/reprint.jpg", buffer.getvalue(), "image/jpeg")
+    http_server.manifests = [manifest(http_server, "book1", ["/media/aikon/first.jpg"]),
+                             manifest(http_server, "book2", ["/media/aikon/reprint.jpg"])]
+    return http_server
+
+
+@dataclass
+class SimilarityTask(RegionsTask):
+    """similarity.models.Similarity: a task on a dataset, with `crops` a regions task (or None)."""
+
+    crops: RegionsTask | None = None
+    similarity: dict | None = None
+    index: dict | None = None
+    pairs: list | None = None
+
+
+class AikonSimilarity(AikonDemo):
+    """aikon-demo's similarity task, over the same data folder as its regions tasks (one dataset)."""
+
+    def __init__(self, api: str, server, data_dir: Path):
+        super().__init__(api, server, data_dir)
+        self.api_endpoint_prefix = f"{api}/similarity"
+
+    def get_notify_url(self, task) -> str:
+        return self.server.url(f"/similarity/{task.id}/watch?token={self.get_token(task)}")
+
+    def start_task(self, task) -> requests.Response:  # tasking/models.py:455-495 with get_task_kwargs
+        self.server.routes[f"/similarity/{task.id}/watch"] = lambda request: self.watch(task, request)
+        kwargs = {"parameters": task.parameters, "documents": [doc.to_dict() for doc in task.documents]}
+        if task.crops:
+            kwargs["crops"] = self.get_bounding_boxes(task.crops)
+        data = {"experiment_id": str(task.id), "notify_url": self.get_notify_url(task), **kwargs}
+        api_query = requests.post(f"{self.api_endpoint_prefix}/start", json=data, files=None, timeout=30)
+        try:
+            task.api_tracking_id = api_query.json()["tracking_id"]
+        except Exception as e:  # noqa: BLE001 - aikon-demo's own catch
+            task.full_log += f"Request for task failed with {api_query.status_code}: {api_query.text}\n{e!r}\n"
+            task.status = "ERROR"
+            task.is_finished = True
+        return api_query
+
+    def on_task_success(self, task, data: dict) -> None:  # similarity/models.py:62-87
+        task.status = "PROCESSING RESULTS"
+        output = data.get("output", {})
+        if not output:
+            self.on_task_error(task, {"error": "No output data"})
+            return
+        self.save_similarity(task, output)
+        task.dataset_api_url = output.get("dataset_url")  # prepare_dataset_from_api
+        if task.crops:
+            result = self.apply_cropping(task, self.get_bounding_boxes(task.crops))
+            if "error" in result:
+                self.on_task_error(task, {"error": f"Could not crop images from {task.crops}:\n{result}"})
+                return
+        self.prepare_sim_browser(task)
+        self.terminate_task(task, "SUCCESS")
+
+    def save_similarity(self, task, output: dict) -> None:
+        similarity = output.get("annotations", {})
+        for result in output.get("results_url", []):
+            if result.get("doc_pair") != "dataset":
+                continue
+            response = requests.get(result.get("result_url", ""), stream=True, timeout=10)
+            response.raise_for_status()
+            similarity = response.json()
+        task.similarity = similarity
+
+    def prepare_sim_browser(self, task) -> None:
+        task.index = task.similarity.get("index", {})
+        task.pairs = task.similarity.get("pairs", [])
+        for im in task.index.get("images", []):  # datasets/models.py:473-488, crops: get_url_for_crop
+            im["url"] = self.crops_path / im["doc_uid"] / f"{im['id']}.jpg"
+
+    def get_similarity_matrix_for_display(self, task) -> list[dict]:
+        images = task.index.get("images", [])
+        similarities: dict = {}
+        for q_idx, s_idx, score, *_tr in task.pairs:
+            for img1, img2 in [(images[q_idx], images[s_idx]), (images[s_idx], images[q_idx])]:
+                if img1["id"] not in similarities:
+                    similarities[img1["id"]] = {"query": img1.copy(), "sim": []}
+                sim_img = img2.copy()
+                sim_img["score"] = float(score)
+                similarities[img1["id"]]["sim"].append(sim_img)
+        return list(similarities.values())
+
+
+def test_aikon_demo_compares_the_crops_of_its_regions_task(similarity_api, reprinted_front, tmp_path):
+    api = similarity_api
+    regions = AikonDemo(api, reprinted_front, tmp_path / "front")
+    documents = [Document("iiif", src, regions.data_dir) for src in reprinted_front.manifests]
+    extraction = RegionsTask(documents, {"model": MODEL_STEM, "postprocess": {"squarify": False, "h_margin": 0.0,
+                                                                              "v_margin": 0.0}})
+    regions.start_task(extraction)
+    wait_for(lambda: extraction.is_finished, 180, 0.2, message="the regions task")
+    assert extraction.status == "SUCCESS", (extraction.full_log, regions.failures)
+    boxes = regions.get_bounding_boxes(extraction)
+    n_crops = sum(len(page["crops"]) for page in boxes)
+    assert n_crops >= 4 and {page["doc_uid"] for page in boxes} == {doc.uid for doc in documents}
+
+    # similarity/forms.py: the cosine form with transpositions, on the regions task's crops
+    front = AikonSimilarity(api, reprinted_front, regions.data_dir)
+    task = SimilarityTask(documents, {"feat_net": "local", "use_transpositions": True, "algorithm": "cosine",
+                                      "transpositions": ["none", "rot90", "rot270", "hflip", "vflip"]},
+                          crops=extraction)
+    started = front.start_task(task)
+    assert started.status_code == 200 and task.api_tracking_id, started.text
+    wait_for(lambda: task.is_finished, 240, 0.2, message="the similarity task")
+    assert not front.failures and task.status == "SUCCESS", (task.status, task.full_log, front.failures)
+
+    # SUCCESS: the demo's own output, and results_url as aikon-api gave it
+    output = task.notifications[-1]["output"]
+    assert {"pairs", "clusters", "per_document", "pairs_url", "contact_sheet", "dataset_url"} <= set(output)
+    assert output["summary"]["items"] == n_crops and output["summary"]["documents"] == 2  # the crops, not pages
+    names = [r["doc_pair"] for r in output["results_url"]]
+    assert names == [*sorted(output["per_document"]), "dataset"]
+    across = "-".join(sorted(mint_uid(doc.uid) for doc in documents))
+    assert across in names, names  # the reprinted pictures: pairs between the two books
+    per_pair = requests.get(output["results_url"][names.index(across)]["result_url"], timeout=10).json()
+    assert "-".join((per_pair["doc_a"], per_pair["doc_b"])) == across and per_pair["pairs"]
+
+    # what aikon-demo keeps: every image of the index is a crop it cut, every pair indexes two of them
+    images = task.index["images"]
+    assert len(images) == n_crops and all(im["url"].is_file() for im in images)
+    assert {im["doc_uid"] for im in images} == {doc.uid for doc in documents}
+    assert task.pairs and all(0 <= a < len(images) and 0 <= b < len(images) and 0 < score <= 1
+                              for a, b, score, *_ in task.pairs)
+    transpositions = task.index["transpositions"]
+    assert transpositions == task.parameters["transpositions"]
+    assert all(len(pair) == 5 and {pair[3], pair[4]} <= set(range(len(transpositions))) for pair in task.pairs)
+    crossing = [(images[a]["doc_uid"], images[b]["doc_uid"]) for a, b, *_ in task.pairs]
+    assert sum(da != db for da, db in crossing) >= n_crops // 4, crossing
+    shown = front.get_similarity_matrix_for_display(task)
+    assert {entry["query"]["id"] for entry in shown} <= {im["id"] for im in images} and shown
+
+    # refused as aikon-api would not have run them: crops no regions job here cut, a backbone not installed
+    other = SimilarityTask(documents, {"feat_net": "local", "algorithm": "cosine"}, crops=RegionsTask(
+        documents, {}, regions={"x": [{"doc_uid": documents[0].uid, "source": "p", "crops": [
+            {"crop_id": "nowhere-0", "relative": {"x1": 0.1, "y1": 0.1, "x2": 0.5, "y2": 0.5}}]}]}))
+    front.start_task(other)
+    assert other.status == "ERROR" and "crops" in other.full_log and "regions" in other.full_log, other.full_log
+    missing = SimilarityTask(documents, {"feat_net": "resnet34", "algorithm": "segswap", "segswap_n": 5})
+    refused = front.start_task(missing)
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "parameters.feat_net"
+
+    # this API's own similarity clients: the same route, answered as before
+    native = requests.post(f"{api}/similarity/start", timeout=30,
+                           json={"parameters": {"regions_job": extraction.api_tracking_id, "feature": "local"}})
+    assert native.status_code == 202, native.text
+    unknown = requests.post(f"{api}/similarity/start", timeout=30,
+                            json={"documents": [documents[0].to_dict()], "parameters": {"bogus": 1}})
+    assert unknown.status_code == 400 and unknown.json()["error"]["field"] == "parameters.bogus"

@@ -12,7 +12,13 @@ module adds what its clients need and changes nothing a discover-era client sees
 - `POST /region_extraction/<doc_id>/delete[?model_name=]` (and `/regions/...`, as aikon calls it):
   forget a document's dataset record, or its annotations made with one model.
 - `GET /<app>/<tracking_id>/documents/<doc_uid>`: one document's results, the `result_url` of
-  `output.results_url` in SUCCESS callbacks (events.with_results_url).
+  `output.results_url` in SUCCESS callbacks (events.with_results_url); for similarity,
+  `documents/dataset` is every score in aikon-api's shape (`{parameters, index, pairs}`), the
+  `doc_pair: "dataset"` entry aikon-demo fetches (its per-pair entries are the demo's own files).
+- `POST /similarity/start` with aikon's body (a top-level `crops`, or aikon's parameters `algorithm`,
+  `feat_net`, `cosine_n_filter`, `segswap_*`, `use_transpositions`): its parameters translated and
+  its crops found as the crops of the finished regions job that made them (`regions_job`); any other
+  body is the demo's own start, unchanged.
 - `GET /datasets/dataset/<uid>`: a job's dataset as aikon-api listed it, each document's `download`
   being a zip laid out as aikon-demo unpacks it (`images/` and `images.json`).
 
@@ -40,20 +46,27 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from . import datasets, lifecycle, routes
 from .demo import Demo
 from .errors import InputError, NotFound
-from .events import DOCUMENT_RESULT_PATH
+from .events import DATASET_PAIR, DOCUMENT_RESULT_PATH
 from .inputs import DOCUMENT_TYPES
 from .inputs.names import MAX_NAME, SAFE_NAME
 from .jobs import CANCELLED, FAILURE, PENDING, STARTED, SUCCESS, Job, read_finished
 from .services import services
-from .storage import TEMP_PREFIX, is_tracking_id, job_folder, safe_join
+from .storage import JOB_FILE, TEMP_PREFIX, is_tracking_id, job_folder, safe_join
 
 REGIONS = "regions"
 ALIAS = "region_extraction"  # aikon-api's name for the regions demo
+SIMILARITY = "similarity"
 LOG_INFOS = 10  # aikon-api kept the last ten info lines in its log
 AIKON_STATUS = {PENDING: "PENDING", STARTED: "PROGRESS", SUCCESS: "SUCCESS", FAILURE: "ERROR",
                 CANCELLED: "CANCELLED"}
 # Fields of aikon-api's /start that are not parameters (`crops` and `tracking_url` it ignored for regions).
 AIKON_FIELDS = frozenset({"experiment_id", "notify_url", "documents", "parameters", "crops", "tracking_url"})
+# aikon-api's similarity parameters (similarity/routes.py), which mark a /similarity/start body as aikon's.
+AIKON_SIMILARITY = frozenset({"algorithm", "feat_net", "cosine_n_filter", "cosine_preprocessing", "segswap_prefilter",
+                              "segswap_n", "use_transpositions", "skip_pairs", "client_id"})
+ALGORITHMS = ("cosine", "segswap")  # both: candidates, then geometric verification of local features here
+LOCAL = "local"  # feat_net naming no backbone: local features only (the `local` of /similarity/models)
+BOX_TOLERANCE = 1e-3  # relative units: a crop sent back is the regions job's own box
 
 # -- document uids --------------------------------------------------------------------------------------
 _KEPT = re.compile(r"[A-Za-z0-9_-]")
@@ -99,14 +112,7 @@ def start_fields(demo: Demo, body: dict) -> dict:
     """aikon-api's /start body as this API's: parameters from the top level when `parameters` is
     absent (as aikon-api's receive_task read them), a model named by its stem given its file,
     `postprocess` checked and dropped, uids that are not file names minted."""
-    params: Any = body.get("parameters")
-    if "parameters" not in body:
-        params = {key: value for key, value in body.items() if key not in AIKON_FIELDS}
-    elif isinstance(params, str):  # a form sends it as JSON text
-        try:
-            params = json.loads(params) if params.strip() else {}
-        except ValueError:
-            raise InputError("parameters", "not valid JSON") from None
+    params = _parameters(body)
     if isinstance(params, dict):
         params = dict(params)
         _check_postprocess(params.pop("postprocess", None))
@@ -117,6 +123,20 @@ def start_fields(demo: Demo, body: dict) -> dict:
     if "documents" in body:
         fields["documents"] = mint_documents(body["documents"])
     return fields
+
+
+def _parameters(body: dict) -> Any:
+    """The parameters of an aikon body: `parameters` (an object, or JSON text as a form sends it), else
+    the top-level fields that are not aikon's others, as aikon-api's receive_task read them."""
+    params: Any = body.get("parameters")
+    if "parameters" not in body:
+        return {key: value for key, value in body.items() if key not in AIKON_FIELDS}
+    if isinstance(params, str):
+        try:
+            return json.loads(params) if params.strip() else {}
+        except ValueError:
+            raise InputError("parameters", "not valid JSON") from None
+    return params
 
 
 def _check_postprocess(postprocess: Any) -> None:
@@ -164,6 +184,166 @@ def mint_documents(documents: Any) -> Any:
                 raise InputError(f"documents[{index}].uid", str(exc)) from None
         minted.append(document)
     return minted
+
+
+# -- /similarity/start with aikon's body ------------------------------------------------------------------
+def is_aikon_similarity(body: dict) -> bool:
+    """Whether a /similarity/start body is aikon's: a `crops` field, or one of aikon-api's similarity
+    parameters. This API's own similarity clients send neither (the demo refuses both as unknown)."""
+    if "crops" in body:
+        return True
+    try:
+        params = _parameters(body)
+    except InputError:
+        return False
+    return isinstance(params, dict) and not AIKON_SIMILARITY.isdisjoint(params)
+
+
+def similarity_start_fields(demo: Demo, body: dict) -> dict:
+    """aikon-api's similarity /start as this API's. `algorithm` (cosine or segswap: either way this
+    demo retrieves candidates and verifies them geometrically); `feat_net`: an installed backbone (file
+    or stem), or `local`; `cosine_n_filter` (or `segswap_n` for segswap) is `topk`; `transpositions`
+    keep their names; the switches of aikon's form are dropped; `skip_pairs` is refused rather than
+    ignored. A non-empty `crops` (aikon-demo sends the boxes of one of its regions tasks) are the crops
+    of the regions job here that made them: they become the items (`regions_job`), and the documents
+    are not compared as whole pages, as aikon-api compared only the crops."""
+    params = _parameters(body)
+    if isinstance(params, dict):
+        params = dict(params)
+        algorithm = params.pop("algorithm", None) or "cosine"
+        if algorithm not in ALGORITHMS:
+            raise InputError("parameters.algorithm", f"use {' or '.join(ALGORITHMS)}")
+        feat_net = params.pop("feat_net", None)
+        if feat_net == LOCAL:
+            params.setdefault("feature", LOCAL)
+        elif feat_net:
+            model = model_file(demo, str(feat_net))
+            if model not in demo.models():
+                installed = ", ".join([LOCAL, *(m for m in demo.models() if m != LOCAL)])
+                raise InputError("parameters.feat_net", f"no backbone {feat_net!r} here (none is downloaded); "
+                                                        f"use one of {installed}")
+            params["model"] = model
+        topk = params.pop("cosine_n_filter", None)
+        segswap_n = params.pop("segswap_n", None)
+        if algorithm == "segswap" and segswap_n is not None:
+            topk = segswap_n
+        if topk is not None:
+            params.setdefault("topk", topk)
+        if params.pop("skip_pairs", None):
+            raise InputError("parameters.skip_pairs", "not supported here: send the documents to compare")
+        for switch in ("cosine_preprocessing", "segswap_prefilter", "use_transpositions", "client_id"):
+            params.pop(switch, None)
+    fields = {key: body[key] for key in ("experiment_id", "notify_url") if key in body}
+    crops = body.get("crops")
+    if isinstance(crops, str):
+        try:
+            crops = json.loads(crops) if crops.strip() else None
+        except ValueError:
+            raise InputError("crops", "not valid JSON") from None
+    if crops:
+        if not isinstance(params, dict):
+            raise InputError("parameters", "must be an object")
+        if params.get("regions_job"):
+            raise InputError("crops", "send crops or parameters.regions_job, not both")
+        params["regions_job"] = regions_job_of(crops)
+    elif "documents" in body:
+        fields["documents"] = mint_documents(body["documents"])
+    fields["parameters"] = params
+    return fields
+
+
+def regions_job_of(crops: Any) -> str:
+    """The succeeded regions job whose crops these are (aikon's `crops`: [{doc_uid, source, crops:
+    [{crop_id, relative}]}]): the one that cut every crop sent, with the same box, and no other on
+    those documents; the newest of several. InputError naming the field when none is."""
+    if not isinstance(crops, list):
+        raise InputError("crops", "must be a list of {doc_uid, source, crops}")
+    wanted: dict[str, dict[str, tuple[float, ...]]] = {}
+    for i, page in enumerate(crops):
+        if not isinstance(page, dict) or not isinstance(page.get("doc_uid"), str):
+            raise InputError(f"crops[{i}].doc_uid", "must be the uid of a document")
+        if not isinstance(page.get("crops", []), list):
+            raise InputError(f"crops[{i}].crops", "must be a list of {crop_id, relative}")
+        try:
+            doc = mint_uid(page["doc_uid"])
+        except ValueError as exc:
+            raise InputError(f"crops[{i}].doc_uid", str(exc)) from None
+        for j, crop in enumerate(page.get("crops", [])):
+            box = _box(crop.get("relative")) if isinstance(crop, dict) else None
+            if box is None or not isinstance(crop.get("crop_id"), str) or not SAFE_NAME.match(crop["crop_id"]):
+                raise InputError(f"crops[{i}].crops[{j}]", "must be {crop_id, relative: {x1, y1, x2, y2}}")
+            wanted.setdefault(doc, {})[crop["crop_id"]] = box
+    if not wanted:
+        raise InputError("crops", "no crop in it")
+    cfg = services().cfg
+    root = cfg.results_folder / REGIONS
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if is_tracking_id(folder.name) and all((folder / doc / "annotations.json").is_file() for doc in wanted) \
+                and _same_crops(folder, wanted):
+            job = read_finished(cfg, REGIONS, folder.name)
+            if job is not None and job.state == SUCCESS:
+                found.append(((folder / JOB_FILE).stat().st_mtime, folder.name))
+    if not found:
+        raise InputError("crops", "these are not the crops of a finished regions job here: run the regions "
+                                  "task (region_extraction) on these documents first, or send "
+                                  "parameters.regions_job")
+    return max(found)[1]
+
+
+def _box(relative: Any) -> tuple[float, ...] | None:
+    """(x1, y1, x2, y2) of aikon's relative box (x1..y2, or x, y, width, height); None if it is neither."""
+    if not isinstance(relative, dict):
+        return None
+    try:
+        if "x1" in relative:
+            return tuple(float(relative[k]) for k in ("x1", "y1", "x2", "y2"))
+        x, y = float(relative["x"]), float(relative["y"])
+        return x, y, x + float(relative["width"]), y + float(relative["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _same_crops(folder: Path, wanted: dict[str, dict[str, tuple[float, ...]]]) -> bool:
+    """Whether the regions job in `folder` cut exactly the `wanted` crops of each of those documents,
+    with the same boxes (the same page cut by another model or run has other boxes, often the same ids)."""
+    for doc, boxes in wanted.items():
+        try:
+            pages = json.loads((folder / doc / "annotations.json").read_text())
+        except (OSError, ValueError):
+            return False
+        made = {str(c.get("crop_id")): _box(c.get("relative"))
+                for page in pages if isinstance(page, dict) for c in page.get("crops", []) if isinstance(c, dict)}
+        if set(made) != set(boxes) or not all((folder / doc / "crops" / f"{cid}.jpg").is_file() for cid in boxes):
+            return False
+        for cid, box in boxes.items():
+            theirs = made[cid]
+            if theirs is None or any(abs(a - b) > BOX_TOLERANCE for a, b in zip(box, theirs, strict=True)):
+                return False
+    return True
+
+
+def aikon_scores(folder: Path) -> dict:
+    """A similarity job's pairs.json as aikon-api's `<dataset>-scores.json`: `index.images` (id: the
+    image name, or the crop id for a regions job's crop; doc_uid: the uid the client sent), `pairs` as
+    [index a, index b, score, transposition of a, of b] (a mirrored match: b's flip), `parameters`."""
+    data = json.loads((folder / "pairs.json").read_text())
+    params = data.get("parameters") or {}
+    transpositions = list(params.get("transpositions") or ["none"])
+    flip = next((k for k, t in enumerate(transpositions) if t in ("hflip", "vflip")), 0)
+    items = data.get("items") or []
+    position = {item["id"]: k for k, item in enumerate(items)}
+    images = [{"id": item["image"], "src": item["image"], "path": item["id"], "doc_uid": client_uid(item["doc_uid"]),
+               "metadata": {"crop": ",".join(f"{v:0.3f}" for v in item["crop"]["bbox"])}
+               if isinstance((item.get("crop") or {}).get("bbox"), list) else None} for item in items]
+    pairs = [[position[p["a"]], position[p["b"]], round(float(p["score"]), 3), 0,
+              flip if (p.get("transform") or {}).get("mirror") else 0]
+             for p in data.get("pairs") or [] if p.get("a") in position and p.get("b") in position]
+    sources = {uid: {"uid": uid} for uid in dict.fromkeys(image["doc_uid"] for image in images)}
+    summary = data.get("summary") or {}
+    return {"parameters": {"algorithm": "local features", "topk": params.get("topk"),
+                           "feat_net": summary.get("backbone") or LOCAL, "raw_transpositions": transpositions},
+            "index": {"sources": sources, "images": images, "transpositions": transpositions}, "pairs": pairs}
 
 
 # -- /region_extraction/<id>/status -----------------------------------------------------------------------
@@ -277,11 +457,15 @@ def delete_document(doc_id: str, model_name: str) -> dict:
 
 def document_results(app: str, tracking_id: str, doc_uid: str) -> Any:
     """One document's results of an ended job, as `results_url` promised them: for regions its pages'
-    annotations, with `doc_uid` the uid the client sent."""
+    annotations, with `doc_uid` the uid the client sent; for similarity, `dataset`: every score in
+    aikon-api's shape."""
     job = routes.get_job(app, tracking_id)
     if job.state != SUCCESS or not SAFE_NAME.match(doc_uid):
         raise NotFound(f"no results for document {doc_uid!r} in job {tracking_id}")
-    path = safe_join(job_folder(services().cfg, app, tracking_id), f"{doc_uid}/annotations.json")
+    folder = job_folder(services().cfg, app, tracking_id)
+    if doc_uid == DATASET_PAIR and (folder / "pairs.json").is_file():
+        return aikon_scores(folder)
+    path = safe_join(folder, f"{doc_uid}/annotations.json")
     if not path.is_file():
         raise NotFound(f"no results for document {doc_uid!r} in job {tracking_id}")
     pages = json.loads(path.read_text())
@@ -371,3 +555,25 @@ def install(app: Flask, demos: dict[str, Demo]) -> None:
         return jsonify(client_dataset(datasets.dataset(services().cfg, uid, _base_url()), every_document=False))
 
     app.view_functions["platform.dataset"] = dataset
+
+    if SIMILARITY in demos:
+        endpoint = f"{SIMILARITY}.start"
+        native = app.view_functions[endpoint]
+        demo = demos[SIMILARITY]
+
+        @functools.wraps(native)
+        def similarity_start():
+            """aikon's body translated and answered 200, as aikon-api answered; any other as before."""
+            if request.mimetype != "application/json":
+                return native()
+            body, uploads = routes.read_request()
+            if not is_aikon_similarity(body):
+                return native()
+            job, replayed = lifecycle.start_job(services(), lifecycle.StartRequest(
+                demo, similarity_start_fields(demo, body), uploads, request.host_url,
+                request.headers.get("Idempotency-Key", "").strip()))
+            response = routes.start_response(job, replayed)
+            response.status_code = 200
+            return response
+
+        app.view_functions[endpoint] = similarity_start

@@ -47,22 +47,36 @@ def payload(cfg: Config, job: Job, event: str | None = None) -> dict:
 
 # aikon-api's clients read a SUCCESS's per-document results from `output.results_url`; aikon.py serves them.
 DOCUMENT_RESULT_PATH = "{app}/{tracking_id}/documents/{doc_uid}"
+# aikon-api's name, as a `doc_pair`, for the whole dataset's similarity scores (in its shape, aikon.py).
+DATASET_PAIR = "dataset"
 
 
 def with_results_url(cfg: Config, job: Job) -> Any:
-    """The job's output, plus `results_url: [{"doc_id", "result_url"}]` when it has per-document
-    results (a `files` object keyed by document uid, with `annotations`, as regions writes). Each
-    URL ends in the document's uid: aikon-demo files a result under its URL's last segment beside
-    the output's `annotations` (keyed by uid), so the two land on one key instead of counting twice.
-    Everything else is the output as the demo returned it (discover-demo's fields unchanged)."""
+    """The job's output, plus `results_url` when it has per-document results, as aikon-api's clients
+    read them. Regions (a `files` object keyed by document uid, with `annotations`): `[{"doc_id",
+    "result_url"}]`, each URL ending in the document's uid: aikon-demo files a result under its URL's
+    last segment beside the output's `annotations` (keyed by uid), so the two land on one key instead
+    of counting twice. Similarity (a `per_document` object of per-pair file URLs, with `pairs_url`):
+    `[{"doc_pair": "<doc_a>-<doc_b>", "result_url"}]` for each of those files, and `{"doc_pair":
+    "dataset"}` for every score in aikon-api's shape, the one entry aikon-demo fetches. Everything
+    else is the output as the demo returned it (discover-demo's fields unchanged)."""
     output = job.output
-    files = output.get("files") if isinstance(output, dict) else None
-    if not isinstance(files, dict):
+    if not isinstance(output, dict):
         return output
     base = (cfg.public_url or job.base_url).rstrip("/")
-    results = [{"doc_id": doc_uid, "result_url": f"{base}/" + DOCUMENT_RESULT_PATH.format(
-                   app=job.app, tracking_id=job.tracking_id, doc_uid=doc_uid)}
-               for doc_uid, entry in files.items() if isinstance(entry, dict) and entry.get("annotations")]
+
+    def served(doc_uid: str) -> str:
+        return f"{base}/" + DOCUMENT_RESULT_PATH.format(app=job.app, tracking_id=job.tracking_id, doc_uid=doc_uid)
+
+    files, pairs = output.get("files"), output.get("per_document")
+    results: list[dict] = []
+    if isinstance(files, dict):
+        results = [{"doc_id": doc_uid, "result_url": served(doc_uid)}
+                   for doc_uid, entry in files.items() if isinstance(entry, dict) and entry.get("annotations")]
+    elif isinstance(pairs, dict) and output.get("pairs_url"):
+        results = [{"doc_pair": name, "result_url": url} for name, url in sorted(pairs.items())
+                   if isinstance(url, str)]
+        results.append({"doc_pair": DATASET_PAIR, "result_url": served(DATASET_PAIR)})
     return {**output, "results_url": results} if results else output
 
 
