@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -90,7 +91,9 @@ class Worker:
             env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def job(self, files: list[tuple[str, bytes]], params: dict) -> tuple[float, dict]:
-        """(seconds from the upload to SUCCESS, the job's output)."""
+        """(seconds from the upload to SUCCESS, the job's output); `last_cpu`: the CPU seconds the
+        worker's processes spent meanwhile (steadier than seconds on a shared machine)."""
+        cpu = process_tree_cpu(self.process.pid)
         start = time.perf_counter()
         response = self.client.post("/regions/start", content_type="multipart/form-data", data={
             "files": [(io.BytesIO(data), name) for name, data in files], "parameters": json.dumps(params)})
@@ -102,12 +105,29 @@ class Worker:
                 break
             time.sleep(0.02)
         elapsed = time.perf_counter() - start
+        self.last_cpu = process_tree_cpu(self.process.pid) - cpu
         assert status["state"] == "SUCCESS", status
         return elapsed, status["output"]
 
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total
 
 
 def our_job(env: dict, paths: list[Path], params: dict) -> tuple[float, float, dict]:
@@ -213,6 +233,7 @@ def table(name: str, paths: list[Path], args, data: Path, model_path: Path, redi
     files = [(p.name if p.name not in {q.name for q in paths[:i]} else f"{i}-{p.name}", p.read_bytes())
              for i, p in enumerate(paths)]
     jobs: list[tuple[str, float]] = []
+    cpu: dict[str, float] = {}  # the least worker CPU seconds of each job line's runs
     load_before = load_average()
     outputs: dict = {}
     for threads in ("0", "1"):  # 0: the default (as many decoding threads as download threads)
@@ -223,10 +244,13 @@ def table(name: str, paths: list[Path], args, data: Path, model_path: Path, redi
                 ("as defaulted (crops, previews)", {}), ("without crops", {"crops": False}),
                 ("without crops or previews", {"crops": False, "previews": False})]
             for label, extra in variants:
-                def one(extra: dict = extra, label: str = label, worker: Worker = worker) -> float:
-                    seconds, outputs[label] = worker.job(files, {**params, **extra})
-                    return seconds
                 label_threads = f"{label}, {'1 decoding thread' if threads == '1' else 'default decoding threads'}"
+
+                def one(extra: dict = extra, label: str = label, worker: Worker = worker, key: str = label_threads
+                        ) -> float:
+                    seconds, outputs[label] = worker.job(files, {**params, **extra})
+                    cpu[key] = min(cpu.get(key, math.inf), worker.last_cpu)
+                    return seconds
                 jobs.append((label_threads, best(args.repeat, one)))
         finally:
             worker.close()
@@ -277,6 +301,8 @@ def table(name: str, paths: list[Path], args, data: Path, model_path: Path, redi
         if label in by_label:
             print(f"\njob as defaulted / pure model {label}: {default / by_label[label]:.2f} (goal <= 1.15)")
     print(f"reference style / job as defaulted: {reference / default:.2f}× (goal >= 3)")
+    print("worker CPU seconds per job (least of the runs): "
+          + "; ".join(f"{label}: {seconds:.2f}" for label, seconds in cpu.items()))
     print(f"job timings: {summary['timings']}")
 
 

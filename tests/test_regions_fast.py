@@ -19,6 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from api.demos.regions.common import Options, quiet_ultralytics
+from api.platform import storage
 from api.platform.config import load_config
 from api.platform.inputs import Fetcher, ImageFeed, ImageSource
 from api.platform.inputs import feed as feed_module
@@ -302,7 +303,8 @@ def test_a_job_on_large_jpeg_pages_writes_full_resolution_files(env, procs, trai
     assert detector.runtime == summary["runtime"]
     boxes = 0
     with zipfile.ZipFile(folder / "result.zip") as archive:
-        zipped = set(archive.namelist())
+        infos = archive.infolist()
+        zipped = {info.filename for info in infos}
     for name, data in pages.items():
         full = Image.open(io.BytesIO(data)).convert("RGB")
         [record] = status["output"]["annotations"][name]
@@ -324,3 +326,85 @@ def test_a_job_on_large_jpeg_pages_writes_full_resolution_files(env, procs, trai
             assert image.size == (round(full.width * scale), round(full.height * scale))
         assert f"{name}/previews/{name}.jpg" in zipped and f"{name}/annotations/{name}.json" in zipped
     assert boxes >= 3
+    # JPEGs are stored in the zip as they are (deflating them again costs time and saves nothing)
+    methods = {info.filename.rsplit(".", 1)[-1]: info.compress_type for info in infos}
+    assert methods == {"jpg": zipfile.ZIP_STORED, "json": zipfile.ZIP_DEFLATED, "txt": zipfile.ZIP_DEFLATED}
+    with zipfile.ZipFile(folder / "result.zip") as archive:
+        assert archive.testzip() is None
+
+
+# -- outputs made cheaply ---------------------------------------------------------------------------
+class PageJob:
+    """What `PageWriter` uses of a JobContext, writing as it does (atomically, into a folder)."""
+
+    def __init__(self, folder: Path, sources: list[ImageSource]):
+        self.folder, self.sources = folder, sources
+
+    def write(self, relpath: str, data: bytes | str) -> None:
+        storage.atomic_write(storage.safe_join(self.folder, relpath), data)
+
+    def write_json(self, relpath: str, obj) -> None:
+        self.write(relpath, json.dumps(obj))
+
+    def open(self, relpath: str):
+        return storage.atomic_open(storage.safe_join(self.folder, relpath))
+
+    def url(self, relpath: str) -> str:
+        return f"http://api/regions/{'0' * 32}/result/{relpath}"
+
+
+class Labels:
+    def label(self, cls: int) -> str:
+        return CLASSES[cls]
+
+
+def test_a_documents_files_are_written_when_its_last_page_is_not_after_the_jobs(tmp_path):
+    """A document's annotations.json and IIIF lists are written by the page writer's thread as
+    soon as its last page is (beside inference), its pages in order even when written out of
+    order; the files `finish` returns are those it returned before, for every document."""
+    from api.demos.regions.common import Detection
+    from api.demos.regions.pages import PageWriter
+
+    canvas = {"id": "http://iiif/c1", "width": 800, "height": 1000}
+    sources = [ImageSource("book", "p0", 0, canvas=canvas), ImageSource("book", "p1", 1, canvas=canvas),
+               ImageSource("single", "s0", 0)]
+    writer = PageWriter(PageJob(tmp_path, sources), Labels(), crops=True, padding=0)
+    page = Image.new("RGB", (800, 1000), "white")
+    box = [Detection(0, 0.9, 100, 100, 300, 400)]
+    writer.write_page(feed_module.LoadedImage(sources[1], page, None), box)
+    assert not (tmp_path / "book" / "annotations.json").exists()  # p0 is still to come
+    writer.write_page(feed_module.LoadedImage(sources[2], page, None), [])
+    assert json.loads((tmp_path / "single" / "annotations.json").read_text())[0]["source"] == "s0"
+    writer.write_page(feed_module.LoadedImage(sources[0], page, None), box)
+    book = json.loads((tmp_path / "book" / "annotations.json").read_text())
+    assert [record["source"] for record in book] == ["p0", "p1"]
+    assert len(json.loads((tmp_path / "book" / "iiif" / "annotation-list.json").read_text())["resources"]) == 2
+    files = writer.finish()
+    assert list(files) == ["book", "single"]  # the order of the documents' first pages, as before
+    assert files["book"]["previews"] == [f"http://api/regions/{'0' * 32}/result/book/previews/{p}.jpg"
+                                         for p in ("p0", "p1")]
+    assert "iiif_annotation_page" in files["book"] and "iiif_annotation_list" not in files["single"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg")) == [
+        "book/crops/p0-0.jpg", "book/crops/p1-0.jpg", "book/previews/p0.jpg", "book/previews/p1.jpg",
+        "single/previews/s0.jpg"]
+
+
+def test_a_preview_is_the_page_shrunk_with_its_boxes_drawn_and_the_page_left_as_it_was():
+    """The preview of a page with no box at the preview's size is that page; a larger page is
+    shrunk (a box filter) to what bilinear shrinking gives within a few grey levels; boxes are
+    drawn on the preview, never on the page the crops are cut from."""
+    from api.demos.regions.common import Detection
+    from api.demos.regions.outputs import PREVIEW_MAX_SIDE, crop_entry, preview
+
+    page = make_page(9500).image.convert("RGB")
+    assert max(page.size) <= PREVIEW_MAX_SIDE
+    before = np.asarray(page).copy()
+    assert np.array_equal(np.asarray(preview(page, [])), before)
+    entry = crop_entry(Detection(0, 0.8, 50, 60, 250, 300), "p-0", "illustration", *page.size)
+    drawn = np.asarray(preview(page, [entry]))
+    assert np.array_equal(np.asarray(page), before) and not np.array_equal(drawn, before)
+    large = page.resize((page.width * 3, page.height * 3), Image.BICUBIC)
+    shrunk = preview(large, [])
+    assert max(shrunk.size) == PREVIEW_MAX_SIDE
+    bilinear = large.resize(shrunk.size, Image.BILINEAR, reducing_gap=2.0)
+    assert np.abs(np.asarray(shrunk, np.int16) - np.asarray(bilinear, np.int16)).mean() < 2.0

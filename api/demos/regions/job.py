@@ -4,12 +4,14 @@ the `Regions` demo in workers only (torch, ultralytics).
 A page's way through a job, each step overlapping the others:
   - the platform downloads and decodes the next pages on its threads; a JPEG much larger than
     the model's input is decoded at a DCT scale (`reduced_decoding`: long side >= the larger of
-    the model's input and the preview size), at most `decode_threads` at once;
+    the model's input and the preview size; the model's input alone for a job without previews),
+    at most `decode_threads` at once;
   - the model (`Detector.stream`) sees that reduced page: exports run pipelined through
     `lean.LeanModel`, PyTorch in batches; boxes are mapped back to full-resolution pixels exactly
     (`LoadedImage.to_full`);
   - a thread writes the page's files (`PageWriter`), decoding the full-resolution page only when
-    it has boxes to crop.
+    it has boxes to crop, up to WRITER_BACKLOG pages behind the model (`timings.writer_wait`: how
+    long the model waited for it).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from .detector import Detector
 from .models import missing_model_message
 from .outputs import PREVIEW_MAX_SIDE
 from .pages import PageWriter
+
+WRITER_BACKLOG = 4  # pages inferred but not written yet (each holds its page as decoded)
 
 
 class ModelMissing(RuntimeError):
@@ -65,19 +69,25 @@ def run(demo: Demo, job: JobContext, model: Detector) -> dict:
 
     def finish_oldest() -> None:
         future, inference_share = pending.popleft()
+        waited = time.perf_counter()
         written = future.result()
+        job.timing("writer_wait", time.perf_counter() - waited)  # the model idle, waiting for outputs
         job.timing("outputs", written)
         per_image.append(inference_share + written)
         job.advance()
 
     started = time.perf_counter()
     threads = decode_threads(demo)
-    with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool, \
-            reduced_decoding(max(options.imgsz, PREVIEW_MAX_SIDE), threads):
+    # pages decoded at least this large: the model's input, and the previews' size when there are
+    # previews (drawn from the page as decoded)
+    min_side = max(options.imgsz, PREVIEW_MAX_SIDE) if writer.previews else options.imgsz
+    with ThreadPoolExecutor(1, thread_name_prefix="regions-writer") as pool, reduced_decoding(min_side, threads):
         for item, found, inference in model.stream(job.images(), options, lambda item: item.image):
             job.timing("inference", inference)
             job.observe_inference(model.runtime, inference, 1)
-            while len(pending) > max(model.batch_size, 2):  # at most a batch written behind
+            # A few pages may wait to be written (a page with many crops, or a large PNG to
+            # preview, takes several pages' inference time) before the model waits for them.
+            while len(pending) > max(model.batch_size, WRITER_BACKLOG):
                 finish_oldest()
             pending.append((pool.submit(writer.write_page, item, full_resolution(item, found)), inference))
         while pending:

@@ -8,12 +8,17 @@ Layout in the job folder, per document uid:
     <doc>/annotations.json          every page of the document, at the end
     <doc>/iiif/annotation-list.json and annotation-page.json  for IIIF canvases (v2 and W3C/v3)
 
-Every file is made while the job runs (eagerly): the platform zips the job's folder when it
-succeeds and nginx serves result files straight from disk, so a file made on first request would
-be missing from both. They are made cheaply instead: the preview is drawn on the page as it was
-decoded for the model (a JPEG decoded at a DCT scale with its long side >= PREVIEW_MAX_SIDE, so
-no full-resolution pixels are touched), and the full-resolution page is decoded only for a page
-that has boxes to crop, once, on this writer's thread.
+Every file is made while the job runs (eagerly), none on first request: the platform builds the
+result zip before the job is said to have succeeded, so a lazy file would be made then anyway, on
+the job's critical path instead of beside inference; the API checks that a file exists before it
+hands it to nginx (X-Accel-Redirect); and the demos that chain on a regions job read its crops
+from disk. The files are made cheaply instead, on this writer's thread while the model works on
+the next pages: the preview is drawn on the page as it was decoded for the model (a JPEG decoded
+at a DCT scale with its long side >= PREVIEW_MAX_SIDE, so no full-resolution pixels are touched)
+and is that page itself, encoded once, when it has nothing to draw and the right size; the
+full-resolution page is decoded only for a page that has boxes to crop, once; and a document's
+files (annotations.json, IIIF lists) are written as soon as its last page is, not all after the
+last page of the job.
 """
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ class PageWriter:
         self.canvases: dict[str, list[tuple[dict, tuple[int, int], list[dict]]]] = {}
         self.class_counts: Counter = Counter()
         self.order: dict[int, int] = {}  # pages may be written out of order (batches by aspect ratio)
+        # pages each document has; one whose pages are all written gets its files at once (a
+        # page that failed to load never comes: its document's files wait for `finish`)
+        self.pages_of: Counter = Counter(source.doc_uid for source in job.sources)
+        self.files: dict[str, dict] = {}
 
     def write_page(self, item, detections: list[Detection]) -> float:
         """Write one page's files; returns the seconds it took. `item` is the LoadedImage, maybe
@@ -63,23 +72,28 @@ class PageWriter:
         self.annotations.setdefault(doc, []).append(record)
         self.order[id(record)] = src.index
         self.class_counts.update(e["class"] for e in entries)
+        if self.pages_of[doc] and len(self.annotations[doc]) >= self.pages_of[doc]:
+            self.files[doc] = self.write_document(doc)  # (again, should a page come that was not counted)
         return time.perf_counter() - start
 
     def finish(self) -> dict[str, dict]:
-        """Per-document files; returns their URLs by document uid."""
-        files: dict[str, dict] = {}
-        for records in self.annotations.values():
-            records.sort(key=lambda record: self.order[id(record)])
-        for doc, records in self.annotations.items():
-            self.job.write_json(f"{doc}/annotations.json", records)
-            files[doc] = {"annotations": self.job.url(f"{doc}/annotations.json"),
-                          "previews": [self.job.url(f"{doc}/previews/{r['source']}.jpg") for r in records]
-                          if self.previews else []}
-            if doc in self.canvases:
-                list_id = self.job.url(f"{doc}/iiif")
-                annotation_list, annotation_page = iiif_annotations(self.canvases[doc], list_id)
-                self.job.write_json(f"{doc}/iiif/annotation-list.json", annotation_list)
-                self.job.write_json(f"{doc}/iiif/annotation-page.json", annotation_page)
-                files[doc]["iiif_annotation_list"] = self.job.url(f"{doc}/iiif/annotation-list.json")
-                files[doc]["iiif_annotation_page"] = self.job.url(f"{doc}/iiif/annotation-page.json")
+        """The files of the documents not written yet; returns every document's URLs by uid, in
+        the order their first pages were written."""
+        return {doc: self.files.get(doc) or self.write_document(doc) for doc in self.annotations}
+
+    def write_document(self, doc: str) -> dict:
+        """One document's files (its pages in order); returns their URLs."""
+        records = self.annotations[doc]
+        records.sort(key=lambda record: self.order[id(record)])
+        self.job.write_json(f"{doc}/annotations.json", records)
+        files = {"annotations": self.job.url(f"{doc}/annotations.json"),
+                 "previews": [self.job.url(f"{doc}/previews/{r['source']}.jpg") for r in records]
+                 if self.previews else []}
+        if doc in self.canvases:
+            list_id = self.job.url(f"{doc}/iiif")
+            annotation_list, annotation_page = iiif_annotations(self.canvases[doc], list_id)
+            self.job.write_json(f"{doc}/iiif/annotation-list.json", annotation_list)
+            self.job.write_json(f"{doc}/iiif/annotation-page.json", annotation_page)
+            files["iiif_annotation_list"] = self.job.url(f"{doc}/iiif/annotation-list.json")
+            files["iiif_annotation_page"] = self.job.url(f"{doc}/iiif/annotation-page.json")
         return files
