@@ -25,6 +25,9 @@ from .primitives import Primitive, sample
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
+# a skeleton loop narrower than this many pen widths is a knot of thick strokes (an acute corner, a
+# letter), not a ring: circles that small show no hole and are found as dots (dots.py)
+RING_PENS = 1.8
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
@@ -86,7 +89,8 @@ class GeometricDetector:
         line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap, support_mask)
         round_things = [p for c in arc_clusters
                         for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
-                        if p.geometry["r"] >= s.min_radius]
+                        if p.geometry["r"] >= s.min_radius and
+                        (p.type == "arc" or p.geometry["r"] >= RING_PENS * width)]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         straight = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
         straight = [p for p in straight if _length(p) >= min_line / 2]  # ends not found yet
