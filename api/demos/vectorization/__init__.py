@@ -32,8 +32,9 @@ class Vectorization(Demo):
                            help="px a stroke's centre may stray from a fitted line or circle"),
         "min_length": Param(float, 0.0, min=0, max=100000,
                             help="shorter lines and arcs are dropped (px); 0: lines max(20, 5 × stroke width), "
-                                 "arcs max(30, 10 × stroke width)"),
-        "min_radius": Param(float, 8.0, min=0, max=100000, help="smaller circles and arcs are dropped (px)"),
+                                 "arcs max(15, 6 × stroke width)"),
+        "min_radius": Param(float, 3.0, min=0, max=100000,
+                            help="smaller circles and arcs are dropped (px); solid dots of a pen's width count"),
         "min_size": Param(int, 0, min=0, max=10000,
                           help="ink blobs smaller than this both ways are text or specks (px); "
                                "0: max(24, 10 × stroke width); small round components with a hole are kept"),
