@@ -251,3 +251,32 @@ def test_results_served_as_json_keep_their_type_through_the_app(client, data_fol
     response = client.get(f"/dummy/{tracking_id}/result/a.json")
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     assert response.headers["Content-Disposition"] == 'inline; filename="a.json"'
+
+
+def test_a_job_ended_in_redis_but_not_yet_mirrored_can_be_chained_on_at_once(store, config):
+    """A client that saw SUCCESS may start a chained job at once (as the regions → similarity
+    chain did under load): the job.json mirror may still be on its way, Redis already knows."""
+    from api.platform.demo import Demo
+    from api.platform.jobs import STARTED, SUCCESS, read_finished
+
+    tracking_id = "f" * 32
+    job = Job(tracking_id=tracking_id, app="dummy")
+    store.create(job)
+    folder = config.results_folder / "dummy" / tracking_id
+    (folder / "doc" / "crops").mkdir(parents=True)
+    (folder / "doc" / "crops" / "0.png").write_bytes(png_bytes())
+    assert store.transition(job, STARTED)
+    mirror_before_the_end = (folder / JOB_FILE).read_bytes()
+    assert store.transition(job, SUCCESS, output={"files": {}})
+    (folder / JOB_FILE).write_bytes(mirror_before_the_end)  # Redis ended it; the mirror is on its way
+    assert read_finished(config, "dummy", tracking_id) is None  # the disk alone does not know yet
+    assert read_finished(config, "dummy", tracking_id, store.redis).succeeded
+    assert read_finished(config, "other", tracking_id, store.redis) is None  # another app's id is not it
+
+    class Chained(Demo):
+        name = "chained"
+
+    demo = Chained()
+    demo.configure(config)
+    [document] = demo.documents_of("dummy", tracking_id, field="parameters.job", subfolder="crops", purpose="crops")
+    assert document.uid == "doc" and document.type == "dir"

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from .catalog import ModelEntry, check_catalog
 from .clientjson import loads
 from .config import ConfigError
@@ -162,6 +164,7 @@ class Demo:
         Override to read settings early; keep calling super()."""
         self.cfg = cfg
         self._settings = {}
+        self._redis: redis.Redis | None = None  # made on first use: to read jobs ended in Redis, not yet on disk
         for name, declared in self.settings.items():
             key = self.setting_key(name)
             raw = cfg.demo_settings.get(key)
@@ -211,7 +214,10 @@ class Demo:
     def finished_job(self, app: str, tracking_id: str) -> FinishedJob | None:
         """An ended job of any demo (state, output, folder), from the record it left beside its
         results; None when there is no such job or it has not ended. For chaining demos."""
-        return read_finished(self._configured(), app, tracking_id)
+        cfg = self._configured()
+        if cfg.redis_url and self._redis is None:
+            self._redis = redis.Redis.from_url(cfg.redis_url)
+        return read_finished(cfg, app, tracking_id, self._redis)
 
     def documents_of(self, app: str, tracking_id: str, *, field: str, subfolder: str, purpose: str) -> list[Document]:
         """A succeeded `app` job's per-document `subfolder`s (e.g. regions' crops) as `dir` documents,

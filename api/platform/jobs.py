@@ -280,19 +280,34 @@ class FinishedJob:
         return self.state == SUCCESS
 
 
-def read_finished(cfg: Config, app: str, tracking_id: str) -> FinishedJob | None:
-    """The ended job `app/tracking_id` from the `job.json` the store wrote beside its results (it
-    outlives Redis's record); None when there is none, it is unreadable, or the job has not ended."""
+def read_finished(cfg: Config, app: str, tracking_id: str, client: redis.Redis | None = None) -> FinishedJob | None:
+    """The ended job `app/tracking_id`: from the `job.json` the store wrote beside its results (it
+    outlives Redis's record), or, with `client`, from Redis when the worker has ended the job there
+    but not yet mirrored it to disk (a client that saw SUCCESS may chain on it at once); None when
+    there is no such job, it is unreadable, or it has not ended."""
     if not APP_NAME.match(app) or not is_tracking_id(tracking_id):
         return None
     folder = job_folder(cfg, app, tracking_id)
     try:
         data = json.loads((folder / JOB_FILE).read_text())
     except (OSError, ValueError):
-        return None
+        data = None
     if not isinstance(data, dict) or data.get("state") not in TERMINAL:
-        return None
+        data = _ended_in_redis(client, app, tracking_id) if client is not None else None
+        if data is None:
+            return None
     return FinishedJob(app, tracking_id, data["state"], folder, data.get("output"), data.get("params") or {})
+
+
+def _ended_in_redis(client: redis.Redis, app: str, tracking_id: str) -> dict | None:
+    try:
+        raw = client.hgetall(keys.job(tracking_id))
+    except redis.RedisError:
+        return None
+    if not raw:
+        return None
+    job = Job.from_redis(raw)
+    return job.as_dict() if job.app == app and job.state in TERMINAL else None
 
 
 def job_path(cfg: Config, job: Job) -> Path:
