@@ -301,6 +301,9 @@ def test_redis_refusing_writes_misconf_is_503(env, tmp_path):
         wait_for(lambda: broken.info("persistence")["rdb_last_bgsave_status"] == "err", message="a failed BGSAVE")
         with pytest.raises(redis.ResponseError, match="^MISCONF"):
             broken.set("probe", 1)
+        with pytest.raises(redis.ResponseError) as refused_in_a_script:  # as the admission's Lua script gets it
+            broken.eval("return redis.call('SET', KEYS[1], 1)", 1, "probe")
+        assert storage_failure(refused_in_a_script.value) is not None, str(refused_in_a_script.value)
         client = create_app(load_config({**env, "REDIS_URL": server.url})).test_client()
         response = start(client, headers={"Idempotency-Key": "k"})
         assert_error(response, 503, "unavailable", mentions="refuses writes")

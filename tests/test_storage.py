@@ -17,6 +17,7 @@ from api.platform.inputs.names import MAX_FILE_NAME_BYTES, safe_filename
 from api.platform.jobs import CANCELLED, Job, JobStore
 from api.platform.storage import (
     JOB_FILE,
+    TEMP_PREFIX,
     clear_job_files,
     count_results,
     serve_data_file,
@@ -280,3 +281,34 @@ def test_a_job_ended_in_redis_but_not_yet_mirrored_can_be_chained_on_at_once(sto
     demo.configure(config)
     [document] = demo.documents_of("dummy", tracking_id, field="parameters.job", subfolder="crops", purpose="crops")
     assert document.uid == "doc" and document.type == "dir"
+
+
+def test_a_large_upload_is_spooled_in_the_uploads_folder_and_kept_without_a_copy(client, config, procs):
+    """Werkzeug's spool file is made beside the uploads, so saving it is a hard link (one write of
+    the bytes, not two); it is gone after the request, and the job reads the upload as before."""
+    import os
+    import tempfile
+
+    from api.platform.upload_streams import save_upload
+
+    big = png_bytes() + os.urandom(2 * 2**20)  # over the 500 KB kept in memory: spooled to a file
+    procs.worker()
+    tracking_id = start_with_uploads(client, [(big, "scan.png"), (png_bytes(), "small.png")])
+    saved = {p.name: p for p in (config.uploads_folder / tracking_id).rglob("*") if p.is_file()}
+    assert saved["scan.png"].read_bytes() == big and saved["scan.png"].stat().st_nlink == 1
+    assert [p.name for p in config.uploads_folder.iterdir()] == [tracking_id]  # no spool file left
+    succeeded(client, tracking_id)
+
+    class Spooled:  # what werkzeug hands over for a spooled upload
+        stream = tempfile.NamedTemporaryFile("w+b", prefix=TEMP_PREFIX, dir=config.uploads_folder)
+
+        def save(self, dst):
+            raise AssertionError("copied instead of linked")
+
+    Spooled.stream.write(b"bytes")
+    target = config.uploads_folder / "x" / "0000" / "a.png"
+    target.parent.mkdir(parents=True)
+    save_upload(Spooled(), target)
+    assert os.path.samefile(Spooled.stream.name, target) and target.read_bytes() == b"bytes"
+    Spooled.stream.close()
+    assert target.read_bytes() == b"bytes"

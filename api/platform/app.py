@@ -16,6 +16,7 @@ from .queue import Platform
 from .registry import load_demos
 from .routes import demo_blueprint, platform_blueprint
 from .services import Services
+from .upload_streams import UploadRequest
 
 PUBLIC_ENDPOINTS = {"platform.health"}
 
@@ -28,6 +29,7 @@ def create_app(cfg: Config | None = None) -> Flask:
     demos = load_demos(cfg.installed_apps, cfg)
     platform = Platform(cfg, demos)
     app = Flask(__name__)
+    app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_upload_bytes
     app.url_map.merge_slashes = False  # "//" in a result path is refused, not redirected
     if isinstance(app.json, DefaultJSONProvider):

@@ -7,6 +7,7 @@ A traceback never reaches a client.
 from __future__ import annotations
 
 import logging
+import re
 
 import redis
 from flask import Flask, current_app, jsonify
@@ -134,11 +135,15 @@ def register_error_handlers(app: Flask) -> None:
                               retry_after=capped_retry(STORAGE_RETRY_S))
 
 
+SCRIPT_ERROR = re.compile(r"^Error running script .*?@user_script: ?\d+: -([A-Z]+) ")
+
+
 def redis_error_code(exc: redis.ResponseError) -> str:
     """The error code Redis answered ("MISCONF", "ERR", ...), also when redis-py prefixed the
     message with the pipeline command that caused it."""
     message = str(exc).rpartition(" of pipeline caused error: ")[2]
-    return message.split(" ", 1)[0]
+    in_script = SCRIPT_ERROR.search(message)  # a write refused inside a Lua script (EVAL / EVALSHA)
+    return in_script.group(1) if in_script else message.split(" ", 1)[0]
 
 
 def storage_failure(exc: BaseException) -> str | None:

@@ -27,6 +27,7 @@ from .jobs import CANCELLED, PENDING, STARTED, Job
 from .netguard import AddressNotAllowed, check_url
 from .queue import INFRASTRUCTURE_ERRNOS, queue_key
 from .services import Services
+from .upload_streams import save_upload
 
 START_FIELDS = ("experiment_id", "notify_url", "documents", "parameters")
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def save_uploads(cfg: Config, uploads: list[Upload], tracking_id: str, taken: se
         path = folder / f"{index:04d}" / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            upload.save(path)
+            save_upload(upload, path)
         except OSError as exc:
             if exc.errno in INFRASTRUCTURE_ERRNOS:
                 raise
