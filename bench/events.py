@@ -38,7 +38,8 @@ import requests
 from api.platform import keys
 from api.platform.embedded import EmbeddedRedis, free_port
 from tests.support import ROOT
-from tests.support.platform import png_bytes
+from tests.support.platform import png_bytes, wait_for
+from tests.support.stack_helpers import process_stats
 
 TERMINAL = (b"SUCCESS", b"ERROR", b"CANCELLED")
 
@@ -46,17 +47,6 @@ TERMINAL = (b"SUCCESS", b"ERROR", b"CANCELLED")
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -140,18 +130,8 @@ class BlockedSampler(threading.Thread):
 def cpu_seconds(root: int) -> float:
     """User + system CPU of process `root` and its children (gunicorn's master and workers)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(entry.name) == root or int(fields[1]) == root:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum((int(fields[11]) + int(fields[12])) / tick for pid, fields in process_stats()
+               if root in (pid, int(fields[1])))
 
 
 def main() -> None:
@@ -184,7 +164,7 @@ def main() -> None:
               "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
               "--control-socket", str(tmp / "gunicorn.ctl"), "api:create_app()")
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/health"), 60, "gunicorn")
+        wait_for(lambda: _answers(f"{base}/health"), 60, message="gunicorn")
         files = [("files", (f"p{i}.png", png_bytes((i % 256, 0, 0)), "image/png")) for i in range(args.images)]
         started = requests.post(f"{base}/dummy/start", files=files, timeout=60,
                                 data={"parameters": json.dumps({"delay": args.delay})})
@@ -197,7 +177,7 @@ def main() -> None:
         stamps: dict[str, float] = {}
         reader = threading.Thread(target=read_all, args=(clients, stamps, 300.0), daemon=True)
         reader.start()
-        wait_until(lambda: all(c.status for c in clients), 60, "every client's headers")
+        wait_for(lambda: all(c.status for c in clients), 60, message="every client's headers")
         refused = sum(c.status != 200 for c in clients)
         cpu_before = cpu_seconds(api.pid)
         spawn("-m", "dramatiq", "api.worker", "-p", "1", "-t", "1", "-Q", "dummy")

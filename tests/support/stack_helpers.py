@@ -19,9 +19,10 @@ from tests.support import ROOT
 CONFS = ROOT / "docker-confs"
 
 
-def session_pids(sid: int) -> list[int]:
-    """Every live process whose session id is `sid` (the test gave each stack its own session)."""
-    pids = []
+def process_stats() -> list[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every live process:
+    fields[0] is the state, [1] the parent, [3] the session, [11] and [12] user and system ticks."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -29,10 +30,13 @@ def session_pids(sid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+        found.append((int(entry.name), stat[stat.rindex(")") + 2:].split()))
+    return found
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is `sid` (the test gave each stack its own session)."""
+    return [pid for pid, fields in process_stats() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def kill_session(proc: subprocess.Popen, grace: float = 20.0) -> None:
