@@ -128,15 +128,19 @@ def start_fields(demo: Demo, body: dict) -> dict:
 def _parameters(body: dict) -> Any:
     """The parameters of an aikon body: `parameters` (an object, or JSON text as a form sends it), else
     the top-level fields that are not aikon's others, as aikon-api's receive_task read them."""
-    params: Any = body.get("parameters")
     if "parameters" not in body:
         return {key: value for key, value in body.items() if key not in AIKON_FIELDS}
-    if isinstance(params, str):
-        try:
-            return json.loads(params) if params.strip() else {}
-        except ValueError:
-            raise InputError("parameters", "not valid JSON") from None
-    return params
+    return _form_json(body["parameters"], "parameters", {})
+
+
+def _form_json(value: Any, field: str, empty: Any) -> Any:
+    """A field as JSON: a form sends it as JSON text (`empty` when blank), a JSON body as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else empty
+    except ValueError:
+        raise InputError(field, "not valid JSON") from None
 
 
 def _check_postprocess(postprocess: Any) -> None:
@@ -234,12 +238,7 @@ def similarity_start_fields(demo: Demo, body: dict) -> dict:
         for switch in ("cosine_preprocessing", "segswap_prefilter", "use_transpositions", "client_id"):
             params.pop(switch, None)
     fields = {key: body[key] for key in ("experiment_id", "notify_url") if key in body}
-    crops = body.get("crops")
-    if isinstance(crops, str):
-        try:
-            crops = json.loads(crops) if crops.strip() else None
-        except ValueError:
-            raise InputError("crops", "not valid JSON") from None
+    crops = _form_json(body.get("crops"), "crops", None)
     if crops:
         if not isinstance(params, dict):
             raise InputError("parameters", "must be an object")
@@ -498,12 +497,7 @@ def blueprint(demos: dict[str, Demo]) -> Blueprint:
     @bp.post(f"/{ALIAS}/start")
     def start():
         body, uploads = routes.read_request()
-        job, replayed = lifecycle.start_job(services(), lifecycle.StartRequest(
-            demo, start_fields(demo, body), uploads, request.host_url,
-            request.headers.get("Idempotency-Key", "").strip()))
-        response = routes.start_response(job, replayed)
-        response.status_code = 200  # aikon-api's answer; its clients check for 200
-        return response
+        return aikon_start(demo, start_fields(demo, body), uploads)
 
     @bp.get(f"/{ALIAS}/<tracking_id>/status")
     def status(tracking_id: str):
@@ -532,6 +526,16 @@ def _document_results_view(app: str, tracking_id: str, doc_uid: str):
 
 def _delete_view(doc_id: str):
     return jsonify(delete_document(doc_id, request.args.get("model_name", "").strip()))
+
+
+def aikon_start(demo: Demo, fields: dict, uploads: list) -> Response:
+    """A job started from a body already translated to this API's fields, answered as aikon-api
+    answered: 200 (its clients check for 200), not 202."""
+    job, replayed = lifecycle.start_job(services(), lifecycle.StartRequest(
+        demo, fields, uploads, request.host_url, request.headers.get("Idempotency-Key", "").strip()))
+    response = routes.start_response(job, replayed)
+    response.status_code = 200
+    return response
 
 
 def install(app: Flask, demos: dict[str, Demo]) -> None:
@@ -569,11 +573,6 @@ def install(app: Flask, demos: dict[str, Demo]) -> None:
             body, uploads = routes.read_request()
             if not is_aikon_similarity(body):
                 return native()
-            job, replayed = lifecycle.start_job(services(), lifecycle.StartRequest(
-                demo, similarity_start_fields(demo, body), uploads, request.host_url,
-                request.headers.get("Idempotency-Key", "").strip()))
-            response = routes.start_response(job, replayed)
-            response.status_code = 200
-            return response
+            return aikon_start(demo, similarity_start_fields(demo, body), uploads)
 
         app.view_functions[endpoint] = similarity_start
