@@ -139,7 +139,6 @@ def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
     if not closed:
         turn[:k] = 0.0
         turn[n - k:] = 0.0
-    side = np.full(n, 0.0)
     far = 2 * k
     if closed:
         side = np.maximum(turn[(idx - far) % n], turn[(idx + far) % n])
@@ -161,11 +160,11 @@ def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
     """The corners with at least `least` points of chain to the next corner (or end) on both
     sides: a polyline's sides are long, while a word's letters bend every few pixels."""
     while found:
-        marks = found if closed else [0, *found, n - 1]
         if closed:
             gaps = [(found[(j + 1) % len(found)] - found[j]) % n or n for j in range(len(found))]
             short = [j for j in range(len(found)) if min(gaps[j], gaps[j - 1]) < least]
         else:
+            marks = [0, *found, n - 1]
             gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
             short = [j for j in range(len(found)) if min(gaps[j], gaps[j + 1]) < least]
         if not short:
