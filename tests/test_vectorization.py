@@ -165,6 +165,29 @@ def test_blank_and_text_only_pages_give_nothing():
     assert text_only.primitives  # (the generator itself draws primitives besides its text)
 
 
+def test_pins_two_to_three_pens_long_on_a_body_are_lines_and_their_labels_are_not():
+    """Pins a few pen widths long leave no skeleton line of their own (junction trimming eats the
+    stub): they are the bars left in the ink once the body is drawn over it (bars.py); the pin
+    numbers and a reference beside them, bar-like letters included, stay text."""
+    import cv2
+
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    body = [line(150, 100, 350, 100), line(350, 100, 350, 300), line(350, 300, 150, 300), line(150, 300, 150, 100)]
+    pins = [line(150 - n, y, 150, y) for y, n in ((140, 16), (180, 18), (220, 20), (260, 17))]
+    pins += [line(350, y, 366, y) for y in (150, 250)]
+    ink = np.zeros((500, 500), np.uint8)
+    for p in body + pins:
+        draw_stroke(ink, p, 3, 255)
+    for i, label in enumerate(["1", "7", "I", "l"]):
+        cv2.putText(ink, label, (105, 135 + 40 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 255, 2, cv2.LINE_AA)
+    cv2.putText(ink, "IC1", (200, 360), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 2, cv2.LINE_AA)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    scores = match(found, body + pins)
+    assert scores["line"]["f1"] == 1.0 and not scores["circle"]["fp"] + scores["arc"]["fp"], found
+
+
 # -- whole jobs through the API and a real worker ------------------------------------------------------
 @pytest.fixture
 def vec(env, procs):

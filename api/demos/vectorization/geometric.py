@@ -2,8 +2,8 @@
 
 ink mask (binarize) → skeleton chains (chains) → line and arc pieces (fitting) → arcs gathered
 into circles and arcs (circles), fragments merged into lines and their ends snapped (lines) →
-each primitive scored by how much ink lies under it. Every threshold is a `Settings` field, and
-the demo exposes them as job parameters.
+each primitive scored by how much ink lies under it → short bars in the ink left over (bars).
+Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .bars import LEAST_PENS, short_bars
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
@@ -111,10 +112,32 @@ class GeometricDetector:
                 continue
             p.confidence = round(support, 3)
             primitives.append(p)
+        primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
         return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
+
+
+    def _bars(self, found: list[Primitive], mask: np.ndarray, ink: np.ndarray, distance: np.ndarray,
+              support_mask: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
+        """Short lines from the ink nothing found explains (bars.py), ends settled on the ink and on
+        what they meet, less those lying along a line found already (two leftovers of one stroke)."""
+        bars = short_bars(found, mask, width)
+        if not bars:
+            return []
+        extend_lines(bars, found, ink, distance, reach)
+        kept = {id(p) for p in drop_covered_lines([p for p in found if p.type == "line"] + bars, 2 * tolerance)}
+        least = self.settings.min_length or LEAST_PENS * width
+        result = []
+        for p in bars:
+            if id(p) not in kept or _length(p) < least:
+                continue
+            support = _support(p, support_mask)
+            if support >= self.settings.min_support:
+                p.confidence = round(support, 3)
+                result.append(p)
+        return result
 
 
 def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:

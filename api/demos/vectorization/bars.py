@@ -1,0 +1,59 @@
+"""Short straight strokes the skeleton route misses: bars in the ink left once the primitives are drawn.
+
+A line only a few pen widths long is mostly end caps and junction: its skeleton is a stub that the
+junction trimming eats, or a knot bent towards the strokes it touches, so no line piece comes out
+of it (pins on a symbol's body, arrowheads' wings, ticks). The automatic shortest line cannot
+simply go down: letters are full of short skeleton stubs too. Here the ink is looked at instead:
+everything found already is drawn over it a little wider than the pen, and what is left over comes
+apart into components; one that is a filled thin rectangle, as wide as the pen and a few pens
+long, is a bar, and becomes a line along the rectangle's long axis. Letters left over are rarely
+both pen-thin and rectangle-filled (their strokes bend and join), and text standing alone is not
+in the mask looked at (binarize drops it as clutter). Its ends are then settled like any line's
+(ends.extend_lines): the part drawn over, where it meets what was found, is walked back.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .primitives import Primitive, line
+
+COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over the ink before looking
+LEAST_PENS = 2.0  # a bar at least this many pen widths long (what is left over, and the line at the end)
+MOST_PENS = 12.0  # longer leftovers are not short strokes: a long line the skeleton missed is something else
+THIN = 0.35  # a bar's width is the pen's within this share (± one px)
+FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a letter's joint fills less)
+
+
+def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Primitive]:
+    """Lines along the bars in `ink` (bool H×W) that no primitive in `found` explains (see the
+    module's doc); their ends are where the leftover ink ends, less half a pen (not extended yet)."""
+    h, w = ink.shape
+    drawn = np.zeros((h, w), np.uint8)
+    pen = max(1, int(round(COVER_PENS * width)))
+    for p in found:
+        points = np.round(np.array(p.points(step=1.0)) * 16).astype(np.int32)
+        cv2.polylines(drawn, [points], p.type == "circle", 255, pen, cv2.LINE_8, 4)
+    left = (ink & (drawn == 0)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(left, connectivity=8)
+    least = LEAST_PENS * width
+    bars = []
+    for k in range(1, count):
+        x, y, bw, bh, area = (int(v) for v in stats[k])
+        if not least <= max(bw, bh) <= MOST_PENS * width + 10 or area < 0.6 * least * width:
+            continue
+        ys, xs = np.nonzero(labels[y:y + bh, x:x + bw] == k)
+        (cx, cy), (a, b), angle = cv2.minAreaRect(np.column_stack([xs + x, ys + y]).astype(np.float32))
+        a, b = a + 1, b + 1  # pixel centres → pixel extents
+        long, short = max(a, b), min(a, b)
+        if not (1 - THIN) * width <= short <= (1 + THIN) * width + 1:
+            continue
+        if long < least or area < FILLED * a * b:
+            continue
+        t = math.radians(angle if a >= b else angle + 90)
+        ux, uy = math.cos(t), math.sin(t)
+        half = long / 2 - width / 2
+        bars.append(line(cx - half * ux, cy - half * uy, cx + half * ux, cy + half * uy))
+    return bars
