@@ -188,6 +188,37 @@ def test_pins_two_to_three_pens_long_on_a_body_are_lines_and_their_labels_are_no
     assert scores["line"]["f1"] == 1.0 and not scores["circle"]["fp"] + scores["arc"]["fp"], found
 
 
+def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
+    """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
+    other diagonally: with only it removed, the walk turned the corner and a wire and the bar it
+    crosses came out as two L-shaped chains. The crowded cluster as a whole is the junction."""
+    from api.demos.vectorization.chains import chains_of
+
+    skel = np.zeros((100, 100), bool)
+    skel[50, 10:91] = True
+    skel[10:91, 50] = True
+    chains = chains_of(skel, spur=8)
+    assert len(chains) == 4, [c.points[[0, -1]] for c in chains]
+    assert all(np.ptp(c.points[:, 0]) == 0 or np.ptp(c.points[:, 1]) == 0 for c in chains)
+    assert all(sum(c.at_junction) == 1 for c in chains)
+
+
+def test_small_circles_with_a_centre_line_through_them_stay_circles():
+    """A crossing is a junction now (above): a circle of radius 12 drawn with a 2 px pen, crossed
+    by a line through its centre, is two half-circle chains, which trimming must leave long enough
+    to be arcs of one circle (CAD holes with their centre lines)."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    truth = [line(40, 100, 460, 100), line(250, 150, 250, 450)]
+    truth += [circle(x, 100, 12) for x in (100, 200, 300, 400)] + [circle(250, y, 12) for y in (220, 320)]
+    ink = np.zeros((500, 500), np.uint8)
+    for p in truth:
+        draw_stroke(ink, p, 2, 255)
+    scores = match(GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives, truth)
+    assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, scores
+
+
 # -- whole jobs through the API and a real worker ------------------------------------------------------
 @pytest.fixture
 def vec(env, procs):

@@ -13,6 +13,10 @@ import cv2
 import numpy as np
 from skimage.morphology import skeletonize
 
+# a chain loses at most this share of its points at each end to trimming: a small circle crossed by a
+# line through its centre is two half-circle chains between junctions, and trimmed by a quarter at
+# both ends what is left is too short and too flat to be an arc any more
+TRIM_SHARE = 6
 NEIGHBOURS_4 = ((0, 1), (1, 0), (0, -1), (-1, 0))
 NEIGHBOURS_8 = NEIGHBOURS_4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
@@ -25,10 +29,10 @@ class Chain:
 
     def trimmed(self, n: int) -> Chain:
         """Without `n` points at each end that touches a junction, where skeletons bend towards the
-        other stroke; a chain is never cut below half its length."""
+        other stroke; a chain never loses more than a TRIM_SHARE-th of its points at either end."""
         first, last = self.at_junction
         total = len(self.points)
-        n = min(n, total // 4)
+        n = min(n, total // TRIM_SHARE)
         if n <= 0 or not (first or last):
             return self
         lo = n if first else 0
@@ -46,13 +50,17 @@ def neighbour_count(skel: np.ndarray) -> np.ndarray:
     return cv2.filter2D(skel.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).astype(np.int32)
 
 
-def chains_of(skel: np.ndarray, min_points: int = 3) -> list[Chain]:
-    """Ordered chains of the skeleton with its junction pixels removed."""
+def chains_of(skel: np.ndarray, min_points: int = 3, spur: int = 0) -> list[Chain]:
+    """Ordered chains of the skeleton with its junction pixels removed. `spur`: with it, clusters
+    of crowded pixels where at least three branches of `spur` pixels or more meet are junctions
+    too (see _cluster_junctions); 0: single-pixel junctions only."""
     count = neighbour_count(skel)
     junction = skel & (count >= 3)
     # A pixel with 3 neighbours on a staircase is not a junction: keep it when its neighbours do
     # not fall into three separate groups around it.
     junction &= _branch_count(skel) >= 3
+    if spur:
+        junction |= _cluster_junctions(skel, count, spur)
     body = skel & ~junction
     n, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
     ys, xs = np.nonzero(body)
@@ -72,6 +80,37 @@ def chains_of(skel: np.ndarray, min_points: int = 3) -> list[Chain]:
             chain.at_junction = (bool(near_junction[y0, x0]), bool(near_junction[y1, x1]))
             chains.append(chain)
     return chains
+
+
+def _cluster_junctions(skel: np.ndarray, count: np.ndarray, spur: int) -> np.ndarray:
+    """Junctions the one-pixel test misses: where thick strokes meet, the skeleton's crowded
+    pixels (three or more neighbours) come in clusters of two or more, none of which has three
+    separate groups of neighbours by itself, and the walk went straight through them, joining a
+    diode's sides to its bar and the wire through it into one chain that turns anywhere. A
+    cluster is a junction when the skeleton leaving it falls into three or more groups, each on a
+    branch of at least `spur` pixels: a staircase has two, and the short spurs a thick stroke's
+    skeleton sprouts along its side do not count (cutting there would cut lines and arcs in two)."""
+    crowded = skel & (count >= 3)
+    body = skel & ~crowded
+    _, body_labels, body_stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
+    long_branch = body_stats[:, cv2.CC_STAT_AREA] >= spur
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(crowded.astype(np.uint8), connectivity=8)
+    found = np.zeros_like(skel, dtype=bool)
+    h, w = skel.shape
+    ring_kernel = np.ones((3, 3), np.uint8)
+    for k in range(1, n):
+        x, y, bw, bh, _ = (int(v) for v in stats[k])
+        x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(w, x + bw + 1), min(h, y + bh + 1)
+        mine = labels[y0:y1, x0:x1] == k
+        ring = (cv2.dilate(mine.astype(np.uint8), ring_kernel) > 0) & body[y0:y1, x0:x1]
+        groups, group_labels = cv2.connectedComponents(ring.astype(np.uint8), connectivity=8)
+        if groups - 1 < 3:
+            continue
+        owners = body_labels[y0:y1, x0:x1]
+        branches = sum(bool(long_branch[owners[group_labels == g]].any()) for g in range(1, groups))
+        if branches >= 3:
+            found[y0:y1, x0:x1] |= mine
+    return found
 
 
 def _branch_count(skel: np.ndarray) -> np.ndarray:

@@ -29,6 +29,9 @@ LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gap
 # a skeleton loop narrower than this many pen widths is a knot of thick strokes (an acute corner, a
 # letter), not a ring: circles that small show no hole and are found as dots (dots.py)
 RING_PENS = 1.8
+# skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
+# at a junction (chains._cluster_junctions)
+SPUR_PENS = 1.15
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
@@ -77,7 +80,8 @@ class GeometricDetector:
         max_gap = s.max_gap or max(10.0, 4 * width)
         min_length = s.min_length or max(ARC_FLOOR, ARC_PENS * width)  # arcs: short curved pieces of letters abound
         min_line = s.min_length or max(LINE_FLOOR, LINE_PENS * width)
-        chains = [c.trimmed(int(round(0.75 * width)) + 1) for c in chains_of(skeleton(ink.mask))]
+        chains = [c.trimmed(int(round(0.75 * width)) + 1)
+                  for c in chains_of(skeleton(ink.mask), spur=max(4, int(round(SPUR_PENS * width))))]
         lap("skeleton_s")
         max_radius = 2.0 * max(h, w)
         cutter = ChainCutter(tolerance=tolerance, max_radius=max_radius, corner_window=max(3, int(round(width))))
