@@ -21,12 +21,14 @@ MARGIN = 0.1
 # below. Was (before dots, corners and the ring test): kicad .67/.58/.40 clean, .65/.36/0 scan; librecad
 # .61/.85/.11 clean, .49/.85/.11 scan. LibreCAD's scan-like circles fell (.85 → .60): its circles of radius
 # 11.7 drawn 6 px wide come out just under the ring test's 1.8 pen widths (geometric.RING_PENS, chosen on
-# KiCad only; LibreCAD is held out of tuning), and the floor says so rather than hiding it.
+# KiCad only; LibreCAD is held out of tuning), and the floor says so rather than hiding it. Raised after
+# short bars and crossing junctions (issue 17), to what was measured less 0.05: KiCad clean arcs .50
+# (MEASURED .45), LibreCAD scan-like circles .88 (.83; measured, not tuned on: LibreCAD stays held out).
 MEASURED = {
-    ("kicad", False): {"line": 0.7, "circle": 0.67, "arc": 0.25},
+    ("kicad", False): {"line": 0.7, "circle": 0.67, "arc": 0.45},
     ("kicad", True): {"line": 0.67, "circle": 0.69, "arc": 0.0},
     ("librecad", False): {"line": 0.64, "circle": 0.88, "arc": 0.08},
-    ("librecad", True): {"line": 0.5, "circle": 0.6, "arc": 0.18},
+    ("librecad", True): {"line": 0.5, "circle": 0.83, "arc": 0.18},
 }
 
 
