@@ -219,6 +219,26 @@ def test_small_circles_with_a_centre_line_through_them_stay_circles():
     assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, scores
 
 
+def test_the_dashes_of_a_dashed_line_are_lines_and_a_row_of_letters_is_not():
+    """Dashes a few pens long stand alone, as small as letters, so binarize sets them aside as
+    clutter; in a row along one axis they are a dashed line (bars.dashes). Letters side by side
+    are bars too, but parallel, not one after another along their axis."""
+    import cv2
+
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    dashes = [line(60 + 26 * i, 120, 76 + 26 * i, 120) for i in range(8)]
+    dashes += [line(400, 60 + 26 * i, 400, 76 + 26 * i) for i in range(6)]
+    ink = np.zeros((500, 500), np.uint8)
+    for p in dashes + [line(60, 300, 300, 300)]:
+        draw_stroke(ink, p, 3, 255)
+    cv2.putText(ink, "l l l l I I I", (60, 420), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 255, 5, cv2.LINE_AA)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    scores = match(found, dashes + [line(60, 300, 300, 300)])
+    assert scores["line"]["f1"] == 1.0, found
+
+
 # -- whole jobs through the API and a real worker ------------------------------------------------------
 @pytest.fixture
 def vec(env, procs):

@@ -24,6 +24,8 @@ COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over th
 LEAST_PENS = 2.0  # a bar at least this many pen widths long (what is left over, and the line at the end)
 MOST_PENS = 12.0  # longer leftovers are not short strokes: a long line the skeleton missed is something else
 THIN = 0.35  # a bar's width is the pen's within this share (± one px)
+DASH_RUN = 3  # dashes come in rows of at least this many
+DASH_GAP = 3.0  # … each no further from the next, centre to centre, than this many dash lengths
 FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a letter's joint fills less)
 
 
@@ -36,8 +38,49 @@ def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Pr
     for p in found:
         points = np.round(np.array(p.points(step=1.0)) * 16).astype(np.int32)
         cv2.polylines(drawn, [points], p.type == "circle", 255, pen, cv2.LINE_8, 4)
-    left = (ink & (drawn == 0)).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(left, connectivity=8)
+    return _bars_in(ink & (drawn == 0), width)
+
+
+def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:
+    """The dashes of dashed lines among the small components binarize set aside as clutter (text):
+    bars, each in a row of at least DASH_RUN bars of one direction along one axis, no further apart
+    than DASH_GAP times their length. Letters are bars too, but not in such rows."""
+    bars = _bars_in(clutter, width)
+    n = len(bars)
+    if n < DASH_RUN:
+        return []
+    frames = []
+    for p in bars:
+        g = p.geometry
+        length = math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) or 1.0
+        frames.append(((g["x1"] + g["x2"]) / 2, (g["y1"] + g["y2"]) / 2,
+                       (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length, length))
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, (xi, yi, ui, vi, li) in enumerate(frames):
+        for j in range(i + 1, n):
+            xj, yj, uj, vj, lj = frames[j]
+            if abs(ui * vj - vi * uj) > math.sin(math.radians(8)) or not 0.5 <= li / lj <= 2.0:
+                continue
+            dx, dy = xj - xi, yj - yi
+            if abs(dx * vi - dy * ui) > max(2.0, width / 2) or math.hypot(dx, dy) > DASH_GAP * max(li, lj):
+                continue
+            parent[root(i)] = root(j)
+    sizes: dict[int, int] = {}
+    for i in range(n):
+        sizes[root(i)] = sizes.get(root(i), 0) + 1
+    return [p for i, p in enumerate(bars) if sizes[root(i)] >= DASH_RUN]
+
+
+def _bars_in(left: np.ndarray, width: float) -> list[Primitive]:
+    """Lines along the components of `left` that are filled thin rectangles (see the module's doc)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(left.astype(np.uint8), connectivity=8)
     least = LEAST_PENS * width
     bars = []
     for k in range(1, count):

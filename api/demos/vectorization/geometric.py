@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .bars import LEAST_PENS, short_bars
+from .bars import LEAST_PENS, dashes, short_bars
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
@@ -32,6 +32,7 @@ RING_PENS = 1.8
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
+DASHES = True
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
@@ -128,6 +129,8 @@ class GeometricDetector:
         """Short lines from the ink nothing found explains (bars.py), ends settled on the ink and on
         what they meet, less those lying along a line found already (two leftovers of one stroke)."""
         bars = short_bars(found, mask, width)
+        if DASHES:
+            bars += dashes(ink & ~mask, width)
         if not bars:
             return []
         extend_lines(bars, found, ink, distance, reach)
