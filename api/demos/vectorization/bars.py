@@ -10,6 +10,8 @@ long, is a bar, and becomes a line along the rectangle's long axis. Letters left
 both pen-thin and rectangle-filled (their strokes bend and join), and text standing alone is not
 in the mask looked at (binarize drops it as clutter). Its ends are then settled like any line's
 (ends.extend_lines): the part drawn over, where it meets what was found, is walked back.
+The dashes of a dashed line are also bars standing alone, set aside as clutter with the text: in
+the clutter, bars in a row along one axis are dashes (`dashes`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 from .primitives import Primitive, line
 
 COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over the ink before looking
-LEAST_PENS = 2.0  # a bar at least this many pen widths long (what is left over, and the line at the end)
+LEAST_PENS = 1.6  # a bar at least this many pen widths long (what is left over, and the line at the end)
 MOST_PENS = 12.0  # longer leftovers are not short strokes: a long line the skeleton missed is something else
 THIN = 0.35  # a bar's width is the pen's within this share (± one px)
 DASH_RUN = 3  # dashes come in rows of at least this many
