@@ -32,7 +32,6 @@ RING_PENS = 1.8
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
-DASHES = True
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
@@ -123,14 +122,12 @@ class GeometricDetector:
         lap("score_s")
         return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
 
-
     def _bars(self, found: list[Primitive], mask: np.ndarray, ink: np.ndarray, distance: np.ndarray,
               support_mask: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
         """Short lines from the ink nothing found explains (bars.py), ends settled on the ink and on
         what they meet, less those lying along a line found already (two leftovers of one stroke)."""
         bars = short_bars(found, mask, width)
-        if DASHES:
-            bars += dashes(ink & ~mask, width)
+        bars += dashes(ink & ~mask, width)  # the ink set aside as text: dashed lines' dashes
         if not bars:
             return []
         extend_lines(bars, found, ink, distance, reach)
