@@ -172,6 +172,10 @@ def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
         found = [c for j, c in enumerate(found) if j not in short]
     return found
 
+# a stretch a line fits nearly as far as a circle is an arc still when the circle turns through this
+# many degrees and its rms residual is under this share of the line's (thin small arcs: ChainCutter._rounder)
+ROUNDER_SWEEP, ROUNDER_RATIO = 45.0, 0.4
+
 
 class ChainCutter:
     def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0,
@@ -225,13 +229,26 @@ class ChainCutter:
         while i < n - 1:
             end_line = self._longest(points, i, self.line_fits, 2)
             end_arc = self._longest(points, i, self.arc_fits, 8)
-            if end_arc > end_line + max(4, 0.15 * (end_line - i)) and self.is_arc(points[i:end_arc]):
+            if (end_arc > end_line + max(4, 0.15 * (end_line - i)) or self._rounder(points[i:end_arc], end_line - i)) \
+                    and self.is_arc(points[i:end_arc]):
                 pieces.extend(self.straight_ends(points[i:end_arc]))
                 i = end_arc - 1
             else:
                 pieces.append(Piece("line", points[i:end_line]))
                 i = end_line - 1
         return pieces
+
+    def _rounder(self, points: np.ndarray, straight: int) -> bool:
+        """Whether a stretch that a line fits almost as far as a circle is still an arc: a small arc
+        drawn thin bends less than the tolerance over most of its length, so the line reaches nearly
+        as far; the circle, though, fits it several times better and turns through a wide angle."""
+        if straight < len(points) - max(4, 0.15 * straight) or len(points) < 16:
+            return False
+        fit = fit_circle(points)
+        if fit is None or angular_span(fit.angles(points))[1] < ROUNDER_SWEEP:
+            return False
+        line_rms = float(np.sqrt(np.mean(fit_line(points).residuals ** 2)))
+        return float(np.sqrt(np.mean(fit.residuals ** 2))) < ROUNDER_RATIO * line_rms
 
     def straight_ends(self, points: np.ndarray, turned: bool = False) -> list[Piece]:
         """An arc piece with a straight stretch at either end split into line + arc (+ line).
