@@ -19,6 +19,8 @@ import math
 
 import cv2
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .primitives import Primitive, line
 
@@ -57,14 +59,7 @@ def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:
         length = math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) or 1.0
         frames.append(((g["x1"] + g["x2"]) / 2, (g["y1"] + g["y2"]) / 2,
                        (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length, length))
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    links: list[tuple[int, int]] = []
     for i, (xi, yi, ui, vi, li) in enumerate(frames):
         for j in range(i + 1, n):
             xj, yj, uj, vj, lj = frames[j]
@@ -73,11 +68,12 @@ def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:
             dx, dy = xj - xi, yj - yi
             if abs(dx * vi - dy * ui) > max(2.0, width / 2) or math.hypot(dx, dy) > DASH_GAP * max(li, lj):
                 continue
-            parent[root(i)] = root(j)
-    sizes: dict[int, int] = {}
-    for i in range(n):
-        sizes[root(i)] = sizes.get(root(i), 0) + 1
-    return [p for i, p in enumerate(bars) if sizes[root(i)] >= DASH_RUN]
+            links.append((i, j))
+    rows = np.array([i for i, _ in links], dtype=np.int64)
+    cols = np.array([j for _, j in links], dtype=np.int64)
+    _, row_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
+    run = np.bincount(row_of)  # bars in each row
+    return [p for i, p in enumerate(bars) if run[row_of[i]] >= DASH_RUN]
 
 
 def _bars_in(left: np.ndarray, width: float) -> list[Primitive]:

@@ -109,13 +109,7 @@ class GeometricDetector:
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
                       max_gap)
-        primitives = []
-        for p in round_things + straight:
-            support = _support(p, support_mask)
-            if support < s.min_support:
-                continue
-            p.confidence = round(support, 3)
-            primitives.append(p)
+        primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
         _clip_inside(primitives, w, h)
         _name(primitives)
@@ -133,15 +127,8 @@ class GeometricDetector:
         extend_lines(bars, found, ink, distance, reach)
         kept = {id(p) for p in drop_covered_lines([p for p in found if p.type == "line"] + bars, 2 * tolerance)}
         least = self.settings.min_length or LEAST_PENS * width
-        result = []
-        for p in bars:
-            if id(p) not in kept or _length(p) < least:
-                continue
-            support = _support(p, support_mask)
-            if support >= self.settings.min_support:
-                p.confidence = round(support, 3)
-                result.append(p)
-        return result
+        return _supported([p for p in bars if id(p) in kept and _length(p) >= least], support_mask,
+                          self.settings.min_support)
 
 
 def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
@@ -157,6 +144,17 @@ def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: f
 def _length(p: Primitive) -> float:
     g = p.geometry
     return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"])
+
+
+def _supported(primitives: list[Primitive], mask: np.ndarray, least: float) -> list[Primitive]:
+    """The primitives with at least `least` of their length on ink, each scored by that share."""
+    kept = []
+    for p in primitives:
+        support = _support(p, mask)
+        if support >= least:
+            p.confidence = round(support, 3)
+            kept.append(p)
+    return kept
 
 
 def _support(p: Primitive, mask: np.ndarray) -> float:
