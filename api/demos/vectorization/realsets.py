@@ -358,23 +358,18 @@ def tidy(truth: list[Primitive], tiny_length: float = 6.0,
     counted and left out (tiny: lines and arcs shorter than `tiny_length` px, circles and arcs of
     radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob).
     Returns (truth, tiny pieces, curves)."""
-    tiny = 0
-    kept: list[Primitive] = []
+    # lines are joined before the tiny ones go: a pin continued by a short collinear piece up to its
+    # socket is drawn as one stroke, and a reader names it as one line, ends where the ink ends
+    lines, curves = _without_curves([p for p in truth if p.type == "line"])
+    kept = _merge_collinear(lines)
     for p in truth:
         g = p.geometry
         if p.type == "arc" and g["end"] - g["start"] >= 359.5:
             p = circle(g["cx"], g["cy"], g["r"])
-        if _is_tiny(p, tiny_length, tiny_radius):
-            tiny += 1
-            continue
-        kept.append(p)
-    lines, curves = _without_curves([p for p in kept if p.type == "line"])
-    lines = _merge_collinear(lines)
-    round_things: list[Primitive] = []
-    for p in kept:
-        if p.type != "line" and not any(q.type == p.type and _same(p, q) for q in round_things):
-            round_things.append(p)
-    return lines + round_things, tiny, curves
+        if p.type != "line" and not any(q.type == p.type and _same(p, q) for q in kept):
+            kept.append(p)
+    seen = [p for p in kept if not _is_tiny(p, tiny_length, tiny_radius)]
+    return seen, len(kept) - len(seen), curves
 
 
 def _without_curves(lines: list[Primitive]) -> tuple[list[Primitive], int]:
