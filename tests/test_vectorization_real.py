@@ -15,6 +15,7 @@ from api.demos.vectorization.evaluate import evaluate_paths, match, overlay, wor
 from api.demos.vectorization.primitives import arc, arc_through, circle, line
 from api.demos.vectorization.realsets import (
     _kicad_part,
+    inked_width,
     parse_sexpr,
     render,
     tidy,
@@ -159,6 +160,23 @@ def test_truth_is_tidied_as_the_image_shows_it():
     assert kinds == Counter({"line": 1, "circle": 2}), tidied
     assert close(tidied[0].geometry, {"x1": 0, "y1": 0, "x2": 120, "y2": 0})
     assert (tiny, curves) == (1, 1)
+
+
+def test_the_truth_knows_how_wide_a_pen_inks():
+    """cv2's anti-aliased pens ink wider than their width (a pen of 3 px about 5.7 px): the tiny
+    pieces and blob arcs left out of the truth are measured against the ink a reader sees."""
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    for pen in (2, 3, 4):
+        canvas = np.zeros((100, 300), np.uint8)
+        draw_stroke(canvas, line(20, 50.3, 280, 50.3), pen, 255)
+        seen = float((canvas[:, 100:200] >= 128).sum(axis=0).mean())
+        assert abs(inked_width(pen) - seen) <= 0.6, (pen, inked_width(pen), seen)
+    # a semicircle of radius 5 drawn with a 3 px pen is a blob (radius under the ink's width); a
+    # circle that small is a dot, still named; a 15 px line is a blob too (under three ink widths)
+    kept, tiny, _ = tidy([arc(100, 100, 5, 0, 180), circle(200, 200, 5), line(0, 300, 15, 300)],
+                         3 * inked_width(3), inked_width(3))
+    assert [p.type for p in kept] == ["circle"] and tiny == 2
 
 
 def test_turning_the_truth_matches_turning_the_image():

@@ -15,11 +15,13 @@ as clutter that is not truth, and ellipses drawn but only counted. `scan=True` a
 does: skew (≤ 2°, applied to the truth too), ink bleed, the paper model of synthetic.py and JPEG.
 The truth is tidied as a reader of the image would see it: collinear touching or overlapping
 lines are one line, duplicates are one; curves drawn as many short lines, pieces shorter than three
-ink widths and circles or arcs of a radius under the ink's width (blobs, not strokes) are counted in
-`skipped` instead of being truth no reader of the image would name.
+ink widths, arcs of a radius under the ink's width (blobs, not strokes) and circles of a radius
+under TINY_RADIUS are counted in `skipped` instead of being truth no reader of the image would
+name. The ink's width is measured on a drawn stroke (inked_width), not taken from the pen's.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -48,7 +50,7 @@ CURVE_SEGMENTS = 3  # this many short lines joined end to end, turning gently, d
 CURVE_STEP = 25.0  # px: "short"
 CURVE_TURN = 40.0  # degrees: "gently"
 TINY_PENS = 3.0  # truth lines and arcs shorter than this many ink widths are blobs: counted, not scored
-TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise (and any no wider than the ink)
+TINY_RADIUS = 3.0  # px: smaller truth circles and arcs likewise (arcs too when no wider than the ink)
 
 
 @dataclass
@@ -269,7 +271,7 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
         _draw_texts(ink, placed.texts, width)
         truth += placed.primitives
         skipped += placed.skipped
-    ink_width = width + 1  # cv2's pen of width w inks about w + 1 px
+    ink_width = inked_width(width)
     truth, tiny, curves = tidy(truth, TINY_PENS * ink_width, max(TINY_RADIUS, ink_width))
     skipped["tiny"] += tiny
     skipped["curve drawn as lines"] += curves
@@ -282,6 +284,18 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
     for i, p in enumerate(truth):
         p.id = f"gt{i}"
     return Sheet(name, image, truth, skipped, [p.name for p in parts])
+
+
+@functools.cache
+def inked_width(pen: int) -> float:
+    """How wide a stroke of this pen inks, measured on a drawn line: cv2's anti-aliased pens ink
+    wider than their width, and unevenly (about 3.8, 5.7 and 5.8 px for pens of 2, 3 and 4 px)."""
+    size, length = 256, 200.0
+    canvas = np.zeros((size, size), np.uint8)
+    turn = math.radians(30.0)
+    dx, dy = length / 2 * math.cos(turn), length / 2 * math.sin(turn)
+    draw_stroke(canvas, line(size / 2 - dx, size / 2 - dy, size / 2 + dx, size / 2 + dy), pen, 255)
+    return float(canvas.sum()) / 255.0 / length
 
 
 def _place(part: Part, ox: float, oy: float, cell: float, rng: random.Random) -> Part:
@@ -356,7 +370,8 @@ def tidy(truth: list[Primitive], tiny_length: float = 6.0,
     """The truth as the image shows it: collinear lines that touch or overlap are one line,
     duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
     counted and left out (tiny: lines and arcs shorter than `tiny_length` px, circles and arcs of
-    radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob).
+    radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob; circles only
+    under TINY_RADIUS: a circle drawn smaller than the pen is a dot, which readers name as one).
     Returns (truth, tiny pieces, curves)."""
     # lines are joined before the tiny ones go: a pin continued by a short collinear piece up to its
     # socket is drawn as one stroke, and a reader names it as one line, ends where the ink ends
@@ -422,9 +437,9 @@ def _is_tiny(p: Primitive, tiny_length: float, tiny_radius: float) -> bool:
     g = p.geometry
     if p.type == "line":
         return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) < tiny_length
-    if g["r"] < tiny_radius:
-        return True
-    return p.type == "arc" and math.radians(g["end"] - g["start"]) * g["r"] < tiny_length
+    if p.type == "circle":  # drawn smaller than the pen, a circle is a dot: readers name those too
+        return g["r"] < TINY_RADIUS
+    return g["r"] < tiny_radius or math.radians(g["end"] - g["start"]) * g["r"] < tiny_length
 
 
 def _same(a: Primitive, b: Primitive) -> bool:
