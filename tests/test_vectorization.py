@@ -188,6 +188,43 @@ def test_pins_two_to_three_pens_long_on_a_body_are_lines_and_their_labels_are_no
     assert scores["line"]["f1"] == 1.0 and not scores["circle"]["fp"] + scores["arc"]["fp"], found
 
 
+def test_a_comb_of_short_pins_on_a_row_of_sockets_is_lines():
+    """A connector's pins end in a stack of small sockets drawn as one wavy stroke: no body line
+    is found to draw over, so the pins are no leftover bars; each pin's skeleton is a stub under
+    five pens, too short alone, but side by side they are a comb of lines (bars.ticks)."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    pitch = 12.0
+    pins = [line(178, 60 + pitch * i, 200, 60 + pitch * i) for i in range(20)]
+    sockets = [arc(204, 60 + pitch * i, 4, 90, 270) for i in range(20)]  # cups open to the right
+    ink = np.zeros((400, 400), np.uint8)
+    for p in pins + sockets:
+        draw_stroke(ink, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    assert match(found, pins)["line"]["recall"] >= 0.8, found
+    alone = np.zeros((400, 400), np.uint8)  # one such stub by itself is not enough to be a line
+    for p in pins[:1] + sockets[:1] + [line(100, 300, 300, 300)]:
+        draw_stroke(alone, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - alone] * 3)).primitives
+    assert [p.type for p in found] == ["line"], found
+
+
+def test_an_arc_whose_both_ends_snap_onto_one_tangent_foot_keeps_its_sweep():
+    """A short arc lying along a line tangent at its middle: both its ends are near the tangent foot,
+    and snapping both there left an arc of no sweep at all (start == end, seen on a KiCad page)."""
+    from api.demos.vectorization.ends import snap_tangents
+
+    for k in range(40):  # the ends' angles differ only by float rounding on some of these
+        cx = 100 + 0.137 * k
+        foot = 90.0 - (3 + 0.71 * k)
+        fx, fy = cx + 20 * math.cos(math.radians(foot)), 100 + 20 * math.sin(math.radians(foot))
+        ux, uy = -math.sin(math.radians(foot)), math.cos(math.radians(foot))
+        a = arc(cx, 100, 20, foot - 10, foot + 10)
+        snap_tangents([a], [line(fx - 40 * ux, fy - 40 * uy, fx, fy)], 2.0, 30.0)
+        assert a.geometry["end"] - a.geometry["start"] >= 10.0, (k, a.geometry)
+
+
 def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
     """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
     other diagonally: with only it removed, the walk turned the corner and a wire and the bar it

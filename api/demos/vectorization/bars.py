@@ -11,7 +11,8 @@ both pen-thin and rectangle-filled (their strokes bend and join), and text stand
 in the mask looked at (binarize drops it as clutter). Its ends are then settled like any line's
 (ends.extend_lines): the part drawn over, where it meets what was found, is walked back.
 The dashes of a dashed line are also bars standing alone, set aside as clutter with the text: in
-the clutter, bars in a row along one axis are dashes (`dashes`).
+the clutter, bars in a row along one axis are dashes (`dashes`). Short lines the skeleton does give
+are kept when they stand side by side like a comb's teeth (`ticks`: a connector's pins).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ MOST_PENS = 12.0  # longer leftovers are not short strokes: a long line the skel
 THIN = 0.35  # a bar's width is the pen's within this share (± one px)
 DASH_RUN = 3  # dashes come in rows of at least this many
 DASH_GAP = 3.0  # … each no further from the next, centre to centre, than this many dash lengths
+TICK_PITCH = 3.0  # ticks side by side: each no further from the next, middle to middle, than this many lengths
+TICK_SLIP = 0.25  # … nor shifted along their direction by more than this share of a length (+ 2 px)
 FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a letter's joint fills less)
 
 
@@ -49,31 +52,50 @@ def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:
     """The dashes of dashed lines among the small components binarize set aside as clutter (text):
     bars, each in a row of at least DASH_RUN bars of one direction along one axis, no further apart
     than DASH_GAP times their length. Letters are bars too, but not in such rows."""
-    bars = _bars_in(clutter, width)
-    n = len(bars)
+    def along(a: tuple, b: tuple) -> bool:  # b lies on a's axis, within DASH_GAP lengths
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        return abs(dx * a[3] - dy * a[2]) <= max(2.0, width / 2) and math.hypot(dx, dy) <= DASH_GAP * max(a[4], b[4])
+
+    return _in_runs(_bars_in(clutter, width), along, 0.5)
+
+
+def ticks(lines: list[Primitive], width: float) -> list[Primitive]:
+    """Short lines side by side: each in a run of at least DASH_RUN parallel lines of about one
+    length, shifted across their direction by at most TICK_PITCH lengths and hardly along it (a
+    connector's pins, a scale's ticks, hatching). A short skeleton stub alone may be a letter's
+    stroke; letters do not stand in such combs."""
+    def beside(a: tuple, b: tuple) -> bool:
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        return abs(dx * a[2] + dy * a[3]) <= TICK_SLIP * a[4] + 2 and math.hypot(dx, dy) <= TICK_PITCH * a[4]
+
+    return _in_runs(lines, beside, 0.75)
+
+
+def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:
+    """The lines in a run of at least DASH_RUN: parallel within 8°, lengths within `ratio` of each
+    other, joined pairwise by `linked(frame_a, frame_b)` (frame: mid x, mid y, ux, uy, length)."""
+    n = len(lines)
     if n < DASH_RUN:
         return []
     frames = []
-    for p in bars:
+    for p in lines:
         g = p.geometry
         length = math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"]) or 1.0
         frames.append(((g["x1"] + g["x2"]) / 2, (g["y1"] + g["y2"]) / 2,
                        (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length, length))
     links: list[tuple[int, int]] = []
-    for i, (xi, yi, ui, vi, li) in enumerate(frames):
+    for i, a in enumerate(frames):
         for j in range(i + 1, n):
-            xj, yj, uj, vj, lj = frames[j]
-            if abs(ui * vj - vi * uj) > math.sin(math.radians(8)) or not 0.5 <= li / lj <= 2.0:
+            b = frames[j]
+            if abs(a[2] * b[3] - a[3] * b[2]) > math.sin(math.radians(8)) or not ratio <= a[4] / b[4] <= 1 / ratio:
                 continue
-            dx, dy = xj - xi, yj - yi
-            if abs(dx * vi - dy * ui) > max(2.0, width / 2) or math.hypot(dx, dy) > DASH_GAP * max(li, lj):
-                continue
-            links.append((i, j))
+            if linked(a, b):
+                links.append((i, j))
     rows = np.array([i for i, _ in links], dtype=np.int64)
     cols = np.array([j for _, j in links], dtype=np.int64)
-    _, row_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
-    run = np.bincount(row_of)  # bars in each row
-    return [p for i, p in enumerate(bars) if run[row_of[i]] >= DASH_RUN]
+    _, run_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
+    size = np.bincount(run_of)  # lines in each run
+    return [p for i, p in enumerate(lines) if size[run_of[i]] >= DASH_RUN]
 
 
 def _bars_in(left: np.ndarray, width: float) -> list[Primitive]:

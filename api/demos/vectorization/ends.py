@@ -17,6 +17,7 @@ from .lines import intersections
 from .primitives import Primitive, arc_point, normalised_arc
 from .spatial import Grid, grown
 
+SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
 BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
 
 
@@ -174,8 +175,9 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
             angle = math.degrees(math.atan2(fy - g["cy"], fx - g["cx"]))
             shift = (angle - g[key] + 180.0) % 360.0 - 180.0
             start, end = (g["start"] + shift, g["end"]) if key == "start" else (g["start"], g["end"] + shift)
-            if 0 < end - start < 359.0:
-                g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
+            if not SNAP_LEAST_SWEEP <= end - start < 359.0:
+                continue  # both ends on one foot (a line tangent at the arc's middle): not a join
+            g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
             lg = lines[j].geometry
             lg["x1" if which == 0 else "x2"], lg["y1" if which == 0 else "y2"] = fx, fy
 

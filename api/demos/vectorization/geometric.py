@@ -2,7 +2,8 @@
 
 ink mask (binarize) → skeleton chains (chains) → line and arc pieces (fitting) → arcs gathered
 into circles and arcs (circles), fragments merged into lines and their ends snapped (lines) →
-each primitive scored by how much ink lies under it → short bars in the ink left over (bars).
+short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
+lies under it → short bars in the ink left over (bars).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .bars import LEAST_PENS, dashes, short_bars
+from .bars import LEAST_PENS, dashes, short_bars, ticks
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, primitives_of
@@ -32,6 +33,7 @@ RING_PENS = 1.8
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
+TICK_PENS = 2.5  # shorter lines are not kept even side by side (geometric.GeometricDetector._ticks)
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 
 
@@ -97,8 +99,9 @@ class GeometricDetector:
                         if p.geometry["r"] >= s.min_radius and
                         (p.type == "arc" or p.geometry["r"] >= RING_PENS * width)]
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
-        straight = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
-        straight = [p for p in straight if _length(p) >= min_line / 2]  # ends not found yet
+        segments = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
+        straight = [p for p in segments if _length(p) >= min_line / 2]  # ends not found yet
+        stubs = [p for p in segments if _length(p) < min_line / 2]
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
         round_things += _new_dots(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
@@ -106,15 +109,28 @@ class GeometricDetector:
         reach = 3 * max_gap
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         extend_lines(straight, round_things, ink.raw, distance, reach)
+        stubs += [p for p in straight if _length(p) < min_line]
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
                       max_gap)
+        straight += self._ticks(stubs, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
         return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
+
+    def _ticks(self, stubs: list[Primitive], straight: list[Primitive], round_things: list[Primitive],
+               ink: np.ndarray, distance: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
+        """Lines too short to be told from letters' strokes alone, kept when they stand side by side
+        in a comb (bars.ticks: a connector's pins), ends settled on the ink and on what they meet."""
+        if self.settings.min_length or not stubs:
+            return []
+        extend_lines(stubs, straight + round_things, ink, distance, reach)
+        combs = ticks([p for p in stubs if _length(p) >= TICK_PENS * width], width)
+        kept = {id(p) for p in drop_covered_lines(straight + combs, 2 * tolerance)}
+        return [p for p in combs if id(p) in kept]
 
     def _bars(self, found: list[Primitive], mask: np.ndarray, ink: np.ndarray, distance: np.ndarray,
               support_mask: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
