@@ -31,8 +31,8 @@ class Vectorization(Demo):
         "tolerance": Param(float, 2.0, min=0.5, max=10,
                            help="px a stroke's centre may stray from a fitted line or circle"),
         "min_length": Param(float, 0.0, min=0, max=100000,
-                            help="shorter lines and arcs are dropped (px); 0: lines max(20, 5 × stroke width), "
-                                 "arcs max(15, 6 × stroke width)"),
+                            help="shorter lines and arcs are dropped (px); 0: lines max(20, 5 × stroke width) "
+                                 "(2.5 × side by side in a comb), arcs max(15, 6 × stroke width)"),
         "min_radius": Param(float, 3.0, min=0, max=100000,
                             help="smaller circles and arcs are dropped (px); solid dots of a pen's width count"),
         "min_size": Param(int, 0, min=0, max=10000,

@@ -42,7 +42,8 @@ class Settings:
     """Thresholds of the geometric backend (pixels unless said otherwise)."""
 
     tolerance: float = 2.0  # how far skeleton points may stray from a fitted line/circle
-    # shorter lines and arcs are dropped; 0: lines max(20, 5 ×), arcs max(15, 6 × the stroke width)
+    # shorter lines and arcs are dropped; 0: lines max(20, 5 ×) (2.5 × side by side in a comb),
+    # arcs max(15, 6 × the stroke width)
     min_length: float = 0.0
     min_radius: float = 3.0  # smaller circles and arcs are dropped (px; letters are clutter already; dots count)
     min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
