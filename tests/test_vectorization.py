@@ -225,6 +225,26 @@ def test_an_arc_whose_both_ends_snap_onto_one_tangent_foot_keeps_its_sweep():
         assert a.geometry["end"] - a.geometry["start"] >= 10.0, (k, a.geometry)
 
 
+def test_the_turns_of_a_coil_are_arcs_though_each_is_short():
+    """An inductor drawn as a wave of half-circles, each shorter than the automatic shortest arc
+    (six pens: letters' curves are short arcs too): side by side, of one radius, they are the turns
+    of a coil (circles.coiled). One such half-circle alone is not kept."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    turns = [arc(100 + 20 * i, 200, 10, 180 if i % 2 == 0 else 0, 360 if i % 2 == 0 else 180) for i in range(6)]
+    ink = np.zeros((400, 400), np.uint8)
+    for p in turns:
+        draw_stroke(ink, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    assert match(found, turns)["arc"]["recall"] >= 0.8, found
+    alone = np.zeros((400, 400), np.uint8)
+    for p in turns[:1] + [line(60, 300, 300, 300)]:
+        draw_stroke(alone, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - alone] * 3)).primitives
+    assert [p.type for p in found] == ["line"], found
+
+
 def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
     """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
     other diagonally: with only it removed, the walk turned the corner and a wire and the bar it

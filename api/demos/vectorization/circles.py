@@ -3,6 +3,7 @@
 Junctions cut a circle into several arc pieces (a radius touching it, a line crossing it). Pieces
 lying on one circle are gathered, the circle is refitted on all their points, and the angular
 coverage decides: no gap wider than a junction → a circle; otherwise one arc per covered stretch.
+Arcs shorter than the shortest arc alone are kept when they are the turns of a coil (`coiled`).
 """
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .fitting import CircleFit, Piece, angular_span, fit_circle
 from .primitives import Primitive, arc, circle
 from .spatial import Box, Grid, box_of
 
+COIL_RUN = 3  # a coil has at least this many turns …
+COIL_RATIO = 0.8  # … of one radius within this ratio …
+COIL_PITCH = 2.2  # … whose centres are no further apart than this many radii
 MIN_COVERAGE = 0.7  # share of a circle its skeleton must cover (the rest: crossings and junctions)
 
 
@@ -183,6 +189,28 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
             continue
         result.append(arc(refit.cx, refit.cy, refit.r, start, start + sweep))
     return result
+
+
+def coiled(arcs: list[Primitive], short: list[Primitive]) -> list[Primitive]:
+    """The `short` arcs that are turns of a coil: arcs of about one radius (within COIL_RATIO)
+    whose centres follow one another no further apart than COIL_PITCH radii, COIL_RUN or more
+    linked (`arcs`, those long enough alone, count as links too). An inductor's bumps and a wave's
+    half-circles are short arcs side by side; a letter's curve or a rounded corner stands alone."""
+    every = arcs + short
+    n = len(every)
+    if len(short) == 0 or n < COIL_RUN:
+        return []
+    g = [p.geometry for p in every]
+    links = [(i, j) for i in range(n) for j in range(i + 1, n)
+             if COIL_RATIO <= g[i]["r"] / g[j]["r"] <= 1 / COIL_RATIO
+             and math.hypot(g[i]["cx"] - g[j]["cx"], g[i]["cy"] - g[j]["cy"]) <= COIL_PITCH * max(g[i]["r"], g[j]["r"])]
+    if not links:
+        return []
+    rows = np.array([i for i, _ in links], dtype=np.int64)
+    cols = np.array([j for _, j in links], dtype=np.int64)
+    _, run_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
+    size = np.bincount(run_of)
+    return [p for i, p in enumerate(every) if i >= len(arcs) and size[run_of[i]] >= COIL_RUN]
 
 
 def _points_between(points: np.ndarray, fit: CircleFit, start: float, end: float) -> np.ndarray:

@@ -5,7 +5,9 @@ are also trimmed), so fitted ends are early. From each end we walk along the pri
 pixels are ink; the stroke ends half a pen width before the ink does (round or square caps alike
 reach that far). A line end whose walk stops where it meets another line or circle is put exactly
 on that meeting point (corners, radii on a circumference, T-junctions). The walk never goes past
-`reach` px: ink that goes on further belongs to something else running the same way.
+`reach` px: ink that goes on further belongs to something else running the same way. Where the
+ink runs on smoothly into a tangent line or a touching arc, the walks overshoot, and the ends are
+put on the tangent point (snap_tangents, snap_touching_arcs).
 """
 from __future__ import annotations
 
@@ -180,6 +182,35 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
             g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
             lg = lines[j].geometry
             lg["x1" if which == 0 else "x2"], lg["y1" if which == 0 else "y2"] = fx, fy
+
+
+def snap_touching_arcs(arcs: list[Primitive], tolerance: float, reach: float) -> None:
+    """Where two arcs whose circles touch from outside join (an S-curve, a wave's half-circles, the
+    bumps of a coil), the ink runs on smoothly from one into the other, and each walk overshoots
+    the join. The join is the touching point, on the line between the centres; an arc end within
+    `reach` px of it is moved onto it (in place). Circles touch when their centres lie the sum of
+    their radii apart, within `tolerance`."""
+    for i, a in enumerate(arcs):
+        for b in arcs[i + 1:]:
+            ga, gb = a.geometry, b.geometry
+            apart = math.hypot(gb["cx"] - ga["cx"], gb["cy"] - ga["cy"])
+            if apart < 1e-6 or abs(apart - ga["r"] - gb["r"]) > tolerance:
+                continue
+            share = ga["r"] / (ga["r"] + gb["r"])
+            tx, ty = ga["cx"] + share * (gb["cx"] - ga["cx"]), ga["cy"] + share * (gb["cy"] - ga["cy"])
+            for g in (ga, gb):
+                _end_onto(g, tx, ty, reach)
+
+
+def _end_onto(g: dict, x: float, y: float, reach: float) -> None:
+    """The arc's end nearer (x, y) moved to the angle of (x, y) when it lies within `reach` px."""
+    key = min(("start", "end"), key=lambda k: math.dist(arc_point(g, g[k]), (x, y)))
+    if math.dist(arc_point(g, g[key]), (x, y)) > reach:
+        return
+    shift = (math.degrees(math.atan2(y - g["cy"], x - g["cx"])) - g[key] + 180.0) % 360.0 - 180.0
+    start, end = (g["start"] + shift, g["end"]) if key == "start" else (g["start"], g["end"] + shift)
+    if SNAP_LEAST_SWEEP <= end - start < 359.0:
+        g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
 
 
 def _tangent_foot(arc_g: dict, line_g: dict, ex: float, ey: float, tolerance: float, reach: float):

@@ -1,7 +1,8 @@
 """The `geometric` backend: classical image processing, no weights.
 
 ink mask (binarize) → skeleton chains (chains) → line and arc pieces (fitting) → arcs gathered
-into circles and arcs (circles), fragments merged into lines and their ends snapped (lines) →
+into circles and arcs (circles; short arcs kept as the turns of a coil), fragments merged into
+lines and their ends snapped (lines; arc ends onto the lines and arcs they touch: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
@@ -18,9 +19,9 @@ import numpy as np
 from .bars import LEAST_PENS, dashes, short_bars, ticks
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
-from .circles import absorb_line_pieces, cluster_arcs, primitives_of
+from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
 from .dots import find_dots
-from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents
+from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents, snap_touching_arcs
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, sample
@@ -35,6 +36,7 @@ RING_PENS = 1.8
 SPUR_PENS = 1.15
 TICK_PENS = 2.5  # shorter lines are not kept even side by side (geometric.GeometricDetector._ticks)
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
+COIL_PENS = 3.0  # … down to this many pen widths for the turns of a coil (circles.coiled)
 
 
 @dataclass
@@ -95,10 +97,14 @@ class GeometricDetector:
         arc_clusters = cluster_arcs(arc_pieces, tolerance)
         support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap, support_mask)
+        least = min_length if s.min_length else min(min_length, max(ARC_FLOOR, COIL_PENS * width))
         round_things = [p for c in arc_clusters
-                        for p in primitives_of(c, max_gap, min_length, max_radius, support_mask)
+                        for p in primitives_of(c, max_gap, least, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius and
                         (p.type == "arc" or p.geometry["r"] >= RING_PENS * width)]
+        short = [p for p in round_things if p.type == "arc" and _arc_length(p) < min_length]
+        round_things = [p for p in round_things if not any(p is q for q in short)]
+        round_things += coiled([p for p in round_things if p.type == "arc"], short)
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         segments = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
         straight = [p for p in segments if _length(p) >= min_line / 2]  # ends not found yet
@@ -109,6 +115,7 @@ class GeometricDetector:
                                   round_things, tolerance)
         reach = 3 * max_gap
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
+        snap_touching_arcs([p for p in round_things if p.type == "arc"], 2 * tolerance, max_gap)
         extend_lines(straight, round_things, ink.raw, distance, reach)
         stubs += [p for p in straight if _length(p) < min_line]
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
@@ -156,6 +163,11 @@ def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: f
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
     return [d for d in dots if not known(d.geometry)]
+
+
+def _arc_length(p: Primitive) -> float:
+    g = p.geometry
+    return math.radians(g["end"] - g["start"]) * g["r"]
 
 
 def _length(p: Primitive) -> float:
