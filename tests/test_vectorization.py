@@ -245,6 +245,23 @@ def test_the_turns_of_a_coil_are_arcs_though_each_is_short():
     assert [p.type for p in found] == ["line"], found
 
 
+def test_a_large_arc_and_the_lines_tangent_to_it_meet_at_the_tangent_points():
+    """A valve's envelope: a half-circle of radius 160 between two straight sides. The ink shows no
+    join, and a line keeps within a pen of so large a circle for some 35 px past the tangent
+    point, so the arc's and the lines' walks overshoot further than the usual reach; the snap onto
+    the tangent points reaches with the circle's size (ends.snap_tangents)."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    shape = [arc(300, 300, 160, 0, 180), line(140, 60, 140, 300), line(460, 60, 460, 300), line(140, 60, 460, 60)]
+    ink = np.zeros((500, 600), np.uint8)
+    for p in shape:
+        draw_stroke(ink, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    scores = match(found, shape)
+    assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+
+
 def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
     """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
     other diagonally: with only it removed, the walk turned the corner and a wire and the bar it

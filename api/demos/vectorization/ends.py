@@ -20,6 +20,7 @@ from .primitives import Primitive, arc_point, normalised_arc
 from .spatial import Grid, grown
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
+OVERSHOOT = 1.5  # a large arc's tangent snap reaches this many √(r × pen width) px (snap_tangents)
 BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
 
 
@@ -153,22 +154,26 @@ def extend_arcs(arcs: list[Primitive], ink: np.ndarray, distance: np.ndarray, re
             g.update(normalised_arc(g["cx"], g["cy"], g["r"], new["start"], new["end"]))
 
 
-def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: float, reach: float) -> None:
+def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: float, reach: float,
+                  width: float = 0.0) -> None:
     """Where a line runs into an arc tangentially (rounded corners, slots, the ends of a stadium),
     no ink shows where one stops and the other starts: walks overshoot, along the line and along
     the circle alike. The join is the tangent point: the foot of the perpendicular from the arc's
     centre to the line. An arc end and a line end both within `reach` px of such a point, with
-    the line `tolerance` px from tangent, are moved onto it (in place)."""
+    the line `tolerance` px from tangent, are moved onto it (in place). A line stays within a pen
+    `width` of a circle of radius r for about √(r × width) px past the tangent point, so a large
+    arc's walks overshoot further: its reach grows to OVERSHOOT × √(r × width)."""
     grid = Grid(cell=max(64.0, reach))
     for index, p in enumerate(lines):
         grid.add(index, p.bounds())
     for a in arcs:
         g = a.geometry
+        reach_of_arc = max(reach, OVERSHOOT * math.sqrt(g["r"] * width))
         for key in ("start", "end"):
             ex, ey = arc_point(g, g[key])
             best = None
-            for j in grid.query(grown((ex, ey, ex, ey), reach)):
-                found = _tangent_foot(g, lines[j].geometry, ex, ey, tolerance, reach)
+            for j in grid.query(grown((ex, ey, ex, ey), reach_of_arc)):
+                found = _tangent_foot(g, lines[j].geometry, ex, ey, tolerance, reach_of_arc)
                 if found is not None and (best is None or found[0] < best[0]):
                     best = (found[0], found[1], found[2], j, found[3])
             if best is None:

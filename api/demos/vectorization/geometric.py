@@ -120,7 +120,7 @@ class GeometricDetector:
         stubs += [p for p in straight if _length(p) < min_line]
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
-                      max_gap)
+                      max_gap, width)
         straight += self._ticks(stubs, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
