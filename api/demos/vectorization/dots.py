@@ -21,7 +21,7 @@ from .primitives import Primitive, circle
 
 RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
-ROUND_SHARE = 0.5  # share of rays whose ink ends at the outline's radius (±1.5 px)
+ROUND_SHARE = 0.6  # share of rays whose ink ends at the outline's radius (±1.5 px)
 
 
 def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: float, min_radius: float,
