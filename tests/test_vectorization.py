@@ -262,6 +262,23 @@ def test_a_large_arc_and_the_lines_tangent_to_it_meet_at_the_tangent_points():
     assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
 
 
+def test_the_straight_side_of_a_stadium_is_a_line_and_not_a_flat_arc():
+    """A KiCad transistor's oval envelope, top side: 37 px of straight line running on into a
+    half-circle of radius 106 (a skeleton chain, 8-direction steps). A flatter circle fits it all
+    within the tolerance; the straight head fits a line far better, and the curved rest fits its
+    own circle somewhat better than the flat one (no more: a short stretch of a large circle fits
+    many circles), so it is a line and an arc (fitting.ChainCutter.straight_ends)."""
+    from api.demos.vectorization.fitting import ChainCutter
+
+    codes = "0" * 47 + "10000000100001000100010010100101010100110101010010001212"
+    moves = {"0": (1, 0), "1": (1, 1), "2": (0, 1)}
+    points = [(776.0, 144.0)]
+    for c in codes:
+        points.append((points[-1][0] + moves[c][0], points[-1][1] + moves[c][1]))
+    pieces = ChainCutter(tolerance=2.0, max_radius=2000, corner_window=7).cut(np.array(points))
+    assert [p.kind for p in pieces] == ["line", "arc"], [(p.kind, len(p.points)) for p in pieces]
+
+
 def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
     """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
     other diagonally: with only it removed, the walk turned the corner and a wire and the bar it

@@ -177,6 +177,12 @@ def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
 ROUNDER_SWEEP, ROUNDER_RATIO = 45.0, 0.4
 
 
+# a straight head is split off an arc piece when a line fits it at least twice as well (rms) as the
+# piece's circle, and the curved rest fits a circle of its own at least this much better than the
+# piece's: a short stretch of a large circle fits many circles, so only slightly better
+REST_BETTER = 0.9
+
+
 class ChainCutter:
     def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0,
                  corner_window: int = 0):
@@ -292,7 +298,7 @@ class ChainCutter:
         rest = fit_circle(points[k:])
         if rest is None or line_rms > 0.5 * circle_rms:
             return 0
-        if float(np.sqrt(np.mean(rest.residuals ** 2))) > 0.5 * float(np.sqrt(np.mean(residuals[k:] ** 2))):
+        if float(np.sqrt(np.mean(rest.residuals ** 2))) > REST_BETTER * float(np.sqrt(np.mean(residuals[k:] ** 2))):
             return 0
         return k
 
