@@ -279,6 +279,20 @@ def test_the_straight_side_of_a_stadium_is_a_line_and_not_a_flat_arc():
     assert [p.kind for p in pieces] == ["line", "arc"], [(p.kind, len(p.points)) for p in pieces]
 
 
+def test_a_rounded_corner_running_into_a_short_straight_is_an_arc_and_a_line():
+    """A KiCad skeleton chain (8-direction steps): a quarter-circle turning down into 17 px of straight
+    line. The line fits the straight end 0.5–0.7 times as well as the whole piece's circle, which
+    used to be too little to split it (fitting.HEAD_BETTER)."""
+    from api.demos.vectorization.fitting import ChainCutter
+
+    moves = {"2": (0, 1), "3": (-1, 1), "4": (-1, 0), "5": (-1, -1), "6": (0, -1)}
+    points = [(223.0, 694.0)]
+    for c in "566565655545544444444443434332323322222322232":
+        points.append((points[-1][0] + moves[c][0], points[-1][1] + moves[c][1]))
+    pieces = ChainCutter(tolerance=2.0, max_radius=2000, corner_window=7).cut(np.array(points))
+    assert [p.kind for p in pieces] == ["arc", "line"], [(p.kind, len(p.points)) for p in pieces]
+
+
 def test_a_plain_crossing_of_the_skeleton_cuts_it_into_four_straight_chains():
     """Where two strokes cross, the centre pixel is a junction but its four neighbours touch each
     other diagonally: with only it removed, the walk turned the corner and a wire and the bar it

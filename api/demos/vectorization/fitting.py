@@ -177,10 +177,10 @@ def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
 ROUNDER_SWEEP, ROUNDER_RATIO = 45.0, 0.4
 
 
-# a straight head is split off an arc piece when a line fits it at least twice as well (rms) as the
-# piece's circle, and the curved rest fits a circle of its own at least this much better than the
+# a straight head is split off an arc piece when a line fits it better (rms) than HEAD_BETTER × the
+# piece's circle does, and the curved rest fits a circle of its own better than REST_BETTER × the
 # piece's: a short stretch of a large circle fits many circles, so only slightly better
-REST_BETTER = 0.9
+HEAD_BETTER, REST_BETTER = 0.7, 0.9
 
 
 class ChainCutter:
@@ -296,7 +296,7 @@ class ChainCutter:
         line_rms = float(np.sqrt(np.mean(fit_line(points[:k]).residuals ** 2)))
         circle_rms = float(np.sqrt(np.mean(residuals[:k] ** 2)))
         rest = fit_circle(points[k:])
-        if rest is None or line_rms > 0.5 * circle_rms:
+        if rest is None or line_rms > HEAD_BETTER * circle_rms:
             return 0
         if float(np.sqrt(np.mean(rest.residuals ** 2))) > REST_BETTER * float(np.sqrt(np.mean(residuals[k:] ** 2))):
             return 0
