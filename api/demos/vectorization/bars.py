@@ -20,10 +20,9 @@ import math
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .primitives import Primitive, line
+from .spatial import group_sizes
 
 COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over the ink before looking
 LEAST_PENS = 1.6  # a bar at least this many pen widths long (what is left over, and the line at the end)
@@ -91,11 +90,8 @@ def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:
                 continue
             if linked(a, b):
                 links.append((i, j))
-    rows = np.array([i for i, _ in links], dtype=np.int64)
-    cols = np.array([j for _, j in links], dtype=np.int64)
-    _, run_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
-    size = np.bincount(run_of)  # lines in each run
-    return [p for i, p in enumerate(lines) if size[run_of[i]] >= DASH_RUN]
+    size = group_sizes(n, links)  # lines in each one's run
+    return [p for i, p in enumerate(lines) if size[i] >= DASH_RUN]
 
 
 def _bars_in(left: np.ndarray, width: float) -> list[Primitive]:

@@ -11,12 +11,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .fitting import CircleFit, Piece, angular_span, fit_circle
 from .primitives import Primitive, arc, circle
-from .spatial import Box, Grid, box_of
+from .spatial import Box, Grid, box_of, group_sizes
 
 COIL_RUN = 3  # a coil has at least this many turns …
 COIL_RATIO = 0.8  # … of one radius within this ratio …
@@ -206,11 +204,8 @@ def coiled(arcs: list[Primitive], short: list[Primitive]) -> list[Primitive]:
              and math.hypot(g[i]["cx"] - g[j]["cx"], g[i]["cy"] - g[j]["cy"]) <= COIL_PITCH * max(g[i]["r"], g[j]["r"])]
     if not links:
         return []
-    rows = np.array([i for i, _ in links], dtype=np.int64)
-    cols = np.array([j for _, j in links], dtype=np.int64)
-    _, run_of = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
-    size = np.bincount(run_of)
-    return [p for i, p in enumerate(every) if i >= len(arcs) and size[run_of[i]] >= COIL_RUN]
+    size = group_sizes(n, links)
+    return [p for i, p in enumerate(every) if i >= len(arcs) and size[i] >= COIL_RUN]
 
 
 def _points_between(points: np.ndarray, fit: CircleFit, start: float, end: float) -> np.ndarray:

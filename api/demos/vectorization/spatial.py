@@ -1,4 +1,4 @@
-"""A grid of buckets, so that merging and snapping look only at nearby things.
+"""A grid of buckets, so that merging and snapping look only at nearby things; and groups of linked things.
 
 Dense pages (hatching, tables, a page of text that passed the clutter filter) hold thousands of
 fragments; comparing every pair made one test page take minutes. Each item is registered in the
@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax
 
@@ -54,3 +58,12 @@ def grown(box: Box, margin: float) -> Box:
 
 def box_of(points) -> Box:
     return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
+
+
+def group_sizes(n: int, links: list[tuple[int, int]]) -> np.ndarray:
+    """For each of `n` things, how many things its group holds, the groups being those that the
+    `links` (pairs of indices) join directly or through others (a run of dashes, a coil's turns)."""
+    rows = np.array([i for i, _ in links], dtype=np.int64)
+    cols = np.array([j for _, j in links], dtype=np.int64)
+    _, group = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
+    return np.bincount(group)[group]
