@@ -202,8 +202,6 @@ def coiled(arcs: list[Primitive], short: list[Primitive]) -> list[Primitive]:
     links = [(i, j) for i in range(n) for j in range(i + 1, n)
              if COIL_RATIO <= g[i]["r"] / g[j]["r"] <= 1 / COIL_RATIO
              and math.hypot(g[i]["cx"] - g[j]["cx"], g[i]["cy"] - g[j]["cy"]) <= COIL_PITCH * max(g[i]["r"], g[j]["r"])]
-    if not links:
-        return []
     size = group_sizes(n, links)
     return [p for i, p in enumerate(every) if i >= len(arcs) and size[i] >= COIL_RUN]
 

@@ -179,12 +179,8 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
             if best is None:
                 continue
             _, fx, fy, j, which = best
-            angle = math.degrees(math.atan2(fy - g["cy"], fx - g["cx"]))
-            shift = (angle - g[key] + 180.0) % 360.0 - 180.0
-            start, end = (g["start"] + shift, g["end"]) if key == "start" else (g["start"], g["end"] + shift)
-            if not SNAP_LEAST_SWEEP <= end - start < 359.0:
+            if not _move_end(g, key, fx, fy):
                 continue  # both ends on one foot (a line tangent at the arc's middle): not a join
-            g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
             lg = lines[j].geometry
             lg["x1" if which == 0 else "x2"], lg["y1" if which == 0 else "y2"] = fx, fy
 
@@ -210,12 +206,19 @@ def snap_touching_arcs(arcs: list[Primitive], tolerance: float, reach: float) ->
 def _end_onto(g: dict, x: float, y: float, reach: float) -> None:
     """The arc's end nearer (x, y) moved to the angle of (x, y) when it lies within `reach` px."""
     key = min(("start", "end"), key=lambda k: math.dist(arc_point(g, g[k]), (x, y)))
-    if math.dist(arc_point(g, g[key]), (x, y)) > reach:
-        return
+    if math.dist(arc_point(g, g[key]), (x, y)) <= reach:
+        _move_end(g, key, x, y)
+
+
+def _move_end(g: dict, key: str, x: float, y: float) -> bool:
+    """The arc's `key` end ("start" or "end") turned to the angle of (x, y) (in place), unless the
+    arc would keep less than SNAP_LEAST_SWEEP degrees or close; whether it moved."""
     shift = (math.degrees(math.atan2(y - g["cy"], x - g["cx"])) - g[key] + 180.0) % 360.0 - 180.0
     start, end = (g["start"] + shift, g["end"]) if key == "start" else (g["start"], g["end"] + shift)
-    if SNAP_LEAST_SWEEP <= end - start < 359.0:
-        g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
+    if not SNAP_LEAST_SWEEP <= end - start < 359.0:
+        return False
+    g.update(normalised_arc(g["cx"], g["cy"], g["r"], start, end))
+    return True
 
 
 def _tangent_foot(arc_g: dict, line_g: dict, ex: float, ey: float, tolerance: float, reach: float):

@@ -24,7 +24,7 @@ from .dots import find_dots
 from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents, snap_touching_arcs
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
-from .primitives import Primitive, sample
+from .primitives import Primitive, length, sample
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
@@ -102,8 +102,8 @@ class GeometricDetector:
                         for p in primitives_of(c, max_gap, least, max_radius, support_mask)
                         if p.geometry["r"] >= s.min_radius and
                         (p.type == "arc" or p.geometry["r"] >= RING_PENS * width)]
-        short = [p for p in round_things if p.type == "arc" and _arc_length(p) < min_length]
-        round_things = [p for p in round_things if not any(p is q for q in short)]
+        short = [p for p in round_things if p.type == "arc" and length(p.type, p.geometry) < min_length]
+        round_things = [p for p in round_things if p.type != "arc" or length(p.type, p.geometry) >= min_length]
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         segments = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
@@ -163,11 +163,6 @@ def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: f
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
     return [d for d in dots if not known(d.geometry)]
-
-
-def _arc_length(p: Primitive) -> float:
-    g = p.geometry
-    return math.radians(g["end"] - g["start"]) * g["r"]
 
 
 def _length(p: Primitive) -> float:
