@@ -117,11 +117,11 @@ class GeometricDetector:
         extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
         snap_touching_arcs([p for p in round_things if p.type == "arc"], 2 * tolerance, max_gap)
         extend_lines(straight, round_things, ink.raw, distance, reach)
-        stubs += [p for p in straight if _length(p) < min_line]
+        shortened = [p for p in straight if _length(p) < min_line]  # ends found already
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
                       max_gap, width)
-        straight += self._ticks(stubs, straight, round_things, ink.raw, distance, width, tolerance, reach)
+        straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
         _clip_inside(primitives, w, h)
@@ -129,14 +129,16 @@ class GeometricDetector:
         lap("score_s")
         return Detection(primitives, stroke_width=width, timings=timings, mask=ink.mask)
 
-    def _ticks(self, stubs: list[Primitive], straight: list[Primitive], round_things: list[Primitive],
-               ink: np.ndarray, distance: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
+    def _ticks(self, stubs: list[Primitive], shortened: list[Primitive], straight: list[Primitive],
+               round_things: list[Primitive], ink: np.ndarray, distance: np.ndarray, width: float,
+               tolerance: float, reach: float) -> list[Primitive]:
         """Lines too short to be told from letters' strokes alone, kept when they stand side by side
-        in a comb (bars.ticks: a connector's pins), ends settled on the ink and on what they meet."""
-        if self.settings.min_length or not stubs:
+        in a comb (bars.ticks: a connector's pins): the `stubs` once their ends are settled on the
+        ink and on what they meet, and the lines `shortened` when theirs were."""
+        if self.settings.min_length or not stubs + shortened:
             return []
         extend_lines(stubs, straight + round_things, ink, distance, reach)
-        combs = ticks([p for p in stubs if _length(p) >= TICK_PENS * width], width)
+        combs = ticks([p for p in stubs + shortened if _length(p) >= TICK_PENS * width], width)
         kept = {id(p) for p in drop_covered_lines(straight + combs, 2 * tolerance)}
         return [p for p in combs if id(p) in kept]
 
