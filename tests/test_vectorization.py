@@ -210,6 +210,26 @@ def test_a_comb_of_short_pins_on_a_row_of_sockets_is_lines():
     assert [p.type for p in found] == ["line"], found
 
 
+def test_a_comb_of_pins_standing_apart_is_lines_and_a_word_is_not():
+    """Pins drawn apart from a connector's body are as small as words, so binarize sets them
+    aside as clutter; standing side by side, parallel and of one length, they are a comb's teeth
+    (bars.teeth) and are vectorized. A word's tall letters (l, I, 1) stand in a row too, but
+    of unlike lengths and shapes, and stay text."""
+    import cv2
+
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    pins = [line(300, 60 + 24 * i, 343, 60 + 24 * i) for i in range(8)]
+    body = [line(40, 450, 460, 450)]
+    ink = np.zeros((500, 500), np.uint8)
+    for p in pins + body:
+        draw_stroke(ink, p, 3, 255)
+    cv2.putText(ink, "Illinois 1011", (20, 300), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 255, 3, cv2.LINE_AA)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    assert match(found, pins + body)["line"]["f1"] == 1.0, found
+
+
 def test_an_arc_whose_both_ends_snap_onto_one_tangent_foot_keeps_its_sweep():
     """A short arc lying along a line tangent at its middle: both its ends are near the tangent foot,
     and snapping both there left an arc of no sweep at all (start == end, seen on a KiCad page)."""

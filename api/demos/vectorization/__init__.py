@@ -37,7 +37,8 @@ class Vectorization(Demo):
                             help="smaller circles and arcs are dropped (px); solid dots of a pen's width count"),
         "min_size": Param(int, 0, min=0, max=10000,
                           help="ink blobs smaller than this both ways are text or specks (px); "
-                               "0: max(24, 10 × stroke width); small round components with a hole are kept"),
+                               "0: max(24, 10 × stroke width); small round components with a hole are kept, "
+                               "and so are three or more bars side by side in a comb (pins)"),
         "sensitivity": Param(float, 0.5, min=0.05, max=0.95,
                              help="threshold between paper (0) and the darkest ink (1); higher keeps fainter ink"),
         "max_gap": Param(float, 0.0, min=0, max=10000,

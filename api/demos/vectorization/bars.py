@@ -12,7 +12,8 @@ in the mask looked at (binarize drops it as clutter). Its ends are then settled 
 (ends.extend_lines): the part drawn over, where it meets what was found, is walked back.
 The dashes of a dashed line are also bars standing alone, set aside as clutter with the text: in
 the clutter, bars in a row along one axis are dashes (`dashes`). Short lines the skeleton does give
-are kept when they stand side by side like a comb's teeth (`ticks`: a connector's pins).
+are kept when they stand side by side like a comb's teeth (`ticks`: a connector's pins), and so
+are the components set aside as clutter that stand so (`teeth`: pins drawn apart from the body).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ DASH_RUN = 3  # dashes come in rows of at least this many
 DASH_GAP = 3.0  # … each no further from the next, centre to centre, than this many dash lengths
 TICK_PITCH = 3.0  # ticks side by side: each no further from the next, middle to middle, than this many lengths
 TICK_SLIP = 0.25  # … nor shifted along their direction by more than this share of a length (+ 2 px)
+TOOTH_PENS = 5.0  # a tooth set aside as clutter is at least this many pen widths long (teeth)
 FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a letter's joint fills less)
 
 
@@ -68,6 +70,29 @@ def ticks(lines: list[Primitive], width: float) -> list[Primitive]:
         return abs(dx * a[2] + dy * a[3]) <= TICK_SLIP * a[4] + 2 and math.hypot(dx, dy) <= TICK_PITCH * a[4]
 
     return _in_runs(lines, beside, 0.75)
+
+
+def teeth(clutter: np.ndarray, width: float) -> np.ndarray:
+    """The small components binarize set aside as clutter that stand side by side in a comb
+    (`ticks`): a connector's pins drawn apart from its body, each a stroke as short as a word and
+    often ending in a socket's cup, so neither a bar nor a component big enough to be kept. Each
+    is taken for the line along its bounding box's long side when that side is at least
+    TOOTH_PENS pen widths and three times the short one; letters that long stand in words, not in
+    combs. Returns the mask of those components, to be vectorized like any stroke."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(clutter.astype(np.uint8), connectivity=8)
+    indices, axes = [], []
+    for k in range(1, count):
+        x, y, bw, bh = (float(v) for v in stats[k, :4])
+        long, short = max(bw, bh), min(bw, bh)
+        if long < TOOTH_PENS * width or long < 3 * short:
+            continue
+        indices.append(k)
+        middle = y + bh / 2 if bw >= bh else x + bw / 2
+        axes.append(line(x, middle, x + bw, middle) if bw >= bh else line(middle, y, middle, y + bh))
+    keep = np.zeros(count, bool)
+    found = {id(p) for p in ticks(axes, width)}
+    keep[[k for k, p in zip(indices, axes, strict=True) if id(p) in found]] = True
+    return keep[labels]
 
 
 def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:

@@ -1,7 +1,8 @@
 """The `geometric` backend: classical image processing, no weights.
 
-ink mask (binarize) → skeleton chains (chains) → line and arc pieces (fitting) → arcs gathered
-into circles and arcs (circles; short arcs kept as the turns of a coil), fragments merged into
+ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → skeleton chains
+(chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
+arcs kept as the turns of a coil), fragments merged into
 lines and their ends snapped (lines; arc ends onto the lines and arcs they touch: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars).
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .bars import LEAST_PENS, dashes, short_bars, ticks
+from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
@@ -48,7 +49,7 @@ class Settings:
     # arcs max(15, 6 × the stroke width)
     min_length: float = 0.0
     min_radius: float = 3.0  # smaller circles and arcs are dropped (px; letters are clutter already; dots count)
-    min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 5 × stroke)
+    min_size: int = 0  # ink components smaller than this both ways are text or specks; 0: max(24, 10 × pen), combs kept
     sensitivity: float = 0.5  # threshold between paper (0) and darkest ink (1)
     max_gap: float = 0.0  # widest gap bridged when joining fragments; 0: max(10, 4 × the stroke width)
     min_support: float = 0.6  # share of a primitive's length that must lie on ink
@@ -80,6 +81,8 @@ class GeometricDetector:
         h, w = rgb.shape[:2]
         ink = ink_mask(rgb, min_size=s.min_size, sensitivity=s.sensitivity)
         width = ink.stroke_width
+        if not s.min_size:  # clutter chosen automatically: a comb's teeth are not text
+            ink.mask |= teeth(ink.raw & ~ink.mask, width)
         lap("binarize_s")
         tolerance = max(s.tolerance, width / 4)
         max_gap = s.max_gap or max(10.0, 4 * width)
