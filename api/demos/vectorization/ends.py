@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .lines import intersections
-from .primitives import Primitive, arc_point, normalised_arc
+from .primitives import Primitive, arc_point, line, normalised_arc
 from .spatial import Grid, grown
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
@@ -239,6 +239,60 @@ def _tangent_foot(arc_g: dict, line_g: dict, ex: float, ey: float, tolerance: fl
     if to_arc_end > reach or to_line_end > reach:
         return None
     return to_arc_end, fx, fy, which
+
+
+def tangent_bridges(arcs: list[Primitive], lines: list[Primitive], ink: np.ndarray, tolerance: float,
+                    reach: float, width: float) -> list[Primitive]:
+    """The straight side of a stadium or a slot that two arcs took in: new lines (the arcs are
+    left for snap_tangents to trim). On a rough scan, a short straight between two large arcs lies
+    within the tolerance of each circle for its first √(r × pen) px, so both arc pieces grow into
+    it from either end, meet in its middle, and no line is left. Both circles are known well
+    though: the side is their common outer tangent, between its feet. It is taken when two arcs'
+    ends lie within `reach` px of each other, each foot lies on its arc, the feet are at least a
+    pen `width` apart, the ink runs all along between them, and no line in `lines` lies there."""
+    found: list[Primitive] = []
+    for i, a in enumerate(arcs):
+        ga = a.geometry
+        for b in arcs[i + 1:]:
+            gb = b.geometry
+            if min(math.dist(arc_point(ga, ga[ka]), arc_point(gb, gb[kb]))
+                   for ka in ("start", "end") for kb in ("start", "end")) > reach:
+                continue
+            for fa, fb in _outer_tangents(ga, gb):
+                if math.dist(fa, fb) < width or not (_within(ga, fa) and _within(gb, fb)):
+                    continue
+                steps = np.linspace(0.0, 1.0, max(2, int(math.dist(fa, fb)) + 1))[:, None]
+                if ink_run(ink, np.array(fa) + steps * (np.array(fb) - np.array(fa))) < len(steps):
+                    continue
+                side = line(fa[0], fa[1], fb[0], fb[1])
+                if any(_near_segment(*fa, p.geometry, tolerance) and _near_segment(*fb, p.geometry, tolerance)
+                       for p in lines + found):
+                    continue
+                found.append(side)
+    return found
+
+
+def _outer_tangents(ga: dict, gb: dict) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The feet (on a's circle, on b's) of the two lines touching both circles on one side."""
+    dx, dy = gb["cx"] - ga["cx"], gb["cy"] - ga["cy"]
+    apart = math.hypot(dx, dy)
+    if apart <= abs(ga["r"] - gb["r"]) + 1e-6:
+        return []
+    ux, uy = dx / apart, dy / apart
+    along = (ga["r"] - gb["r"]) / apart  # the normal's share along the centres' line
+    across = math.sqrt(max(0.0, 1.0 - along * along))
+    feet = []
+    for sign in (1.0, -1.0):
+        nx, ny = along * ux - sign * across * uy, along * uy + sign * across * ux
+        feet.append(((ga["cx"] + ga["r"] * nx, ga["cy"] + ga["r"] * ny),
+                     (gb["cx"] + gb["r"] * nx, gb["cy"] + gb["r"] * ny)))
+    return feet
+
+
+def _within(g: dict, point: tuple[float, float]) -> bool:
+    """Whether the point's angle about the arc's centre lies inside the arc's sweep."""
+    angle = math.degrees(math.atan2(point[1] - g["cy"], point[0] - g["cx"]))
+    return (angle - g["start"]) % 360.0 < g["end"] - g["start"]
 
 
 def drop_covered_lines(lines: list[Primitive], tolerance: float) -> list[Primitive]:

@@ -2,8 +2,8 @@
 
 ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → skeleton chains
 (chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
-arcs kept as the turns of a coil), fragments merged into
-lines and their ends snapped (lines; arc ends onto the lines and arcs they touch: ends) →
+arcs kept as the turns of a coil), fragments merged into lines and their ends snapped (lines; arc
+ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
@@ -22,7 +22,7 @@ from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
 from .dots import find_dots
-from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents, snap_touching_arcs
+from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents, snap_touching_arcs, tangent_bridges
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample
@@ -122,6 +122,8 @@ class GeometricDetector:
         extend_lines(straight, round_things, ink.raw, distance, reach)
         shortened = [p for p in straight if _length(p) < min_line]  # ends found already
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
+        straight += tangent_bridges([p for p in round_things if p.type == "arc"], straight, ink.raw,
+                                    2 * tolerance, max_gap, width)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
                       max_gap, width)
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
