@@ -261,6 +261,22 @@ def test_a_stadium_on_scan_like_paper_keeps_its_straight_sides_and_a_coil_gets_n
     assert match(found, bumps + leads)["line"]["f1"] == 1.0, found
 
 
+def test_a_flat_arc_lying_along_a_stadiums_side_and_arcs_is_dropped():
+    """On rough scans a flat arc was also fitted across a stadium's top: the side's skeleton and the
+    tops of both end arcs. Every point of it lies within half a pen of those, so it draws nothing
+    they do not (ends.drop_covered_arcs); the end arcs themselves stay."""
+    from api.demos.vectorization.ends import drop_covered_arcs
+
+    left, right = arc(260, 250, 84, 90, 270), arc(310, 250, 84, 270, 450)
+    side = line(260, 166, 310, 166)
+    sagitta, half = 2.4, 45.0
+    r = (half * half + sagitta * sagitta) / (2 * sagitta)
+    sweep = math.degrees(math.asin(half / r))
+    flat = arc(285, 166 + r, r, 270 - sweep, 270 + sweep)  # its top on the side, its ends on the arcs
+    assert drop_covered_arcs([left, right, flat], [side], 3.5) == [left, right]
+    assert drop_covered_arcs([left, right], [side], 3.5) == [left, right]
+
+
 def test_an_arc_whose_both_ends_snap_onto_one_tangent_foot_keeps_its_sweep():
     """A short arc lying along a line tangent at its middle: both its ends are near the tangent foot,
     and snapping both there left an arc of no sweep at all (start == end, seen on a KiCad page)."""

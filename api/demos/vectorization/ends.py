@@ -16,11 +16,12 @@ import math
 import numpy as np
 
 from .lines import intersections
-from .primitives import Primitive, arc_point, line, normalised_arc
+from .primitives import Primitive, arc_point, length, line, normalised_arc
 from .spatial import Grid, grown
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
 OVERSHOOT = 1.5  # a large arc's tangent snap reaches this many √(r × pen width) px (snap_tangents)
+COVERED = 0.9  # share of an arc's points near other primitives that makes it a duplicate (drop_covered_arcs)
 BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
 
 
@@ -293,6 +294,45 @@ def _within(g: dict, point: tuple[float, float]) -> bool:
     """Whether the point's angle about the arc's centre lies inside the arc's sweep."""
     angle = math.degrees(math.atan2(point[1] - g["cy"], point[0] - g["cx"]))
     return (angle - g["start"]) % 360.0 < g["end"] - g["start"]
+
+
+def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: float) -> list[Primitive]:
+    """The arcs not lying along the others all the way: an arc that every point of which is within
+    `reach` px of another primitive (a flat arc fitted across a stadium's side and the ends of both
+    its arcs, on a rough scan) draws nothing they do not draw already. Shorter arcs go first, each
+    judged against what is left."""
+    kept = list(arcs)
+    for a in sorted(arcs, key=lambda p: length(p.type, p.geometry)):
+        points = np.array(a.points(step=2.0))
+        near = np.zeros(len(points), bool)
+        for p in others + kept:
+            if p is a:
+                continue
+            x0, y0, x1, y1 = p.bounds()
+            inside = ((points[:, 0] >= x0 - reach) & (points[:, 0] <= x1 + reach) &
+                      (points[:, 1] >= y0 - reach) & (points[:, 1] <= y1 + reach) & ~near)
+            if inside.any():
+                near[inside] = _distance_to(p, points[inside]) <= reach
+        if near.mean() >= COVERED:
+            kept.remove(a)
+    return kept
+
+
+def _distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
+    g = p.geometry
+    if p.type == "line":
+        a, b = np.array([g["x1"], g["y1"]]), np.array([g["x2"], g["y2"]])
+        v = b - a
+        t = np.clip(((points - a) @ v) / max(float(v @ v), 1e-9), 0.0, 1.0)
+        return np.hypot(*(points - a - t[:, None] * v).T)
+    radial = np.abs(np.hypot(points[:, 0] - g["cx"], points[:, 1] - g["cy"]) - g["r"])
+    if p.type == "circle":
+        return radial
+    angles = np.degrees(np.arctan2(points[:, 1] - g["cy"], points[:, 0] - g["cx"]))
+    on = (angles - g["start"]) % 360.0 <= g["end"] - g["start"]
+    ends = np.array([arc_point(g, g["start"]), arc_point(g, g["end"])])
+    to_end = np.min(np.hypot(points[:, None, 0] - ends[None, :, 0], points[:, None, 1] - ends[None, :, 1]), axis=1)
+    return np.where(on, radial, to_end)
 
 
 def drop_covered_lines(lines: list[Primitive], tolerance: float) -> list[Primitive]:

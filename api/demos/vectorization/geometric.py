@@ -3,7 +3,8 @@
 ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → skeleton chains
 (chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
 arcs kept as the turns of a coil), fragments merged into lines and their ends snapped (lines; arc
-ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back: ends) →
+ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
+along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
@@ -22,7 +23,15 @@ from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
 from .dots import find_dots
-from .ends import drop_covered_lines, extend_arcs, extend_lines, snap_tangents, snap_touching_arcs, tangent_bridges
+from .ends import (
+    drop_covered_arcs,
+    drop_covered_lines,
+    extend_arcs,
+    extend_lines,
+    snap_tangents,
+    snap_touching_arcs,
+    tangent_bridges,
+)
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample
@@ -126,6 +135,9 @@ class GeometricDetector:
                                     2 * tolerance, max_gap, width)
         snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
                       max_gap, width)
+        arcs = drop_covered_arcs([p for p in round_things if p.type == "arc"],
+                                 [p for p in round_things if p.type != "arc"] + straight, width / 2)
+        round_things = [p for p in round_things if p.type != "arc"] + arcs
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
