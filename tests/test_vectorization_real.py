@@ -238,6 +238,19 @@ def test_labels_as_tall_as_eight_pens_are_text_but_small_round_symbols_are_kept(
     assert match(found, [ring, screw])["circle"]["f1"] == 1.0
 
 
+def test_a_round_o_standing_in_a_word_is_text_but_a_ring_standing_alone_is_a_circle():
+    """A round "o" is a ring as small as a terminal, and the ring test kept it (KiCad titles drawn
+    large on a thin-pen page: "Con", "vor"); but it stands level with letters beside it, as in a
+    word (binarize._in_a_word), where a terminal stands alone or on its wire."""
+    import cv2
+
+    ring = circle(380, 300, 13)
+    ink = page_with([line(40, 400, 460, 400), line(40, 300, 40, 460), ring], pen=2)
+    cv2.putText(ink, "Coo Con", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 255, 1, cv2.LINE_AA)
+    found = [p for p in detect(ink) if p.type == "circle"]
+    assert match(found, [ring])["circle"]["f1"] == 1.0, found
+
+
 def test_a_line_ending_on_a_connection_dot_ends_at_its_centre():
     import cv2
 

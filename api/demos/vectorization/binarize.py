@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (binarize._in_a_word)
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -48,9 +49,9 @@ def flatten_background(grey: np.ndarray, stroke_hint: int = 12) -> np.ndarray:
 
 def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> InkMask:
     """The strokes of a drawing. `min_size`: components whose bounding box is smaller than this in
-    both directions are clutter (text, specks), unless they are a round ring (a small circle); 0 picks
-    max(24, CLUTTER_PENS × the pen width). `sensitivity` in (0, 1): where between paper and ink
-    the threshold sits (higher keeps fainter ink)."""
+    both directions are clutter (text, specks), unless they are a round ring (a small circle) not
+    standing in a word; 0 picks max(24, CLUTTER_PENS × the pen width). `sensitivity` in (0, 1):
+    where between paper and ink the threshold sits (higher keeps fainter ink)."""
     grey = grey_of(rgb)
     flat = flatten_background(grey)
     smooth = cv2.GaussianBlur(flat, (0, 0), 1.0)
@@ -96,10 +97,25 @@ def _drop_small_boxes(mask: np.ndarray, min_size: int, keep_rings: bool = False)
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
     if keep_rings:
-        for index in np.nonzero(~big)[0]:
-            if index and stats[index, cv2.CC_STAT_AREA] >= 12 and _is_ring(labels, stats[index], index):
+        small = np.nonzero(~big)[0]
+        small = small[small > 0]
+        for index in small:
+            if stats[index, cv2.CC_STAT_AREA] >= 12 and _is_ring(labels, stats[index], index) and \
+                    not _in_a_word(stats, index, small):
                 big[index] = True
     return big[labels]
+
+
+def _in_a_word(stats: np.ndarray, index: int, small: np.ndarray) -> bool:
+    """Whether another small component stands beside this one as letters do in a word: level
+    with it (sharing half its height) and no further off, left or right, than half its width
+    (an "o" between "C" and "n"; a terminal's ring stands alone or on its wire)."""
+    x, y, w, h = (int(v) for v in stats[index, :4])
+    others = stats[small[small != index]]
+    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
+    level = np.minimum(y + h, oy + oh) - np.maximum(y, oy) >= WORD_LEVEL * h
+    gap = np.maximum(ox - (x + w), x - (ox + ow))
+    return bool((level & (gap <= WORD_GAP * w) & (oh >= WORD_LEVEL * h)).any())
 
 
 def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
