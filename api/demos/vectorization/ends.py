@@ -321,10 +321,7 @@ def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: flo
 def _distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
     g = p.geometry
     if p.type == "line":
-        a, b = np.array([g["x1"], g["y1"]]), np.array([g["x2"], g["y2"]])
-        v = b - a
-        t = np.clip(((points - a) @ v) / max(float(v @ v), 1e-9), 0.0, 1.0)
-        return np.hypot(*(points - a - t[:, None] * v).T)
+        return _segment_distances(g, points)
     radial = np.abs(np.hypot(points[:, 0] - g["cx"], points[:, 1] - g["cy"]) - g["r"])
     if p.type == "circle":
         return radial
@@ -356,7 +353,12 @@ def _length(g: dict) -> float:
 
 
 def _near_segment(x: float, y: float, g: dict, tolerance: float) -> bool:
-    vx, vy = g["x2"] - g["x1"], g["y2"] - g["y1"]
-    length2 = vx * vx + vy * vy
-    t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - g["x1"]) * vx + (y - g["y1"]) * vy) / length2))
-    return math.hypot(x - (g["x1"] + t * vx), y - (g["y1"] + t * vy)) <= tolerance
+    return bool(_segment_distances(g, np.array([[x, y]], dtype=np.float64))[0] <= tolerance)
+
+
+def _segment_distances(g: dict, points: np.ndarray) -> np.ndarray:
+    """Each point's distance (N×2 → N) to the line segment `g`."""
+    a, b = np.array([g["x1"], g["y1"]]), np.array([g["x2"], g["y2"]])
+    v = b - a
+    t = np.clip(((points - a) @ v) / max(float(v @ v), 1e-12), 0.0, 1.0)
+    return np.hypot(*(points - a - t[:, None] * v).T)
