@@ -250,7 +250,8 @@ def tangent_bridges(arcs: list[Primitive], lines: list[Primitive], ink: np.ndarr
     it from either end, meet in its middle, and no line is left. Both circles are known well
     though: the side is their common outer tangent, between its feet. It is taken when two arcs'
     ends lie within `reach` px of each other, each foot lies on its arc, the feet are at least a
-    pen `width` apart, the ink runs all along between them, and no line in `lines` lies there."""
+    pen `width` apart, the ink runs all along between them, and no line in `lines` has both feet
+    within `tolerance` px of it."""
     found: list[Primitive] = []
     for i, a in enumerate(arcs):
         ga = a.geometry
@@ -297,7 +298,7 @@ def _within(g: dict, point: tuple[float, float]) -> bool:
 
 
 def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: float) -> list[Primitive]:
-    """The arcs not lying along the others all the way: an arc that every point of which is within
+    """The arcs not lying along the others all the way: an arc with COVERED of its points within
     `reach` px of another primitive (a flat arc fitted across a stadium's side and the ends of both
     its arcs, on a rough scan) draws nothing they do not draw already. Shorter arcs go first, each
     judged against what is left."""
@@ -319,6 +320,8 @@ def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: flo
 
 
 def _distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
+    """Each point's distance (N×2 → N) to the primitive: to its circle within an arc's sweep, to
+    the nearer end outside it."""
     g = p.geometry
     if p.type == "line":
         return _segment_distances(g, points)
