@@ -261,7 +261,7 @@ def tangent_bridges(arcs: list[Primitive], lines: list[Primitive], ink: np.ndarr
                    for ka in ("start", "end") for kb in ("start", "end")) > reach:
                 continue
             for fa, fb in _outer_tangents(ga, gb):
-                if math.dist(fa, fb) < width or not (_within(ga, fa) and _within(gb, fb)):
+                if math.dist(fa, fb) < width or not (_within(ga, np.array([fa]))[0] and _within(gb, np.array([fb]))[0]):
                     continue
                 steps = np.linspace(0.0, 1.0, max(2, int(math.dist(fa, fb)) + 1))[:, None]
                 if ink_run(ink, np.array(fa) + steps * (np.array(fb) - np.array(fa))) < len(steps):
@@ -291,10 +291,10 @@ def _outer_tangents(ga: dict, gb: dict) -> list[tuple[tuple[float, float], tuple
     return feet
 
 
-def _within(g: dict, point: tuple[float, float]) -> bool:
-    """Whether the point's angle about the arc's centre lies inside the arc's sweep."""
-    angle = math.degrees(math.atan2(point[1] - g["cy"], point[0] - g["cx"]))
-    return (angle - g["start"]) % 360.0 < g["end"] - g["start"]
+def _within(g: dict, points: np.ndarray) -> np.ndarray:
+    """Whether each point's angle (N×2 → N) about the arc's centre lies inside the arc's sweep."""
+    angles = np.degrees(np.arctan2(points[:, 1] - g["cy"], points[:, 0] - g["cx"]))
+    return (angles - g["start"]) % 360.0 <= g["end"] - g["start"]
 
 
 def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: float) -> list[Primitive]:
@@ -328,8 +328,7 @@ def _distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
     radial = np.abs(np.hypot(points[:, 0] - g["cx"], points[:, 1] - g["cy"]) - g["r"])
     if p.type == "circle":
         return radial
-    angles = np.degrees(np.arctan2(points[:, 1] - g["cy"], points[:, 0] - g["cx"]))
-    on = (angles - g["start"]) % 360.0 <= g["end"] - g["start"]
+    on = _within(g, points)
     ends = np.array([arc_point(g, g["start"]), arc_point(g, g["end"])])
     to_end = np.min(np.hypot(points[:, None, 0] - ends[None, :, 0], points[:, None, 1] - ends[None, :, 1]), axis=1)
     return np.where(on, radial, to_end)

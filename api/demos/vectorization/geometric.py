@@ -126,18 +126,16 @@ class GeometricDetector:
         round_things += _new_dots(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
         reach = 3 * max_gap
-        extend_arcs([p for p in round_things if p.type == "arc"], ink.raw, distance, reach)
-        snap_touching_arcs([p for p in round_things if p.type == "arc"], 2 * tolerance, max_gap)
+        arcs = [p for p in round_things if p.type == "arc"]
+        circles = [p for p in round_things if p.type != "arc"]
+        extend_arcs(arcs, ink.raw, distance, reach)
+        snap_touching_arcs(arcs, 2 * tolerance, max_gap)
         extend_lines(straight, round_things, ink.raw, distance, reach)
         shortened = [p for p in straight if _length(p) < min_line]  # ends found already
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
-        straight += tangent_bridges([p for p in round_things if p.type == "arc"], straight, ink.raw,
-                                    2 * tolerance, max_gap, width)
-        snap_tangents([p for p in round_things if p.type == "arc"], straight, max(2 * tolerance, width / 2),
-                      max_gap, width)
-        arcs = drop_covered_arcs([p for p in round_things if p.type == "arc"],
-                                 [p for p in round_things if p.type != "arc"] + straight, width / 2)
-        round_things = [p for p in round_things if p.type != "arc"] + arcs
+        straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
+        snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
+        round_things = circles + drop_covered_arcs(arcs, circles + straight, width / 2)
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
