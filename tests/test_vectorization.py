@@ -230,6 +230,28 @@ def test_a_comb_of_pins_standing_apart_is_lines_and_a_word_is_not():
     assert match(found, pins + body)["line"]["f1"] == 1.0, found
 
 
+def test_the_two_leads_of_a_dense_zigzag_are_not_joined_across_it():
+    """A resistor drawn thick: its zigzag reads as ink all along the leads' line, and its legs'
+    skeleton pieces are so short that each lies within tolerance of that line. Only pieces heading
+    along a line are part of it (lines.TURN), so the leads stay two lines."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    pitch = 8.5
+    leads = [line(60, 200, 200, 200), line(200 + 6 * pitch, 200, 340 + 6 * pitch, 200)]
+    tips = [(200 + pitch * (i + 0.5), 183 if i % 2 == 0 else 217) for i in range(6)]
+    legs = [line(200, 200, *tips[0]), line(*tips[-1], 200 + 6 * pitch, 200)]
+    legs += [line(*a, *b) for a, b in zip(tips[:-1], tips[1:], strict=True)]
+    ink = np.zeros((400, 500), np.uint8)
+    for p in leads + legs:
+        draw_stroke(ink, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    assert match(found, leads)["line"]["recall"] == 1.0, found
+    across = [p for p in found if p.type == "line" and min(p.geometry["x1"], p.geometry["x2"]) < 210
+              and max(p.geometry["x1"], p.geometry["x2"]) > 240]
+    assert not across, across
+
+
 def test_a_stadium_on_scan_like_paper_keeps_its_straight_sides_and_a_coil_gets_none():
     """On a rough scan, the short straight sides of a stadium lie within the tolerance of each end's
     circle for their first √(r × pen) px: both arc pieces grew into a side from either end and no

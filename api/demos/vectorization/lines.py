@@ -15,6 +15,8 @@ from .fitting import LineFit, Piece, fit_line
 from .primitives import Primitive, line
 from .spatial import Box, Grid, box_of, grown
 
+TURN = 25.0  # degrees: a piece or a cluster heading further off a line's direction is not part of it
+
 
 @dataclass(eq=False)  # compared by identity: they hold arrays
 class LineCluster:
@@ -70,6 +72,8 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
             cluster = clusters[index]
             if not _ends_near(cluster, ends, tolerance):
                 continue
+            if _turned(cluster.fit.direction, piece.points[-1] - piece.points[0]):
+                continue
             joint = _joint_fit(cluster, piece.points, tolerance, max_gap, ink, blank=1.5 * min_piece)
             if joint is not None:
                 cluster.absorb(piece.points, [piece], joint)
@@ -89,6 +93,8 @@ def cluster_lines(pieces: list[Piece], tolerance: float, max_gap: float, min_pie
                     continue
                 b = clusters[j]
                 if not _ends_near(a, _ends(b.points), tolerance):
+                    continue
+                if _turned(a.fit.direction, b.fit.direction):
                     continue
                 joint = _joint_fit(a, b.points, tolerance, max_gap, ink, blank=1.5 * min_piece)
                 if joint is not None:
@@ -111,6 +117,15 @@ def _ends_near(cluster: LineCluster, ends: tuple[float, float, float, float], to
     x0, y0, x1, y1 = ends
     limit = 2 * tolerance + 2
     return abs((x0 - cx) * nx + (y0 - cy) * ny) <= limit and abs((x1 - cx) * nx + (y1 - cy) * ny) <= limit
+
+
+def _turned(direction: np.ndarray, other: np.ndarray) -> bool:
+    """Whether `other` heads more than TURN degrees off `direction` (a unit vector). A short piece
+    lies within tolerance of a line whatever its heading: a zigzag's legs, each crossing the line
+    through a resistor, had been taken into it and joined its two leads across the zigzag."""
+    norm = float(np.hypot(*other))
+    cross = abs(float(direction[0] * other[1] - direction[1] * other[0]))
+    return norm > 0 and cross > math.sin(math.radians(TURN)) * norm
 
 
 def _length(points: np.ndarray) -> float:
