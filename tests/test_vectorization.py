@@ -252,6 +252,24 @@ def test_the_two_leads_of_a_dense_zigzag_are_not_joined_across_it():
     assert not across, across
 
 
+def test_a_line_whose_end_only_touches_a_stroke_ends_where_it_touches():
+    """An arrowhead's side ending beside the next arrow's shaft: its round end touches the shaft's
+    ink, so the walk along it runs on through the shaft as if the two met. The ink narrows to a
+    neck where they touch (ends.touching_end): the line ends a half pen before it, not at the
+    shaft's middle 8 px further on. A line that does meet the shaft keeps its meeting point."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    shaft = line(100, 300, 300, 100)
+    touching = line(200, 60, 200, 191.5)  # its end a pen from the shaft's middle line
+    meeting = line(240, 60, 240, 160)  # its end on the shaft's middle line
+    ink = np.zeros((400, 400), np.uint8)
+    for p in (shaft, touching, meeting):
+        draw_stroke(ink, p, 3, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    assert match(found, [shaft, touching, meeting])["line"]["f1"] == 1.0, found
+
+
 def test_a_stadium_on_scan_like_paper_keeps_its_straight_sides_and_a_coil_gets_none():
     """On a rough scan, the short straight sides of a stadium lie within the tolerance of each end's
     circle for their first √(r × pen) px: both arc pieces grew into a side from either end and no

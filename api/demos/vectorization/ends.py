@@ -23,6 +23,8 @@ SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapp
 OVERSHOOT = 1.5  # a large arc's tangent snap reaches this many √(r × pen width) px (snap_tangents)
 COVERED = 0.9  # share of an arc's points near other primitives that makes it a duplicate (drop_covered_arcs)
 BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
+NECK, NECK_RISE = 0.6, 0.8  # a walk through ink this share of the stroke's depth, then this share again:
+# the line's end only touches the stroke beyond (ends.touching_end)
 
 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
@@ -47,11 +49,7 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
 
 def half_width(distance: np.ndarray, p: Primitive) -> float:
     """Half the pen width under a primitive, from the ink's distance transform along it."""
-    h, w = distance.shape
-    pts = np.array(p.points(step=2.0))
-    xs = np.clip(np.round(pts[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.round(pts[:, 1]).astype(int), 0, h - 1)
-    values = distance[ys, xs]
+    values = _depths(distance, np.array(p.points(step=2.0)))
     values = values[values > 0]
     return float(max(0.5, np.median(values) - 0.5)) if values.size else 1.0
 
@@ -81,6 +79,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
+            run = touching_end(distance, walk[:run], half) or run
             t_end = run + 0.5 - half
             centre = blob_centre(distance, walk[:run], half)
             if centre is not None:
@@ -118,6 +117,33 @@ def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) 
     return abs(ux * nx + uy * ny) / (math.hypot(nx, ny) or 1.0)
 
 
+def touching_end(distance: np.ndarray, walk: np.ndarray, half: float) -> int | None:
+    """How many steps of a walk along a line lie before a neck, when there is one: ink thinner
+    than NECK of the stroke's depth, then as deep as a stroke again. A line whose round end only
+    touches another stroke (an arrowhead's side beside the next arrow's shaft) runs on through
+    that stroke's ink as if it met it, and was drawn to the meeting point, a pen past its end; a
+    line that does meet another stays as deep where the two join."""
+    if len(walk) < 3:
+        return None
+    depth = _depths(distance, walk)
+    full = half + 0.5
+    thin = np.flatnonzero(depth < NECK * full)
+    if not thin.size or thin[0] == 0:
+        return None
+    deep = np.flatnonzero(depth[thin[0]:] >= NECK_RISE * full)
+    if not deep.size:
+        return None
+    return int(thin[0] + np.argmin(depth[thin[0]:thin[0] + deep[0]]))
+
+
+def _depths(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The ink's depth (distance transform) at each point, clipped to the image."""
+    h, w = distance.shape
+    xs = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
+    return distance[ys, xs]
+
+
 def blob_centre(distance: np.ndarray, walk: np.ndarray, half: float) -> float | None:
     """Where a walk along a line crosses the middle of a blob (a junction dot, a terminal): the
     step of greatest depth, when the ink there is at least BLOB_DEPTH times deeper than the
@@ -125,10 +151,7 @@ def blob_centre(distance: np.ndarray, walk: np.ndarray, half: float) -> float | 
     the point where the lines meet, so the line ends at the dot's centre, not at its far edge."""
     if len(walk) < 2:
         return None
-    h, w = distance.shape
-    xs = np.clip(np.round(walk[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.round(walk[:, 1]).astype(int), 0, h - 1)
-    depth = distance[ys, xs]
+    depth = _depths(distance, walk)
     deepest = int(np.argmax(depth))
     if depth[deepest] < BLOB_DEPTH * (half + 0.5):
         return None
