@@ -81,7 +81,7 @@ def run_real(name: str, scan: bool, images: int, pictures: Path | None) -> dict:
         cpu_started = time.process_time()
         detection = detector.detect(sheet.image)
         cpu_times.append(time.process_time() - cpu_started)
-        per_image[sheet.name] = match(detection.primitives, sheet.primitives, 3.0)
+        per_image[sheet.name] = match(detection.primitives, sheet.primitives, 3.0, sheet.unscored)
         predictions[sheet.name] = (sheet, detection.primitives)
         for key, n in sheet.skipped.items():
             skipped[key] = skipped.get(key, 0) + n

@@ -68,6 +68,17 @@ def test_arc_endpoints_must_match_not_only_the_circle():
     assert match([shorter], [TRUTH[3]])["arc"]["f1"] == 0.0
 
 
+def test_finding_an_unscored_piece_is_neither_a_hit_nor_a_false_positive():
+    """A real set's tiny pieces are left out of the truth; a prediction of one is no error, while
+    each unscored piece excuses one prediction only, and only of its type."""
+    dash = line(400, 400, 412, 400)
+    found = TRUTH + [shifted(dash, 1, 0), shifted(dash, 0, 1), circle(406, 400, 6)]
+    report = match(found, TRUTH, unscored=[dash])
+    assert (report["line"]["tp"], report["line"]["fp"], report["line"]["fn"]) == (2, 1, 0)
+    assert report["circle"]["fp"] == 1
+    assert match(found, TRUTH)["line"]["fp"] == 2
+
+
 # -- SVG and DXF ------------------------------------------------------------------------------------
 def test_svg_round_trip_keeps_geometry_size_ids_and_has_no_script():
     primitives = [Primitive(p.type, dict(p.geometry), 0.9, f"p{i}") for i, p in enumerate(TRUTH)]

@@ -54,7 +54,7 @@ def test_real_drawings_through_api_and_worker_keep_their_floor(vec, name):  # no
         [entry] = status["output"]["documents"][f"{sheet_name}{'-scan' if scan else ''}"]
         data = json.loads(client.get(f"/{APP}/{tracking_id}/result/{result_path(entry['json'])}").data)
         predicted = [Primitive.from_dict(d) for d in data["primitives"]]
-        reports[scan].append(match(predicted, sheet.primitives, tolerance=3))
+        reports[scan].append(match(predicted, sheet.primitives, tolerance=3, unscored=sheet.unscored))
     for scan, found in reports.items():
         scores = {k: v["f1"] for k, v in total(found).items()}
         print(f"{name} {'scan-like' if scan else 'clean'} F1 at 3 px through the API:", scores)

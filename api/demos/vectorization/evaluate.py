@@ -8,6 +8,8 @@ assignment), when:
 - line: both ends within the tolerance (either direction);
 - circle: centre within the tolerance and radius within the tolerance;
 - arc: its start, middle and end points each within the tolerance of the truth's (either direction).
+Truth may come with pieces left out of the score (`unscored`: a real set's tiny pieces); a
+prediction that matches no scored truth but one of those is left out too.
 DXF has y up and no image size: its y is flipped with the image height, read from the paired
 prediction SVG (`height` attribute) or given with --height.
 
@@ -23,7 +25,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -56,24 +58,36 @@ def distance(kind: str, a: dict, b: dict) -> float:
     return min(forward, backward)
 
 
-def match(predicted: list[Primitive], truth: list[Primitive], tolerance: float = 3.0) -> dict[str, dict]:
-    """Per type: tp, fp, fn, precision, recall, f1 (and the mean distance of the matches)."""
+def match(predicted: list[Primitive], truth: list[Primitive], tolerance: float = 3.0,
+          unscored: Sequence[Primitive] = ()) -> dict[str, dict]:
+    """Per type: tp, fp, fn, precision, recall, f1 (and the mean distance of the matches).
+    `unscored`: truth left out of the score (a real set's tiny pieces, drawn but too small to
+    name); a prediction matching none of the truth but one of these is no false positive either."""
     report = {}
     for kind in TYPES:
         pred = [p.geometry for p in predicted if p.type == kind]
         true = [t.geometry for t in truth if t.type == kind]
-        tp, mean_error = 0, None
-        if pred and true:
-            cost = np.array([[distance(kind, p, t) for t in true] for p in pred])
-            cost[cost > tolerance] = INFEASIBLE
-            rows, cols = linear_sum_assignment(cost)
-            matched = cost[rows, cols] < INFEASIBLE
-            tp = int(matched.sum())
-            if tp:
-                mean_error = round(float(cost[rows, cols][matched].mean()), 3)
-        report[kind] = _scores(tp, len(pred) - tp, len(true) - tp)
+        cost = _costs(kind, pred, true, tolerance)
+        rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
+        matched = [(i, j) for i, j in zip(rows, cols, strict=True) if cost[i, j] < INFEASIBLE]
+        tp = len(matched)
+        mean_error = round(float(np.mean([cost[i, j] for i, j in matched])), 3) if tp else None
+        found = {i for i, _ in matched}
+        rest = [p for i, p in enumerate(pred) if i not in found]
+        left_out = _costs(kind, rest, [u.geometry for u in unscored if u.type == kind], tolerance)
+        excused = int((left_out[linear_sum_assignment(left_out)] < INFEASIBLE).sum()) if left_out.size else 0
+        report[kind] = _scores(tp, len(pred) - tp - excused, len(true) - tp)
         report[kind]["mean_error_px"] = mean_error
     return report
+
+
+def _costs(kind: str, pred: list[dict], true: list[dict], tolerance: float) -> np.ndarray:
+    """Matching distances, prediction by truth; INFEASIBLE beyond the tolerance."""
+    if not pred or not true:
+        return np.zeros((0, 0))
+    cost = np.array([[distance(kind, p, t) for t in true] for p in pred])
+    cost[cost > tolerance] = INFEASIBLE
+    return cost
 
 
 def _scores(tp: int, fp: int, fn: int) -> dict:

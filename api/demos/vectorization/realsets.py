@@ -17,7 +17,8 @@ The truth is tidied as a reader of the image would see it: collinear touching or
 lines are one line, duplicates are one; curves drawn as many short lines, pieces shorter than three
 ink widths, arcs of a radius under the ink's width (blobs, not strokes) and circles of a radius
 under TINY_RADIUS are counted in `skipped` instead of being truth no reader of the image would
-name. The ink's width is measured on a drawn stroke (inked_width), not taken from the pen's.
+name; the tiny pieces are kept as `unscored`: finding one is no false positive either. The ink's
+width is measured on a drawn stroke (inked_width), not taken from the pen's.
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class Sheet:
     primitives: list[Primitive]
     skipped: Counter
     parts: list[str]
+    unscored: list[Primitive] = field(default_factory=list)  # the tiny pieces: finding one is no error
 
 
 # -- KiCad symbols -----------------------------------------------------------------------------------------
@@ -273,17 +275,18 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
         skipped += placed.skipped
     ink_width = inked_width(width)
     truth, tiny, curves = tidy(truth, TINY_PENS * ink_width, max(TINY_RADIUS, ink_width))
-    skipped["tiny"] += tiny
+    skipped["tiny"] += len(tiny)
     skipped["curve drawn as lines"] += curves
     layer = ink.astype(np.float32) / 255
     if scan:
-        image, truth = _scan(layer, truth, rng, size)
+        image, turned = _scan(layer, truth + tiny, rng, size)
+        truth, tiny = turned[:len(truth)], turned[len(truth):]
     else:
         grey = (255 * (1 - layer)).clip(0, 255).astype(np.uint8)
         image = np.dstack([grey] * 3)
     for i, p in enumerate(truth):
         p.id = f"gt{i}"
-    return Sheet(name, image, truth, skipped, [p.name for p in parts])
+    return Sheet(name, image, truth, skipped, [p.name for p in parts], tiny)
 
 
 @functools.cache
@@ -366,13 +369,13 @@ def _scan(layer: np.ndarray, truth: list[Primitive], rng: random.Random, size: i
 
 
 def tidy(truth: list[Primitive], tiny_length: float = 6.0,
-         tiny_radius: float = TINY_RADIUS) -> tuple[list[Primitive], int, int]:
+         tiny_radius: float = TINY_RADIUS) -> tuple[list[Primitive], list[Primitive], int]:
     """The truth as the image shows it: collinear lines that touch or overlap are one line,
     duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
     counted and left out (tiny: lines and arcs shorter than `tiny_length` px, circles and arcs of
     radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob; circles only
     under TINY_RADIUS: a circle drawn smaller than the pen is a dot, which readers name as one).
-    Returns (truth, tiny pieces, curves)."""
+    Returns (truth, the tiny pieces, how many curves)."""
     # lines are joined before the tiny ones go: a pin continued by a short collinear piece up to its
     # socket is drawn as one stroke, and a reader names it as one line, ends where the ink ends
     lines, curves = _without_curves([p for p in truth if p.type == "line"])
@@ -383,8 +386,8 @@ def tidy(truth: list[Primitive], tiny_length: float = 6.0,
             p = circle(g["cx"], g["cy"], g["r"])
         if p.type != "line" and not any(q.type == p.type and _same(p, q) for q in kept):
             kept.append(p)
-    seen = [p for p in kept if not _is_tiny(p, tiny_length, tiny_radius)]
-    return seen, len(kept) - len(seen), curves
+    tiny = [p for p in kept if _is_tiny(p, tiny_length, tiny_radius)]
+    return [p for p in kept if not _is_tiny(p, tiny_length, tiny_radius)], tiny, curves
 
 
 def _without_curves(lines: list[Primitive]) -> tuple[list[Primitive], int]:
