@@ -281,6 +281,25 @@ def test_a_line_whose_end_only_touches_a_stroke_ends_where_it_touches():
     assert match(found, [shaft, touching, meeting])["line"]["f1"] == 1.0, found
 
 
+def test_a_brackets_obtuse_corners_are_lines_and_a_flat_arc_stays_an_arc():
+    """A bracket drawn as a polyline turns 27° at its corners, less than a corner needs, and a lead
+    meeting its middle cuts the chain there: a flat circle fitted each half within tolerance. Two
+    lines fit such a piece better than its circle and turn at their join (fitting.bent), so it is
+    lines; a flat arc of the same sweep stays one arc."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from api.demos.vectorization.synthetic import draw_stroke
+
+    bracket = [line(100, 250, 185.5, 250), line(185.5, 224.2, 185.5, 275.8), line(185.5, 275.8, 198.4, 301.6),
+               line(185.5, 224.2, 198.4, 198.4)]
+    bow = arc(400, 250, 110, 160, 200)
+    ink = np.zeros((500, 600), np.uint8)
+    for p in [*bracket, bow]:
+        draw_stroke(ink, p, 4, 255)
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    scores = match(found, [*bracket, bow])
+    assert scores["line"]["f1"] == 1.0 and scores["arc"]["f1"] == 1.0, found
+
+
 def test_a_stadium_on_scan_like_paper_keeps_its_straight_sides_and_a_coil_gets_none():
     """On a rough scan, the short straight sides of a stadium lie within the tolerance of each end's
     circle for their first √(r × pen) px: both arc pieces grew into a side from either end and no

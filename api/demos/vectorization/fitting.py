@@ -3,7 +3,8 @@
 A chain is cut greedily from its start: the longest run that stays within `tolerance` px of one
 straight line, or of one circle, becomes a piece; a circle wins only when it explains clearly more
 of the chain, because any short stretch of a large circle is also nearly straight. An arc piece
-whose end is straight (a line running into the arc tangentially) is split there.
+whose end is straight (a line running into the arc tangentially) is split there, and one that is
+two straight stretches meeting at a slight bend (a polyline's obtuse corner) is two lines.
 """
 from __future__ import annotations
 
@@ -181,6 +182,46 @@ ROUNDER_SWEEP, ROUNDER_RATIO = 45.0, 0.4
 # piece's circle does, and the curved rest fits a circle of its own better than REST_BETTER × the
 # piece's: a short stretch of a large circle fits many circles, so only slightly better
 HEAD_BETTER, REST_BETTER = 0.7, 0.9
+# an arc piece is two lines when two lines, each within STRAIGHT px, fit it better (rms) than
+# BEND_BETTER × its circle does, and turn at least BEND_TURN degrees at their join (less: a large
+# circle, whose stretches are all nearly straight)
+BEND_BETTER, BEND_TURN = 0.85, 12.0
+BEND_LEAST = 8  # points in each of the two lines at least
+
+
+def bent(points: np.ndarray) -> int | None:
+    """Where a stretch fitted by a circle is really two straight stretches meeting at a slight bend
+    (see BEND_BETTER), or None. A polyline's obtuse corner turns less than `corners` looks for, and
+    a flat circle through it fits within the tolerance: KiCad's brackets became two arcs."""
+    n = len(points)
+    if n < 3 * BEND_LEAST:
+        return None
+    circle_fit = fit_circle(points)
+    if circle_fit is None:
+        return None
+    k = np.arange(BEND_LEAST, n - BEND_LEAST)
+    squares = _line_squares(points, 0, k + 1) + _line_squares(points, k, n)
+    best = int(k[np.argmin(squares)])
+    if math.sqrt(float(squares.min()) / (n + 1)) > BEND_BETTER * float(np.sqrt(np.mean(circle_fit.residuals ** 2))):
+        return None
+    head, tail = fit_line(points[:best + 1]), fit_line(points[best:])
+    if max(head.residuals.max(), tail.residuals.max()) > STRAIGHT:
+        return None
+    turn = math.degrees(math.acos(min(1.0, abs(float(head.direction @ tail.direction)))))
+    return best if turn >= BEND_TURN else None
+
+
+def _line_squares(points: np.ndarray, start: np.ndarray | int, stop: np.ndarray | int) -> np.ndarray:
+    """The sum of squared distances to their best line of points[start:stop], for many ranges at
+    once (from running sums of the coordinates and their products)."""
+    centred = points - points.mean(axis=0)
+    x, y = centred[:, 0], centred[:, 1]
+    sums = np.vstack([np.zeros(5), np.cumsum(np.column_stack([np.ones_like(x), x, y, x * x, y * y]), axis=0)])
+    xy = np.concatenate([[0.0], np.cumsum(x * y)])
+    count, sx, sy, sxx, syy = (sums[stop] - sums[start]).T
+    sxy = xy[stop] - xy[start]
+    vxx, vyy, vxy = sxx - sx * sx / count, syy - sy * sy / count, sxy - sx * sy / count
+    return np.maximum(0.0, (vxx + vyy) / 2 - np.sqrt(((vxx - vyy) / 2) ** 2 + vxy ** 2))
 
 
 class ChainCutter:
@@ -237,7 +278,11 @@ class ChainCutter:
             end_arc = self._longest(points, i, self.arc_fits, 8)
             if (end_arc > end_line + max(4, 0.15 * (end_line - i)) or self._rounder(points[i:end_arc], end_line - i)) \
                     and self.is_arc(points[i:end_arc]):
-                pieces.extend(self.straight_ends(points[i:end_arc]))
+                bend = bent(points[i:end_arc])
+                if bend is None:
+                    pieces.extend(self.straight_ends(points[i:end_arc]))
+                else:
+                    pieces += [Piece("line", points[i:i + bend + 1]), Piece("line", points[i + bend:end_arc])]
                 i = end_arc - 1
             else:
                 pieces.append(Piece("line", points[i:end_line]))
