@@ -162,6 +162,16 @@ def test_truth_is_tidied_as_the_image_shows_it():
     assert (len(tiny), curves) == (1, 1)
 
 
+def test_collinear_lines_whose_strokes_touch_are_one_line_in_the_truth():
+    """Two arrowheads' strokes drawn end to end 5 px apart with ink 5.7 px wide: their round ends
+    overlap and the ink is one stroke, so the truth names one line; 7 px apart they stay two."""
+    touching = [line(0, 0, 40, 0), line(45, 0, 80, 0)]
+    apart = [line(0, 50, 40, 50), line(47, 50, 80, 50)]
+    kept, _, _ = tidy(touching + apart, ink_width=5.7)
+    assert sorted((p.geometry["y1"], p.geometry["x1"], p.geometry["x2"]) for p in kept) == \
+        [(0, 0, 80), (50, 0, 40), (50, 47, 80)]
+
+
 def test_the_truth_knows_how_wide_a_pen_inks():
     """cv2's anti-aliased pens ink wider than their width (a pen of 3 px about 5.7 px): the tiny
     pieces and blob arcs left out of the truth are measured against the ink a reader sees."""

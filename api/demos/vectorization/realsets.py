@@ -274,7 +274,7 @@ def render(name: str, parts: list[Part], size: int, scan: bool) -> Sheet:
         truth += placed.primitives
         skipped += placed.skipped
     ink_width = inked_width(width)
-    truth, tiny, curves = tidy(truth, TINY_PENS * ink_width, max(TINY_RADIUS, ink_width))
+    truth, tiny, curves = tidy(truth, TINY_PENS * ink_width, max(TINY_RADIUS, ink_width), ink_width)
     skipped["tiny"] += len(tiny)
     skipped["curve drawn as lines"] += curves
     layer = ink.astype(np.float32) / 255
@@ -368,9 +368,10 @@ def _scan(layer: np.ndarray, truth: list[Primitive], rng: random.Random, size: i
     return image, truth
 
 
-def tidy(truth: list[Primitive], tiny_length: float = 6.0,
-         tiny_radius: float = TINY_RADIUS) -> tuple[list[Primitive], list[Primitive], int]:
-    """The truth as the image shows it: collinear lines that touch or overlap are one line,
+def tidy(truth: list[Primitive], tiny_length: float = 6.0, tiny_radius: float = TINY_RADIUS,
+         ink_width: float = 0.0) -> tuple[list[Primitive], list[Primitive], int]:
+    """The truth as the image shows it: collinear lines that touch or overlap are one line (their
+    ends nearer than `ink_width`: the round ends of their strokes overlap, the ink is one stroke),
     duplicates one, a full-turn arc a circle; tiny pieces and curves drawn as many short lines are
     counted and left out (tiny: lines and arcs shorter than `tiny_length` px, circles and arcs of
     radius under `tiny_radius` px: no wider than the ink, they show no hole, only a blob; circles only
@@ -379,7 +380,7 @@ def tidy(truth: list[Primitive], tiny_length: float = 6.0,
     # lines are joined before the tiny ones go: a pin continued by a short collinear piece up to its
     # socket is drawn as one stroke, and a reader names it as one line, ends where the ink ends
     lines, curves = _without_curves([p for p in truth if p.type == "line"])
-    kept = _merge_collinear(lines)
+    kept = _merge_collinear(lines, gap=ink_width)
     for p in truth:
         g = p.geometry
         if p.type == "arc" and g["end"] - g["start"] >= 359.5:
@@ -449,8 +450,9 @@ def _same(a: Primitive, b: Primitive) -> bool:
     return all(abs(a.geometry[k] - b.geometry[k]) < 0.5 for k in a.geometry)
 
 
-def _merge_collinear(lines: list[Primitive], tolerance: float = 0.75) -> list[Primitive]:
-    """Lines on one straight line whose extents touch or overlap (within `tolerance` px) are merged."""
+def _merge_collinear(lines: list[Primitive], tolerance: float = 0.75, gap: float = 0.0) -> list[Primitive]:
+    """Lines on one straight line (within `tolerance` px) whose extents overlap or lie less than
+    `gap` px apart (at least `tolerance`) are merged."""
     items = [[np.array([p.geometry["x1"], p.geometry["y1"]]), np.array([p.geometry["x2"], p.geometry["y2"]])]
              for p in lines]
     merged = True
@@ -458,7 +460,7 @@ def _merge_collinear(lines: list[Primitive], tolerance: float = 0.75) -> list[Pr
         merged = False
         for i in range(len(items)):
             for j in range(i + 1, len(items)):
-                joint = _joint(items[i], items[j], tolerance)
+                joint = _joint(items[i], items[j], tolerance, max(tolerance, gap))
                 if joint is not None:
                     items[i] = joint
                     del items[j]
@@ -469,7 +471,7 @@ def _merge_collinear(lines: list[Primitive], tolerance: float = 0.75) -> list[Pr
     return [line(float(a[0]), float(a[1]), float(b[0]), float(b[1])) for a, b in items]
 
 
-def _joint(a: list[np.ndarray], b: list[np.ndarray], tolerance: float) -> list[np.ndarray] | None:
+def _joint(a: list[np.ndarray], b: list[np.ndarray], tolerance: float, gap: float) -> list[np.ndarray] | None:
     d = a[1] - a[0]
     length = float(np.hypot(*d))
     if length < 1e-9:
@@ -479,6 +481,6 @@ def _joint(a: list[np.ndarray], b: list[np.ndarray], tolerance: float) -> list[n
     if max(abs(float((b[0] - a[0]) @ n)), abs(float((b[1] - a[0]) @ n))) > tolerance:
         return None
     t = [0.0, length, float((b[0] - a[0]) @ u), float((b[1] - a[0]) @ u)]
-    if min(t[2:]) > length + tolerance or max(t[2:]) < -tolerance:
+    if min(t[2:]) >= length + gap or max(t[2:]) <= -gap:
         return None
     return [a[0] + min(t) * u, a[0] + max(t) * u]
