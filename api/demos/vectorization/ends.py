@@ -79,7 +79,9 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
-            run = touching_end(distance, walk[:run], half) or run
+            neck = touching_end(distance, walk[:run], half)
+            if neck is not None:
+                run = neck
             t_end = run + 0.5 - half
             centre = blob_centre(distance, walk[:run], half)
             if centre is not None:
@@ -122,7 +124,8 @@ def touching_end(distance: np.ndarray, walk: np.ndarray, half: float) -> int | N
     than NECK of the stroke's depth, then as deep as a stroke again. A line whose round end only
     touches another stroke (an arrowhead's side beside the next arrow's shaft) runs on through
     that stroke's ink as if it met it, and was drawn to the meeting point, a pen past its end; a
-    line that does meet another stays as deep where the two join."""
+    line that does meet another stays as deep where the two join. A walk that starts in thin ink
+    is not read (no neck ahead of it can be told from the end it starts at)."""
     if len(walk) < 3:
         return None
     depth = _depths(distance, walk)
