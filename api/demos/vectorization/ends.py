@@ -79,11 +79,12 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
-            neck = touching_end(distance, walk[:run], half)
+            depth = _depths(distance, walk[:run])  # the ink's depth along the walk, read once
+            neck = touching_end(depth, half)
             if neck is not None:
                 run = neck
             t_end = run + 0.5 - half
-            centre = blob_centre(distance, walk[:run], half)
+            centre = blob_centre(depth[:run], half)
             if centre is not None:
                 t_end = centre
             window = max(2.0, half + 1.0)
@@ -119,16 +120,16 @@ def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) 
     return abs(ux * nx + uy * ny) / (math.hypot(nx, ny) or 1.0)
 
 
-def touching_end(distance: np.ndarray, walk: np.ndarray, half: float) -> int | None:
-    """How many steps of a walk along a line lie before a neck, when there is one: ink thinner
+def touching_end(depth: np.ndarray, half: float) -> int | None:
+    """How many steps of a walk along a line (`depth`: the ink's depth at each step) lie before a
+    neck, when there is one: ink thinner
     than NECK of the stroke's depth, then as deep as a stroke again. A line whose round end only
     touches another stroke (an arrowhead's side beside the next arrow's shaft) runs on through
     that stroke's ink as if it met it, and was drawn to the meeting point, a pen past its end; a
     line that does meet another stays as deep where the two join. A walk that starts in thin ink
     is not read (no neck ahead of it can be told from the end it starts at)."""
-    if len(walk) < 3:
+    if len(depth) < 3:
         return None
-    depth = _depths(distance, walk)
     full = half + 0.5
     thin = np.flatnonzero(depth < NECK * full)
     if not thin.size or thin[0] == 0:
@@ -147,14 +148,14 @@ def _depths(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
     return distance[ys, xs]
 
 
-def blob_centre(distance: np.ndarray, walk: np.ndarray, half: float) -> float | None:
-    """Where a walk along a line crosses the middle of a blob (a junction dot, a terminal): the
+def blob_centre(depth: np.ndarray, half: float) -> float | None:
+    """Where a walk along a line (`depth`: the ink's depth at each step) crosses the middle of a
+    blob (a junction dot, a terminal): the
     step of greatest depth, when the ink there is at least BLOB_DEPTH times deeper than the
     stroke's own half width; None when the walk stays in strokes. Connection dots are drawn on
     the point where the lines meet, so the line ends at the dot's centre, not at its far edge."""
-    if len(walk) < 2:
+    if len(depth) < 2:
         return None
-    depth = _depths(distance, walk)
     deepest = int(np.argmax(depth))
     if depth[deepest] < BLOB_DEPTH * (half + 0.5):
         return None

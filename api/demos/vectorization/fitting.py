@@ -9,6 +9,7 @@ two straight stretches meeting at a slight bend (a polyline's obtuse corner) is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,7 +201,8 @@ def bent(points: np.ndarray) -> int | None:
     if circle_fit is None:
         return None
     k = np.arange(BEND_LEAST, n - BEND_LEAST)
-    squares = _line_squares(points, 0, k + 1) + _line_squares(points, k, n)
+    squares_of = _line_squares(points)
+    squares = squares_of(0, k + 1) + squares_of(k, n)
     best = int(k[np.argmin(squares)])
     if math.sqrt(float(squares.min()) / (n + 1)) > BEND_BETTER * float(np.sqrt(np.mean(circle_fit.residuals ** 2))):
         return None
@@ -211,17 +213,20 @@ def bent(points: np.ndarray) -> int | None:
     return best if turn >= BEND_TURN else None
 
 
-def _line_squares(points: np.ndarray, start: np.ndarray | int, stop: np.ndarray | int) -> np.ndarray:
-    """The sum of squared distances to their best line of points[start:stop], for many ranges at
-    once (from running sums of the coordinates and their products)."""
+def _line_squares(points: np.ndarray) -> Callable[[np.ndarray | int, np.ndarray | int], np.ndarray]:
+    """squares(start, stop): the sum of squared distances of points[start:stop] to their best
+    line, for many ranges at once, from running sums of the coordinates and their products (summed
+    once for all the ranges asked)."""
     centred = points - points.mean(axis=0)
     x, y = centred[:, 0], centred[:, 1]
-    sums = np.vstack([np.zeros(5), np.cumsum(np.column_stack([np.ones_like(x), x, y, x * x, y * y]), axis=0)])
-    xy = np.concatenate([[0.0], np.cumsum(x * y)])
-    count, sx, sy, sxx, syy = (sums[stop] - sums[start]).T
-    sxy = xy[stop] - xy[start]
-    vxx, vyy, vxy = sxx - sx * sx / count, syy - sy * sy / count, sxy - sx * sy / count
-    return np.maximum(0.0, (vxx + vyy) / 2 - np.sqrt(((vxx - vyy) / 2) ** 2 + vxy ** 2))
+    sums = np.vstack([np.zeros(6), np.cumsum(np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y]), axis=0)])
+
+    def squares(start: np.ndarray | int, stop: np.ndarray | int) -> np.ndarray:
+        count, sx, sy, sxx, syy, sxy = (sums[stop] - sums[start]).T
+        vxx, vyy, vxy = sxx - sx * sx / count, syy - sy * sy / count, sxy - sx * sy / count
+        return np.maximum(0.0, (vxx + vyy) / 2 - np.sqrt(((vxx - vyy) / 2) ** 2 + vxy ** 2))
+
+    return squares
 
 
 class ChainCutter:
