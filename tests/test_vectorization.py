@@ -18,6 +18,7 @@ from api.demos.vectorization.svg import parse_path, parse_svg, to_svg
 from api.demos.vectorization.synthetic import generate, ground_truth_svg
 from api.platform.config import load_config
 from tests.support.platform import json_of, wait_for
+from tests.test_vectorization_real import detect, page_with
 
 APP = "vectorization"
 TARGET = {"line": 0.9, "circle": 0.85}
@@ -228,16 +229,11 @@ def test_a_comb_of_pins_standing_apart_is_lines_and_a_word_is_not():
     of unlike lengths and shapes, and stay text."""
     import cv2
 
-    from api.demos.vectorization.geometric import GeometricDetector
-    from api.demos.vectorization.synthetic import draw_stroke
-
     pins = [line(300, 60 + 24 * i, 343, 60 + 24 * i) for i in range(8)]
     body = [line(40, 450, 460, 450)]
-    ink = np.zeros((500, 500), np.uint8)
-    for p in pins + body:
-        draw_stroke(ink, p, 3, 255)
+    ink = page_with(pins + body)
     cv2.putText(ink, "Illinois 1011", (20, 300), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 255, 3, cv2.LINE_AA)
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(ink)
     assert match(found, pins + body)["line"]["f1"] == 1.0, found
 
 
@@ -245,18 +241,12 @@ def test_the_two_leads_of_a_dense_zigzag_are_not_joined_across_it():
     """A resistor drawn thick: its zigzag reads as ink all along the leads' line, and its legs'
     skeleton pieces are so short that each lies within tolerance of that line. Only pieces heading
     along a line are part of it (lines.TURN), so the leads stay two lines."""
-    from api.demos.vectorization.geometric import GeometricDetector
-    from api.demos.vectorization.synthetic import draw_stroke
-
     pitch = 8.5
     leads = [line(60, 200, 200, 200), line(200 + 6 * pitch, 200, 340 + 6 * pitch, 200)]
     tips = [(200 + pitch * (i + 0.5), 183 if i % 2 == 0 else 217) for i in range(6)]
     legs = [line(200, 200, *tips[0]), line(*tips[-1], 200 + 6 * pitch, 200)]
     legs += [line(*a, *b) for a, b in zip(tips[:-1], tips[1:], strict=True)]
-    ink = np.zeros((400, 500), np.uint8)
-    for p in leads + legs:
-        draw_stroke(ink, p, 3, 255)
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(page_with(leads + legs))
     assert match(found, leads)["line"]["recall"] == 1.0, found
     across = [p for p in found if p.type == "line" and min(p.geometry["x1"], p.geometry["x2"]) < 210
               and max(p.geometry["x1"], p.geometry["x2"]) > 240]
@@ -268,16 +258,10 @@ def test_a_line_whose_end_only_touches_a_stroke_ends_where_it_touches():
     ink, so the walk along it runs on through the shaft as if the two met. The ink narrows to a
     neck where they touch (ends.touching_end): the line ends a half pen before it, not at the
     shaft's middle 8 px further on. A line that does meet the shaft keeps its meeting point."""
-    from api.demos.vectorization.geometric import GeometricDetector
-    from api.demos.vectorization.synthetic import draw_stroke
-
     shaft = line(100, 300, 300, 100)
     touching = line(200, 60, 200, 191.5)  # its end a pen from the shaft's middle line
     meeting = line(240, 60, 240, 160)  # its end on the shaft's middle line
-    ink = np.zeros((400, 400), np.uint8)
-    for p in (shaft, touching, meeting):
-        draw_stroke(ink, p, 3, 255)
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(page_with([shaft, touching, meeting], size=400))
     assert match(found, [shaft, touching, meeting])["line"]["f1"] == 1.0, found
 
 
@@ -286,16 +270,10 @@ def test_a_brackets_obtuse_corners_are_lines_and_a_flat_arc_stays_an_arc():
     meeting its middle cuts the chain there: a flat circle fitted each half within tolerance. Two
     lines fit such a piece better than its circle and turn at their join (fitting.bent), so it is
     lines; a flat arc of the same sweep stays one arc."""
-    from api.demos.vectorization.geometric import GeometricDetector
-    from api.demos.vectorization.synthetic import draw_stroke
-
     bracket = [line(100, 250, 185.5, 250), line(185.5, 224.2, 185.5, 275.8), line(185.5, 275.8, 198.4, 301.6),
                line(185.5, 224.2, 198.4, 198.4)]
     bow = arc(400, 250, 110, 160, 200)
-    ink = np.zeros((500, 600), np.uint8)
-    for p in [*bracket, bow]:
-        draw_stroke(ink, p, 4, 255)
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(page_with([*bracket, bow], pen=4, size=600))
     scores = match(found, [*bracket, bow])
     assert scores["line"]["f1"] == 1.0 and scores["arc"]["f1"] == 1.0, found
 
@@ -324,10 +302,7 @@ def test_a_stadium_on_scan_like_paper_keeps_its_straight_sides_and_a_coil_gets_n
     assert scores["arc"]["tp"] >= 10 and scores["line"]["tp"] >= 9, scores  # of 16 each; 6 and 7 without
     bumps = [arc(100 + 40 * i, 200, 20, 180, 360) for i in range(6)]
     leads = [line(40, 200, 80, 200), line(320, 200, 360, 200)]
-    ink = np.zeros((400, 400), np.uint8)
-    for p in bumps + leads:
-        draw_stroke(ink, p, 3, 255)
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(page_with(bumps + leads, size=400))
     assert match(found, bumps + leads)["line"]["f1"] == 1.0, found
 
 
