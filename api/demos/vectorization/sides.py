@@ -60,7 +60,7 @@ def side_lines(covered: np.ndarray, mask: np.ndarray, clutter: np.ndarray, dista
                 continue
             if _near(clutter, start, stop, WORD_PENS * width):
                 continue
-            found.append(line(start[0], start[1], stop[0], stop[1]))
+            found.append(line(*(float(v) for v in (*start, *stop))))
     return join_runs(found, width)
 
 
@@ -89,7 +89,8 @@ def join_runs(lines: list[Primitive], width: float, fixed: int = 0) -> list[Prim
             if along[0] > span + reach or along[1] < -reach:
                 continue
             low, high = min(0.0, along[0]), max(span, along[1])
-            o.update(x1=a[0] + low * u[0], y1=a[1] + low * u[1], x2=a[0] + high * u[0], y2=a[1] + high * u[1])
+            ends = (a[0] + low * u[0], a[1] + low * u[1], a[0] + high * u[0], a[1] + high * u[1])
+            o.update(zip(("x1", "y1", "x2", "y2"), (float(v) for v in ends), strict=True))
             break
         else:
             kept.append(p)
