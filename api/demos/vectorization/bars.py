@@ -40,18 +40,13 @@ FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a 
 def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Primitive]:
     """Lines along the bars in `ink` (bool H×W) that no primitive in `found` explains (see the
     module's doc); their ends are where the leftover ink ends, less half a pen (not extended yet)."""
-    return _bars_in(ink & ~drawn_over(found, ink.shape, width), width)
-
-
-def drawn_over(found: list[Primitive], shape: tuple[int, ...], width: float) -> np.ndarray:
-    """Where the `found` primitives lie (bool, `shape`), drawn COVER_PENS pen widths wide: the ink
-    they explain."""
-    drawn = np.zeros(shape[:2], np.uint8)
+    h, w = ink.shape
+    drawn = np.zeros((h, w), np.uint8)
     pen = max(1, int(round(COVER_PENS * width)))
     for p in found:
         points = np.round(np.array(p.points(step=1.0)) * 16).astype(np.int32)
         cv2.polylines(drawn, [points], p.type == "circle", 255, pen, cv2.LINE_8, 4)
-    return drawn > 0
+    return _bars_in(ink & (drawn == 0), width)
 
 
 def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:

@@ -6,8 +6,7 @@ arcs kept as the turns of a coil), fragments merged into lines and their ends sn
 ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
-lies under it → short bars in the ink left over (bars) → lines along straight sides of ink nothing
-explains (sides: strokes other ink touches along their length).
+lies under it → short bars in the ink left over (bars).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .bars import LEAST_PENS, dashes, drawn_over, short_bars, teeth, ticks
+from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
@@ -36,7 +35,6 @@ from .ends import (
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample
-from .sides import SIDE_FLOOR, SIDE_PENS, join_runs, side_lines
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
@@ -141,7 +139,6 @@ class GeometricDetector:
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
-        primitives += self._sides(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
@@ -173,22 +170,6 @@ class GeometricDetector:
         least = self.settings.min_length or LEAST_PENS * width
         return _supported([p for p in bars if id(p) in kept and _length(p) >= least], support_mask,
                           self.settings.min_support)
-
-    def _sides(self, found: list[Primitive], mask: np.ndarray, ink: np.ndarray, distance: np.ndarray,
-               support_mask: np.ndarray, width: float, tolerance: float, reach: float) -> list[Primitive]:
-        """Lines along the straight sides of ink nothing found explains (sides.py: strokes other ink
-        touches along their length), ends settled on the ink and on what they meet; one running
-        on from a line found already lengthens that line instead (in place)."""
-        least = self.settings.min_length or max(SIDE_FLOOR, SIDE_PENS * width)
-        new = side_lines(drawn_over(found, mask.shape, width), mask, ink & ~mask, distance, width, least)
-        if not new:
-            return []
-        extend_lines(new, found, ink, distance, reach)
-        lines = [p for p in found if p.type == "line"]
-        kept = {id(p) for p in drop_covered_lines(lines + new, 2 * tolerance)}
-        new = drop_covered_lines([p for p in new if id(p) in kept], 2 * tolerance)
-        new = join_runs(lines + new, width, fixed=len(lines))[len(lines):]
-        return _supported(new, support_mask, self.settings.min_support)
 
 
 def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
