@@ -328,6 +328,27 @@ def test_lines_meeting_a_stroke_at_a_shallow_angle_end_on_it():
         assert match(found, truth)["line"]["f1"] == 1.0, (pen, angle, found)
 
 
+def test_a_line_end_beside_a_stroke_too_short_to_keep_ends_where_its_ink_does():
+    """A stroke 16 or 24 px long leaves the end of a long line sideways (a letter touching a bar's end,
+    as an LED's "G" does): the line's end was put on their meeting, then that stroke was dropped as
+    too short, and the end stayed 4 px short of its ink. Walked again once the short ones are gone."""
+    for length in (16, 24):
+        bar = line(218, 150, 218, 292)
+        found = detect(page_with([bar, line(217, 288, 217 - length, 283), line(100, 100, 300, 100)]))
+        [end] = [p.geometry["y2"] for p in found if abs(p.geometry["x1"] - 218) < 1 and abs(p.geometry["x2"] - 218) < 1]
+        assert abs(end - 292) <= 1.5, (length, found)
+
+
+def test_a_line_end_walked_again_does_not_stop_on_the_prolongation_of_a_line_it_does_not_meet():
+    """An LED's arrow starts 7 px beside the top of its bar. On the first walk the arrow's end was not
+    settled yet, so the bar's end could go onto its prolongation (5 px down the bar); walked again,
+    with every end settled, a meeting point must lie on the other line itself."""
+    for pen in (3, 4):
+        bar, arrow = line(218, 200, 218, 330), line(225, 200, 290, 128)
+        found = detect(page_with([bar, arrow, line(100, 360, 300, 360)], pen=pen, size=400))
+        assert match(found, [bar, arrow])["line"]["tp"] == 2, (pen, found)
+
+
 def test_dxf_texts_are_drawn_as_letters_not_as_their_escape_codes():
     from api.demos.vectorization.realsets import drawable
 

@@ -55,8 +55,13 @@ def half_width(distance: np.ndarray, p: Primitive) -> float:
 
 
 def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarray, distance: np.ndarray,
-                 reach: float) -> None:
-    """Move each line end to where its ink ends, or onto the meeting point found there (in place)."""
+                 reach: float, again: list[tuple[Primitive, int]] | None = None) -> list[tuple[Primitive, int]]:
+    """Move each line end to where its ink ends, or onto the meeting point found there (in place).
+    Returns the ends (line, 0 or 1) put on a meeting point. `again`: walk only those ends, once every
+    end is settled (a second walk: what they met may have been dropped since), so a meeting point
+    must lie on the other primitive, not on its prolongation."""
+    wanted = None if again is None else {(id(p), end) for p, end in again}
+    met: list[tuple[Primitive, int]] = []
     steps = np.arange(1, int(reach) + 1, dtype=np.float64)
     everything = lines + others
     grid = Grid(cell=max(64.0, reach))
@@ -67,8 +72,10 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
         half = half_width(distance, current)
         # how far past the other's fitted end a meeting point may lie: those ends are not extended
         # yet (skeletons stop short), but a line meeting the prolongation of a far line does not meet it
-        slack = 3 * half + 2
+        slack = 3 * half + 2 if wanted is None else 2.0
         for end in (0, 1):
+            if wanted is not None and (id(current), end) not in wanted:
+                continue
             ex, ey = (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
             ox, oy = (g["x2"], g["y2"]) if end == 0 else (g["x1"], g["y1"])
             length = math.hypot(ex - ox, ey - oy)
@@ -100,6 +107,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                         best = (abs(t - t_end), px, py)
             if best is not None:
                 nx, ny = best[1], best[2]
+                met.append((current, end))
             else:
                 t = max(t_end, -length / 4)
                 nx, ny = ex + t * ux, ey + t * uy
@@ -107,6 +115,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                 g["x1"], g["y1"] = nx, ny
             else:
                 g["x2"], g["y2"] = nx, ny
+    return met
 
 
 def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) -> float:

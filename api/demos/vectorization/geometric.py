@@ -6,7 +6,8 @@ arcs kept as the turns of a coil), fragments merged into lines and their ends sn
 ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
-lies under it → short bars in the ink left over (bars).
+lies under it → short bars in the ink left over (bars) → line ends put on a meeting walked again
+among what is kept (ends.extend_lines' `again`).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -130,7 +131,7 @@ class GeometricDetector:
         circles = [p for p in round_things if p.type != "arc"]
         extend_arcs(arcs, ink.raw, distance, reach)
         snap_touching_arcs(arcs, 2 * tolerance, max_gap)
-        extend_lines(straight, round_things, ink.raw, distance, reach)
+        met = extend_lines(straight, round_things, ink.raw, distance, reach)
         shortened = [p for p in straight if _length(p) < min_line]  # ends found already
         straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
@@ -139,6 +140,10 @@ class GeometricDetector:
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
         primitives += self._bars(primitives, ink.mask, ink.raw, distance, support_mask, width, tolerance, reach)
+        # the ends put on a meeting, walked again among what is kept: what they met may have been
+        # dropped since (a letter's stroke beside a line's end), or its end lay short of the meeting then
+        extend_lines([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
+                     ink.raw, distance, reach, again=met)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
