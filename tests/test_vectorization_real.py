@@ -416,3 +416,20 @@ def test_a_circle_crossed_by_lines_stays_one_circle_and_concentric_circles_are_b
     found = GeometricDetector().detect(_page(truth, pen=3)).primitives
     scores = _found(found, truth)
     assert scores["circle"] == (2, 0, 0) and scores["arc"][1] == 0, [p.to_dict() for p in found]
+
+
+def test_a_small_ring_a_line_runs_through_is_found_from_its_hole(monkeypatch):
+    """A crystal's pin: a ring of radius 9–11 px, a lead running through its middle and another
+    ending there. Its skeleton is a knot and its hole is cut into sectors (rings.py finds it from
+    them); before, the chains saw arcs a few px long and the ring was lost at most sizes."""
+    from api.demos.vectorization import geometric
+
+    cases = [(pen, r) for pen in (2, 3, 4) for r in (9.4, 11.0)]
+
+    def found(pen: int, r: float) -> int:
+        truth = [circle(200, 200, r), line(200, 100, 200, 300), line(200, 200, 300, 200)]
+        return match(detect(page_with(truth, pen=pen, size=400)), truth)["circle"]["tp"]
+
+    assert [found(*case) for case in cases] == [1] * len(cases)
+    monkeypatch.setattr(geometric, "find_rings", lambda *args: [])
+    assert sum(found(*case) for case in cases) <= 2  # 2 of 6 found without

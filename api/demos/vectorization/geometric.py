@@ -2,7 +2,8 @@
 
 ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → skeleton chains
 (chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
-arcs kept as the turns of a coil), fragments merged into lines and their ends snapped (lines; arc
+arcs kept as the turns of a coil; small circles drawn solid or cut by the lines crossing them
+found in the ink: dots, rings), fragments merged into lines and their ends snapped (lines; arc
 ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
@@ -36,6 +37,7 @@ from .ends import (
 from .fitting import ChainCutter
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample
+from .rings import find_rings
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
@@ -125,6 +127,8 @@ class GeometricDetector:
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
         round_things += _new_dots(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
+                                  round_things, tolerance)
+        round_things += _new_dots(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]

@@ -1,0 +1,141 @@
+"""Small rings that lines cross: found from their holes.
+
+A terminal, a crystal's pin or a drilled hole's centre mark is a small circle that a line runs
+through or into. Its skeleton is a knot of junctions: the chains cut the ring into arcs a few
+pixels long, too short to fit, and its hole is cut into sectors, so neither the chain route nor
+the dots (which need a solid blob) see a circle there. The hole's sectors are still there: paper
+enclosed by the ink kept (a letter's hole is clutter). Each hole's box gives candidate centres:
+its middle, the middle of its sides and its corners (half or a quarter of a ring's hole has the
+ring's centre there), and those moved half a pen further out (the line through the centre lies
+between). A candidate is a ring of radius R when, looking from it along RAYS rays, the ink lies
+at R on nearly every ray (RING_INK), paper lies just outside the pen on most rays (RING_PAPER)
+and just inside it on some (RING_HOLE: the lines fill the rest, and the smallest sectors were
+filled as pinholes), and the pen crossed on the clean rays (paper, ink, paper) is as wide as the
+pen all round (RING_EVEN: not a letter's bowl against its stem, nor a small triangle's corners).
+The circle is fitted to the pen's middles on those rays. Where blur closed the hole (a scan of a
+ring this small) there is nothing to find here.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .fitting import fit_circle
+from .primitives import Primitive, circle
+
+RAYS = 32
+RING_INK = 0.9  # share of rays with ink at the ring's radius
+RING_PAPER = 0.5  # share of rays with paper half a pen (+1.5 px) outside the ring
+RING_HOLE = 0.25  # … and inside it (lines crossing the hole fill it; its smallest sectors are filled as pinholes)
+RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
+RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
+
+
+def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: float,
+               max_radius: float) -> list[Primitive]:
+    """Circles of radius up to `max_radius` drawn round a hole that lines cut into sectors (see the
+    module's doc). `ink`: all ink (bool H×W); `kept`: the ink less clutter (a letter's bowl is
+    not a ring); `width`: the pen width in px."""
+    half = width / 2
+    least = max(min_radius, half + 2.0)  # the hole shows: paper inside the pen
+    if least > max_radius:
+        return []
+    h, w = ink.shape
+    paper = (~ink).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=4)
+    size = 2 * (max_radius - half) + 2
+    angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
+    cos, sin = np.cos(angles), np.sin(angles)
+    radii = np.arange(least, max_radius + 0.25, 0.5)
+    found: list[tuple[float, float, float]] = []
+    tried: set[tuple[int, int]] = set()
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if x == 0 or y == 0 or x + bw == w or y + bh == h or max(bw, bh) > size or stats[k, 4] < 6:
+            continue
+        if not (kept[y + bh // 2, x - 1] and kept[y + bh // 2, x + bw] and kept[y - 1, x + bw // 2] and
+                kept[y + bh, x + bw // 2]):
+            continue  # a letter's hole (clutter), or paper reaching round
+        for cx, cy in _centres(x, y, bw, bh, half + 0.5):
+            key = (int(round(cx)), int(round(cy)))
+            if key in tried or any(math.hypot(cx - fx, cy - fy) < fr for fx, fy, fr in found):
+                continue
+            tried.add(key)
+            ring = _ring_at(ink, kept, cx, cy, radii, half, cos, sin)
+            if ring is not None and math.hypot(ring[0] - cx, ring[1] - cy) > 1.0:  # looked at off its centre
+                ring = _ring_at(ink, kept, ring[0], ring[1], radii, half, cos, sin)
+            if ring is not None and not any(math.hypot(ring[0] - fx, ring[1] - fy) < 2.0 and
+                                            abs(ring[2] - fr) < 2.0 for fx, fy, fr in found):
+                found.append(ring)
+    return [circle(cx, cy, r) for cx, cy, r in found]
+
+
+def _centres(x: int, y: int, bw: int, bh: int, past: float) -> list[tuple[float, float]]:
+    """Where the centre of a ring may lie, given a hole's box: its middle (a whole hole), the middle
+    of a side or a corner (half or a quarter of the hole, a line along that side), and those
+    points moved `past` further out (the line runs through the centre: half a pen beyond)."""
+    x0, y0, x1, y1 = x - 0.5, y - 0.5, x + bw - 0.5, y + bh - 0.5
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    centres = [(mx, my)]
+    for sx, sy in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)):
+        px = mx if sx == 0 else x0 if sx < 0 else x1
+        py = my if sy == 0 else y0 if sy < 0 else y1
+        centres += [(px, py), (px + sx * past, py + sy * past)]
+    return centres
+
+
+def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.ndarray, half: float,
+             cos: np.ndarray, sin: np.ndarray) -> tuple[float, float, float] | None:
+    """The ring round (cx, cy) whose radius in `radii` the rays best support, fitted; or None."""
+    h, w = ink.shape
+
+    def on(mask: np.ndarray, r: np.ndarray | float) -> np.ndarray:  # rays × radii
+        px = np.round(cx + cos[:, None] * r).astype(int)
+        py = np.round(cy + sin[:, None] * r).astype(int)
+        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+        out = np.zeros(px.shape, bool)
+        out[inside] = mask[py[inside], px[inside]]
+        return out
+
+    inked = on(kept, radii[None, :]).mean(axis=0) >= RING_INK
+    if not inked.any():
+        return None
+    r = radii[inked][None, :]
+    inner = (~on(ink, r - half - 1.5)).mean(axis=0)
+    outer = (~on(ink, r + half + 1.5)).mean(axis=0)
+    good = (inner >= RING_HOLE) & (outer >= RING_PAPER)
+    if not good.any():
+        return None
+    radii = radii[inked]
+    best = int(np.argmax(np.where(good, inner + outer, -1.0)))
+    radius = float(radii[best])
+    # the pen's middle along each ray that crosses it cleanly: paper, ink, paper
+    steps = np.arange(0.0, radius + 2 * half + 3, 0.5)
+    profile = on(ink, steps[None, :])
+    points, thickness = [], []
+    for ray in range(len(cos)):
+        row = profile[ray]
+        start = np.round((radius - half - 1.5) / 0.5).astype(int)
+        if row[start] or start <= 0:
+            continue
+        edge_in = start + int(np.argmax(row[start:]))
+        if not row[edge_in]:
+            continue
+        edge_out = edge_in + int(np.argmax(~row[edge_in:])) if (~row[edge_in:]).any() else -1
+        if edge_out < 0:
+            continue
+        middle = (steps[edge_in] + steps[edge_out] - 0.5) / 2
+        points.append((cx + cos[ray] * middle, cy + sin[ray] * middle))
+        thickness.append(steps[edge_out] - steps[edge_in])
+    if len(points) < RAYS * RING_HOLE:
+        return None
+    if (np.abs(np.array(thickness) - 2 * half) <= max(1.5, RING_EVEN * 2 * half)).mean() < 0.8:
+        return None  # a pen of one width all round: not a letter's bowl against its stem, nor a triangle's corners
+    fit = fit_circle(np.array(points))
+    if fit is None or math.hypot(fit.cx - cx, fit.cy - cy) > half + 1.5 or abs(fit.r - radius) > 1.5:
+        return None
+    if float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT:
+        return None
+    return fit.cx, fit.cy, fit.r
