@@ -52,11 +52,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
                 any(abs(x - tx) + abs(y - ty) < half for tx, ty in tried):
             continue
         tried.append((x, y))
-        px = np.round(x + cos[:, None] * steps[None, :]).astype(int)
-        py = np.round(y + sin[:, None] * steps[None, :]).astype(int)
-        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-        on = np.zeros(px.shape, bool)
-        on[inside] = ink[py[inside], px[inside]]
+        on = along_rays(ink, x, y, cos, sin, steps)
         ends = np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(steps)) * 0.5  # first paper along each ray
         outline = float(np.median(ends))
         round_rays = np.abs(ends - outline) <= 1.5
@@ -79,6 +75,19 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
             continue
         found.append((fit.cx, fit.cy, fit.r))
     return [circle(cx, cy, r - half) for cx, cy, r in found]
+
+
+def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.ndarray,
+               steps: np.ndarray) -> np.ndarray:
+    """`mask` (bool H×W) read along rays from (x, y) in the directions (cos, sin), at the distances
+    `steps`: rays × steps, False off the image."""
+    h, w = mask.shape
+    px = np.round(x + cos[:, None] * steps[None, :]).astype(int)
+    py = np.round(y + sin[:, None] * steps[None, :]).astype(int)
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    out = np.zeros(px.shape, bool)
+    out[inside] = mask[py[inside], px[inside]]
+    return out
 
 
 def _discs(mask: np.ndarray) -> np.ndarray:

@@ -126,9 +126,9 @@ class GeometricDetector:
         stubs = [p for p in segments if _length(p) < min_line / 2]
         lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
-        round_things += _new_dots(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
+        round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
-        round_things += _new_dots(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
+        round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]
@@ -181,14 +181,15 @@ class GeometricDetector:
                           self.settings.min_support)
 
 
-def _new_dots(dots: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
-    """The dots that are not a circle the chains found already (a ring whose hole survived)."""
+def _new_circles(found: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
+    """The circles `found` in the ink (dots, rings) that are not one found already (by the chains,
+    or as a dot: a ring whose hole survived)."""
     circles = [p.geometry for p in round_things if p.type == "circle"]
     def known(d: dict) -> bool:
         return any(math.hypot(d["cx"] - c["cx"], d["cy"] - c["cy"]) <= 2 * tolerance and
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
-    return [d for d in dots if not known(d.geometry)]
+    return [d for d in found if not known(d.geometry)]
 
 
 def _length(p: Primitive) -> float:

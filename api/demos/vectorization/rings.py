@@ -22,6 +22,7 @@ import math
 import cv2
 import numpy as np
 
+from .dots import along_rays
 from .fitting import fit_circle
 from .primitives import Primitive, circle
 
@@ -89,36 +90,22 @@ def _centres(x: int, y: int, bw: int, bh: int, past: float) -> list[tuple[float,
 def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.ndarray, half: float,
              cos: np.ndarray, sin: np.ndarray) -> tuple[float, float, float] | None:
     """The ring round (cx, cy) whose radius in `radii` the rays best support, fitted; or None."""
-    h, w = ink.shape
-
-    def on(mask: np.ndarray, r: np.ndarray | float) -> np.ndarray:  # rays × radii
-        px = np.round(cx + cos[:, None] * r).astype(int)
-        py = np.round(cy + sin[:, None] * r).astype(int)
-        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-        out = np.zeros(px.shape, bool)
-        out[inside] = mask[py[inside], px[inside]]
-        return out
-
-    inked = on(kept, radii[None, :]).mean(axis=0) >= RING_INK
-    if not inked.any():
+    radii = radii[along_rays(kept, cx, cy, cos, sin, radii).mean(axis=0) >= RING_INK]
+    if not len(radii):
         return None
-    r = radii[inked][None, :]
-    inner = (~on(ink, r - half - 1.5)).mean(axis=0)
-    outer = (~on(ink, r + half + 1.5)).mean(axis=0)
+    inner = (~along_rays(ink, cx, cy, cos, sin, radii - half - 1.5)).mean(axis=0)
+    outer = (~along_rays(ink, cx, cy, cos, sin, radii + half + 1.5)).mean(axis=0)
     good = (inner >= RING_HOLE) & (outer >= RING_PAPER)
     if not good.any():
         return None
-    radii = radii[inked]
-    best = int(np.argmax(np.where(good, inner + outer, -1.0)))
-    radius = float(radii[best])
+    radius = float(radii[int(np.argmax(np.where(good, inner + outer, -1.0)))])
     # the pen's middle along each ray that crosses it cleanly: paper, ink, paper
     steps = np.arange(0.0, radius + 2 * half + 3, 0.5)
-    profile = on(ink, steps[None, :])
+    profile = along_rays(ink, cx, cy, cos, sin, steps)
+    start = int(round((radius - half - 1.5) / 0.5))  # half a pen inside the ring: paper on a clean ray
     points, thickness = [], []
-    for ray in range(len(cos)):
-        row = profile[ray]
-        start = np.round((radius - half - 1.5) / 0.5).astype(int)
-        if row[start] or start <= 0:
+    for ray, row in enumerate(profile):
+        if start <= 0 or row[start]:
             continue
         edge_in = start + int(np.argmax(row[start:]))
         if not row[edge_in]:
