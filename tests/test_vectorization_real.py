@@ -433,3 +433,22 @@ def test_a_small_ring_a_line_runs_through_is_found_from_its_hole(monkeypatch):
     assert [found(*case) for case in cases] == [1] * len(cases)
     monkeypatch.setattr(geometric, "find_rings", lambda *args: [])
     assert sum(found(*case) for case in cases) <= 2  # 2 of 6 found without
+
+
+def test_collinear_strokes_whose_round_ends_touch_are_two_lines_and_a_crossing_stays_one(monkeypatch):
+    """Two collinear strokes 6–7 px apart, end to end: their round ends touch (a notch in one ink)
+    or leave a sliver of paper, and the fragments were joined into one line across it. The ink along
+    the middle narrows or breaks there (ends.split_at_necks): two lines. A line crossing another
+    (deeper ink where they cross) stays one."""
+    from api.demos.vectorization import geometric
+
+    cases = [(pen, gap) for pen in (2, 3) for gap in (6, 7)] + [(4, 7)]
+
+    def found(pen: int, gap: float) -> int:
+        truth = [line(100, 200, 180, 200), line(180 + gap, 200, 260, 200), line(100, 300, 300, 300),
+                 line(200, 250, 200, 350)]
+        return match(detect(page_with(truth, pen=pen, size=400)), truth)["line"]["tp"]
+
+    assert [found(*case) for case in cases] == [4] * len(cases)
+    monkeypatch.setattr(geometric, "split_at_necks", lambda lines, distance: lines)
+    assert [found(*case) for case in cases] == [2] * len(cases)

@@ -25,6 +25,7 @@ COVERED = 0.9  # share of an arc's points near other primitives that makes it a 
 BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a stroke
 NECK, NECK_RISE = 0.6, 0.8  # a walk through ink this share of the stroke's depth, then this share again:
 # the line's end only touches the stroke beyond (ends.touching_end)
+SPLIT_NECK = 0.45  # … and a line is cut where its ink narrows below this share mid-way (ends.split_at_necks)
 
 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
@@ -116,6 +117,52 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             else:
                 g["x2"], g["y2"] = nx, ny
     return met
+
+
+def split_at_necks(lines: list[Primitive], distance: np.ndarray) -> list[Primitive]:
+    """`lines`, each cut where the ink along its middle narrows to a neck between its ends (below
+    SPLIT_NECK of the stroke's depth, as deep as a stroke again on both sides within two pens) or
+    breaks (paper, the ink going on beyond): two collinear strokes whose round ends touch are one
+    ink but two lines (an arrow's halves either side of a notch), and strokes apart are two lines
+    even where the fragments were joined across the gap. Each end goes half a pen before the neck
+    or the paper, as the walks put ends; pieces shorter than two pens are dropped."""
+    out: list[Primitive] = []
+    for p in lines:
+        g = p.geometry
+        length = _length(g)
+        half = half_width(distance, p)
+        full = half + 0.5
+        span = int(math.ceil(2 * full)) + 1
+        if length < 2 * span + 2:
+            out.append(p)
+            continue
+        ux, uy = (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length
+        t = np.arange(0.0, length + 0.5, 1.0)
+        depth = _depths(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
+        deep = depth >= NECK_RISE * full
+        cuts: list[tuple[int, int]] = []  # the narrowest stretch of each neck or break: first, last step
+        i = span
+        while i < len(t) - span:
+            if depth[i] >= SPLIT_NECK * full or depth[i] > depth[i - 1]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(t) and depth[j + 1] == depth[i]:
+                j += 1  # a flat bottom: a break's paper, or a neck as thin for a few steps
+            if j < len(t) - 1 and depth[j + 1] > depth[i] and deep[max(0, i - span):i].any() and \
+                    deep[j + 1:j + 1 + span].any():
+                cuts.append((i, j))
+            i = j + 1
+        if not cuts:
+            out.append(p)
+            continue
+        back = max(0.5, half - 0.5)
+        bounds = [0.0] + [b for first, last in cuts for b in (t[first] - back, t[last] + back)] + [length]
+        for a, b in zip(bounds[::2], bounds[1::2], strict=True):
+            if b - a >= 2 * full:
+                ends = (g["x1"] + a * ux, g["y1"] + a * uy, g["x1"] + b * ux, g["y1"] + b * uy)
+                out.append(line(*(float(v) for v in ends), confidence=p.confidence))
+    return out
 
 
 def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) -> float:

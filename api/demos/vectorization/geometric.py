@@ -8,7 +8,8 @@ ends onto the lines and arcs they touch, a stadium's sides the arcs took in put 
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars) → line ends put on a meeting walked again
-among what is kept (ends.extend_lines' `again`).
+among what is kept (ends.extend_lines' `again`) → lines cut where their ink narrows to a neck or
+breaks (ends.split_at_necks).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .ends import (
     extend_lines,
     snap_tangents,
     snap_touching_arcs,
+    split_at_necks,
     tangent_bridges,
 )
 from .fitting import ChainCutter
@@ -148,6 +150,8 @@ class GeometricDetector:
         # dropped since (a letter's stroke beside a line's end), or its end lay short of the meeting then
         extend_lines([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
                      ink.raw, distance, reach, again=met)
+        primitives = [p for p in primitives if p.type != "line"] + split_at_necks(
+            [p for p in primitives if p.type == "line"], distance)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
