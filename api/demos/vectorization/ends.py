@@ -7,7 +7,8 @@ reach that far). A line end whose walk stops where it meets another line or circ
 on that meeting point (corners, radii on a circumference, T-junctions). The walk never goes past
 `reach` px: ink that goes on further belongs to something else running the same way. Where the
 ink runs on smoothly into a tangent line or a touching arc, the walks overshoot, and the ends are
-put on the tangent point (snap_tangents, snap_touching_arcs).
+put on the tangent point (snap_tangents, snap_touching_arcs). Where the ink along a line narrows
+to a neck or breaks between its ends, the line is two strokes end to end (split_at_necks).
 """
 from __future__ import annotations
 
@@ -141,10 +142,9 @@ def split_at_necks(lines: list[Primitive], distance: np.ndarray) -> list[Primiti
         depth = _depths(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
         deep = depth >= NECK_RISE * full
         cuts: list[tuple[int, int]] = []  # the narrowest stretch of each neck or break: first, last step
-        i = span
-        while i < len(t) - span:
-            if depth[i] >= SPLIT_NECK * full or depth[i] > depth[i - 1]:
-                i += 1
+        after = span  # steps before this one are looked at already
+        for i in np.flatnonzero(depth[:len(t) - span] < SPLIT_NECK * full):
+            if i < after or depth[i] > depth[i - 1]:
                 continue
             j = i
             while j + 1 < len(t) and depth[j + 1] == depth[i]:
@@ -152,7 +152,7 @@ def split_at_necks(lines: list[Primitive], distance: np.ndarray) -> list[Primiti
             if j < len(t) - 1 and depth[j + 1] > depth[i] and deep[max(0, i - span):i].any() and \
                     deep[j + 1:j + 1 + span].any():
                 cuts.append((i, j))
-            i = j + 1
+            after = j + 1
         if not cuts:
             out.append(p)
             continue
