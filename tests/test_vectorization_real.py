@@ -452,3 +452,29 @@ def test_collinear_strokes_whose_round_ends_touch_are_two_lines_and_a_crossing_s
     assert [found(*case) for case in cases] == [4] * len(cases)
     monkeypatch.setattr(geometric, "split_at_necks", lambda lines, distance: lines)
     assert [found(*case) for case in cases] == [2] * len(cases)
+
+
+def test_an_acute_corner_that_blur_filled_is_not_a_dot_but_a_junction_dot_is(monkeypatch):
+    """A scan's blur fills a zigzag's acute corner into a round blob with two strokes leaving it
+    30–45° apart: taken for a dot (a false circle at each corner of a resistor). Two strokes that
+    close meet at a corner (dots._a_corner); a dot where three strokes meet is still a circle."""
+    import cv2
+
+    from api.demos.vectorization import dots
+
+    def circles(pen: int, turn: float) -> list:
+        a = math.radians(turn)
+        ink = page_with([line(200, 200, 350, 200), line(200, 200, 200 + 150 * math.cos(a), 200 - 150 * math.sin(a)),
+                         line(100, 350, 300, 350), line(200, 350, 200, 250)], pen=pen, size=400)
+        cv2.circle(ink, (205, 197), int(1.6 * pen + 2), 255, -1)  # the corner, filled
+        cv2.circle(ink, (200, 350), int(1.6 * pen + 2), 255, -1)  # a junction dot
+        return [(p.geometry["cx"], p.geometry["cy"]) for p in detect(ink) if p.type == "circle"]
+
+    def at(found: list, x: float, y: float) -> bool:
+        return any(math.hypot(cx - x, cy - y) <= 3 for cx, cy in found)
+
+    cases = [(3, 30), (3, 45), (4, 45)]
+    assert not any(at(circles(*case), 205, 197) for case in cases)
+    assert [at(circles(4, 45), 200, 350)] == [True] and len(circles(4, 45)) == 1
+    monkeypatch.setattr(dots, "CORNER_TURN", 0.0)
+    assert all(at(circles(*case), 205, 197) for case in cases)

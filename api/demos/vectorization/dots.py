@@ -21,6 +21,7 @@ from .primitives import Primitive, circle
 
 RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
+CORNER_TURN = 70.0  # degrees: two strokes leaving a blob closer than this meet at a corner (dots._a_corner)
 ROUND_SHARE = 0.6  # share of rays whose ink ends at the outline's radius (±1.5 px)
 
 
@@ -64,7 +65,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
         between = (ends > outline + 1.5) & ~runs_on & ~np.roll(runs_on, 1) & ~np.roll(runs_on, -1)
         if between.sum() > 1:  # (a ray grazing a leaving stroke's side stops between: next to one that runs on)
             continue
-        if not _narrow_gaps(~round_rays, outline, half):
+        if not _narrow_gaps(~round_rays, outline, half) or _a_corner(runs_on):
             continue
         points = np.column_stack([x + cos[round_rays] * ends[round_rays], y + sin[round_rays] * ends[round_rays]])
         fit = fit_circle(points)
@@ -88,6 +89,27 @@ def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.nd
     out = np.zeros(px.shape, bool)
     out[inside] = mask[py[inside], px[inside]]
     return out
+
+
+def _a_corner(leaving: np.ndarray) -> bool:
+    """Whether the strokes leaving a blob (`leaving`: the rays that run on, going round) are two
+    meeting at an acute angle: a zigzag's or an arrow's corner that blur filled, not a dot."""
+    n = len(leaving)
+    if not leaving.any() or leaving.all():
+        return False
+    start = int(np.argmin(leaving))  # a ray that stops: runs do not wrap past it
+    middles, run = [], []
+    for k in range(1, n + 1):
+        index = (start + k) % n
+        if leaving[index]:
+            run.append(start + k)
+        elif run:
+            middles.append(sum(run) / len(run))
+            run = []
+    if len(middles) != 2:
+        return False
+    apart = abs(middles[1] - middles[0]) * 360.0 / n
+    return min(apart, 360.0 - apart) < CORNER_TURN
 
 
 def _discs(mask: np.ndarray) -> np.ndarray:
