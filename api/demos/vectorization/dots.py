@@ -94,22 +94,29 @@ def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.nd
 def _a_corner(leaving: np.ndarray) -> bool:
     """Whether the strokes leaving a blob (`leaving`: the rays that run on, going round) are two
     meeting at an acute angle: a zigzag's or an arrow's corner that blur filled, not a dot."""
-    n = len(leaving)
-    if not leaving.any() or leaving.all():
+    runs = _runs_round(leaving)
+    if len(runs) != 2:
         return False
-    start = int(np.argmin(leaving))  # a ray that stops: runs do not wrap past it
-    middles, run = [], []
-    for k in range(1, n + 1):
-        index = (start + k) % n
-        if leaving[index]:
-            run.append(start + k)
-        elif run:
-            middles.append(sum(run) / len(run))
-            run = []
-    if len(middles) != 2:
-        return False
-    apart = abs(middles[1] - middles[0]) * 360.0 / n
+    (first, a), (second, b) = runs
+    apart = abs((second + (b - 1) / 2) - (first + (a - 1) / 2)) * 360.0 / len(leaving)
     return min(apart, 360.0 - apart) < CORNER_TURN
+
+
+def _runs_round(flags: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of consecutive True rays going round (first ray, counted on past the last one so
+    that a run never wraps; length); none when all rays or none are True."""
+    n = len(flags)
+    if not flags.any() or flags.all():
+        return []
+    start = int(np.argmin(flags))  # a False ray: runs do not wrap past it
+    runs: list[tuple[int, int]] = []
+    for k in range(1, n + 1):
+        if flags[(start + k) % n]:
+            if runs and runs[-1][0] + runs[-1][1] == start + k:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((start + k, 1))
+    return runs
 
 
 def _discs(mask: np.ndarray) -> np.ndarray:
@@ -133,13 +140,4 @@ def _narrow_gaps(off: np.ndarray, outline: float, half: float) -> bool:
     n = len(off)
     stroke = 2 * math.asin(min(1.0, (half + 1.0) / max(outline, 1e-6)))
     allowed = int(math.ceil(stroke / (2 * math.pi / n))) + 1
-    start = int(np.argmin(off))  # a ray on the outline: runs do not wrap past it
-    run = 0
-    for k in range(1, n + 1):
-        if off[(start + k) % n]:
-            run += 1
-            if run > allowed:
-                return False
-        else:
-            run = 0
-    return True
+    return all(length <= allowed for _, length in _runs_round(off))

@@ -387,8 +387,9 @@ def tidy(truth: list[Primitive], tiny_length: float = 6.0, tiny_radius: float = 
             p = circle(g["cx"], g["cy"], g["r"])
         if p.type != "line" and not any(q.type == p.type and _same(p, q) for q in kept):
             kept.append(p)
-    tiny = [p for p in kept if _is_tiny(p, tiny_length, tiny_radius)]
-    return [p for p in kept if not _is_tiny(p, tiny_length, tiny_radius)], tiny, curves
+    tiny = [_is_tiny(p, tiny_length, tiny_radius) for p in kept]
+    return [p for p, small in zip(kept, tiny, strict=True) if not small], \
+        [p for p, small in zip(kept, tiny, strict=True) if small], curves
 
 
 def _without_curves(lines: list[Primitive]) -> tuple[list[Primitive], int]:
