@@ -478,3 +478,42 @@ def test_an_acute_corner_that_blur_filled_is_not_a_dot_but_a_junction_dot_is(mon
     assert [at(circles(4, 45), 200, 350)] == [True] and len(circles(4, 45)) == 1
     monkeypatch.setattr(dots, "CORNER_TURN", 0.0)
     assert all(at(circles(*case), 205, 197) for case in cases)
+
+
+def test_the_sides_of_a_small_thick_hourglass_are_found_from_its_holes(monkeypatch):
+    """A TVS diode: two triangles tip to tip, 36 or 50 px wide, drawn with a 5 px pen, a wire
+    leading into them or through them. Almost all ink: the skeleton is a loop round each small
+    hole, rounded at the corners and cut by the wire, and gave no side at all. The holes' straight
+    sides, moved half a pen out, are line pieces (holes.py)."""
+    from api.demos.vectorization import geometric
+
+    def found(half: float, tall: float, through: bool) -> int:
+        frame = [line(40, 40, 360, 40), line(40, 360, 360, 360), line(40, 40, 40, 360), line(360, 40, 360, 360)]
+        top, bottom, left, right = 200 - tall, 200 + tall, 200 - half, 200 + half
+        hourglass = [line(left, top, right, top), line(left, bottom, right, bottom),
+                     line(left, top, right, bottom), line(right, top, left, bottom)]
+        wire = [line(200, 40, 200, 360)] if through else [line(200, 40, 200, top), line(200, bottom, 200, 360)]
+        truth = frame + hourglass + wire
+        scores = match(detect(page_with(truth, pen=5, size=400)), truth)["line"]
+        return scores["tp"] - scores["fp"] - len(truth)  # 0: every line, nothing else
+
+    cases = [(18, 36, False), (25, 40, True)]
+    assert [found(*case) for case in cases] == [0, 0]
+    monkeypatch.setattr(geometric, "hole_sides", lambda *args: [])
+    assert all(found(*case) < 0 for case in cases)
+
+
+def test_flat_stretches_of_a_round_hole_are_not_lines(monkeypatch):
+    """A circle's hole is round, but a chord of a large one strays less than a pixel from its
+    outline: taken for a side, it was a false line along the circle (35 of them at a 3 px pen)."""
+    from api.demos.vectorization import geometric
+
+    truth = [circle(120, 120, 45), circle(300, 130, 70), circle(150, 300, 90), arc(330, 330, 60, 0, 180),
+             line(250, 330, 410, 330)]
+
+    def false_lines(pen: int) -> int:
+        return match(detect(page_with(truth, pen=pen, size=450)), truth)["line"]["fp"]
+
+    assert [false_lines(pen) for pen in (3, 5)] == [0, 0]
+    monkeypatch.setattr(geometric, "off_circles", lambda pieces, clusters, tolerance: pieces)
+    assert all(false_lines(pen) > 0 for pen in (3, 5))

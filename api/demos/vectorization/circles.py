@@ -132,6 +132,24 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
     return left
 
 
+def off_circles(pieces: list[Piece], clusters: list[ArcCluster], tolerance: float) -> list[Piece]:
+    """The line `pieces` that do not lie along a cluster's circle (90% of their points within
+    1.5 × tolerance of it, as absorb_line_pieces asks): a flat stretch of a large circle's hole
+    is that circle's, not a line's."""
+    if not clusters:
+        return list(pieces)
+    circles = np.array([(c.fit.cx, c.fit.cy, c.fit.r) for c in clusters])
+    def on_one(points: np.ndarray) -> bool:
+        probe = points[[0, len(points) // 2, -1]]  # ends and middle first: cheap
+        near = np.abs(np.hypot(probe[:, :1] - circles[:, 0], probe[:, 1:] - circles[:, 1]) - circles[:, 2])
+        for cx, cy, r in circles[(near <= 3 * tolerance).all(axis=0)]:
+            if np.percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90) <= 1.5 * tolerance:
+                return True
+        return False
+
+    return [p for p in pieces if not on_one(p.points)]
+
+
 def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(start, end) degrees, end ≥ start, of the shortest stretch of circle going from an angle of
     one set to an angle of the other (either way round)."""

@@ -3,7 +3,8 @@
 ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → skeleton chains
 (chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
 arcs kept as the turns of a coil; small circles drawn solid or cut by the lines crossing them
-found in the ink: dots, rings), fragments merged into lines and their ends snapped (lines; arc
+found in the ink: dots, rings), fragments merged into lines, with the straight sides of the holes
+as fragments too (holes: a small thick triangle's sides), and their ends snapped (lines; arc
 ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
@@ -24,7 +25,7 @@ import numpy as np
 from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import ink_mask
 from .chains import chains_of, skeleton
-from .circles import absorb_line_pieces, cluster_arcs, coiled, primitives_of
+from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of
 from .dots import find_dots
 from .ends import (
     drop_covered_arcs,
@@ -37,6 +38,7 @@ from .ends import (
     tangent_bridges,
 )
 from .fitting import ChainCutter
+from .holes import hole_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample
 from .rings import find_rings
@@ -50,6 +52,7 @@ RING_PENS = 1.8
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
 TICK_PENS = 2.5  # shorter lines are not kept even side by side (geometric.GeometricDetector._ticks)
+SIDE_PENS = 3.5  # … nor shorter lines along a hole's side (holes.py: a small triangle's sides)
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 COIL_PENS = 3.0  # … down to this many pen widths for the turns of a coil (circles.coiled)
 
@@ -122,12 +125,19 @@ class GeometricDetector:
         short = [p for p in round_things if p.type == "arc" and length(p.type, p.geometry) < min_length]
         round_things = [p for p in round_things if p.type != "arc" or length(p.type, p.geometry) >= min_length]
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
-        line_clusters = cluster_lines(line_pieces, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
-        segments = [segment_of(c) for c in line_clusters if c.coverage(2 * width + 2) >= LINE_COVERAGE]
-        straight = [p for p in segments if _length(p) >= min_line / 2]  # ends not found yet
-        stubs = [p for p in segments if _length(p) < min_line / 2]
-        lap("merge_s")
         distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
+        sides = off_circles(hole_sides(ink.mask, distance, width), arc_clusters, tolerance)
+        line_clusters = cluster_lines(line_pieces + sides, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
+        side_ids = {id(p) for p in sides}
+        segments, sided = [], set()  # sided: the lines along a hole's side, kept shorter
+        for c in line_clusters:
+            if c.coverage(2 * width + 2) >= LINE_COVERAGE:
+                segments.append(segment_of(c))
+                if any(id(piece) in side_ids for piece in c.pieces):
+                    sided.add(id(segments[-1]))
+        straight = [p for p in segments if _length(p) >= min_line / 2 or id(p) in sided]  # ends not found yet
+        stubs = [p for p in segments if _length(p) < min_line / 2 and id(p) not in sided]
+        lap("merge_s")
         round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
         round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
@@ -138,8 +148,11 @@ class GeometricDetector:
         extend_arcs(arcs, ink.raw, distance, reach)
         snap_touching_arcs(arcs, 2 * tolerance, max_gap)
         met = extend_lines(straight, round_things, ink.raw, distance, reach)
-        shortened = [p for p in straight if _length(p) < min_line]  # ends found already
-        straight = drop_covered_lines([p for p in straight if _length(p) >= min_line], 2 * tolerance)
+        def long_enough(p: Primitive) -> bool:
+            return _length(p) >= (SIDE_PENS * width if id(p) in sided else min_line)
+
+        shortened = [p for p in straight if not long_enough(p)]  # ends found already
+        straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
         snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
         round_things = circles + drop_covered_arcs(arcs, circles + straight, width / 2)

@@ -1,0 +1,108 @@
+"""Line pieces along the straight sides of holes: the strokes round a small closed shape.
+
+A small triangle, an hourglass or an arrowhead drawn with a thick pen is almost all ink: its
+skeleton is a loop round a tiny hole, rounded at every corner and cut wherever a wire runs
+through, so it gives arcs and stubs, not the shape's sides. The hole itself keeps the shape: the
+paper a closed shape encloses (the ink kept, less clutter: a letter's counter is not there) is
+the shape shrunk by half a pen, with sharp corners, and a wire through it cuts it into holes that
+are polygons too. Each straight side of a hole, moved half a pen outwards, lies along the middle
+of the stroke bounding it. These sides are handed to the line merging as pieces, like the
+skeleton's (lines.cluster_lines): sides of the two halves of a hole cut by a wire join into one
+line, and a side lying along a stroke the skeleton does follow joins its pieces.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .fitting import Piece
+
+LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
+SIDE_STRAIGHT = 0.75  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
+BULGE = 0.35  # px: the middle half of a side lies on it this closely on average (a chord of a round hole does not)
+POLYGON_MOST, POLYGON_PENS = 6, 0.8  # a hole that is a polygon of so few sides, all straight: sides this long count
+DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
+
+
+def hole_sides(kept: np.ndarray, distance: np.ndarray, width: float) -> list[Piece]:
+    """Line pieces (1 px apart) along the middle of the strokes that bound the straight sides of
+    the holes in `kept` (bool H×W, the ink less clutter); `distance`: the ink's distance
+    transform; `width`: the pen width in px."""
+    h, w = kept.shape
+    paper = (~kept).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=4)
+    least = LEAST_PENS * width
+    shift = 0.5 + width / 2  # from the hole's edge pixels' centres to the stroke's middle
+    pieces: list[Piece] = []
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if x == 0 or y == 0 or x + bw == w or y + bh == h or max(bw, bh) < least:
+            continue
+        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        for contour in contours:
+            outline = contour[:, 0, :].astype(np.float64) + (x, y)
+            pieces += _sides(outline, least, shift, distance, width)
+    return pieces
+
+
+def _sides(outline: np.ndarray, least: float, shift: float, distance: np.ndarray,
+           width: float) -> list[Piece]:
+    """The straight runs of a hole's `outline` (its edge pixels in order) at least `least` px
+    long, or POLYGON_PENS pens when the hole is a polygon of a few sides all straight (a small
+    triangle's half on either side of a wire: its short sides are strokes too, not rounded bits),
+    each moved `shift` px away from the hole."""
+    if len(outline) < 8:
+        return []
+    corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
+    index = _indices(outline, corners[:, 0, :])
+    runs = []
+    for a, b in zip(index, index[1:] + index[:1], strict=True):
+        run = outline[a:b + 1] if a < b else np.concatenate([outline[a:], outline[:b + 1]])
+        runs.append((run, _straight(run, distance)))
+    polygon = len(runs) <= POLYGON_MOST and all(frame is not None for _, frame in runs)
+    shortest = POLYGON_PENS * width if polygon else least
+    out: list[Piece] = []
+    for run, frame in runs:
+        if frame is None or frame[0] < shortest:
+            continue
+        length, ux, uy, nx, ny = frame
+        start = run[0]
+        steps = np.arange(0.0, length + 0.5, 1.0)
+        points = np.column_stack([start[0] + steps * ux + shift * nx, start[1] + steps * uy + shift * ny])
+        if _depth(distance, points).min() < DEEP * width / 2:
+            continue
+        out.append(Piece("line", points))
+    return out
+
+
+def _straight(run: np.ndarray, distance: np.ndarray) -> tuple[float, float, float, float, float] | None:
+    """(length, direction, normal pointing away from the hole) of a straight run; None if it bends."""
+    start, end = run[0], run[-1]
+    length = float(np.hypot(*(end - start)))
+    if length < 2:
+        return None
+    ux, uy = (end - start) / length
+    nx, ny = -uy, ux
+    if _depth(distance, np.array([(start + end) / 2 + (nx, ny)]))[0] <= 0:  # that way is the hole
+        nx, ny = -nx, -ny
+    off = (run - start) @ np.array([nx, ny])
+    if np.abs(off).max() > SIDE_STRAIGHT + 0.5:
+        return None
+    along = (run - start) @ np.array([ux, uy])
+    middle = (along > length / 4) & (along < 3 * length / 4)
+    if middle.any() and abs(off[middle].mean()) > BULGE:  # a chord of a round hole: the outline bulges off it
+        return None
+    return length, float(ux), float(uy), float(nx), float(ny)
+
+
+def _indices(outline: np.ndarray, corners: np.ndarray) -> list[int]:
+    """Where each of the polygon's corners lies along the outline, in order."""
+    return sorted({int(np.argmin(np.abs(outline - c).sum(axis=1))) for c in corners})
+
+
+def _depth(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
+    h, w = distance.shape
+    xs = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
+    return distance[ys, xs]
