@@ -51,7 +51,7 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
 
 def half_width(distance: np.ndarray, p: Primitive) -> float:
     """Half the pen width under a primitive, from the ink's distance transform along it."""
-    values = _depths(distance, np.array(p.points(step=2.0)))
+    values = depths(distance, np.array(p.points(step=2.0)))
     values = values[values > 0]
     return float(max(0.5, np.median(values) - 0.5)) if values.size else 1.0
 
@@ -88,7 +88,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
-            depth = _depths(distance, walk[:run])  # the ink's depth along the walk, read once
+            depth = depths(distance, walk[:run])  # the ink's depth along the walk, read once
             neck = touching_end(depth, half)
             if neck is not None:
                 run = neck
@@ -139,7 +139,7 @@ def split_at_necks(lines: list[Primitive], distance: np.ndarray) -> list[Primiti
             continue
         ux, uy = (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length
         t = np.arange(0.0, length + 0.5, 1.0)
-        depth = _depths(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
+        depth = depths(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
         deep = depth >= NECK_RISE * full
         cuts: list[tuple[int, int]] = []  # the narrowest stretch of each neck or break: first, last step
         after = span  # steps before this one are looked at already
@@ -196,7 +196,7 @@ def touching_end(depth: np.ndarray, half: float) -> int | None:
     return int(thin[0] + np.argmin(depth[thin[0]:thin[0] + deep[0]]))
 
 
-def _depths(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
+def depths(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The ink's depth (distance transform) at each point, clipped to the image."""
     h, w = distance.shape
     xs = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .ends import depths
 from .fitting import Piece
 
 LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
@@ -41,50 +42,54 @@ def hole_sides(kept: np.ndarray, distance: np.ndarray, width: float) -> list[Pie
         crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         for contour in contours:
-            outline = contour[:, 0, :].astype(np.float64) + (x, y)
-            pieces += _sides(outline, least, shift, distance, width)
+            pieces += _sides(contour[:, 0, :].astype(np.float64) + (x, y), labels, k, least, shift, distance, width)
     return pieces
 
 
-def _sides(outline: np.ndarray, least: float, shift: float, distance: np.ndarray,
-           width: float) -> list[Piece]:
-    """The straight runs of a hole's `outline` (its edge pixels in order) at least `least` px
-    long, or POLYGON_PENS pens when the hole is a polygon of a few sides all straight (a small
-    triangle's half on either side of a wire: its short sides are strokes too, not rounded bits),
-    each moved `shift` px away from the hole."""
-    if len(outline) < 8:
-        return []
-    corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
-    index = _indices(outline, corners[:, 0, :])
-    runs = []
-    for a, b in zip(index, index[1:] + index[:1], strict=True):
-        run = outline[a:b + 1] if a < b else np.concatenate([outline[a:], outline[:b + 1]])
-        runs.append((run, _straight(run, distance)))
+def _sides(outline: np.ndarray, labels: np.ndarray, hole: int, least: float, shift: float,
+           distance: np.ndarray, width: float) -> list[Piece]:
+    """The straight runs of a hole's `outline` long enough (`_runs`), each moved `shift` px away
+    from the hole (its pixels labelled `hole`) where the ink is that deep all along."""
+    runs = [(run, _straight(run, labels, hole)) for run in _runs(outline, width)]
     polygon = len(runs) <= POLYGON_MOST and all(frame is not None for _, frame in runs)
     shortest = POLYGON_PENS * width if polygon else least
-    out: list[Piece] = []
+    out = []
     for run, frame in runs:
         if frame is None or frame[0] < shortest:
             continue
         length, ux, uy, nx, ny = frame
-        start = run[0]
         steps = np.arange(0.0, length + 0.5, 1.0)
-        points = np.column_stack([start[0] + steps * ux + shift * nx, start[1] + steps * uy + shift * ny])
-        if _depth(distance, points).min() < DEEP * width / 2:
-            continue
-        out.append(Piece("line", points))
+        points = np.column_stack([run[0, 0] + steps * ux + shift * nx, run[0, 1] + steps * uy + shift * ny])
+        if depths(distance, points).min() >= DEEP * width / 2:
+            out.append(Piece("line", points))
     return out
 
 
-def _straight(run: np.ndarray, distance: np.ndarray) -> tuple[float, float, float, float, float] | None:
-    """(length, direction, normal pointing away from the hole) of a straight run; None if it bends."""
+def _runs(outline: np.ndarray, width: float) -> list[np.ndarray]:
+    """A hole's `outline` (its edge pixels in order) cut at the corners of the polygon that
+    approximates it: the runs between corners, each a side when it is straight. Sides are kept
+    at least LEAST_PENS pens long, or POLYGON_PENS pens when the hole is a polygon of a few sides
+    all straight (a small triangle's half on either side of a wire: its short sides are strokes
+    too, not rounded bits)."""
+    if len(outline) < 8:
+        return []
+    corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
+    index = sorted({int(np.argmin(np.abs(outline - c).sum(axis=1))) for c in corners[:, 0, :]})
+    return [outline[a:b + 1] if a < b else np.concatenate([outline[a:], outline[:b + 1]])
+            for a, b in zip(index, index[1:] + index[:1], strict=True)]
+
+
+def _straight(run: np.ndarray, labels: np.ndarray, hole: int) -> tuple[float, float, float, float, float] | None:
+    """(length, direction, normal pointing away from the hole, whose pixels are labelled `hole`)
+    of a straight run; None when it bends."""
     start, end = run[0], run[-1]
     length = float(np.hypot(*(end - start)))
     if length < 2:
         return None
     ux, uy = (end - start) / length
     nx, ny = -uy, ux
-    if _depth(distance, np.array([(start + end) / 2 + (nx, ny)]))[0] <= 0:  # that way is the hole
+    px, py = np.round((start + end) / 2 + (nx, ny)).astype(int)
+    if 0 <= py < labels.shape[0] and 0 <= px < labels.shape[1] and labels[py, px] == hole:  # that way is the hole
         nx, ny = -nx, -ny
     off = (run - start) @ np.array([nx, ny])
     if np.abs(off).max() > SIDE_STRAIGHT + 0.5:
@@ -94,15 +99,3 @@ def _straight(run: np.ndarray, distance: np.ndarray) -> tuple[float, float, floa
     if middle.any() and abs(off[middle].mean()) > BULGE:  # a chord of a round hole: the outline bulges off it
         return None
     return length, float(ux), float(uy), float(nx), float(ny)
-
-
-def _indices(outline: np.ndarray, corners: np.ndarray) -> list[int]:
-    """Where each of the polygon's corners lies along the outline, in order."""
-    return sorted({int(np.argmin(np.abs(outline - c).sum(axis=1))) for c in corners})
-
-
-def _depth(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
-    h, w = distance.shape
-    xs = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
-    return distance[ys, xs]
