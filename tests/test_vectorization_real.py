@@ -517,3 +517,24 @@ def test_flat_stretches_of_a_round_hole_are_not_lines(monkeypatch):
     assert [false_lines(pen) for pen in (3, 5)] == [0, 0]
     monkeypatch.setattr(geometric, "off_circles", lambda pieces, clusters, tolerance: pieces)
     assert all(false_lines(pen) > 0 for pen in (3, 5))
+
+
+def test_a_box_side_that_letters_stand_on_is_found_from_its_stretches_between_them(monkeypatch):
+    """A label drawn touching its box's bottom edge ("ENCODE" in an isolator's boxes): the letters
+    join the box's ink, the skeleton runs through them, and the hole's bottom side is cut into
+    stretches shorter than a side between the letters. Stretches in a row along one line are a
+    side (holes._in_a_row). (The letters' own strokes still become false lines: not judged here.)"""
+    import cv2
+
+    from api.demos.vectorization import holes
+
+    box = [line(80, 150, 320, 150), line(80, 200, 320, 200), line(80, 150, 80, 200), line(320, 150, 320, 200)]
+
+    def sides_found(thick: int) -> int:
+        ink = page_with(box + [line(20, 175, 80, 175), line(320, 175, 380, 175)], pen=5, size=400)
+        cv2.putText(ink, "ENCODE", (95, 198), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, thick, cv2.LINE_AA)
+        return match(detect(ink), box)["line"]["tp"]
+
+    assert [sides_found(thick) for thick in (2, 3)] == [4, 4]
+    monkeypatch.setattr(holes, "_in_a_row", lambda *args: False)
+    assert [sides_found(thick) for thick in (2, 3)] == [3, 3]

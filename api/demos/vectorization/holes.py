@@ -22,6 +22,7 @@ LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a
 SIDE_STRAIGHT = 0.75  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
 BULGE = 0.35  # px: the middle half of a side lies on it this closely on average (a chord of a round hole does not)
 POLYGON_MOST, POLYGON_PENS = 6, 0.8  # a hole that is a polygon of so few sides, all straight: sides this long count
+ROW_SINE = 0.05  # runs this parallel (sine of the angle between them) may be one side cut by letters
 DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
 
 
@@ -54,8 +55,10 @@ def _sides(outline: np.ndarray, labels: np.ndarray, hole: int, least: float, shi
     polygon = len(runs) <= POLYGON_MOST and all(frame is not None for _, frame in runs)
     shortest = POLYGON_PENS * width if polygon else least
     out = []
-    for run, frame in runs:
-        if frame is None or frame[0] < shortest:
+    for i, (run, frame) in enumerate(runs):
+        if frame is None or frame[0] < POLYGON_PENS * width:
+            continue
+        if frame[0] < shortest and not _in_a_row(i, runs, least):
             continue
         length, ux, uy, nx, ny = frame
         steps = np.arange(0.0, length + 0.5, 1.0)
@@ -65,12 +68,28 @@ def _sides(outline: np.ndarray, labels: np.ndarray, hole: int, least: float, shi
     return out
 
 
+def _in_a_row(i: int, runs: list, least: float) -> bool:
+    """Whether the straight run `i` of a hole's outline lies on one line with another straight run
+    of it, the two spanning at least `least` px: a box's side that letters standing on it cut
+    into short stretches between them."""
+    run, (_, ux, uy, nx, ny) = runs[i]
+    spans = []
+    for other, frame in runs:
+        if frame is None or abs(ux * frame[2] - uy * frame[1]) > ROW_SINE or ux * frame[1] + uy * frame[2] < 0:
+            continue  # bent, or not heading the same way
+        if np.abs((other - run[0]) @ np.array([nx, ny])).max() > SIDE_STRAIGHT + 0.5:
+            continue
+        along = (other - run[0]) @ np.array([ux, uy])
+        spans.append((along.min(), along.max()))
+    return len(spans) >= 2 and max(b for _, b in spans) - min(a for a, _ in spans) >= least
+
+
 def _runs(outline: np.ndarray, width: float) -> list[np.ndarray]:
     """A hole's `outline` (its edge pixels in order) cut at the corners of the polygon that
     approximates it: the runs between corners, each a side when it is straight. Sides are kept
     at least LEAST_PENS pens long, or POLYGON_PENS pens when the hole is a polygon of a few sides
     all straight (a small triangle's half on either side of a wire: its short sides are strokes
-    too, not rounded bits)."""
+    too, not rounded bits) or when they lie in a row along one line (`_in_a_row`)."""
     if len(outline) < 8:
         return []
     corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
