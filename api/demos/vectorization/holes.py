@@ -19,8 +19,8 @@ from .ends import depths
 from .fitting import Piece
 
 LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
-SIDE_STRAIGHT = 0.75  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
-BULGE = 0.35  # px: the middle half of a side lies on it this closely on average (a chord of a round hole does not)
+SIDE_STRAIGHT = 1.25  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
+BULGE = 0.5  # px: the middle half of a side lies on it this closely on average (a chord of a round hole does not)
 POLYGON_MOST, POLYGON_PENS = 6, 0.8  # a hole that is a polygon of so few sides, all straight: sides this long count
 ROW_SINE = 0.05  # runs this parallel (sine of the angle between them) may be one side cut by letters
 DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
