@@ -36,10 +36,10 @@ MARGIN = 0.1
 # crossed by lines were found from their holes (rings.py): KiCad circles .89 clean (.84); and after
 # lines were cut at necks and breaks (ends.split_at_necks): KiCad lines .77 clean (.72); and after
 # filled acute corners stopped being dots (dots._a_corner): KiCad circles .96 scan-like (.91). Raised after
-# the straight sides of holes became line pieces (holes.py): KiCad lines .78 clean (.73); LibreCAD lines .73
-# clean (.68), .61 scan-like (.56) (measured, not tuned on).
+# the straight sides of holes became line pieces (holes.py): KiCad lines .79 clean (.74); LibreCAD lines .73
+# clean (.68), .61 scan-like (.56) (measured, not tuned on; .60 after the sides in a row).
 MEASURED = {
-    ("kicad", False): {"line": 0.73, "circle": 0.84, "arc": 0.95},
+    ("kicad", False): {"line": 0.74, "circle": 0.84, "arc": 0.95},
     ("kicad", True): {"line": 0.67, "circle": 0.91, "arc": 0.95},
     ("librecad", False): {"line": 0.68, "circle": 0.88, "arc": 0.25},
     ("librecad", True): {"line": 0.56, "circle": 0.83, "arc": 0.35},
