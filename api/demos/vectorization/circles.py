@@ -112,8 +112,7 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
             if abs(math.hypot(x0 - c.cx, y0 - c.cy) - c.r) > 3 * tolerance or \
                     abs(math.hypot(x1 - c.cx, y1 - c.cy) - c.r) > 3 * tolerance:
                 continue
-            d = np.abs(np.hypot(piece.points[:, 0] - c.cx, piece.points[:, 1] - c.cy) - c.r)
-            if np.percentile(d, 90) > 1.5 * tolerance:
+            if not _along(piece.points, c.cx, c.cy, c.r, tolerance):
                 continue
             start, end = _nearest_gap(c.angles(piece.points), c.angles(cluster.points))
             gap = math.radians(end - start) * c.r
@@ -133,21 +132,22 @@ def absorb_line_pieces(clusters: list[ArcCluster], lines: list[Piece], tolerance
 
 
 def off_circles(pieces: list[Piece], clusters: list[ArcCluster], tolerance: float) -> list[Piece]:
-    """The line `pieces` that do not lie along a cluster's circle (90% of their points within
-    1.5 × tolerance of it, as absorb_line_pieces asks): a flat stretch of a large circle's hole
-    is that circle's, not a line's."""
+    """The line `pieces` that do not lie along a cluster's circle (`_along`, as absorb_line_pieces
+    asks): a flat stretch of a large circle's hole is that circle's, not a line's."""
     if not clusters:
         return list(pieces)
     circles = np.array([(c.fit.cx, c.fit.cy, c.fit.r) for c in clusters])
     def on_one(points: np.ndarray) -> bool:
         probe = points[[0, len(points) // 2, -1]]  # ends and middle first: cheap
         near = np.abs(np.hypot(probe[:, :1] - circles[:, 0], probe[:, 1:] - circles[:, 1]) - circles[:, 2])
-        for cx, cy, r in circles[(near <= 3 * tolerance).all(axis=0)]:
-            if np.percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90) <= 1.5 * tolerance:
-                return True
-        return False
+        return any(_along(points, cx, cy, r, tolerance) for cx, cy, r in circles[(near <= 3 * tolerance).all(axis=0)])
 
     return [p for p in pieces if not on_one(p.points)]
+
+
+def _along(points: np.ndarray, cx: float, cy: float, r: float, tolerance: float) -> bool:
+    """Whether `points` lie along the circle: 90% of them within 1.5 × tolerance of it."""
+    return float(np.percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90)) <= 1.5 * tolerance
 
 
 def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
