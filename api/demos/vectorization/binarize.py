@@ -46,8 +46,11 @@ def flatten_background(grey: np.ndarray, stroke_hint: int = 12) -> np.ndarray:
         paper = cv2.morphologyEx(whole, cv2.MORPH_CLOSE, kernel).astype(np.float32)
     else:
         paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
-    paper = cv2.GaussianBlur(paper, (0, 0), k / 2)
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    # the paper varies over tens of pixels: blurred at half size, as wide a blur costs a tenth
+    # (it differs by a hundredth of a grey level away from the border)
+    ph, pw = paper.shape
+    half = cv2.resize(paper, (max(1, pw // 2), max(1, ph // 2)), interpolation=cv2.INTER_AREA)
+    paper = cv2.resize(cv2.GaussianBlur(half, (0, 0), k / 4), (w, h), interpolation=cv2.INTER_LINEAR)
     return grey / np.maximum(paper, 1.0)
 
 
@@ -72,9 +75,10 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
         raw[:] = False
     raw = _remove_small(raw, area=6)
     raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
+    components = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)[1:3]
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
-        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(raw, 24))))
-    mask = _drop_small_boxes(raw, min_size, keep_rings=True)
+        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(components, 24))))
+    mask = _drop_small_boxes(components, min_size, keep_rings=True)
     return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size)
 
 
@@ -94,10 +98,11 @@ def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
     return keep[labels]
 
 
-def _drop_small_boxes(mask: np.ndarray, min_size: int, keep_rings: bool = False) -> np.ndarray:
-    """Without the components smaller than `min_size` both ways; with `keep_rings`, a small
-    component that is a round ring (a hole, a terminal, a small circle) is kept all the same."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+def _drop_small_boxes(components: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
+    """The mask labelled in `components` (labels, stats) without the components smaller than
+    `min_size` both ways; with `keep_rings`, a small component that is a round ring (a hole, a
+    terminal, a small circle) is kept all the same."""
+    labels, stats = components
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
     if keep_rings:

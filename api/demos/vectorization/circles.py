@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fitting import CircleFit, Piece, angular_span, fit_circle
+from .fitting import CircleFit, Piece, angular_span, fit_circle, percentile
 from .primitives import Primitive, arc, circle
 from .spatial import Box, Grid, box_of, group_sizes
 
@@ -83,14 +83,14 @@ def _joint_fit(cluster: ArcCluster, points: np.ndarray, fit: CircleFit, toleranc
     # the new points must lie near the cluster's circle; a piece's own circle must be close too,
     # unless its points already sit on the cluster's (short pieces have unreliable own circles)
     d = np.abs(np.hypot(points[:, 0] - c.cx, points[:, 1] - c.cy) - c.r)
-    near = np.percentile(d, 90)
+    near = percentile(d, 90)
     if near > 3 * tolerance:
         return None
     slack = 0.15 * max(c.r, fit.r) + 2 * tolerance
     if near > 1.5 * tolerance and (abs(c.r - fit.r) > slack or math.hypot(c.cx - fit.cx, c.cy - fit.cy) > slack):
         return None
     joint = fit_circle(np.concatenate([cluster.points, points]))
-    if joint is None or np.percentile(joint.residuals, 95) > 1.5 * tolerance:
+    if joint is None or percentile(joint.residuals, 95) > 1.5 * tolerance:
         return None
     return joint
 
@@ -147,7 +147,7 @@ def off_circles(pieces: list[Piece], clusters: list[ArcCluster], tolerance: floa
 
 def _along(points: np.ndarray, cx: float, cy: float, r: float, tolerance: float) -> bool:
     """Whether `points` lie along the circle: 90% of them within 1.5 × tolerance of it."""
-    return float(np.percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90)) <= 1.5 * tolerance
+    return float(percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90)) <= 1.5 * tolerance
 
 
 def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -44,14 +44,17 @@ class CircleFit:
 
 
 def fit_line(points: np.ndarray) -> LineFit:
+    """The total-least-squares line: the principal axis of the points' 2×2 scatter, in closed form
+    (a general SVD costs more than the whole fit on the few dozen points of a skeleton stretch)."""
     centre = points.mean(axis=0)
     centred = points - centre
     if len(points) < 2:
         return LineFit(centre, np.array([1.0, 0.0]), np.zeros(len(points)))
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    direction = vt[0]
-    normal = np.array([-direction[1], direction[0]])
-    return LineFit(centre, direction, np.abs(centred @ normal))
+    x, y = centred[:, 0], centred[:, 1]
+    sxx, syy, sxy = float(x @ x), float(y @ y), float(x @ y)
+    angle = 0.5 * math.atan2(2.0 * sxy, sxx - syy)
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    return LineFit(centre, direction, np.abs(y * direction[0] - x * direction[1]))
 
 
 def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
@@ -60,21 +63,18 @@ def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
     if len(points) < 5:
         return None
     x, y = points[:, 0], points[:, 1]
-    mx, my = x.mean(), y.mean()
+    mx, my = float(x.mean()), float(y.mean())
     u, v = x - mx, y - my
-    # normal equations of [u v 1]·[2cx 2cy c] = u² + v² (3×3: much cheaper than a general lstsq)
+    # normal equations of [u v 1]·[2cx 2cy c] = u² + v² (Σu = Σv = 0: the points are centred)
     b = u * u + v * v
     n = float(len(u))
     suu, svv, suv = float(u @ u), float(v @ v), float(u @ v)
-    ata = np.array([[suu, suv, 0.0], [suv, svv, 0.0], [0.0, 0.0, n]])  # Σu = Σv = 0 (centred)
-    atb = np.array([float(u @ b), float(v @ b), float(b.sum())])
-    try:
-        sol = np.linalg.solve(ata, atb)
-    except np.linalg.LinAlgError:
+    sol = _solve3(((suu, suv, 0.0), (suv, svv, 0.0), (0.0, 0.0, n)), (float(u @ b), float(v @ b), float(b.sum())))
+    if sol is None:
         return None
     cx, cy = sol[0] / 2, sol[1] / 2
     r2 = sol[2] + cx * cx + cy * cy
-    if not np.isfinite(r2) or r2 <= 0:
+    if not math.isfinite(r2) or r2 <= 0:
         return None
     r = math.sqrt(r2)
     for _ in range(refine):  # Gauss-Newton on Σ(|p − c| − r)², normal equations again
@@ -83,19 +83,48 @@ def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
         d[d == 0] = 1e-9
         jx, jy = -dx / d, -dy / d
         res = d - r
-        jtj = np.array([[jx @ jx, jx @ jy, jx.sum()], [jx @ jy, jy @ jy, jy.sum()], [jx.sum(), jy.sum(), n]])
-        jtr = np.array([jx @ res, jy @ res, res.sum()])
-        try:
-            step = np.linalg.solve(jtj, jtr)
-        except np.linalg.LinAlgError:
+        sx, sy = float(jx.sum()), float(jy.sum())
+        sxy = float(jx @ jy)
+        step = _solve3(((float(jx @ jx), sxy, sx), (sxy, float(jy @ jy), sy), (sx, sy, n)),
+                       (float(jx @ res), float(jy @ res), float(res.sum())))
+        if step is None:
             break
         cx, cy, r = cx - step[0], cy - step[1], r + step[2]
-        if not np.isfinite(r) or r <= 0 or np.abs(step).max() < 1e-3:
+        if not math.isfinite(r) or r <= 0 or max(abs(step[0]), abs(step[1]), abs(step[2])) < 1e-3:
             break
-    if not np.isfinite(r) or r <= 0:
+    if not math.isfinite(r) or r <= 0:
         return None
     d = np.hypot(u - cx, v - cy)
-    return CircleFit(float(cx + mx), float(cy + my), float(r), np.abs(d - r))
+    return CircleFit(cx + mx, cy + my, r, np.abs(d - r))
+
+
+Vector3 = tuple[float, float, float]
+
+
+def _solve3(a: tuple[Vector3, Vector3, Vector3], b: Vector3) -> Vector3 | None:
+    """a·x = b for a symmetric 3×3 `a`, by Cramer's rule on plain floats (numpy's solver costs
+    more in overhead than the arithmetic of thousands of small fits); None when singular."""
+    (a00, a01, a02), (a10, a11, a12), (a20, a21, a22) = a
+    c0, c1, c2 = a11 * a22 - a12 * a21, a12 * a20 - a10 * a22, a10 * a21 - a11 * a20
+    det = a00 * c0 + a01 * c1 + a02 * c2
+    if not math.isfinite(det) or abs(det) < 1e-12 * max(abs(a00), abs(a11), abs(a22), 1e-300) ** 3:
+        return None
+    b0, b1, b2 = b
+    x0 = (b0 * c0 + a01 * (a12 * b2 - b1 * a22) + a02 * (b1 * a21 - a11 * b2)) / det
+    x1 = (a00 * (b1 * a22 - a12 * b2) + b0 * c1 + a02 * (a10 * b2 - b1 * a20)) / det
+    x2 = (a00 * (a11 * b2 - b1 * a21) + a01 * (b1 * a20 - a10 * b2) + b0 * c2) / det
+    return x0, x1, x2
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q), linear interpolation, to the bit, without its overhead: the
+    line and arc merges ask it thousands of times a page about a few dozen residuals."""
+    ordered = np.sort(values, axis=None)
+    index = (len(ordered) - 1) * (q / 100)
+    lo = math.floor(index)
+    a, b = float(ordered[lo]), float(ordered[min(lo + 1, len(ordered) - 1)])
+    t = index - lo
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
 
 
 def angular_span(angles: np.ndarray) -> tuple[float, float]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fitting import LineFit, Piece, fit_line
+from .fitting import LineFit, Piece, fit_line, percentile
 from .primitives import Primitive, line
 from .spatial import Box, Grid, box_of, grown
 
@@ -140,7 +140,7 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
     strokes (dashes, a channel drawn in parts) keeps them apart."""
     fit = cluster.fit
     normal = np.array([-fit.direction[1], fit.direction[0]])
-    if np.percentile(np.abs((points - fit.centre) @ normal), 90) > 2 * tolerance:
+    if percentile(np.abs((points - fit.centre) @ normal), 90) > 2 * tolerance:
         return None
     lo, hi = cluster.span()
     t = fit.project(points)
@@ -149,7 +149,7 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
         return None
     if ink is not None and (gap > max_gap or gap > blank):
         a, b = (hi, t.min()) if t.min() > hi else (t.max(), lo)
-        steps = np.linspace(a, b, max(2, int(b - a) + 1))
+        steps = np.linspace(a, b, max(2, round(b - a) + 1))  # round: a 1e-15 error must not drop a sample
         path = fit.centre + steps[:, None] * fit.direction
         h, w = ink.shape
         xs = np.clip(np.round(path[:, 0]).astype(int), 0, w - 1)
@@ -157,7 +157,7 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
         if ink[ys, xs].mean() < (0.95 if gap > max_gap else 0.8):
             return None
     joint = fit_line(np.concatenate([cluster.points, points]))
-    if np.percentile(joint.residuals, 95) > 1.5 * tolerance:
+    if percentile(joint.residuals, 95) > 1.5 * tolerance:
         return None
     return joint
 
