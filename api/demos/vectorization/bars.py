@@ -22,7 +22,7 @@ import math
 import cv2
 import numpy as np
 
-from .primitives import Primitive, line
+from .primitives import Primitive, line, sample_array
 from .spatial import group_sizes
 
 COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over the ink before looking
@@ -44,7 +44,7 @@ def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Pr
     drawn = np.zeros((h, w), np.uint8)
     pen = max(1, int(round(COVER_PENS * width)))
     for p in found:
-        points = np.round(np.array(p.points(step=1.0)) * 16).astype(np.int32)
+        points = np.round(sample_array(p.type, p.geometry, 1.0) * 16).astype(np.int32)
         cv2.polylines(drawn, [points], p.type == "circle", 255, pen, cv2.LINE_8, 4)
     return _bars_in(ink & (drawn == 0), width)
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .lines import intersections
-from .primitives import Primitive, arc_point, length, line, normalised_arc
+from .primitives import Primitive, arc_point, length, line, normalised_arc, sample_array
 from .spatial import Grid, grown
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
@@ -51,7 +51,7 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
 
 def half_width(distance: np.ndarray, p: Primitive) -> float:
     """Half the pen width under a primitive, from the ink's distance transform along it."""
-    values = depths(distance, np.array(p.points(step=2.0)))
+    values = depths(distance, sample_array(p.type, p.geometry, 2.0))
     values = values[values > 0]
     return float(max(0.5, np.median(values) - 0.5)) if values.size else 1.0
 
@@ -387,7 +387,7 @@ def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: flo
     judged against what is left."""
     kept = list(arcs)
     for a in sorted(arcs, key=lambda p: length(p.type, p.geometry)):
-        points = np.array(a.points(step=2.0))
+        points = sample_array(a.type, a.geometry, 2.0)
         near = np.zeros(len(points), bool)
         for p in others + kept:
             if p is a:

@@ -46,7 +46,7 @@ class CircleFit:
 def fit_line(points: np.ndarray) -> LineFit:
     """The total-least-squares line: the principal axis of the points' 2×2 scatter, in closed form
     (a general SVD costs more than the whole fit on the few dozen points of a skeleton stretch)."""
-    centre = points.mean(axis=0)
+    centre = points.sum(axis=0) / len(points)  # = mean(axis=0), without its overhead
     centred = points - centre
     if len(points) < 2:
         return LineFit(centre, np.array([1.0, 0.0]), np.zeros(len(points)))
@@ -63,7 +63,7 @@ def fit_circle(points: np.ndarray, refine: int = 3) -> CircleFit | None:
     if len(points) < 5:
         return None
     x, y = points[:, 0], points[:, 1]
-    mx, my = float(x.mean()), float(y.mean())
+    mx, my = float(x.sum()) / len(x), float(y.sum()) / len(y)
     u, v = x - mx, y - my
     # normal equations of [u v 1]·[2cx 2cy c] = u² + v² (Σu = Σv = 0: the points are centred)
     b = u * u + v * v

@@ -40,7 +40,7 @@ from .ends import (
 from .fitting import ChainCutter
 from .holes import hole_sides
 from .lines import cluster_lines, segment_of
-from .primitives import Primitive, length, sample
+from .primitives import Primitive, length, sample_array
 from .rings import find_rings
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
@@ -228,7 +228,7 @@ def _supported(primitives: list[Primitive], mask: np.ndarray, least: float) -> l
 def _support(p: Primitive, mask: np.ndarray) -> float:
     """Share of the primitive's points (1 px apart) that fall on ink: its confidence."""
     h, w = mask.shape
-    points = np.array(sample(p.type, p.geometry, step=1.0))
+    points = sample_array(p.type, p.geometry, 1.0)
     xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     if not inside.any():
