@@ -675,3 +675,34 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
     # a straight skeleton with pixel steps stays a line
     straight = np.array([[x, 100 + (x // 7) % 2] for x in range(40)], float)
     assert [p.kind for p in ChainCutter(tolerance=2.0, corner_window=5).cut(straight)] == ["line"]
+
+
+def test_the_fast_helpers_give_what_the_library_calls_they_replace():
+    """spatial.components (one thread, BBDT), fitting.percentile, primitives.sample_array and the
+    closed-form fits replaced OpenCV's and numpy's calls for speed alone: same values."""
+    import cv2
+
+    from api.demos.vectorization.fitting import fit_circle, fit_line, percentile
+    from api.demos.vectorization.primitives import sample, sample_array
+    from api.demos.vectorization.spatial import components
+
+    rng = np.random.default_rng(7)
+    mask = rng.random((300, 400)) < 0.3
+    threads = cv2.getNumThreads()
+    for connectivity in (4, 8):
+        count, labels, stats = components(mask, connectivity)
+        expected = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
+        assert count == expected[0] and (labels == expected[1]).all() and (stats == expected[2]).all()
+    assert cv2.getNumThreads() == threads  # OpenCV's setting is put back
+    for n in (1, 2, 7, 40):
+        values = rng.random(n) * 5
+        for q in (0.3, 50, 90, 95):
+            assert percentile(values, q) == float(np.percentile(values, q))
+    g = {"x1": 3.25, "y1": 7.5, "x2": 91.0, "y2": -12.125}
+    assert np.array_equal(sample_array("line", g, 1.0), np.array(sample("line", g, 1.0)))
+    points = np.column_stack([np.arange(20.0), 0.5 * np.arange(20.0) + 3])
+    assert abs(abs(float(fit_line(points).direction @ np.array([2.0, 1.0]) / math.sqrt(5))) - 1) < 1e-12
+    t = np.radians(np.arange(0, 120, 3.0))
+    fit = fit_circle(np.column_stack([40 + 25 * np.cos(t), 60 + 25 * np.sin(t)]))
+    assert fit is not None and max(abs(fit.cx - 40), abs(fit.cy - 60), abs(fit.r - 25)) < 1e-6
+    assert fit_circle(np.column_stack([np.arange(10.0), np.zeros(10)])) is None  # collinear: no circle

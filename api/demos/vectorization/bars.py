@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .primitives import Primitive, line, sample_array
-from .spatial import group_sizes
+from .spatial import components, group_sizes
 
 COVER_PENS = 1.2  # found primitives are drawn this many pen widths wide over the ink before looking
 LEAST_PENS = 1.6  # a bar at least this many pen widths long (what is left over, and the line at the end)
@@ -79,7 +79,7 @@ def teeth(clutter: np.ndarray, width: float) -> np.ndarray:
     is taken for the line along its bounding box's long side when that side is at least
     TOOTH_PENS pen widths and three times the short one; letters that long stand in words, not in
     combs. Returns the mask of those components, to be vectorized like any stroke."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(clutter.astype(np.uint8), connectivity=8)
+    count, labels, stats = components(clutter)
     indices, axes = [], []
     for k in range(1, count):
         x, y, bw, bh = (float(v) for v in stats[k, :4])
@@ -121,7 +121,7 @@ def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:
 
 def _bars_in(left: np.ndarray, width: float) -> list[Primitive]:
     """Lines along the components of `left` that are filled thin rectangles (see the module's doc)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(left.astype(np.uint8), connectivity=8)
+    count, labels, stats = components(left)
     least = LEAST_PENS * width
     bars = []
     for k in range(1, count):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .spatial import components
+
 WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (binarize._in_a_word)
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
@@ -75,16 +77,16 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
         raw[:] = False
     raw = _remove_small(raw, area=6)
     raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
-    components = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)[1:3]
+    labelled = components(raw)[1:3]
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
-        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(components, 24))))
-    mask = _drop_small_boxes(components, min_size, keep_rings=True)
+        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24))))
+    mask = _drop_small_boxes(labelled, min_size, keep_rings=True)
     return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size)
 
 
 def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The components of `weak` that hold at least one `strong` pixel."""
-    count, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
+    count, labels, _ = components(weak)
     keep = np.zeros(count, bool)
     keep[np.unique(labels[strong & weak])] = True
     keep[0] = False
@@ -92,7 +94,7 @@ def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
 
 
 def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats = components(mask)
     keep = stats[:, cv2.CC_STAT_AREA] >= area
     keep[0] = False
     return keep[labels]

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from skimage.morphology import skeletonize
 
+from .spatial import components
+
 # a chain loses at most this share of its points at each end to trimming: a small circle crossed by a
 # line through its centre is two half-circle chains between junctions, and trimmed by a quarter at
 # both ends what is left is too short and too flat to be an arc any more
@@ -62,7 +64,7 @@ def chains_of(skel: np.ndarray, min_points: int = 3, spur: int = 0) -> list[Chai
     if spur:
         junction |= _cluster_junctions(skel, count, spur)
     body = skel & ~junction
-    n, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
+    n, labels, _ = components(body)
     ys, xs = np.nonzero(body)
     order = np.argsort(labels[ys, xs], kind="stable")
     ys, xs = ys[order], xs[order]
@@ -92,9 +94,9 @@ def _cluster_junctions(skel: np.ndarray, count: np.ndarray, spur: int) -> np.nda
     skeleton sprouts along its side do not count (cutting there would cut lines and arcs in two)."""
     crowded = skel & (count >= 3)
     body = skel & ~crowded
-    _, body_labels, body_stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
+    _, body_labels, body_stats = components(body)
     long_branch = body_stats[:, cv2.CC_STAT_AREA] >= spur
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(crowded.astype(np.uint8), connectivity=8)
+    n, labels, stats = components(crowded)
     found = np.zeros_like(skel, dtype=bool)
     h, w = skel.shape
     ring_kernel = np.ones((3, 3), np.uint8)
@@ -103,7 +105,7 @@ def _cluster_junctions(skel: np.ndarray, count: np.ndarray, spur: int) -> np.nda
         x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(w, x + bw + 1), min(h, y + bh + 1)
         mine = labels[y0:y1, x0:x1] == k
         ring = (cv2.dilate(mine.astype(np.uint8), ring_kernel) > 0) & body[y0:y1, x0:x1]
-        groups, group_labels = cv2.connectedComponents(ring.astype(np.uint8), connectivity=8)
+        groups, group_labels, _ = components(ring)
         if groups - 1 < 3:
             continue
         owners = body_labels[y0:y1, x0:x1]

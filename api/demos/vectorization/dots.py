@@ -18,6 +18,7 @@ import numpy as np
 
 from .fitting import fit_circle
 from .primitives import Primitive, circle
+from .spatial import components
 
 RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
@@ -121,7 +122,7 @@ def _runs_round(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def _discs(mask: np.ndarray) -> np.ndarray:
     """The components of `mask` that are filled discs: as wide as tall, filling their circle."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats = components(mask)
     size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     square = np.minimum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 0.85 * size
     full = stats[:, cv2.CC_STAT_AREA] >= 0.7 * math.pi * (size / 2) ** 2
