@@ -100,11 +100,11 @@ def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
     return keep[labels]
 
 
-def _drop_small_boxes(components: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
-    """The mask labelled in `components` (labels, stats) without the components smaller than
+def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
+    """The mask `labelled` (its components' labels and stats) without the components smaller than
     `min_size` both ways; with `keep_rings`, a small component that is a round ring (a hole, a
     terminal, a small circle) is kept all the same."""
-    labels, stats = components
+    labels, stats = labelled
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
     if keep_rings:

@@ -103,7 +103,8 @@ Vector3 = tuple[float, float, float]
 
 def _solve3(a: tuple[Vector3, Vector3, Vector3], b: Vector3) -> Vector3 | None:
     """a·x = b for a symmetric 3×3 `a`, by Cramer's rule on plain floats (numpy's solver costs
-    more in overhead than the arithmetic of thousands of small fits); None when singular."""
+    more in overhead than the arithmetic of thousands of small fits); None when `a` is singular or
+    nearly so (its determinant under 1e-12 of its diagonal's scale cubed: collinear points)."""
     (a00, a01, a02), (a10, a11, a12), (a20, a21, a22) = a
     c0, c1, c2 = a11 * a22 - a12 * a21, a12 * a20 - a10 * a22, a10 * a21 - a11 * a20
     det = a00 * c0 + a01 * c1 + a02 * c2
