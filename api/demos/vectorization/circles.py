@@ -147,7 +147,7 @@ def off_circles(pieces: list[Piece], clusters: list[ArcCluster], tolerance: floa
 
 def _along(points: np.ndarray, cx: float, cy: float, r: float, tolerance: float) -> bool:
     """Whether `points` lie along the circle: 90% of them within 1.5 × tolerance of it."""
-    return float(percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90)) <= 1.5 * tolerance
+    return percentile(np.abs(np.hypot(points[:, 0] - cx, points[:, 1] - cy) - r), 90) <= 1.5 * tolerance
 
 
 def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
