@@ -678,13 +678,14 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
 
 
 def test_the_fast_helpers_give_what_the_library_calls_they_replace():
-    """spatial.components (one thread, BBDT), fitting.percentile, primitives.sample_array and the
-    closed-form fits replaced OpenCV's and numpy's calls for speed alone: same values."""
+    """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
+    run), fitting.percentile, primitives.sample_array and the closed-form fits replaced OpenCV's
+    and numpy's calls for speed alone: same values."""
     import cv2
 
     from api.demos.vectorization.fitting import fit_circle, fit_line, percentile
     from api.demos.vectorization.primitives import sample, sample_array
-    from api.demos.vectorization.spatial import components
+    from api.demos.vectorization.spatial import close, components
 
     rng = np.random.default_rng(7)
     mask = rng.random((300, 400)) < 0.3
@@ -694,6 +695,11 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
         expected = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
         assert count == expected[0] and (labels == expected[1]).all() and (stats == expected[2]).all()
     assert cv2.getNumThreads() == threads  # OpenCV's setting is put back
+    grey = (rng.random((120, 90)) * 255).astype(np.uint8)
+    for size in (5, 37, 301):  # the last one taller than the image
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        for image in (grey, grey.astype(np.float32) / 3):
+            assert np.array_equal(close(image, kernel), cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel))
     for n in (1, 2, 7, 40):
         values = rng.random(n) * 5
         for q in (0.3, 50, 90, 95):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .spatial import components
+from .spatial import close, components
 
 WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (binarize._in_a_word)
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
@@ -45,9 +45,9 @@ def flatten_background(grey: np.ndarray, stroke_hint: int = 12) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     whole = small.astype(np.uint8)
     if np.array_equal(whole, small):  # grey levels of an 8-bit image: closing bytes is the same, and faster
-        paper = cv2.morphologyEx(whole, cv2.MORPH_CLOSE, kernel).astype(np.float32)
+        paper = close(whole, kernel).astype(np.float32)
     else:
-        paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
+        paper = close(small, kernel)
     # the paper varies over tens of pixels: blurred at half size, as wide a blur costs a tenth
     # (it differs by a hundredth of a grey level away from the border)
     ph, pw = paper.shape

@@ -1,5 +1,5 @@
 """A grid of buckets, so that merging and snapping look only at nearby things; groups of linked
-things; and the connected components of a mask.
+things; the connected components of a mask, and an ellipse's closing (both faster than OpenCV's own calls).
 
 Dense pages (hatching, tables, a page of text that passed the clutter filter) hold thousands of
 fragments; comparing every pair made one test page take minutes. Each item is registered in the
@@ -87,3 +87,40 @@ def components(mask: np.ndarray, connectivity: int = 8) -> tuple[int, np.ndarray
     finally:
         cv2.setNumThreads(threads)
     return count, labels, stats
+
+
+def close(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel) for a kernel whose rows are each one run
+    (an ellipse), to the bit, in half the CPU: OpenCV walks a non-rectangular kernel's every row
+    over the image, while a row's run is a one-row kernel OpenCV slides fast, and rows of equal
+    runs (an ellipse's mirror halves, its flat top) share it."""
+    return _by_rows(_by_rows(image, kernel, cv2.dilate, np.maximum), kernel, cv2.erode, np.minimum)
+
+
+def _by_rows(image: np.ndarray, kernel: np.ndarray, morph, pick) -> np.ndarray:
+    """Dilation or erosion (`morph`, `pick`: cv2.dilate, np.maximum or cv2.erode, np.minimum) by
+    `kernel`, anchored at its centre, as one row-run pass per distinct run, each shifted into
+    place; rows beyond the image are left out, as OpenCV's default border does."""
+    centre = kernel.shape[0] // 2
+    runs: dict[tuple[int, int], list[int]] = {}
+    for dy, row in enumerate(kernel):
+        on = np.flatnonzero(row)
+        if on.size:
+            runs.setdefault((int(on[0]), int(on[-1])), []).append(dy - centre)
+    h = image.shape[0]
+    out: np.ndarray | None = None
+    for (first, last), shifts in sorted(runs.items(), key=lambda item: 0 not in item[1]):  # the centre row's first
+        run = np.zeros((1, kernel.shape[1]), np.uint8)
+        run[0, first:last + 1] = 1
+        along = morph(image, run)
+        if out is None:
+            out = along.copy()
+        for shift in shifts:  # out[y] takes along[y + shift]
+            if abs(shift) >= h:
+                continue
+            if shift >= 0:
+                pick(out[:h - shift], along[shift:], out=out[:h - shift])
+            else:
+                pick(out[-shift:], along[:h + shift], out=out[-shift:])
+    assert out is not None, "an empty kernel"
+    return out
