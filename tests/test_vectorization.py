@@ -679,13 +679,14 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
 
 def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
-    run), fitting.percentile, primitives.sample_array and the closed-form fits replaced OpenCV's
-    and numpy's calls for speed alone: same values."""
+    run), spatial.at_points (np.rint, no np.clip), fitting.percentile and fitting.median,
+    primitives.sample_array and the closed-form fits replaced OpenCV's and numpy's calls for speed
+    alone: same values."""
     import cv2
 
-    from api.demos.vectorization.fitting import fit_circle, fit_line, percentile
+    from api.demos.vectorization.fitting import fit_circle, fit_line, median, percentile
     from api.demos.vectorization.primitives import sample, sample_array
-    from api.demos.vectorization.spatial import close, components
+    from api.demos.vectorization.spatial import at_points, close, components
 
     rng = np.random.default_rng(7)
     mask = rng.random((300, 400)) < 0.3
@@ -704,6 +705,14 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
         values = rng.random(n) * 5
         for q in (0.3, 50, 90, 95):
             assert percentile(values, q) == float(np.percentile(values, q))
+        for array in (values, values.astype(np.float32), np.round(values * 2) / 2):  # ties too
+            expected = np.median(array)
+            assert median(array) == expected and type(median(array)) is type(expected)
+    depth = rng.random((30, 40)).astype(np.float32)
+    points = np.array([[-3.0, 2.5], [0.5, 1.5], [2.5, 29.49], [39.5, 40.0], [17.2, 8.8]])  # halves round to even
+    xs = np.clip(np.round(points[:, 0]).astype(int), 0, 39)
+    ys = np.clip(np.round(points[:, 1]).astype(int), 0, 29)
+    assert np.array_equal(at_points(depth, points), depth[ys, xs])
     g = {"x1": 3.25, "y1": 7.5, "x2": 91.0, "y2": -12.125}
     assert np.array_equal(sample_array("line", g, 1.0), np.array(sample("line", g, 1.0)))
     points = np.column_stack([np.arange(20.0), 0.5 * np.arange(20.0) + 3])

@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-from .fitting import fit_circle
+from .fitting import fit_circle, median
 from .primitives import Primitive, circle
 from .spatial import components
 
@@ -56,7 +56,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
         tried.append((x, y))
         on = along_rays(ink, x, y, cos, sin, steps)
         ends = np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(steps)) * 0.5  # first paper along each ray
-        outline = float(np.median(ends))
+        outline = float(median(ends))
         round_rays = np.abs(ends - outline) <= 1.5
         if round_rays.mean() < ROUND_SHARE or outline < deep - 1.0 or outline > depth + 2.5:
             continue
@@ -84,8 +84,8 @@ def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.nd
     """`mask` (bool H×W) read along rays from (x, y) in the directions (cos, sin), at the distances
     `steps`: rays × steps, False off the image."""
     h, w = mask.shape
-    px = np.round(x + cos[:, None] * steps[None, :]).astype(int)
-    py = np.round(y + sin[:, None] * steps[None, :]).astype(int)
+    px = np.rint(x + cos[:, None] * steps[None, :]).astype(int)  # np.round's values, without its overhead
+    py = np.rint(y + sin[:, None] * steps[None, :]).astype(int)
     inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
     out = np.zeros(px.shape, bool)
     out[inside] = mask[py[inside], px[inside]]

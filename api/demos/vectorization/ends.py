@@ -16,9 +16,10 @@ import math
 
 import numpy as np
 
+from .fitting import median
 from .lines import intersections
 from .primitives import Primitive, arc_point, length, line, normalised_arc, sample_array
-from .spatial import Grid, grown
+from .spatial import Grid, at_points, grown
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
 OVERSHOOT = 1.5  # a large arc's tangent snap reaches this many √(r × pen width) px (snap_tangents)
@@ -33,8 +34,8 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
     """How many of the consecutive `points` (N×2, x y, 1 px apart) lie on ink; one isolated miss
     (a faint pixel) is forgiven when the next two are ink."""
     h, w = ink.shape
-    xs = np.round(points[:, 0]).astype(int)
-    ys = np.round(points[:, 1]).astype(int)
+    xs = np.rint(points[:, 0]).astype(int)  # np.round's values, without its overhead
+    ys = np.rint(points[:, 1]).astype(int)
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     on = np.zeros(len(points), bool)
     on[inside] = ink[ys[inside], xs[inside]]
@@ -51,9 +52,9 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
 
 def half_width(distance: np.ndarray, p: Primitive) -> float:
     """Half the pen width under a primitive, from the ink's distance transform along it."""
-    values = depths(distance, sample_array(p.type, p.geometry, 2.0))
+    values = at_points(distance, sample_array(p.type, p.geometry, 2.0))
     values = values[values > 0]
-    return float(max(0.5, np.median(values) - 0.5)) if values.size else 1.0
+    return float(max(0.5, median(values) - 0.5)) if values.size else 1.0
 
 
 def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarray, distance: np.ndarray,
@@ -88,7 +89,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             run = ink_run(ink, walk)
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
-            depth = depths(distance, walk[:run])  # the ink's depth along the walk, read once
+            depth = at_points(distance, walk[:run])  # the ink's depth along the walk, read once
             neck = touching_end(depth, half)
             if neck is not None:
                 run = neck
@@ -139,7 +140,7 @@ def split_at_necks(lines: list[Primitive], distance: np.ndarray) -> list[Primiti
             continue
         ux, uy = (g["x2"] - g["x1"]) / length, (g["y2"] - g["y1"]) / length
         t = np.arange(0.0, length + 0.5, 1.0)
-        depth = depths(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
+        depth = at_points(distance, np.column_stack([g["x1"] + t * ux, g["y1"] + t * uy]))
         deep = depth >= NECK_RISE * full
         cuts: list[tuple[int, int]] = []  # the narrowest stretch of each neck or break: first, last step
         after = span  # steps before this one are looked at already
@@ -194,14 +195,6 @@ def touching_end(depth: np.ndarray, half: float) -> int | None:
     if not deep.size:
         return None
     return int(thin[0] + np.argmin(depth[thin[0]:thin[0] + deep[0]]))
-
-
-def depths(distance: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The ink's depth (distance transform) at each point, clipped to the image."""
-    h, w = distance.shape
-    xs = np.minimum(np.maximum(np.round(points[:, 0]).astype(int), 0), w - 1)  # np.clip: slower on small arrays
-    ys = np.minimum(np.maximum(np.round(points[:, 1]).astype(int), 0), h - 1)
-    return distance[ys, xs]
 
 
 def blob_centre(depth: np.ndarray, half: float) -> float | None:

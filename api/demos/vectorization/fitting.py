@@ -117,6 +117,15 @@ def _solve3(a: tuple[Vector3, Vector3, Vector3], b: Vector3) -> Vector3 | None:
     return x0, x1, x2
 
 
+def median(values: np.ndarray) -> np.floating:
+    """np.median(values) of a 1-D array, to the bit and of the same type (the middle pair's mean
+    in the array's own precision, as numpy takes it), without its overhead: every line's pen width
+    is read as a median, several times a page (ends.half_width)."""
+    ordered = np.sort(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def percentile(values: np.ndarray, q: float) -> float:
     """np.percentile(values, q), linear interpolation, to the bit, without its overhead: the
     line and arc merges ask it thousands of times a page about a few dozen residuals."""
@@ -164,7 +173,8 @@ def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
     if closed:
         before, after = points[(idx - k) % n], points[(idx + k) % n]
     else:
-        before, after = points[np.clip(idx - k, 0, n - 1)], points[np.clip(idx + k, 0, n - 1)]
+        # np.minimum/np.maximum: np.clip's values, without its overhead on a short chain
+        before, after = points[np.maximum(idx - k, 0)], points[np.minimum(idx + k, n - 1)]
     a, b = points - before, after - points
     cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
     turn = np.degrees(np.abs(np.arctan2(cross, (a * b).sum(axis=1))))
@@ -175,8 +185,8 @@ def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
     if closed:
         side = np.maximum(turn[(idx - far) % n], turn[(idx + far) % n])
     else:
-        left = np.where(idx - far >= 0, turn[np.clip(idx - far, 0, n - 1)], 0.0)
-        right = np.where(idx + far < n, turn[np.clip(idx + far, 0, n - 1)], 0.0)
+        left = np.where(idx - far >= 0, turn[np.maximum(idx - far, 0)], 0.0)
+        right = np.where(idx + far < n, turn[np.minimum(idx + far, n - 1)], 0.0)
         side = np.maximum(left, right)
     candidate = (turn >= CORNER_TURN) & (turn >= CORNER_CONTRAST * side)
     found: list[int] = []

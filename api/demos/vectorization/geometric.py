@@ -229,7 +229,7 @@ def _support(p: Primitive, mask: np.ndarray) -> float:
     """Share of the primitive's points (1 px apart) that fall on ink: its confidence."""
     h, w = mask.shape
     points = sample_array(p.type, p.geometry, 1.0)
-    xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
+    xs, ys = np.rint(points[:, 0]).astype(int), np.rint(points[:, 1]).astype(int)  # np.round's, faster
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     if not inside.any():
         return 0.0

@@ -15,8 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .ends import depths
 from .fitting import Piece
+from .spatial import at_points
 
 LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
 SIDE_STRAIGHT = 1.25  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
@@ -63,7 +63,7 @@ def _sides(outline: np.ndarray, labels: np.ndarray, hole: int, least: float, shi
         length, ux, uy, nx, ny = frame
         steps = np.arange(0.0, length + 0.5, 1.0)
         points = np.column_stack([run[0, 0] + steps * ux + shift * nx, run[0, 1] + steps * uy + shift * ny])
-        if depths(distance, points).min() >= DEEP * width / 2:
+        if at_points(distance, points).min() >= DEEP * width / 2:
             out.append(Piece("line", points))
     return out
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .fitting import LineFit, Piece, fit_line, percentile
 from .primitives import Primitive, line
-from .spatial import Box, Grid, box_of, grown
+from .spatial import Box, Grid, at_points, box_of, grown
 
 TURN = 25.0  # degrees: a piece or a cluster heading further off a line's direction is not part of it
 
@@ -151,10 +151,7 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
         a, b = (hi, t.min()) if t.min() > hi else (t.max(), lo)
         steps = np.linspace(a, b, max(2, round(b - a) + 1))  # round: a 1e-15 error must not drop a sample
         path = fit.centre + steps[:, None] * fit.direction
-        h, w = ink.shape
-        xs = np.clip(np.round(path[:, 0]).astype(int), 0, w - 1)
-        ys = np.clip(np.round(path[:, 1]).astype(int), 0, h - 1)
-        if ink[ys, xs].mean() < (0.95 if gap > max_gap else 0.8):
+        if at_points(ink, path).mean() < (0.95 if gap > max_gap else 0.8):
             return None
     joint = fit_line(np.concatenate([cluster.points, points]))
     if percentile(joint.residuals, 95) > 1.5 * tolerance:
