@@ -721,3 +721,19 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     fit = fit_circle(np.column_stack([40 + 25 * np.cos(t), 60 + 25 * np.sin(t)]))
     assert fit is not None and max(abs(fit.cx - 40), abs(fit.cy - 60), abs(fit.r - 25)) < 1e-6
     assert fit_circle(np.column_stack([np.arange(10.0), np.zeros(10)])) is None  # collinear: no circle
+
+
+def test_a_walk_along_ink_forgives_one_faint_pixel_only():
+    """ends.ink_run: a single miss with ink on the next two steps is a faint pixel, not the end;
+    two misses, or a miss too near the walk's end to tell, end the run; off the image is paper."""
+    from api.demos.vectorization.ends import ink_run
+
+    def run(row: str) -> int:
+        ink = np.array([[c == "#" for c in row]])
+        return ink_run(ink, np.column_stack([np.arange(len(row) + 2.0), np.zeros(len(row) + 2)]))
+
+    assert run("###.##...") == 6
+    assert run("##..####") == 2
+    assert run("####.#") == 4  # the walk's next two steps: one ink, one off the image
+    assert run("#####") == 5
+    assert run(".##") == 3 and run("..#") == 0

@@ -39,15 +39,9 @@ def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     on = np.zeros(len(points), bool)
     on[inside] = ink[ys[inside], xs[inside]]
-    run = 0
-    while run < len(on):
-        if on[run]:
-            run += 1
-        elif run + 2 < len(on) and on[run + 1] and on[run + 2]:
-            run += 1
-        else:
-            break
-    return run
+    going = on.copy()  # a step the run goes past: ink, or a miss with the next two on ink
+    going[:-2] |= on[1:-1] & on[2:]
+    return len(going) if going.all() else int(np.argmin(going))
 
 
 def half_width(distance: np.ndarray, p: Primitive) -> float:
