@@ -737,3 +737,30 @@ def test_a_walk_along_ink_forgives_one_faint_pixel_only():
     assert run("####.#") == 4  # the walk's next two steps: one ink, one off the image
     assert run("#####") == 5
     assert run(".##") == 3 and run("..#") == 0
+
+
+def test_letters_touching_a_stroke_are_not_lines(monkeypatch):
+    """A word's last letter touching a drawn line is one ink with it and kept, but the word's
+    other letters are clutter and mark its band (binarize.word_bands): the letter's strokes are
+    not lines, and the lines it touches are found whole."""
+    import cv2
+
+    from api.demos.vectorization import geometric
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    image = np.full((300, 420, 3), 255, np.uint8)
+    cv2.line(image, (30, 220), (390, 220), (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.line(image, (262, 40), (262, 220), (0, 0, 0), 3, cv2.LINE_AA)
+    (text_width, _), _ = cv2.getTextSize("RESET", cv2.FONT_HERSHEY_SIMPLEX, 1.3, 3)
+    cv2.putText(image, "RESET", (265 - text_width, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3, cv2.LINE_AA)
+
+    def lines() -> list[tuple[int, ...]]:
+        found = GeometricDetector().detect(image).primitives
+        return sorted(tuple(round(p.geometry[k]) for k in ("x1", "y1", "x2", "y2")) for p in found if p.type == "line")
+
+    found = lines()
+    assert len(found) == 2
+    for got, drawn in zip(found, [(30, 220, 390, 220), (262, 40, 262, 220)], strict=True):
+        assert max(abs(a - b) for a, b in zip(got, drawn, strict=True)) <= 2
+    monkeypatch.setattr(geometric, "WORD_LINES", 0.0)  # the rule off: the T's strokes come out as lines
+    assert len(lines()) > 2

@@ -10,7 +10,7 @@ dropped: they are the text-like clutter a diagram's labels make.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -18,7 +18,14 @@ import numpy as np
 from .spatial import close, components
 
 WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (binarize._in_a_word)
+# a word's letters: level, each no further from the next than this share of the taller's height
+# (binarize.word_bands); the word's band reaches WORD_REACH letter widths beyond its ends and
+# WORD_MARGIN of its height above and below, where its letters may touch a stroke and be kept
+WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
+
+
+Band = tuple[float, float, float, float, float]  # xmin, ymin, xmax, ymax, the letters' height
 
 
 @dataclass
@@ -28,6 +35,7 @@ class InkMask:
     stroke_width: float  # median stroke width in px
     threshold: float  # on the flattened image, paper = 1.0
     min_size: int  # the clutter size used
+    words: list[Band] = field(default_factory=list)  # where the clutter's words lie (word_bands)
 
 
 def grey_of(rgb: np.ndarray) -> np.ndarray:
@@ -81,7 +89,8 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
         min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24))))
     mask = _drop_small_boxes(labelled, min_size, keep_rings=True)
-    return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size)
+    return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size,
+                   words=word_bands(labelled[1], min_size))
 
 
 def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
@@ -127,6 +136,34 @@ def _in_a_word(stats: np.ndarray, index: int, small: np.ndarray) -> bool:
     level = np.minimum(y + h, oy + oh) - np.maximum(y, oy) >= WORD_LEVEL * h
     gap = np.maximum(ox - (x + w), x - (ox + ow))
     return bool((level & (gap <= WORD_GAP * w) & (oh >= WORD_LEVEL * h)).any())
+
+
+def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
+    """The bands where words lie: rows of two or more small components standing as letters do
+    (`_in_a_word`), each letter level with the row and near its last one (WORD_SPACING), the band
+    grown by WORD_REACH letter widths either side and WORD_MARGIN of its height above and below.
+    A letter touching a stroke is one ink with it and kept, but its word's other letters are
+    clutter and mark where it lies (text written over a resistor, a transistor's pin names)."""
+    small = np.nonzero(np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < min_size)[0]
+    letters = sorted((int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]))
+                     for i in small[small > 0] if _in_a_word(stats, i, small[small > 0]))
+    rows: list[list] = []  # [xmin, ymin, xmax, ymax, letter widths]
+    for x, y, w, h in letters:
+        for row in rows:
+            height = row[3] - row[1]
+            if min(y + h, row[3]) - max(y, row[1]) >= WORD_LEVEL * min(h, height) and \
+                    x - row[2] <= WORD_SPACING * max(h, height):
+                row[:4] = [min(row[0], x), min(row[1], y), max(row[2], x + w), max(row[3], y + h)]
+                row[4].append(w)
+                break
+        else:
+            rows.append([x, y, x + w, y + h, [w]])
+    bands = []
+    for x0, y0, x1, y1, widths in rows:
+        if len(widths) >= 2:
+            reach, margin = WORD_REACH * float(np.median(widths)), WORD_MARGIN * (y1 - y0)
+            bands.append((x0 - reach, y0 - margin, x1 + reach, y1 + margin, float(y1 - y0)))
+    return bands
 
 
 def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:

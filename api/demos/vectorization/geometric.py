@@ -9,7 +9,8 @@ ends onto the lines and arcs they touch, a stadium's sides the arcs took in put 
 along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars) → line ends put on a meeting walked again
-among what is kept (ends.extend_lines' `again`) → lines cut where their ink narrows to a neck or
+among what is kept (ends.extend_lines' `again`) → short lines lying in a word's band dropped (its
+letters touching a stroke; binarize.word_bands) → lines cut where their ink narrows to a neck or
 breaks (ends.split_at_necks).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
-from .binarize import ink_mask
+from .binarize import Band, ink_mask
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of
 from .dots import find_dots
@@ -55,6 +56,7 @@ TICK_PENS = 2.5  # shorter lines are not kept even side by side (geometric.Geome
 SIDE_PENS = 3.5  # … nor shorter lines along a hole's side (holes.py: a small triangle's sides)
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 COIL_PENS = 3.0  # … down to this many pen widths for the turns of a coil (circles.coiled)
+WORD_LINES = 1.5  # a line lying in a word's band, no longer than this many times its height, is its letters'
 
 
 @dataclass
@@ -164,7 +166,7 @@ class GeometricDetector:
         extend_lines([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
                      ink.raw, distance, reach, again=met)
         primitives = [p for p in primitives if p.type != "line"] + split_at_necks(
-            [p for p in primitives if p.type == "line"], distance)
+            [p for p in primitives if p.type == "line" and not _in_a_word(p, ink.words)], distance)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
@@ -223,6 +225,15 @@ def _supported(primitives: list[Primitive], mask: np.ndarray, least: float) -> l
             p.confidence = round(support, 3)
             kept.append(p)
     return kept
+
+
+def _in_a_word(p: Primitive, words: list[Band]) -> bool:
+    """Whether a line lies within a word's band (binarize.word_bands) and is no longer than
+    WORD_LINES times its letters' height: a stroke of letters touching a drawn one, kept with it."""
+    g = p.geometry
+    return any(x0 <= min(g["x1"], g["x2"]) and max(g["x1"], g["x2"]) <= x1 and
+               y0 <= min(g["y1"], g["y2"]) and max(g["y1"], g["y2"]) <= y1 and _length(p) <= WORD_LINES * height
+               for x0, y0, x1, y1, height in words)
 
 
 def _support(p: Primitive, mask: np.ndarray) -> float:
