@@ -764,3 +764,53 @@ def test_letters_touching_a_stroke_are_not_lines(monkeypatch):
         assert max(abs(a - b) for a, b in zip(got, drawn, strict=True)) <= 2
     monkeypatch.setattr(geometric, "WORD_LINES", 0.0)  # the rule off: the T's strokes come out as lines
     assert len(lines()) > 2
+
+
+def test_the_legs_of_a_sharp_thick_v_end_at_its_tip(monkeypatch):
+    """ends.settle_acute: where thick strokes meet at a narrow angle their ink is one for several
+    pens and the skeleton runs down the bisector, so the fitted legs come out turned and meet
+    short of the tip or past it; both ends go to the vertex, half a pen inside the ink's tip."""
+    import cv2
+
+    from api.demos.vectorization import geometric
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    def tips(pen: int, half: int) -> list[float]:
+        image = np.full((320, 320, 3), 255, np.uint8)
+        legs = np.array([[160 - half, 280], [160, 60], [160 + half, 280]], np.int32)
+        cv2.polylines(image, [legs * 16], False, (0, 0, 0), pen, cv2.LINE_AA, 4)
+        found = [p.geometry for p in GeometricDetector().detect(image).primitives if p.type == "line"]
+        assert len(found) == 2
+        return [min(math.dist((g["x1"], g["y1"]), (160, 60)), math.dist((g["x2"], g["y2"]), (160, 60)))
+                for g in found]
+
+    for pen, half in ((5, 20), (7, 25)):  # 10° and 13° between the legs
+        assert max(tips(pen, half)) <= 2.0
+    monkeypatch.setattr(geometric, "settle_acute", lambda *args: None)
+    assert max(tips(5, 20)) > 3.0 and max(tips(7, 25)) > 3.0  # one leg is off by a pen without it
+
+
+def test_a_second_walk_puts_a_corner_before_a_circle_crossing_it(monkeypatch):
+    """extend_lines' second walk: a line end that met a circle's stroke crossing just past a
+    corner (another line's end it passed on its way) goes back to the corner (ends.CORNER_BACK);
+    the first walk went on through the joined ink into the circle."""
+    import cv2
+
+    from api.demos.vectorization import ends
+    from api.demos.vectorization.primitives import circle, line
+
+    drawn = np.zeros((300, 300), np.uint8)
+    cv2.line(drawn, (60, 150), (150, 150), 255, 5)
+    cv2.line(drawn, (150, 150), (150, 260), 255, 5)
+    cv2.circle(drawn, (192, 150), 40, 255, 5)  # through (152, 150), 2 px past the corner
+    ink = drawn > 0
+    distance = cv2.distanceTransform(drawn, cv2.DIST_L2, 5)
+
+    def end_after_second_walk() -> tuple[float, float]:
+        a, b = line(60, 150, 148, 150), line(150, 150, 150, 258)
+        ends.extend_lines([a, b], [circle(192, 150, 40)], ink, distance, 30.0, again=[(a, 1)])
+        return a.geometry["x2"], a.geometry["y2"]
+
+    assert end_after_second_walk() == pytest.approx((150.0, 150.0), abs=0.5)
+    monkeypatch.setattr(ends, "CORNER_BACK", -1e9)  # the rule off: the end stays on the circle
+    assert end_after_second_walk() == pytest.approx((152.0, 150.0), abs=0.5)

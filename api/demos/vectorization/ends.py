@@ -8,7 +8,8 @@ on that meeting point (corners, radii on a circumference, T-junctions). The walk
 `reach` px: ink that goes on further belongs to something else running the same way. Where the
 ink runs on smoothly into a tangent line or a touching arc, the walks overshoot, and the ends are
 put on the tangent point (snap_tangents, snap_touching_arcs). Where the ink along a line narrows
-to a neck or breaks between its ends, the line is two strokes end to end (split_at_necks).
+to a neck or breaks between its ends, the line is two strokes end to end (split_at_necks). Where
+two thick strokes meet at an acute angle, the ends go to the ink's tip (settle_acute).
 """
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ BLOB_DEPTH = 1.8  # ink this many stroke half-widths deep is a blob (dot), not a
 NECK, NECK_RISE = 0.6, 0.8  # a walk through ink this share of the stroke's depth, then this share again:
 # the line's end only touches the stroke beyond (ends.touching_end)
 SPLIT_NECK = 0.45  # … and a line is cut where its ink narrows below this share mid-way (ends.split_at_necks)
+# a second walk (extend_lines' `again`) puts a line end met on a circle back onto another line's end
+# it passed, up to this many meeting windows (half a pen and a pixel) behind it: the ink of a circle
+# crossing at a corner runs on from it, and the first walk went on into it
+CORNER_BACK = 2.0
+# two line ends this many pen widths apart or closer, their lines less than this many degrees
+# apart, are an acute corner (settle_acute) …
+ACUTE_NEAR, ACUTE = 1.0, 45.0
+# … when each line's far end lies this many pen widths from the other line: one lying in the
+# other's stroke all along is a stray piece of its ink, not a corner
+ACUTE_APART = 1.0
+ACUTE_REACH = 1.5  # pens: … and their ends go to the vertex found no further than this …
+ACUTE_CLEAR = 1.0  # pens: … nor when a circle or an arc passes this close to it
 
 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
@@ -56,7 +69,8 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
     """Move each line end to where its ink ends, or onto the meeting point found there (in place).
     Returns the ends (line, 0 or 1) put on a meeting point. `again`: walk only those ends, once every
     end is settled (a second walk: what they met may have been dropped since), so a meeting point
-    must lie on the other primitive, not on its prolongation."""
+    must lie on the other primitive, not on its prolongation, and an end met on a circle goes back
+    to a corner with another line it passed (CORNER_BACK)."""
     wanted = None if again is None else {(id(p), end) for p, end in again}
     met: list[tuple[Primitive, int]] = []
     steps = np.arange(1, int(reach) + 1, dtype=np.float64)
@@ -65,7 +79,6 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
     for index, p in enumerate(everything):
         grid.add(index, p.bounds())
     for index, current in enumerate(lines):
-        g = current.geometry
         half = half_width(distance, current)
         # how far past the other's fitted end a meeting point may lie: those ends are not extended
         # yet (skeletons stop short), but a line meeting the prolongation of a far line does not meet it
@@ -73,8 +86,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
         for end in (0, 1):
             if wanted is not None and (id(current), end) not in wanted:
                 continue
-            ex, ey = (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
-            ox, oy = (g["x2"], g["y2"]) if end == 0 else (g["x1"], g["y1"])
+            (ex, ey), (ox, oy) = _end(current, end), _end(current, 1 - end)
             length = math.hypot(ex - ox, ey - oy)
             if length < 1:
                 continue
@@ -93,25 +105,31 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                 t_end = centre
             window = max(2.0, half + 1.0)
             best = None
+            corner = None  # in a second walk: the first other line's end the walk passes on its ink
             for j in grid.query(grown((ex, ey, ex, ey), reach + 2)):
                 if j == index:
                     continue
-                for px, py in intersections(ox, oy, ux, uy, everything[j], slack):
+                other = everything[j]
+                for px, py in intersections(ox, oy, ux, uy, other, slack):
                     t = (px - ex) * ux + (py - ey) * uy
                     # meeting a stroke at a shallow angle, the walk runs through its ink for longer
-                    reach_in = window / max(crossing_sine(ux, uy, everything[j], px, py), 0.4)
+                    reach_in = window / max(crossing_sine(ux, uy, other, px, py), 0.4)
                     if -reach_in <= t - t_end <= window and (best is None or abs(t - t_end) < best[0]):
-                        best = (abs(t - t_end), px, py)
+                        best = (abs(t - t_end), px, py, other.type)
+                    if wanted is not None and other.type == "line" and -CORNER_BACK * window <= t <= t_end and \
+                            _near_end(other, px, py, slack) and (corner is None or t < corner[0]):
+                        corner = (t, px, py)
+            if best is not None and best[3] != "line" and corner is not None:
+                # a corner, then a circle's stroke running on from it: the first walk went on
+                # through the ink into the circle, but the line ends at the corner
+                best = (0.0, corner[1], corner[2], "line")
             if best is not None:
                 nx, ny = best[1], best[2]
                 met.append((current, end))
             else:
                 t = max(t_end, -length / 4)
                 nx, ny = ex + t * ux, ey + t * uy
-            if end == 0:
-                g["x1"], g["y1"] = nx, ny
-            else:
-                g["x2"], g["y2"] = nx, ny
+            _set_end(current, end, (nx, ny))
     return met
 
 
@@ -437,3 +455,91 @@ def _segment_distances(g: dict, points: np.ndarray) -> np.ndarray:
     v = b - a
     t = np.clip(((points - a) @ v) / max(float(v @ v), 1e-12), 0.0, 1.0)
     return np.hypot(*(points - a - t[:, None] * v).T)
+
+
+def settle_acute(lines: list[Primitive], round_things: list[Primitive], ink: np.ndarray, width: float) -> None:
+    """Both ends of an acute corner moved onto its vertex (in place). Where two thick strokes meet
+    at a narrow angle their ink is one for w / (2 sin(angle / 2)) px from the vertex, and the
+    skeleton there runs along the bisector, not along either stroke: the lines fitted to what is
+    left are turned a little, and where they cross (their ends after extend_lines) lies inside the
+    V, short of the vertex, or past it. The ink's tip is sharp still: round caps end half a pen
+    past the vertex along the bisector (`_apex`). Two line ends within ACUTE_NEAR pens of each
+    other, their lines less than ACUTE degrees apart and each leaving the other's stroke
+    (ACUTE_APART), are a corner; each end goes to the vertex when that lies within ACUTE_REACH
+    pens of it, and no circle or arc in `round_things` passes within ACUTE_CLEAR pens of it (its
+    stroke through the tip makes the ink run on past the vertex)."""
+    grid = Grid(cell=64.0)
+    for index, p in enumerate(lines):
+        grid.add(index, p.bounds())
+    near = ACUTE_NEAR * width
+    settled: set[tuple[int, int]] = set()
+    for i, a in enumerate(lines):
+        for ea in (0, 1):
+            if (i, ea) in settled:
+                continue
+            pa = _end(a, ea)
+            pairs = [(math.dist(pa, _end(lines[j], eb)), j, eb)
+                     for j in grid.query(grown((pa[0], pa[1], pa[0], pa[1]), near)) if j != i
+                     for eb in (0, 1) if math.dist(pa, _end(lines[j], eb)) <= near]
+            if not pairs:
+                continue
+            _, j, eb = min(pairs)
+            if (j, eb) in settled:
+                continue
+            b = lines[j]
+            pb = _end(b, eb)
+            vertex = _apex(pa, _end(a, 1 - ea), pb, _end(b, 1 - eb), ink, width)
+            if vertex is None or max(math.dist(vertex, pa), math.dist(vertex, pb)) > ACUTE_REACH * width:
+                continue
+            if any(_distance_to(r, np.array([vertex]))[0] <= ACUTE_CLEAR * width for r in round_things):
+                continue  # a circle's stroke at the tip: the ink past the vertex may be the circle's
+            _set_end(a, ea, vertex)
+            _set_end(b, eb, vertex)
+            settled |= {(i, ea), (j, eb)}
+
+
+def _apex(pa: tuple[float, float], fa: tuple[float, float], pb: tuple[float, float], fb: tuple[float, float],
+          ink: np.ndarray, width: float) -> tuple[float, float] | None:
+    """The vertex of an acute corner between line ends `pa` and `pb` (their far ends `fa`, `fb`):
+    half a pen inside where the ink ends, walking out of the V along its bisector from between the
+    ends. None when the lines are ACUTE degrees apart or more, when one lies within a pen of the
+    other all along (ACUTE_APART), or when the ink does not end within reach."""
+    ua = np.subtract(fa, pa) / max(math.dist(fa, pa), 1e-9)
+    ub = np.subtract(fb, pb) / max(math.dist(fb, pb), 1e-9)
+    if float(ua @ ub) < math.cos(math.radians(ACUTE)):
+        return None
+    if min(_off_line(fa, pb, ub), _off_line(fb, pa, ua)) < ACUTE_APART * width:
+        return None
+    out = -(ua + ub) / float(np.hypot(*(ua + ub)))
+    start = (np.asarray(pa) + np.asarray(pb)) / 2
+    steps = np.arange(1, int(ACUTE_REACH * width) + 2, dtype=np.float64)
+    run = ink_run(ink, start + steps[:, None] * out)
+    if run == 0 or run >= len(steps):
+        return None
+    vx, vy = start + (run + 0.5 - width / 2) * out
+    return float(vx), float(vy)
+
+
+def _near_end(p: Primitive, x: float, y: float, slack: float) -> bool:
+    """Whether (x, y) lies within `slack` px of one of line `p`'s ends."""
+    g = p.geometry
+    return min(math.hypot(x - g["x1"], y - g["y1"]), math.hypot(x - g["x2"], y - g["y2"])) <= slack
+
+
+def _off_line(point: tuple[float, float], origin: tuple[float, float], u: np.ndarray) -> float:
+    """Distance from `point` to the line through `origin` along the unit vector `u`."""
+    return abs(float(u[0] * (point[1] - origin[1]) - u[1] * (point[0] - origin[0])))
+
+
+def _end(p: Primitive, end: int) -> tuple[float, float]:
+    """A line's end 0 (x1, y1) or 1 (x2, y2)."""
+    g = p.geometry
+    return (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
+
+
+def _set_end(p: Primitive, end: int, point: tuple[float, float]) -> None:
+    g = p.geometry
+    if end == 0:
+        g["x1"], g["y1"] = point
+    else:
+        g["x2"], g["y2"] = point

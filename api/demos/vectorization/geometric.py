@@ -4,14 +4,14 @@ ink mask (binarize; a comb's teeth taken back from the clutter: bars.teeth) → 
 (chains) → line and arc pieces (fitting) → arcs gathered into circles and arcs (circles; short
 arcs kept as the turns of a coil; small circles drawn solid or cut by the lines crossing them
 found in the ink: dots, rings), fragments merged into lines, with the straight sides of the holes
-as fragments too (holes: a small thick triangle's sides), and their ends snapped (lines; arc
-ends onto the lines and arcs they touch, a stadium's sides the arcs took in put back, arcs lying
-along others all the way dropped: ends) →
+as fragments too (holes: a small thick triangle's sides), and their ends snapped (lines; acute
+corners' ends onto the ink's tip; arc ends onto the lines and arcs they touch, a stadium's sides
+the arcs took in put back, arcs lying along others all the way dropped: ends) →
 short lines kept when they stand side by side (bars.ticks) → each primitive scored by how much ink
 lies under it → short bars in the ink left over (bars) → line ends put on a meeting walked again
-among what is kept (ends.extend_lines' `again`) → short lines lying in a word's band dropped (its
-letters touching a stroke; binarize.word_bands) → lines cut where their ink narrows to a neck or
-breaks (ends.split_at_necks).
+among what is kept (ends.extend_lines' `again`) → the ends of acute corners put on the ink's tip
+(ends.settle_acute) → short lines lying in a word's band dropped (its letters touching a stroke;
+binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .ends import (
     drop_covered_lines,
     extend_arcs,
     extend_lines,
+    settle_acute,
     snap_tangents,
     snap_touching_arcs,
     split_at_necks,
@@ -150,6 +151,7 @@ class GeometricDetector:
         extend_arcs(arcs, ink.raw, distance, reach)
         snap_touching_arcs(arcs, 2 * tolerance, max_gap)
         met = extend_lines(straight, round_things, ink.raw, distance, reach)
+        settle_acute(straight, round_things, ink.raw, width)  # before lengths are judged; again at the end
         def long_enough(p: Primitive) -> bool:
             return _length(p) >= (SIDE_PENS * width if id(p) in sided else min_line)
 
@@ -165,6 +167,8 @@ class GeometricDetector:
         # dropped since (a letter's stroke beside a line's end), or its end lay short of the meeting then
         extend_lines([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
                      ink.raw, distance, reach, again=met)
+        settle_acute([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
+                     ink.raw, width)
         primitives = [p for p in primitives if p.type != "line"] + split_at_necks(
             [p for p in primitives if p.type == "line" and not _in_a_word(p, ink.words)], distance)
         _clip_inside(primitives, w, h)
