@@ -170,7 +170,7 @@ class GeometricDetector:
         settle_acute([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
                      ink.raw, width)
         primitives = [p for p in primitives if p.type != "line"] + split_at_necks(
-            [p for p in primitives if p.type == "line" and not _in_a_word(p, ink.words)], distance)
+            [p for p in primitives if p.type == "line" and not _in_a_word_band(p, ink.words)], distance)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
@@ -231,7 +231,7 @@ def _supported(primitives: list[Primitive], mask: np.ndarray, least: float) -> l
     return kept
 
 
-def _in_a_word(p: Primitive, words: list[Band]) -> bool:
+def _in_a_word_band(p: Primitive, words: list[Band]) -> bool:
     """Whether a line lies within a word's band (binarize.word_bands) and is no longer than
     WORD_LINES times its letters' height: a stroke of letters touching a drawn one, kept with it."""
     g = p.geometry
