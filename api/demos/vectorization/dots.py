@@ -18,7 +18,7 @@ import numpy as np
 
 from .fitting import fit_circle, median
 from .primitives import Primitive, circle
-from .spatial import components
+from .spatial import components, on_mask
 
 RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
@@ -83,13 +83,7 @@ def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.nd
                steps: np.ndarray) -> np.ndarray:
     """`mask` (bool H×W) read along rays from (x, y) in the directions (cos, sin), at the distances
     `steps`: rays × steps, False off the image."""
-    h, w = mask.shape
-    px = np.rint(x + cos[:, None] * steps[None, :]).astype(int)  # np.round's values, without its overhead
-    py = np.rint(y + sin[:, None] * steps[None, :]).astype(int)
-    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    out = np.zeros(px.shape, bool)
-    out[inside] = mask[py[inside], px[inside]]
-    return out
+    return on_mask(mask, x + cos[:, None] * steps[None, :], y + sin[:, None] * steps[None, :])
 
 
 def _a_corner(leaving: np.ndarray) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 from .fitting import median
 from .lines import intersections
 from .primitives import Primitive, arc_point, length, line, normalised_arc, sample_array
-from .spatial import Grid, at_points, grown
+from .spatial import Grid, at_points, grown, on_mask
 
 SNAP_LEAST_SWEEP = 10.0  # degrees an arc keeps at least once its ends are snapped onto tangent lines
 OVERSHOOT = 1.5  # a large arc's tangent snap reaches this many √(r × pen width) px (snap_tangents)
@@ -46,12 +46,7 @@ ACUTE_CLEAR = 1.0  # pens: … nor when a circle or an arc passes this close to 
 def ink_run(ink: np.ndarray, points: np.ndarray) -> int:
     """How many of the consecutive `points` (N×2, x y, 1 px apart) lie on ink; one isolated miss
     (a faint pixel) is forgiven when the next two are ink."""
-    h, w = ink.shape
-    xs = np.rint(points[:, 0]).astype(int)  # np.round's values, without its overhead
-    ys = np.rint(points[:, 1]).astype(int)
-    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-    on = np.zeros(len(points), bool)
-    on[inside] = ink[ys[inside], xs[inside]]
+    on = on_mask(ink, points[:, 0], points[:, 1])
     going = on.copy()  # a step the run goes past: ink, or a miss with the next two on ink
     going[:-2] |= on[1:-1] & on[2:]
     return len(going) if going.all() else int(np.argmin(going))

@@ -44,6 +44,7 @@ from .holes import hole_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings
+from .spatial import on_mask
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
@@ -242,13 +243,8 @@ def _in_a_word_band(p: Primitive, words: list[Band]) -> bool:
 
 def _support(p: Primitive, mask: np.ndarray) -> float:
     """Share of the primitive's points (1 px apart) that fall on ink: its confidence."""
-    h, w = mask.shape
     points = sample_array(p.type, p.geometry, 1.0)
-    xs, ys = np.rint(points[:, 0]).astype(int), np.rint(points[:, 1]).astype(int)  # np.round's, faster
-    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-    if not inside.any():
-        return 0.0
-    return float(mask[ys[inside], xs[inside]].sum()) / len(points)
+    return float(on_mask(mask, points[:, 0], points[:, 1]).sum()) / len(points)
 
 
 def _clip_inside(primitives: list[Primitive], w: int, h: int) -> None:

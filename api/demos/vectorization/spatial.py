@@ -81,6 +81,17 @@ def at_points(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return image[ys, xs]
 
 
+def on_mask(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """`mask` (bool) at the pixels nearest (xs, ys), arrays of one shape, False off the image: the
+    ink under a walk, a ray or a primitive's samples (np.rint: np.round's values, faster)."""
+    h, w = mask.shape
+    px, py = np.rint(xs).astype(int), np.rint(ys).astype(int)
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    out = np.zeros(px.shape, bool)
+    out[inside] = mask[py[inside], px[inside]]
+    return out
+
+
 def components(mask: np.ndarray, connectivity: int = 8) -> tuple[int, np.ndarray, np.ndarray]:
     """(count, labels, stats) of a mask's connected components, as cv2.connectedComponentsWithStats
     gives them (label 0: the background), labelled on one thread with the BBDT algorithm.
