@@ -480,6 +480,27 @@ def test_an_acute_corner_that_blur_filled_is_not_a_dot_but_a_junction_dot_is(mon
     assert all(at(circles(*case), 205, 197) for case in cases)
 
 
+def test_a_dot_where_two_wires_cross_is_a_circle_and_a_crossing_without_one_is_not(monkeypatch):
+    """KiCad's junction dots where wires cross: four strokes leave the dot, and the rays beside each
+    graze its sides, so too little of its outline showed and the dot was lost (7 of KiCad's 11
+    missed circles sat on junctions). A second look at a blob clearly wider than a stroke, the rays
+    beside the strokes set aside (dots._dot_at), finds it; the same crossing without a dot is no
+    circle."""
+    from api.demos.vectorization import dots
+
+    def found(pen: int, r: float | None) -> tuple[int, int]:
+        wires = [line(100, 200.4, 300, 200.4), line(200.3, 100, 200.3, 300)]
+        truth = wires + ([circle(200.3, 200.4, r)] if r else [])
+        scores = match(detect(page_with(truth, pen=pen, size=400)), truth)["circle"]
+        return scores["tp"], scores["fp"]
+
+    cases = [(3, 5.5), (3, 6.5), (4, 6.5)]
+    assert [found(*case) for case in cases] == [(1, 0)] * len(cases)
+    assert [found(pen, None) for pen in (3, 4)] == [(0, 0)] * 2
+    monkeypatch.setattr(dots, "JUNCTION_OUTLINE", math.inf)
+    assert [found(*case) for case in cases] == [(0, 0)] * len(cases)
+
+
 def test_the_sides_of_a_small_thick_hourglass_are_found_from_its_holes(monkeypatch):
     """A TVS diode: two triangles tip to tip, 36 or 50 px wide, drawn with a 5 px pen, a wire
     leading into them or through them. Almost all ink: the skeleton is a loop round each small

@@ -7,11 +7,13 @@ Schematics are full of them (junction dots, terminals, a transformer's polarity 
 drawings use them for small holes. A dot is found on the ink's distance transform: a local maximum
 clearly deeper than a stroke, around which the ink ends at one distance on most rays (the free
 outline of a disc; the rays along the strokes leaving it run on). Its circle is the outline less
-half a pen width (the pen drew the circle's centre line).
+half a pen width (the pen drew the circle's centre line). A dot where wires cross or tee shows its
+outline only between the strokes leaving it, and gets a second look (_dot_at).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,6 +26,11 @@ RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
 CORNER_TURN = 70.0  # degrees: two strokes leaving a blob closer than this meet at a corner (dots._a_corner)
 ROUND_SHARE = 0.6  # share of rays whose ink ends at the outline's radius (±1.5 px)
+# a blob whose outline lies this many pen widths out may be a dot where strokes meet (dots._dot_at) …
+JUNCTION_OUTLINE = 1.4
+# … when this share of the rays clear of the strokes leaving it end at its outline, evenly (their
+# ends' standard deviation under JUNCTION_SPREAD px)
+JUNCTION_SHARE, JUNCTION_SPREAD = 0.85, 0.7
 
 
 def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: float, min_radius: float,
@@ -40,13 +47,11 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
     peaks &= kept | _discs(ink & ~kept)
     ys, xs = np.nonzero(peaks)
     order = np.argsort(-distance[ys, xs], kind="stable")
-    h, w = ink.shape
     found: list[tuple[float, float, float]] = []
     tried: list[tuple[float, float]] = []
     angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
-    cos, sin = np.cos(angles), np.sin(angles)
     limit = int(max_radius if max_radius is not None else 4 * width) + int(3 * width) + 4
-    steps = np.arange(0, limit, 0.5)
+    rays = Rays(np.cos(angles), np.sin(angles), np.arange(0, limit, 0.5))
     for i in order:
         x, y = float(xs[i]), float(ys[i])
         depth = float(distance[ys[i], xs[i]])
@@ -54,29 +59,79 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
                 any(abs(x - tx) + abs(y - ty) < half for tx, ty in tried):
             continue
         tried.append((x, y))
-        on = along_rays(ink, x, y, cos, sin, steps)
-        ends = np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(steps)) * 0.5  # first paper along each ray
-        outline = float(median(ends))
-        round_rays = np.abs(ends - outline) <= 1.5
-        if round_rays.mean() < ROUND_SHARE or outline < deep - 1.0 or outline > depth + 2.5:
-            continue
-        # the rays that miss the outline run along a stroke leaving the dot, for more than a pen
-        # width; ink that stops a little further out is a wedge (acute corner, arrowhead, letter)
-        runs_on = ends >= outline + 2 * width + 2.0
-        between = (ends > outline + 1.5) & ~runs_on & ~np.roll(runs_on, 1) & ~np.roll(runs_on, -1)
-        if between.sum() > 1:  # (a ray grazing a leaving stroke's side stops between: next to one that runs on)
-            continue
-        if not _narrow_gaps(~round_rays, outline, half) or _a_corner(runs_on):
-            continue
-        points = np.column_stack([x + cos[round_rays] * ends[round_rays], y + sin[round_rays] * ends[round_rays]])
-        fit = fit_circle(points)
-        if fit is None or math.hypot(fit.cx - x, fit.cy - y) > 2.0 or abs(fit.r - outline) > 2.0:
-            continue
-        r = fit.r - half
-        if r < max(min_radius, 1.0) or (max_radius is not None and r > max_radius):
-            continue
-        found.append((fit.cx, fit.cy, fit.r))
+        dot = _dot_at(ink, x, y, depth, width, rays)
+        if dot is None:
+            dot = _dot_at(ink, x, y, depth, width, rays, junction=True)
+        if dot is not None and dot[2] - half >= max(min_radius, 1.0) and \
+                (max_radius is None or dot[2] - half <= max_radius):
+            found.append(dot)
     return [circle(cx, cy, r - half) for cx, cy, r in found]
+
+
+@dataclass(frozen=True)
+class Rays:
+    """Rays cast from a point in RAYS directions, read every half pixel out to a limit."""
+    cos: np.ndarray
+    sin: np.ndarray
+    steps: np.ndarray
+
+    def ends(self, ink: np.ndarray, x: float, y: float) -> np.ndarray:
+        """How far each ray from (x, y) runs on `ink` before it first meets paper (px)."""
+        on = along_rays(ink, x, y, self.cos, self.sin, self.steps)
+        return np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(self.steps)) * 0.5
+
+
+def _dot_at(ink: np.ndarray, x: float, y: float, depth: float, width: float, rays: Rays,
+            junction: bool = False) -> tuple[float, float, float] | None:
+    """The outline circle (cx, cy, r) of a dot whose deepest pixel is (x, y), `depth` deep; None
+    when the ink there is no dot.
+
+    `junction`: a second look for a dot where three or four strokes meet. Its outline shows only
+    between them, and each stroke leaving takes the rays beside it too (they graze its sides), so
+    too few rays end on the outline; the deepest pixel also lies up to a pixel off the dot's
+    centre, which makes the ends uneven. Only a blob clearly wider than a stroke is looked at
+    again (JUNCTION_OUTLINE), centred on its outline first; the rays beside the leaving strokes are
+    set aside, and nearly all the others must end on the outline, evenly (JUNCTION_SHARE,
+    JUNCTION_SPREAD): where strokes blurred by a scan meet without a dot, the corners between them
+    are hollow, not round."""
+    half = width / 2
+    deep = max(DEPTH * (half + 0.5), half + 2.0)
+    ends = rays.ends(ink, x, y)
+    outline = float(median(ends))
+    if junction:
+        if outline < JUNCTION_OUTLINE * width:
+            return None
+        near = np.abs(ends - outline) <= 3.0
+        centre = fit_circle(np.column_stack([x + rays.cos[near] * ends[near], y + rays.sin[near] * ends[near]]))
+        if centre is None or math.hypot(centre.cx - x, centre.cy - y) > 2.0:
+            return None
+        x, y = centre.cx, centre.cy
+        ends = rays.ends(ink, x, y)
+        outline = float(median(ends))
+    round_rays = np.abs(ends - outline) <= 1.5
+    # the rays that miss the outline run along a stroke leaving the dot, for more than a pen
+    # width; ink that stops a little further out is a wedge (acute corner, arrowhead, letter)
+    runs_on = ends >= outline + 2 * width + 2.0
+    beside = runs_on | np.roll(runs_on, 1) | np.roll(runs_on, -1)
+    if outline < deep - 1.0 or outline > depth + 2.5:
+        return None
+    if not junction and round_rays.mean() < ROUND_SHARE:
+        return None
+    if junction and (round_rays.sum() < JUNCTION_SHARE * max(1, int((~beside).sum())) or
+                     len(_runs_round(runs_on)) < 2 or float(np.std(ends[round_rays])) > JUNCTION_SPREAD):
+        return None
+    between = (ends > outline + 1.5) & ~beside  # (a ray grazing a leaving stroke's side stops beside it)
+    if junction:  # … and one stopping more than a pen out met another stroke, not a wedge's side
+        between &= ends < outline + width + 2.0
+    if between.sum() > 1:
+        return None
+    if not _narrow_gaps(~round_rays, outline, half) or _a_corner(runs_on):
+        return None
+    points = np.column_stack([x + rays.cos[round_rays] * ends[round_rays], y + rays.sin[round_rays] * ends[round_rays]])
+    fit = fit_circle(points)
+    if fit is None or math.hypot(fit.cx - x, fit.cy - y) > 2.0 or abs(fit.r - outline) > 2.0:
+        return None
+    return fit.cx, fit.cy, fit.r
 
 
 def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.ndarray,
