@@ -26,11 +26,12 @@ RAYS = 32
 DEPTH = 1.45  # a dot's middle lies this many stroke half-widths deep (a stroke's middle: 1)
 CORNER_TURN = 70.0  # degrees: two strokes leaving a blob closer than this meet at a corner (dots._a_corner)
 ROUND_SHARE = 0.6  # share of rays whose ink ends at the outline's radius (±1.5 px)
-# a blob whose outline lies this many pen widths out may be a dot where strokes meet (dots._dot_at) …
+# a blob whose outline lies this many pen widths out may be a dot where strokes meet (dots._junction_dot) …
 JUNCTION_OUTLINE = 1.4
 # … when this share of the rays clear of the strokes leaving it end at its outline, evenly (their
 # ends' standard deviation under JUNCTION_SPREAD px)
 JUNCTION_SHARE, JUNCTION_SPREAD = 0.85, 0.7
+JUNCTION_FIRST = 0.7  # … a first, cheap look from the deepest pixel: this share within 2.5 px of it
 
 
 def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: float, min_radius: float,
@@ -48,7 +49,7 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
     ys, xs = np.nonzero(peaks)
     order = np.argsort(-distance[ys, xs], kind="stable")
     found: list[tuple[float, float, float]] = []
-    tried: list[tuple[float, float]] = []
+    tried = _Tried(half)
     angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
     limit = int(max_radius if max_radius is not None else 4 * width) + int(3 * width) + 4
     rays = Rays(np.cos(angles), np.sin(angles), np.arange(0, limit, 0.5))
@@ -56,16 +57,35 @@ def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: fl
         x, y = float(xs[i]), float(ys[i])
         depth = float(distance[ys[i], xs[i]])
         if any(math.hypot(x - fx, y - fy) < fr for fx, fy, fr in found) or \
-                any(abs(x - tx) + abs(y - ty) < half for tx, ty in tried):
+                tried.near(x, y):
             continue
-        tried.append((x, y))
-        dot = _dot_at(ink, x, y, depth, width, rays)
-        if dot is None:
-            dot = _dot_at(ink, x, y, depth, width, rays, junction=True)
+        tried.add(x, y)
+        ends = rays.ends(ink, x, y)
+        dot = _dot_at(ends, x, y, depth, width, rays) or _junction_dot(ink, ends, x, y, depth, width, rays)
         if dot is not None and dot[2] - half >= max(min_radius, 1.0) and \
                 (max_radius is None or dot[2] - half <= max_radius):
             found.append(dot)
     return [circle(cx, cy, r - half) for cx, cy, r in found]
+
+
+_BEFORE, _AFTER = np.roll(np.arange(RAYS), 1), np.roll(np.arange(RAYS), -1)  # each ray's neighbours round
+
+
+class _Tried:
+    """The peaks looked at so far, found by cells: a peak less than `half` px from one of them
+    (Manhattan distance) is a pixel of the same blob, not looked at again."""
+
+    def __init__(self, half: float):
+        self.half, self.cell = half, max(1.0, math.ceil(half))
+        self.cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
+
+    def near(self, x: float, y: float) -> bool:
+        cx, cy = int(x // self.cell), int(y // self.cell)
+        return any(abs(x - tx) + abs(y - ty) < self.half
+                   for i in (cx - 1, cx, cx + 1) for j in (cy - 1, cy, cy + 1) for tx, ty in self.cells.get((i, j), ()))
+
+    def add(self, x: float, y: float) -> None:
+        self.cells.setdefault((int(x // self.cell), int(y // self.cell)), []).append((x, y))
 
 
 @dataclass(frozen=True)
@@ -81,38 +101,20 @@ class Rays:
         return np.where((~on).any(axis=1), np.argmax(~on, axis=1), len(self.steps)) * 0.5
 
 
-def _dot_at(ink: np.ndarray, x: float, y: float, depth: float, width: float, rays: Rays,
+def _dot_at(ends: np.ndarray, x: float, y: float, depth: float, width: float, rays: Rays,
             junction: bool = False) -> tuple[float, float, float] | None:
-    """The outline circle (cx, cy, r) of a dot whose deepest pixel is (x, y), `depth` deep; None
-    when the ink there is no dot.
-
-    `junction`: a second look for a dot where three or four strokes meet. Its outline shows only
-    between them, and each stroke leaving takes the rays beside it too (they graze its sides), so
-    too few rays end on the outline; the deepest pixel also lies up to a pixel off the dot's
-    centre, which makes the ends uneven. Only a blob clearly wider than a stroke is looked at
-    again (JUNCTION_OUTLINE), centred on its outline first; the rays beside the leaving strokes are
-    set aside, and nearly all the others must end on the outline, evenly (JUNCTION_SHARE,
-    JUNCTION_SPREAD): where strokes blurred by a scan meet without a dot, the corners between them
-    are hollow, not round."""
+    """The outline circle (cx, cy, r) of a dot whose deepest pixel is (x, y), `depth` deep, from
+    how far `rays` cast from there run on ink (`ends`); None when the ink there is no dot.
+    `junction`: (x, y) is the outline's centre, and the rays beside the strokes leaving it are set
+    aside (_junction_dot)."""
     half = width / 2
     deep = max(DEPTH * (half + 0.5), half + 2.0)
-    ends = rays.ends(ink, x, y)
     outline = float(median(ends))
-    if junction:
-        if outline < JUNCTION_OUTLINE * width:
-            return None
-        near = np.abs(ends - outline) <= 3.0
-        centre = fit_circle(np.column_stack([x + rays.cos[near] * ends[near], y + rays.sin[near] * ends[near]]))
-        if centre is None or math.hypot(centre.cx - x, centre.cy - y) > 2.0:
-            return None
-        x, y = centre.cx, centre.cy
-        ends = rays.ends(ink, x, y)
-        outline = float(median(ends))
     round_rays = np.abs(ends - outline) <= 1.5
     # the rays that miss the outline run along a stroke leaving the dot, for more than a pen
     # width; ink that stops a little further out is a wedge (acute corner, arrowhead, letter)
     runs_on = ends >= outline + 2 * width + 2.0
-    beside = runs_on | np.roll(runs_on, 1) | np.roll(runs_on, -1)
+    beside = runs_on | runs_on[_BEFORE] | runs_on[_AFTER]
     if outline < deep - 1.0 or outline > depth + 2.5:
         return None
     if not junction and round_rays.mean() < ROUND_SHARE:
@@ -132,6 +134,33 @@ def _dot_at(ink: np.ndarray, x: float, y: float, depth: float, width: float, ray
     if fit is None or math.hypot(fit.cx - x, fit.cy - y) > 2.0 or abs(fit.r - outline) > 2.0:
         return None
     return fit.cx, fit.cy, fit.r
+
+
+def _junction_dot(ink: np.ndarray, ends: np.ndarray, x: float, y: float, depth: float, width: float,
+                  rays: Rays) -> tuple[float, float, float] | None:
+    """A second look (_dot_at) for a dot where wires cross or tee. Its outline shows only between
+    the strokes leaving it, and each stroke takes the rays beside it too (they graze its sides),
+    so too few rays end on the outline; the deepest pixel also lies up to a pixel off the dot's
+    centre, which makes the ends uneven. Only a blob clearly wider than a stroke with two strokes
+    leaving it or more is looked at again (JUNCTION_OUTLINE), from its outline's centre; the rays
+    beside the strokes are set aside, and nearly all the others must end on the outline, evenly
+    (JUNCTION_SHARE, JUNCTION_SPREAD): where strokes blurred by a scan meet without a dot, the
+    corners between them are hollow, not round. The rays from the deepest pixel (`ends`) must show
+    a blob like that already, more loosely (JUNCTION_FIRST), before it is looked at again."""
+    outline = float(median(ends))
+    if outline < JUNCTION_OUTLINE * width or outline > depth + 3.5:
+        return None
+    runs_on = ends >= outline + 2 * width + 2.0
+    if len(_runs_round(runs_on)) < 2:
+        return None
+    beside = runs_on | runs_on[_BEFORE] | runs_on[_AFTER]
+    if (np.abs(ends - outline) <= 2.5).sum() < JUNCTION_FIRST * (~beside).sum():
+        return None
+    near = np.abs(ends - outline) <= 3.0
+    centre = fit_circle(np.column_stack([x + rays.cos[near] * ends[near], y + rays.sin[near] * ends[near]]))
+    if centre is None or math.hypot(centre.cx - x, centre.cy - y) > 2.0:
+        return None
+    return _dot_at(rays.ends(ink, centre.cx, centre.cy), centre.cx, centre.cy, depth, width, rays, junction=True)
 
 
 def along_rays(mask: np.ndarray, x: float, y: float, cos: np.ndarray, sin: np.ndarray,
