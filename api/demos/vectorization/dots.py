@@ -8,7 +8,7 @@ drawings use them for small holes. A dot is found on the ink's distance transfor
 clearly deeper than a stroke, around which the ink ends at one distance on most rays (the free
 outline of a disc; the rays along the strokes leaving it run on). Its circle is the outline less
 half a pen width (the pen drew the circle's centre line). A dot where wires cross or tee shows its
-outline only between the strokes leaving it, and gets a second look (_dot_at).
+outline only between the strokes leaving it, and gets a second look (_junction_dot).
 """
 from __future__ import annotations
 
