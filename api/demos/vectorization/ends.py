@@ -473,9 +473,9 @@ def settle_acute(lines: list[Primitive], round_things: list[Primitive], ink: np.
             if (i, ea) in settled:
                 continue
             pa = _end(a, ea)
-            pairs = [(math.dist(pa, _end(lines[j], eb)), j, eb)
+            pairs = [(apart, j, eb)
                      for j in grid.query(grown((pa[0], pa[1], pa[0], pa[1]), near)) if j != i
-                     for eb in (0, 1) if math.dist(pa, _end(lines[j], eb)) <= near]
+                     for eb in (0, 1) for apart in (math.dist(pa, _end(lines[j], eb)),) if apart <= near]
             if not pairs:
                 continue
             _, j, eb = min(pairs)
@@ -517,8 +517,7 @@ def _apex(pa: tuple[float, float], fa: tuple[float, float], pb: tuple[float, flo
 
 def _near_end(p: Primitive, x: float, y: float, slack: float) -> bool:
     """Whether (x, y) lies within `slack` px of one of line `p`'s ends."""
-    g = p.geometry
-    return min(math.hypot(x - g["x1"], y - g["y1"]), math.hypot(x - g["x2"], y - g["y2"])) <= slack
+    return min(math.hypot(x - ex, y - ey) for ex, ey in (_end(p, 0), _end(p, 1))) <= slack
 
 
 def _off_line(point: tuple[float, float], origin: tuple[float, float], u: np.ndarray) -> float:
