@@ -285,14 +285,15 @@ class ChainCutter:
         short stretches of a curve look straight, and the search must not stop on them."""
         if len(points) < 8:
             return self.line_fits(points)
-        fit = fit_circle(points, refine=2)
-        if fit is not None and fit.residuals.max() <= self.tolerance:
+        if self.line_fits(points):  # first: a line costs a third of a circle's fit
             return True
-        return self.line_fits(points)
+        fit = fit_circle(points, refine=2)
+        return fit is not None and fit.residuals.max() <= self.tolerance
 
-    def is_arc(self, points: np.ndarray) -> bool:
-        """A real arc: a circle fits, not too large, and it turns at least `min_sweep` degrees."""
-        fit = fit_circle(points)
+    def is_arc(self, points: np.ndarray, fit: CircleFit | None = None) -> bool:
+        """A real arc: a circle fits, not too large, and it turns at least `min_sweep` degrees.
+        `fit`: the points' circle when the caller has it already (fit_circle's default refinement)."""
+        fit = fit_circle(points) if fit is None else fit
         if fit is None or fit.r > self.max_radius or fit.residuals.max() > self.tolerance:
             return False
         return angular_span(fit.angles(points))[1] >= self.min_sweep
@@ -321,11 +322,14 @@ class ChainCutter:
         while i < n - 1:
             end_line = self._longest(points, i, self.line_fits, 2)
             end_arc = self._longest(points, i, self.arc_fits, 8)
-            if (end_arc > end_line + max(4, 0.15 * (end_line - i)) or self._rounder(points[i:end_arc], end_line - i)) \
-                    and self.is_arc(points[i:end_arc]):
-                bend = bent(points[i:end_arc])
+            stretch = points[i:end_arc]
+            further = end_arc > end_line + max(4, 0.15 * (end_line - i))
+            # one circle for the three questions asked of the stretch, fitted only when one is asked
+            fit = fit_circle(stretch) if further or self._may_be_rounder(stretch, end_line - i) else None
+            if fit is not None and (further or self._rounder(stretch, fit)) and self.is_arc(stretch, fit):
+                bend = bent(stretch)
                 if bend is None:
-                    pieces.extend(self.straight_ends(points[i:end_arc]))
+                    pieces.extend(self.straight_ends(stretch, whole=fit))
                 else:
                     pieces += [Piece("line", points[i:i + bend + 1]), Piece("line", points[i + bend:end_arc])]
                 i = end_arc - 1
@@ -334,26 +338,32 @@ class ChainCutter:
                 i = end_line - 1
         return pieces
 
-    def _rounder(self, points: np.ndarray, straight: int) -> bool:
-        """Whether a stretch that a line fits almost as far as a circle is still an arc: a small arc
-        drawn thin bends less than the tolerance over most of its length, so the line reaches nearly
-        as far; the circle, though, fits it several times better and turns through a wide angle."""
-        if straight < len(points) - max(4, 0.15 * straight) or len(points) < 16:
-            return False
-        fit = fit_circle(points)
-        if fit is None or angular_span(fit.angles(points))[1] < ROUNDER_SWEEP:
+    @staticmethod
+    def _may_be_rounder(points: np.ndarray, straight: int) -> bool:
+        """Whether a line fits the stretch almost as far as a circle (`straight` of its points),
+        and it is long enough to ask _rounder."""
+        return straight >= len(points) - max(4, 0.15 * straight) and len(points) >= 16
+
+    @staticmethod
+    def _rounder(points: np.ndarray, fit: CircleFit) -> bool:
+        """Whether a stretch that a line fits almost as far as a circle (_may_be_rounder) is still
+        an arc: a small arc drawn thin bends less than the tolerance over most of its length, so the
+        line reaches nearly as far; the circle (`fit`), though, fits it several times better and
+        turns through a wide angle."""
+        if angular_span(fit.angles(points))[1] < ROUNDER_SWEEP:
             return False
         line_rms = float(np.sqrt(np.mean(fit_line(points).residuals ** 2)))
         return float(np.sqrt(np.mean(fit.residuals ** 2))) < ROUNDER_RATIO * line_rms
 
-    def straight_ends(self, points: np.ndarray, turned: bool = False) -> list[Piece]:
+    def straight_ends(self, points: np.ndarray, turned: bool = False, whole: CircleFit | None = None) -> list[Piece]:
         """An arc piece with a straight stretch at either end split into line + arc (+ line).
 
         A line that runs into an arc tangentially (rounded corners, slots, stadiums) leaves no
         corner in the skeleton, and a flatter circle fits line and arc together within the
         tolerance. A stretch at an end that a line fits clearly better than the piece's circle,
-        while the rest alone fits a circle clearly better, is a line."""
-        whole = fit_circle(points)
+        while the rest alone fits a circle clearly better, is a line. `whole`: the points' circle,
+        when the caller has it already."""
+        whole = fit_circle(points) if whole is None else whole
         if whole is None or len(points) < 24:
             return [Piece("arc", points)]
         head = self._straight_run(points, whole.residuals)
