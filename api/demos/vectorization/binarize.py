@@ -72,10 +72,11 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     grey = grey_of(rgb)
     flat = flatten_background(grey)
     smooth = cv2.GaussianBlur(flat, (0, 0), 1.0)
-    paper_pixels = smooth[smooth >= np.percentile(smooth, 50)]
+    darkest, middle = np.percentile(smooth, (0.3, 50))  # one partition of the page for both
+    paper_pixels = smooth[smooth >= middle]
     paper = float(np.median(paper_pixels))
     noise = float(1.4826 * np.median(np.abs(paper_pixels - paper))) + 1e-4
-    ink_level = float(np.percentile(smooth, 0.3))
+    ink_level = float(darkest)
     threshold = paper - sensitivity * (paper - ink_level)
     threshold = min(threshold, paper - 5 * noise)
     # hysteresis: fainter pixels count when they touch surely-ink ones (faded stretches of a stroke)
