@@ -680,10 +680,13 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
 def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
     run), spatial.at_points (np.rint, no np.clip), fitting.percentile and fitting.median,
-    primitives.sample_array and the closed-form fits replaced OpenCV's and numpy's calls for speed
-    alone: same values."""
+    primitives.sample_array, chains.skeleton (one component at a time) and the closed-form fits
+    replaced OpenCV's, numpy's and skimage's calls for speed alone: same values."""
     import cv2
 
+    from skimage.morphology import skeletonize
+
+    from api.demos.vectorization.chains import skeleton
     from api.demos.vectorization.fitting import fit_circle, fit_line, median, percentile
     from api.demos.vectorization.primitives import sample, sample_array
     from api.demos.vectorization.spatial import at_points, close, components
@@ -696,6 +699,13 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
         expected = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=connectivity)
         assert count == expected[0] and (labels == expected[1]).all() and (stats == expected[2]).all()
     assert cv2.getNumThreads() == threads  # OpenCV's setting is put back
+    strokes = np.zeros((300, 400), np.uint8)  # thick strokes, crossing, some off the image's edges
+    for _ in range(40):
+        x1, y1, x2, y2 = (int(v) for v in rng.integers(-20, 420, 4))
+        cv2.line(strokes, (x1, y1), (x2, y2), 1, int(rng.integers(1, 12)))
+        cv2.circle(strokes, (x1, y1), int(rng.integers(3, 40)), 1, int(rng.integers(1, 9)))
+    for ink in (mask, strokes > 0, mask | (strokes > 0)):
+        assert np.array_equal(skeleton(ink), skeletonize(ink))
     grey = (rng.random((120, 90)) * 255).astype(np.uint8)
     for size in (5, 37, 301):  # the last one taller than the image
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
