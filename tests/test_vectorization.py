@@ -680,13 +680,12 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
 def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
     run), spatial.at_points (np.rint, no np.clip), fitting.percentile and fitting.median,
-    primitives.sample_array, chains.skeleton (one component at a time) and the closed-form fits
-    replaced OpenCV's, numpy's and skimage's calls for speed alone: same values."""
+    primitives.sample_array, chains.skeleton (one component at a time), chains.ring_codes' tables
+    and the closed-form fits replaced OpenCV's, numpy's and skimage's calls for speed alone: same values."""
     import cv2
-
     from skimage.morphology import skeletonize
 
-    from api.demos.vectorization.chains import skeleton
+    from api.demos.vectorization.chains import RING, RING_COUNT, RING_GROUPS, ring_codes, skeleton
     from api.demos.vectorization.fitting import fit_circle, fit_line, median, percentile
     from api.demos.vectorization.primitives import sample, sample_array
     from api.demos.vectorization.spatial import at_points, close, components
@@ -706,6 +705,12 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
         cv2.circle(strokes, (x1, y1), int(rng.integers(3, 40)), 1, int(rng.integers(1, 9)))
     for ink in (mask, strokes > 0, mask | (strokes > 0)):
         assert np.array_equal(skeleton(ink), skeletonize(ink))
+    # the neighbours of a pixel, and the groups they form round it, looked up by its ring's byte
+    code = ring_codes(mask)
+    padded = np.pad(mask, 1)
+    ring = [padded[1 + dy:301 + dy, 1 + dx:401 + dx] for dy, dx in RING]
+    assert np.array_equal(RING_COUNT[code], sum(r.astype(int) for r in ring))
+    assert np.array_equal(RING_GROUPS[code], sum((~ring[i] & ring[(i + 1) % 8]).astype(int) for i in range(8)))
     grey = (rng.random((120, 90)) * 255).astype(np.uint8)
     for size in (5, 37, 301):  # the last one taller than the image
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))

@@ -57,21 +57,36 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def neighbour_count(skel: np.ndarray) -> np.ndarray:
-    kernel = np.ones((3, 3), np.float32)
-    kernel[1, 1] = 0
-    return cv2.filter2D(skel.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT).astype(np.int32)
+RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))  # round a pixel, in order
+_CODES = np.arange(256)
+_BITS = (_CODES[:, None] >> np.arange(8)) & 1  # code → its ring's 8 neighbours, RING's order
+RING_COUNT = _BITS.sum(axis=1).astype(np.uint8)  # code → how many neighbours are set
+# code → how many separate groups they form: neighbours next to each other on the ring are one
+# group, so a group begins at each unset → set step going round
+RING_GROUPS = ((_BITS == 0) & (np.roll(_BITS, -1, axis=1) == 1)).sum(axis=1).astype(np.uint8)
+
+
+def ring_codes(skel: np.ndarray) -> np.ndarray:
+    """Each pixel's 8 neighbours as one byte (bit i: RING[i] is set), to look up what is asked of
+    them in a table (RING_COUNT, RING_GROUPS) in one pass over the page."""
+    padded = np.pad(skel, 1).astype(np.uint8)
+    h, w = skel.shape
+    code = np.zeros((h, w), np.uint8)
+    for bit, (dy, dx) in enumerate(RING):
+        code |= padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] << bit
+    return code
 
 
 def chains_of(skel: np.ndarray, min_points: int = 3, spur: int = 0) -> list[Chain]:
     """Ordered chains of the skeleton with its junction pixels removed. `spur`: with it, clusters
     of crowded pixels where at least three branches of `spur` pixels or more meet are junctions
     too (see _cluster_junctions); 0: single-pixel junctions only."""
-    count = neighbour_count(skel)
+    code = ring_codes(skel)
+    count = RING_COUNT[code]
     junction = skel & (count >= 3)
     # A pixel with 3 neighbours on a staircase is not a junction: keep it when its neighbours do
     # not fall into three separate groups around it.
-    junction &= _branch_count(skel) >= 3
+    junction &= RING_GROUPS[code] >= 3
     if spur:
         junction |= _cluster_junctions(skel, count, spur)
     body = skel & ~junction
@@ -124,20 +139,6 @@ def _cluster_junctions(skel: np.ndarray, count: np.ndarray, spur: int) -> np.nda
         if branches >= 3:
             found[y0:y1, x0:x1] |= mine
     return found
-
-
-def _branch_count(skel: np.ndarray) -> np.ndarray:
-    """For each pixel, how many separate groups its 8 neighbours form (walking round the ring)."""
-    padded = np.pad(skel, 1).astype(np.uint8)
-    h, w = skel.shape
-    ring = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
-    values = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ring]
-    transitions = np.zeros((h, w), np.int32)
-    for i in range(8):
-        a, b = values[i], values[(i + 1) % 8]
-        transitions += (a == 0) & (b == 1)
-    # neighbours next to each other on the ring form one group (one 0→1 step round the ring)
-    return transitions
 
 
 def _walk(pixels: list[tuple[int, int]]) -> list[Chain]:
