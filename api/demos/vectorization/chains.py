@@ -64,17 +64,15 @@ RING_COUNT = _BITS.sum(axis=1).astype(np.uint8)  # code → how many neighbours 
 # code → how many separate groups they form: neighbours next to each other on the ring are one
 # group, so a group begins at each unset → set step going round
 RING_GROUPS = ((_BITS == 0) & (np.roll(_BITS, -1, axis=1) == 1)).sum(axis=1).astype(np.uint8)
+_WEIGHTS = np.zeros((3, 3), np.float32)  # RING[i]'s weight in a pixel's byte: 2 ** i
+_WEIGHTS[[1 + dy for dy, _ in RING], [1 + dx for _, dx in RING]] = 2.0 ** np.arange(8)
 
 
 def ring_codes(skel: np.ndarray) -> np.ndarray:
     """Each pixel's 8 neighbours as one byte (bit i: RING[i] is set), to look up what is asked of
-    them in a table (RING_COUNT, RING_GROUPS) in one pass over the page."""
-    padded = np.pad(skel, 1).astype(np.uint8)
-    h, w = skel.shape
-    code = np.zeros((h, w), np.uint8)
-    for bit, (dy, dx) in enumerate(RING):
-        code |= padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] << bit
-    return code
+    them in a table (RING_COUNT, RING_GROUPS) in one pass over the page: a correlation with the
+    bits' weights (exact in float32: sums of distinct powers of two up to 255)."""
+    return cv2.filter2D(skel.astype(np.uint8), cv2.CV_32F, _WEIGHTS, borderType=cv2.BORDER_CONSTANT).astype(np.uint8)
 
 
 def chains_of(skel: np.ndarray, min_points: int = 3, spur: int = 0) -> list[Chain]:
