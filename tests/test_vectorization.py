@@ -680,11 +680,13 @@ def test_thin_small_arc_is_cut_as_an_arc_though_a_line_fits_most_of_it():
 def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
     run), spatial.at_points (np.rint, no np.clip), fitting.percentile and fitting.median,
-    primitives.sample_array, chains.skeleton (one component at a time), chains.ring_codes' tables
-    and the closed-form fits replaced OpenCV's, numpy's and skimage's calls for speed alone: same values."""
+    primitives.sample_array, chains.skeleton (one component at a time), chains.ring_codes' tables,
+    binarize.stroke_width on the whole ink's distance transform and the closed-form fits replaced
+    OpenCV's, numpy's and skimage's calls for speed alone: same values."""
     import cv2
     from skimage.morphology import skeletonize
 
+    from api.demos.vectorization.binarize import ridge_of, stroke_width
     from api.demos.vectorization.chains import RING, RING_COUNT, RING_GROUPS, ring_codes, skeleton
     from api.demos.vectorization.fitting import fit_circle, fit_line, median, percentile
     from api.demos.vectorization.primitives import sample, sample_array
@@ -705,6 +707,17 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
         cv2.circle(strokes, (x1, y1), int(rng.integers(3, 40)), 1, int(rng.integers(1, 9)))
     for ink in (mask, strokes > 0, mask | (strokes > 0)):
         assert np.array_equal(skeleton(ink), skeletonize(ink))
+    # the pen width of some of the ink's components, read on the whole ink's distance transform
+    ink = mask | (strokes > 0)
+    distance = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 5)
+    count, labels, _ = components(ink)
+    for keep in (np.arange(count) % 2 == 1, np.arange(count) % 3 == 0):
+        keep[0] = False
+        part = keep[labels]
+        alone = cv2.distanceTransform(part.astype(np.uint8), cv2.DIST_L2, 5)
+        assert np.array_equal(alone[part], distance[part])
+        ridge = (alone >= cv2.dilate(alone, np.ones((3, 3), np.uint8))) & part
+        assert stroke_width(part, distance, ridge_of(distance)) == float(max(1.0, 2 * np.median(alone[ridge]) - 1))
     # the neighbours of a pixel, and the groups they form round it, looked up by its ring's byte
     code = ring_codes(mask)
     padded = np.pad(mask, 1)

@@ -32,6 +32,7 @@ Band = tuple[float, float, float, float, float]  # xmin, ymin, xmax, ymax, the l
 class InkMask:
     mask: np.ndarray  # bool H×W, True where there is ink kept for vectorization
     raw: np.ndarray  # bool H×W, all ink, clutter included (to measure a primitive's support)
+    distance: np.ndarray  # float32 H×W, raw's distance transform (the depth of the ink)
     stroke_width: float  # median stroke width in px
     threshold: float  # on the flattened image, paper = 1.0
     min_size: int  # the clutter size used
@@ -87,11 +88,13 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     raw = _remove_small(raw, area=6)
     raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
     labelled = components(raw)[1:3]
+    distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
+    ridge = ridge_of(distance)
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
-        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24))))
+        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24), distance, ridge)))
     mask = _drop_small_boxes(labelled, min_size, keep_rings=True)
-    return InkMask(mask=mask, raw=raw, stroke_width=stroke_width(mask), threshold=threshold, min_size=min_size,
-                   words=word_bands(labelled[1], min_size))
+    return InkMask(mask=mask, raw=raw, distance=distance, stroke_width=stroke_width(mask, distance, ridge),
+                   threshold=threshold, min_size=min_size, words=word_bands(labelled[1], min_size))
 
 
 def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
@@ -183,11 +186,16 @@ def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
     return radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Twice the median distance to the paper along the strokes' middles (≈ the pen width)."""
-    if not mask.any():
-        return 1.0
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
-    ridge = (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8))) & mask
-    values = dist[ridge]
+def stroke_width(mask: np.ndarray, distance: np.ndarray, ridge: np.ndarray) -> float:
+    """Twice the median distance to the paper along the strokes' middles (≈ the pen width).
+    `distance`, `ridge`: the distance transform of an ink whose connected components `mask` keeps
+    or leaves out whole, and its ridge (ridge_of). On a component the ink's distance is its own (the
+    paper nearest any of its pixels touches it: other components do not), so one transform serves
+    every such mask."""
+    values = distance[ridge & mask]
     return float(max(1.0, 2 * np.median(values) - 1)) if values.size else 1.0
+
+
+def ridge_of(distance: np.ndarray) -> np.ndarray:
+    """Where the distance transform is as high as anywhere round it: the strokes' middles."""
+    return (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8))) & (distance > 0)

@@ -129,7 +129,7 @@ class GeometricDetector:
         short = [p for p in round_things if p.type == "arc" and length(p.type, p.geometry) < min_length]
         round_things = [p for p in round_things if p.type != "arc" or length(p.type, p.geometry) >= min_length]
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
-        distance = cv2.distanceTransform(ink.raw.astype(np.uint8), cv2.DIST_L2, 5)
+        distance = ink.distance
         sides = off_circles(hole_sides(ink.mask, distance, width), arc_clusters, tolerance)
         line_clusters = cluster_lines(line_pieces + sides, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         side_ids = {id(p) for p in sides}
