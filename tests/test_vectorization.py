@@ -681,14 +681,15 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     """spatial.components (one thread, BBDT), spatial.close (an ellipse's closing row run by row
     run), spatial.at_points (np.rint, no np.clip), fitting.percentile and fitting.median,
     primitives.sample_array, chains.skeleton (one component at a time), chains.ring_codes' tables,
-    binarize.stroke_width on the whole ink's distance transform and the closed-form fits replaced
-    OpenCV's, numpy's and skimage's calls for speed alone: same values."""
+    binarize.stroke_width on the whole ink's distance transform, the closed-form fits and
+    fitting.LineWindows (running sums) replaced OpenCV's, numpy's and skimage's calls for speed
+    alone: same values."""
     import cv2
     from skimage.morphology import skeletonize
 
     from api.demos.vectorization.binarize import ridge_of, stroke_width
     from api.demos.vectorization.chains import RING, RING_COUNT, RING_GROUPS, ring_codes, skeleton
-    from api.demos.vectorization.fitting import fit_circle, fit_line, median, percentile
+    from api.demos.vectorization.fitting import LineWindows, fit_circle, fit_line, median, percentile
     from api.demos.vectorization.primitives import sample, sample_array
     from api.demos.vectorization.spatial import at_points, close, components
 
@@ -749,6 +750,11 @@ def test_the_fast_helpers_give_what_the_library_calls_they_replace():
     fit = fit_circle(np.column_stack([40 + 25 * np.cos(t), 60 + 25 * np.sin(t)]))
     assert fit is not None and max(abs(fit.cx - 40), abs(fit.cy - 60), abs(fit.r - 25)) < 1e-6
     assert fit_circle(np.column_stack([np.arange(10.0), np.zeros(10)])) is None  # collinear: no circle
+    chain = np.cumsum(rng.integers(-1, 2, (200, 2)), axis=0).astype(float) + 500  # a skeleton's pixel walk
+    windows = LineWindows(chain)
+    for i, j in ((0, 2), (0, 3), (5, 60), (0, 200), (150, 200), (17, 18 + 64)):
+        expected = fit_line(chain[i:j]).residuals.max() if j - i >= 3 else 0.0
+        assert abs(windows.worst(i, j) - expected) < 1e-9
 
 
 def test_a_walk_along_ink_forgives_one_faint_pixel_only():

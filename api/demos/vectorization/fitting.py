@@ -269,6 +269,29 @@ def _line_squares(points: np.ndarray) -> Callable[[np.ndarray | int, np.ndarray 
     return squares
 
 
+class LineWindows:
+    """The worst distance of points[i:j] from their best line, for the many windows of one chain
+    that cutting it asks about (up to a dozen for every piece): the line from running sums of the
+    coordinates and their products, summed once, and only the distances read each time. The
+    coordinates are taken from the first point's, so a skeleton's integer pixels sum exactly."""
+
+    def __init__(self, points: np.ndarray):
+        self.points = points - points[0]
+        x, y = self.points[:, 0], self.points[:, 1]
+        self.sums = np.vstack([np.zeros(5), np.cumsum(np.column_stack([x, y, x * x, y * y, x * y]), axis=0)])
+
+    def worst(self, i: int, j: int) -> float:
+        """0 for fewer than three points (two always lie on a line)."""
+        n = j - i
+        if n < 3:
+            return 0.0
+        sx, sy, sxx, syy, sxy = (float(v) for v in self.sums[j] - self.sums[i])
+        mx, my = sx / n, sy / n
+        angle = 0.5 * math.atan2(2.0 * (sxy - sx * my), (sxx - sx * mx) - (syy - sy * my))  # as fit_line's
+        window = self.points[i:j]
+        return float(np.abs((window[:, 1] - my) * math.cos(angle) - (window[:, 0] - mx) * math.sin(angle)).max())
+
+
 class ChainCutter:
     def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0,
                  corner_window: int = 0):
@@ -277,16 +300,10 @@ class ChainCutter:
         self.min_sweep = min_sweep
         self.corner_window = corner_window  # 0: chains are not cut at corners first
 
-    def line_fits(self, points: np.ndarray) -> bool:
-        return len(points) < 3 or fit_line(points).residuals.max() <= self.tolerance
-
-    def arc_fits(self, points: np.ndarray) -> bool:
-        """Within tolerance of one circle, a straight line counting as a circle of infinite radius:
-        short stretches of a curve look straight, and the search must not stop on them."""
+    def circle_fits(self, points: np.ndarray) -> bool:
+        """Within tolerance of one circle (at least 8 points: fewer fit any circle)."""
         if len(points) < 8:
-            return self.line_fits(points)
-        if self.line_fits(points):  # first: a line costs a third of a circle's fit
-            return True
+            return False
         fit = fit_circle(points, refine=2)
         return fit is not None and fit.residuals.max() <= self.tolerance
 
@@ -318,10 +335,21 @@ class ChainCutter:
     def _cut(self, points: np.ndarray) -> list[Piece]:
         n = len(points)
         pieces: list[Piece] = []
+        windows = LineWindows(points)
+
+        def line_fits(a: int, b: int) -> bool:
+            return windows.worst(a, b) <= self.tolerance
+
+        def arc_fits(a: int, b: int) -> bool:
+            """A circle fits, a straight line counting as a circle of infinite radius: short
+            stretches of a curve look straight, and the search must not stop on them (the line
+            asked first: its fit costs a third of a circle's)."""
+            return line_fits(a, b) or self.circle_fits(points[a:b])
+
         i = 0
         while i < n - 1:
-            end_line = self._longest(points, i, self.line_fits, 2)
-            end_arc = self._longest(points, i, self.arc_fits, 8)
+            end_line = self._longest(n, i, line_fits, 2)
+            end_arc = self._longest(n, i, arc_fits, 8)
             stretch = points[i:end_arc]
             further = end_arc > end_line + max(4, 0.15 * (end_line - i))
             # one circle for the three questions asked of the stretch, fitted only when one is asked
@@ -390,7 +418,8 @@ class ChainCutter:
     def _straight_run(self, points: np.ndarray, residuals: np.ndarray) -> int:
         """How many leading points are a line rather than part of the piece's circle (0: none);
         `residuals`: the points' distances to that circle, in the same order."""
-        k = self._longest(points, 0, lambda p: len(p) < 3 or fit_line(p).residuals.max() <= STRAIGHT, 2)
+        windows = LineWindows(points)
+        k = self._longest(len(points), 0, lambda a, b: windows.worst(a, b) <= STRAIGHT, 2)
         if k < max(10, 4 * self.tolerance) or k > len(points) - 16:
             return 0
         line_rms = float(np.sqrt(np.mean(fit_line(points[:k]).residuals ** 2)))
@@ -403,21 +432,21 @@ class ChainCutter:
         return k
 
     @staticmethod
-    def _longest(points: np.ndarray, i: int, fits, least: int) -> int:
-        """The largest j with fits(points[i:j]) (doubling, then bisection); at least i + 2."""
-        n = len(points)
-        if i + least > n or not fits(points[i:i + least]):
+    def _longest(n: int, i: int, fits: Callable[[int, int], bool], least: int) -> int:
+        """The largest j ≤ n with fits(i, j), the points i … j − 1 (doubling, then bisection); at
+        least i + 2."""
+        if i + least > n or not fits(i, i + least):
             return min(n, i + 2)
         good, step = i + least, least
         while good < n:
             trial = min(n, i + step * 2)
-            if fits(points[i:trial]):
+            if fits(i, trial):
                 good, step = trial, step * 2
             else:
                 bad = trial
                 while bad - good > 1:
                     mid = (good + bad) // 2
-                    if fits(points[i:mid]):
+                    if fits(i, mid):
                         good = mid
                     else:
                         bad = mid
