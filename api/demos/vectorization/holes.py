@@ -93,7 +93,8 @@ def _runs(outline: np.ndarray, width: float) -> list[np.ndarray]:
     if len(outline) < 8:
         return []
     corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
-    index = sorted({int(np.argmin(np.abs(outline - c).sum(axis=1))) for c in corners[:, 0, :]})
+    # each corner's first place on the outline (all corners at once: one pass, not one each)
+    index = sorted(set(np.abs(outline[None, :, :] - corners[:, 0, None, :]).sum(axis=2).argmin(axis=1).tolist()))
     return [outline[a:b + 1] if a < b else np.concatenate([outline[a:], outline[:b + 1]])
             for a, b in zip(index, index[1:] + index[:1], strict=True)]
 
