@@ -92,7 +92,7 @@ def teeth(clutter: np.ndarray, width: float) -> np.ndarray:
     keep = np.zeros(count, bool)
     found = {id(p) for p in ticks(axes, width)}
     keep[[k for k, p in zip(indices, axes, strict=True) if id(p) in found]] = True
-    return keep[labels]
+    return np.take(keep, labels)
 
 
 def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:

@@ -101,16 +101,16 @@ def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     """The components of `weak` that hold at least one `strong` pixel."""
     count, labels, _ = components(weak)
     keep = np.zeros(count, bool)
-    keep[np.unique(labels[strong & weak])] = True
+    keep[labels[strong & weak]] = True
     keep[0] = False
-    return keep[labels]
+    return np.take(keep, labels)  # keep[labels] (as here and below), in half the time
 
 
 def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
     count, labels, stats = components(mask)
     keep = stats[:, cv2.CC_STAT_AREA] >= area
     keep[0] = False
-    return keep[labels]
+    return np.take(keep, labels)
 
 
 def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
@@ -127,7 +127,7 @@ def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, ke
             if stats[index, cv2.CC_STAT_AREA] >= 12 and _is_ring(labels, stats[index], index) and \
                     not _in_a_word(stats, index, small):
                 big[index] = True
-    return big[labels]
+    return np.take(big, labels)
 
 
 def _in_a_word(stats: np.ndarray, index: int, small: np.ndarray) -> bool:

@@ -206,7 +206,7 @@ def _discs(mask: np.ndarray) -> np.ndarray:
     full = stats[:, cv2.CC_STAT_AREA] >= 0.7 * math.pi * (size / 2) ** 2
     keep = square & full
     keep[0] = False
-    return keep[labels]
+    return np.take(keep, labels)
 
 
 def _narrow_gaps(off: np.ndarray, outline: float, half: float) -> bool:
