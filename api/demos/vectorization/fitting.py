@@ -301,7 +301,7 @@ class ChainCutter:
         self.corner_window = corner_window  # 0: chains are not cut at corners first
 
     def circle_fits(self, points: np.ndarray) -> bool:
-        """Within tolerance of one circle (at least 8 points: fewer fit any circle)."""
+        """Within tolerance of one circle; False under 8 points (so few fit too many circles to tell)."""
         if len(points) < 8:
             return False
         fit = fit_circle(points, refine=2)
