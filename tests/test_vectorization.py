@@ -800,6 +800,27 @@ def test_letters_touching_a_stroke_are_not_lines(monkeypatch):
     assert len(lines()) > 2
 
 
+def test_a_line_along_a_strokes_side_or_across_strokes_is_not_along_a_stroke():
+    """geometric._along_a_stroke: a line found on a stroke lies within a pixel or so of its ridge;
+    one fitted to pieces of letters lies on their ink, yet dips to the paper's edge where it runs
+    along a stroke's side or crosses strokes. The page's pen is 7 px."""
+    import cv2
+
+    from api.demos.vectorization.geometric import _along_a_stroke
+
+    ink = np.zeros((200, 300), np.uint8)
+    ink[97:104, 20:281] = 1  # a stroke 7 px wide: rows 97 … 103
+    for x in range(40, 260, 12):  # a row of strokes across another band, 7 px wide, 5 px apart
+        ink[140:181, x:x + 7] = 1
+    distance = cv2.distanceTransform(ink, cv2.DIST_L2, 5)
+    assert _along_a_stroke(line(30, 100, 270, 100), distance, 7.0)  # on the ridge
+    assert _along_a_stroke(line(30, 101.6, 270, 101.6), distance, 7.0)  # 1.6 px off it: still inside
+    assert all(ink[103, 30:271])  # the side row is ink all along …
+    assert not _along_a_stroke(line(30, 103, 270, 103), distance, 7.0)  # … but its edge
+    assert ink[160, 40:247].mean() > 0.55  # across the strokes: on ink more than half the way …
+    assert not _along_a_stroke(line(40, 160, 246, 160), distance, 7.0)  # … but across, not along
+
+
 def test_the_legs_of_a_sharp_thick_v_end_at_its_tip(monkeypatch):
     """ends.settle_acute: where thick strokes meet at a narrow angle their ink is one for several
     pens and the skeleton runs down the bisector, so the fitted legs come out turned and meet

@@ -11,7 +11,8 @@ short lines kept when they stand side by side (bars.ticks) → each primitive sc
 lies under it → short bars in the ink left over (bars) → line ends put on a meeting walked again
 among what is kept (ends.extend_lines' `again`) → the ends of acute corners put on the ink's tip
 (ends.settle_acute) → short lines lying in a word's band dropped (its letters touching a stroke;
-binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks).
+binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
+lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .holes import hole_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings
-from .spatial import on_mask
+from .spatial import at_points, on_mask
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
 LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gaps aside (lines.LineCluster.coverage)
@@ -59,6 +60,10 @@ SIDE_PENS = 3.5  # … nor shorter lines along a hole's side (holes.py: a small 
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 COIL_PENS = 3.0  # … down to this many pen widths for the turns of a coil (circles.coiled)
 WORD_LINES = 1.5  # a line lying in a word's band, no longer than this many times its height, is its letters'
+# a line's middle (a RIDGE_ENDS share of it aside at each end, where strokes meet) runs inside a stroke:
+# RIDGE_SHARE of its points at least RIDGE_DEPTH pens from the paper. One fitted to pieces of letters
+# or of a zigzag lies on their ink, but crosses their strokes or runs along their sides
+RIDGE_DEPTH, RIDGE_SHARE, RIDGE_ENDS = 0.25, 0.9, 0.1
 
 
 @dataclass
@@ -170,8 +175,10 @@ class GeometricDetector:
                      ink.raw, distance, reach, again=met)
         settle_acute([p for p in primitives if p.type == "line"], [p for p in primitives if p.type != "line"],
                      ink.raw, width)
-        primitives = [p for p in primitives if p.type != "line"] + split_at_necks(
-            [p for p in primitives if p.type == "line" and not _in_a_word_band(p, ink.words)], distance)
+        lines = split_at_necks([p for p in primitives if p.type == "line" and not _in_a_word_band(p, ink.words)],
+                               distance)
+        primitives = [p for p in primitives if p.type != "line"] + [
+            p for p in lines if _along_a_stroke(p, distance, width)]
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
@@ -239,6 +246,16 @@ def _in_a_word_band(p: Primitive, words: list[Band]) -> bool:
     return any(x0 <= min(g["x1"], g["x2"]) and max(g["x1"], g["x2"]) <= x1 and
                y0 <= min(g["y1"], g["y2"]) and max(g["y1"], g["y2"]) <= y1 and _length(p) <= WORD_LINES * height
                for x0, y0, x1, y1, height in words)
+
+
+def _along_a_stroke(p: Primitive, distance: np.ndarray, width: float) -> bool:
+    """Whether a line's middle runs inside a stroke (RIDGE_DEPTH, RIDGE_SHARE, RIDGE_ENDS): a line
+    found on a stroke lies within a pixel or so of its ridge all along; one fitted to pieces of
+    letters or of a zigzag dips to the paper's edge wherever it crosses or grazes their strokes."""
+    points = sample_array(p.type, p.geometry, 1.0)
+    aside = int(round(RIDGE_ENDS * len(points)))
+    middle = points[aside:len(points) - aside] if len(points) > 2 * aside + 2 else points
+    return float((at_points(distance, middle) >= RIDGE_DEPTH * width).mean()) >= RIDGE_SHARE
 
 
 def _support(p: Primitive, mask: np.ndarray) -> float:
