@@ -12,7 +12,8 @@ lies under it → short bars in the ink left over (bars) → line ends put on a 
 among what is kept (ends.extend_lines' `again`) → the ends of acute corners put on the ink's tip
 (ends.settle_acute) → short lines lying in a word's band dropped (its letters touching a stroke;
 binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
-lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag).
+lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
+before their ends are walked, and again at the end).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -146,6 +147,7 @@ class GeometricDetector:
                     sided.add(id(segments[-1]))
         straight = [p for p in segments if _length(p) >= min_line / 2 or id(p) in sided]  # ends not found yet
         stubs = [p for p in segments if _length(p) < min_line / 2 and id(p) not in sided]
+        straight = [p for p in straight if _along_a_stroke(p, distance, width)]  # before they stop others' walks
         lap("merge_s")
         round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
