@@ -821,6 +821,26 @@ def test_a_line_along_a_strokes_side_or_across_strokes_is_not_along_a_stroke():
     assert not _along_a_stroke(line(40, 160, 246, 160), distance, 7.0)  # … but across, not along
 
 
+def test_a_leaning_line_is_put_on_its_strokes_middle_and_its_ends_stay_along_it():
+    """lines.centre_on_ink: a line fitted to a skeleton bent towards what joins its stroke leans;
+    read across the ink along its middle, it is moved onto the stroke's middle. Runs across a
+    crossing stroke are not read, and a line off any stroke is left as it was."""
+    from api.demos.vectorization.lines import centre_on_ink
+
+    ink = np.zeros((200, 300), np.uint8)
+    ink[97:104, 20:281] = 1  # a stroke 7 px wide, its middle on row 100
+    ink[40:160, 150:157] = 1  # a stroke crossing it
+    ink = ink.astype(bool)
+    leaning = line(20, 98.5, 280, 102.0)
+    centre_on_ink(leaning, ink, 7.0)
+    g = leaning.geometry
+    assert abs(g["y1"] - 100) <= 0.3 and abs(g["y2"] - 100) <= 0.3, g
+    assert abs(g["x1"] - 20) <= 0.1 and abs(g["x2"] - 280) <= 0.1, g  # moved across only
+    astray = line(20, 20, 280, 20)  # on paper
+    centre_on_ink(astray, ink, 7.0)
+    assert astray.geometry == line(20, 20, 280, 20).geometry
+
+
 def test_the_legs_of_a_sharp_thick_v_end_at_its_tip(monkeypatch):
     """ends.settle_acute: where thick strokes meet at a narrow angle their ink is one for several
     pens and the skeleton runs down the bisector, so the fitted legs come out turned and meet

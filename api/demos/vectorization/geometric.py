@@ -13,7 +13,8 @@ among what is kept (ends.extend_lines' `again`) → the ends of acute corners pu
 (ends.settle_acute) → short lines lying in a word's band dropped (its letters touching a stroke;
 binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
 lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
-before their ends are walked, and again at the end).
+before their ends are walked, and again at the end) → lines moved across onto their strokes' middle
+(lines.centre_on_ink: a skeleton bends towards what joins a stroke, and the line fitted to it leans).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .ends import (
 )
 from .fitting import ChainCutter
 from .holes import hole_sides
-from .lines import cluster_lines, segment_of
+from .lines import centre_on_ink, cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings
 from .spatial import at_points, on_mask
@@ -179,8 +180,10 @@ class GeometricDetector:
                      ink.raw, width)
         lines = split_at_necks([p for p in primitives if p.type == "line" and not _in_a_word_band(p, ink.words)],
                                distance)
-        primitives = [p for p in primitives if p.type != "line"] + [
-            p for p in lines if _along_a_stroke(p, distance, width)]
+        lines = [p for p in lines if _along_a_stroke(p, distance, width)]
+        for p in lines:
+            centre_on_ink(p, ink.raw, width)
+        primitives = [p for p in primitives if p.type != "line"] + lines
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
