@@ -822,23 +822,54 @@ def test_a_line_along_a_strokes_side_or_across_strokes_is_not_along_a_stroke():
 
 
 def test_a_leaning_line_is_put_on_its_strokes_middle_and_its_ends_stay_along_it():
-    """lines.centre_on_ink: a line fitted to a skeleton bent towards what joins its stroke leans;
+    """centring.centre_line: a line fitted to a skeleton bent towards what joins its stroke leans;
     read across the ink along its middle, it is moved onto the stroke's middle. Runs across a
     crossing stroke are not read, and a line off any stroke is left as it was."""
-    from api.demos.vectorization.lines import centre_on_ink
+    from api.demos.vectorization.centring import centre_line
 
     ink = np.zeros((200, 300), np.uint8)
     ink[97:104, 20:281] = 1  # a stroke 7 px wide, its middle on row 100
     ink[40:160, 150:157] = 1  # a stroke crossing it
     ink = ink.astype(bool)
     leaning = line(20, 98.5, 280, 102.0)
-    centre_on_ink(leaning, ink, 7.0)
+    centre_line(leaning, ink, 7.0)
     g = leaning.geometry
     assert abs(g["y1"] - 100) <= 0.3 and abs(g["y2"] - 100) <= 0.3, g
     assert abs(g["x1"] - 20) <= 0.1 and abs(g["x2"] - 280) <= 0.1, g  # moved across only
     astray = line(20, 20, 280, 20)  # on paper
-    centre_on_ink(astray, ink, 7.0)
+    centre_line(astray, ink, 7.0)
     assert astray.geometry == line(20, 20, 280, 20).geometry
+
+
+def test_a_circle_and_an_arc_off_their_stroke_are_refitted_to_its_middle():
+    """centring.centre_round: read along its radii, a circle fitted a pixel off its ring is
+    refitted to the ring's middle; an arc too, its ends moving onto the ring and no further."""
+    import cv2
+
+    from api.demos.vectorization.centring import centre_round
+    from api.demos.vectorization.primitives import arc_point
+
+    ink = np.zeros((300, 300), np.uint8)
+    cv2.circle(ink, (1200, 1200), 60 * 16, 1, 6, cv2.LINE_8, 4)  # centre (75, 75), radius 60, 6 px wide
+    ink[150:300, 150:300] = ink[:150, :150]  # … and the same ring round (225, 225)
+    ink = ink.astype(bool)
+    ring = circle(76.0, 74.2, 61.0)
+    centre_round(ring, ink, 6.0)
+    g = ring.geometry
+    assert math.hypot(g["cx"] - 75, g["cy"] - 75) <= 0.3 and abs(g["r"] - 60) <= 0.3, g
+    bow = arc(226.0, 224.0, 61.2, 200.0, 250.0)
+    ends = [arc_point(bow.geometry, bow.geometry[k]) for k in ("start", "end")]
+
+    def off_the_middle(g: dict) -> float:
+        return max(abs(math.dist(arc_point(g, g["start"] + (g["end"] - g["start"]) * i / 10), (225, 225)) - 60)
+                   for i in range(11))
+
+    assert off_the_middle(bow.geometry) > 1.0
+    centre_round(bow, ink, 6.0)
+    g = bow.geometry
+    assert off_the_middle(g) <= 0.3, g
+    for key, end in zip(("start", "end"), ends, strict=True):  # each end moved onto the ring, no further
+        assert math.dist(arc_point(g, g[key]), end) <= abs(math.dist(end, (225, 225)) - 60) + 0.3
 
 
 def test_the_legs_of_a_sharp_thick_v_end_at_its_tip(monkeypatch):

@@ -13,8 +13,8 @@ among what is kept (ends.extend_lines' `again`) → the ends of acute corners pu
 (ends.settle_acute) → short lines lying in a word's band dropped (its letters touching a stroke;
 binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
 lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
-before their ends are walked, and again at the end) → lines moved across onto their strokes' middle
-(lines.centre_on_ink: a skeleton bends towards what joins a stroke, and the line fitted to it leans).
+before their ends are walked, and again at the end) → every primitive moved onto its stroke's middle,
+read across the ink (centring: a skeleton bends towards what joins a stroke).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 
 from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import Band, ink_mask
+from .centring import centre_line, centre_round
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of
 from .dots import find_dots
@@ -44,7 +45,7 @@ from .ends import (
 )
 from .fitting import ChainCutter
 from .holes import hole_sides
-from .lines import centre_on_ink, cluster_lines, segment_of
+from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings
 from .spatial import at_points, on_mask
@@ -181,9 +182,9 @@ class GeometricDetector:
         lines = split_at_necks([p for p in primitives if p.type == "line" and not _in_a_word_band(p, ink.words)],
                                distance)
         lines = [p for p in lines if _along_a_stroke(p, distance, width)]
-        for p in lines:
-            centre_on_ink(p, ink.raw, width)
         primitives = [p for p in primitives if p.type != "line"] + lines
+        for p in primitives:
+            (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")

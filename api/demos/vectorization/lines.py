@@ -13,15 +13,9 @@ import numpy as np
 
 from .fitting import LineFit, Piece, fit_line, percentile
 from .primitives import Primitive, line
-from .spatial import Box, Grid, at_points, box_of, grown, on_mask
+from .spatial import Box, Grid, at_points, box_of, grown
 
 TURN = 25.0  # degrees: a piece or a cluster heading further off a line's direction is not part of it
-# a line put on its stroke's middle (centre_on_ink): read across the ink every CENTRE_STEP px along its
-# middle (CENTRE_ENDS of it aside at each end: other strokes meet there), at CENTRE_STEP_ACROSS px steps
-# a pen either side; runs wider than CENTRE_RUN pens not read, middles CENTRE_OFF px off the first fit
-# dropped; at least CENTRE_LEAST middles, and no end moved more than CENTRE_MOVE pens
-CENTRE_STEP, CENTRE_ENDS, CENTRE_STEP_ACROSS = 2.0, 0.1, 0.5
-CENTRE_RUN, CENTRE_OFF, CENTRE_LEAST, CENTRE_MOVE = 1.5, 1.0, 5, 1.0
 
 
 @dataclass(eq=False)  # compared by identity: they hold arrays
@@ -208,52 +202,3 @@ def intersections(ox: float, oy: float, ux: float, uy: float, other: Primitive, 
             continue
         points.append((px, py))
     return points
-
-
-
-def centre_on_ink(p: Primitive, ink: np.ndarray, width: float) -> None:
-    """Line `p` moved across onto its stroke's middle (in place): fitted to skeleton pieces, a line
-    leans a degree or two where the skeleton bends towards what joins the stroke (a junction, a
-    scan's bleed), a pixel or more at an end. Across the ink at every CENTRE_STEP px of its middle
-    (CENTRE_ENDS of it aside at each end) the middle of the ink's run is read; runs wider than
-    CENTRE_RUN pens cross something else and are not read. A line is fitted to those middles (those
-    more than CENTRE_OFF px off it dropped once), and the line's ends move onto it along its
-    normal, unless one would move more than CENTRE_MOVE pens (the run is not this stroke's) or
-    fewer than CENTRE_LEAST middles were read. The ends stay where the walks put them along it."""
-    g = p.geometry
-    ax, ay, bx, by = g["x1"], g["y1"], g["x2"], g["y2"]
-    length = math.hypot(bx - ax, by - ay)
-    if length < 1:
-        return
-    ux, uy = (bx - ax) / length, (by - ay) / length
-    nx, ny = -uy, ux
-    along = np.arange(CENTRE_ENDS * length, (1 - CENTRE_ENDS) * length, CENTRE_STEP)
-    half = int(math.ceil(width / CENTRE_STEP_ACROSS))  # steps either side: a pen
-    across = np.arange(-half, half + 1) * CENTRE_STEP_ACROSS
-    on = on_mask(ink, ax + along[:, None] * ux + across[None, :] * nx, ay + along[:, None] * uy + across[None, :] * ny)
-    left, right = on[:, half::-1], on[:, half:]
-    read = on[:, half] & ~left.all(axis=1) & ~right.all(axis=1)  # on ink, paper found on both sides
-    to_left, to_right = np.argmin(left, axis=1), np.argmin(right, axis=1)  # steps to the first paper
-    read &= (to_left + to_right - 1) * CENTRE_STEP_ACROSS <= CENTRE_RUN * width
-    t, middle = along[read], (to_right[read] - to_left[read]) * CENTRE_STEP_ACROSS / 2
-    if len(t) < CENTRE_LEAST:
-        return
-    slope, offset = _straight(t, middle)
-    close = np.abs(middle - (offset + slope * t)) <= CENTRE_OFF
-    if not close.all():
-        if close.sum() < CENTRE_LEAST:
-            return
-        slope, offset = _straight(t[close], middle[close])
-    at_a, at_b = float(offset), float(offset + slope * length)
-    if max(abs(at_a), abs(at_b)) > CENTRE_MOVE * width:
-        return
-    g["x1"], g["y1"] = ax + at_a * nx, ay + at_a * ny
-    g["x2"], g["y2"] = bx + at_b * nx, by + at_b * ny
-
-
-def _straight(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope and offset of y's least-squares line over x (np.polyfit's, without its overhead)."""
-    mx, my = float(x.mean()), float(y.mean())
-    dx = x - mx
-    slope = float(dx @ (y - my)) / max(float(dx @ dx), 1e-12)
-    return slope, my - slope * mx
