@@ -843,7 +843,8 @@ def test_a_leaning_line_is_put_on_its_strokes_middle_and_its_ends_stay_along_it(
 
 def test_a_circle_and_an_arc_off_their_stroke_are_refitted_to_its_middle():
     """centring.centre_round: read along its radii, a circle fitted a pixel off its ring is
-    refitted to the ring's middle; an arc too, its ends moving onto the ring and no further."""
+    refitted to the ring's middle; an arc too, its ends moving onto the ring and no further. A solid
+    dot is left as it is (read along a radius, its ink runs on further than a pen)."""
     import cv2
 
     from api.demos.vectorization.centring import centre_round
@@ -870,6 +871,10 @@ def test_a_circle_and_an_arc_off_their_stroke_are_refitted_to_its_middle():
     assert off_the_middle(g) <= 0.3, g
     for key, end in zip(("start", "end"), ends, strict=True):  # each end moved onto the ring, no further
         assert math.dist(arc_point(g, g[key]), end) <= abs(math.dist(end, (225, 225)) - 60) + 0.3
+    cv2.circle(ink.view(np.uint8), (40, 260), 4, 1, -1)  # a solid dot: no ring's middle to read
+    dot = circle(40.5, 260.0, 4.5)
+    centre_round(dot, ink, 6.0)
+    assert dot.geometry == circle(40.5, 260.0, 4.5).geometry
 
 
 def test_the_legs_of_a_sharp_thick_v_end_at_its_tip(monkeypatch):

@@ -91,7 +91,6 @@ def centre_round(p: Primitive, ink: np.ndarray, width: float) -> None:
     g.update(cx=fit.cx, cy=fit.cy, r=fit.r, start=new_start, end=new_start + new_sweep)
 
 
-
 def run_middles(ink: np.ndarray, points: np.ndarray, normals: np.ndarray,
                 width: float) -> tuple[np.ndarray, np.ndarray]:
     """Across the ink at each of `points` (N×2) along its unit normal: whether the run through it
