@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .fitting import fit_circle
-from .primitives import Primitive
+from .primitives import Primitive, arc_point
 from .spatial import on_mask
 
 STEP, STEP_ACROSS = 2.0, 0.5  # px between the runs read, and across each
@@ -81,10 +81,9 @@ def centre_round(p: Primitive, ink: np.ndarray, width: float) -> None:
     if whole:
         g.update(cx=fit.cx, cy=fit.cy, r=fit.r)
         return
-    a = math.radians(start)
-    new_start = math.degrees(math.atan2(cy + r * math.sin(a) - fit.cy, cx + r * math.cos(a) - fit.cx)) % 360.0
-    b = math.radians(end)
-    new_end = math.degrees(math.atan2(cy + r * math.sin(b) - fit.cy, cx + r * math.cos(b) - fit.cx))
+    (ax, ay), (bx, by) = arc_point(g, start), arc_point(g, end)  # the ends, on the arc as it was
+    new_start = math.degrees(math.atan2(ay - fit.cy, ax - fit.cx)) % 360.0
+    new_end = math.degrees(math.atan2(by - fit.cy, bx - fit.cx))
     new_sweep = (new_end - new_start) % 360.0 or 360.0
     if abs(new_sweep - sweep) > TURN:
         return
