@@ -349,6 +349,23 @@ def test_a_line_end_walked_again_does_not_stop_on_the_prolongation_of_a_line_it_
         assert match(found, [bar, arrow])["line"]["tp"] == 2, (pen, found)
 
 
+def test_a_lead_running_tangentially_off_a_coil_ends_at_the_tangent_point():
+    """KiCad's coupled inductor (page kicad-011): half-circle turns, the last running on tangentially
+    into a 19 px lead up to a wire. The lead's first walk overshoots into the turn's ink and meets
+    the circle there; the snap onto the tangent point settles that end, and the second walk (for
+    ends put on a meeting) must not walk it back down into the turn, 9 px past the join."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    sheet = vector_sets.sheets("kicad", 1, first=11)[0]
+    lead = [p for p in sheet.primitives if p.type == "line" and
+            max(abs(p.geometry["x1"] - 846.3), abs(p.geometry["y1"] - 153.7), abs(p.geometry["y2"] - 173.0)) < 0.5]
+    assert len(lead) == 1, "the page's truth has changed"
+    found = GeometricDetector().detect(sheet.image).primitives
+    near = [p for p in found if p.type == "line" and max(abs(p.geometry["x1"] - 846), abs(p.geometry["x2"] - 846)) < 5]
+    assert match(found, lead)["line"]["tp"] == 1, near
+
+
 def test_dxf_texts_are_drawn_as_letters_not_as_their_escape_codes():
     from api.demos.vectorization.realsets import drawable
 

@@ -239,14 +239,16 @@ def extend_arcs(arcs: list[Primitive], ink: np.ndarray, distance: np.ndarray, re
 
 
 def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: float, reach: float,
-                  width: float = 0.0) -> None:
+                  width: float = 0.0) -> list[tuple[Primitive, int]]:
     """Where a line runs into an arc tangentially (rounded corners, slots, the ends of a stadium),
     no ink shows where one stops and the other starts: walks overshoot, along the line and along
     the circle alike. The join is the tangent point: the foot of the perpendicular from the arc's
     centre to the line. An arc end and a line end both within `reach` px of such a point, with
     the line `tolerance` px from tangent, are moved onto it (in place). A line stays within a pen
     `width` of a circle of radius r for about √(r × width) px past the tangent point, so a large
-    arc's walks overshoot further: its reach grows to OVERSHOOT × √(r × width)."""
+    arc's walks overshoot further: its reach grows to OVERSHOOT × √(r × width). Returns the line
+    ends moved (line, 0 or 1): they are settled, not met (a walk from there overshoots again)."""
+    moved: list[tuple[Primitive, int]] = []
     grid = Grid(cell=max(64.0, reach))
     for index, p in enumerate(lines):
         grid.add(index, p.bounds())
@@ -267,6 +269,8 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
                 continue  # both ends on one foot (a line tangent at the arc's middle): not a join
             lg = lines[j].geometry
             lg["x1" if which == 0 else "x2"], lg["y1" if which == 0 else "y2"] = fx, fy
+            moved.append((lines[j], which))
+    return moved
 
 
 def snap_touching_arcs(arcs: list[Primitive], tolerance: float, reach: float) -> None:

@@ -168,7 +168,9 @@ class GeometricDetector:
         shortened = [p for p in straight if not long_enough(p)]  # ends found already
         straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
-        snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
+        snapped = snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
+        tangent = {(id(p), end) for p, end in snapped}
+        met = [(p, end) for p, end in met if (id(p), end) not in tangent]  # on a tangent point: settled
         round_things = circles + drop_covered_arcs(arcs, circles + straight, width / 2)
         straight += self._ticks(stubs, shortened, straight, round_things, ink.raw, distance, width, tolerance, reach)
         primitives = _supported(round_things + straight, support_mask, s.min_support)
