@@ -366,6 +366,26 @@ def test_a_lead_running_tangentially_off_a_coil_ends_at_the_tangent_point():
     assert match(found, lead)["line"]["tp"] == 1, near
 
 
+def test_an_arrowheads_wing_touching_the_next_arrows_shaft_ends_where_its_ink_does():
+    """An LED's two arrows drawn with a thin pen (page kicad-009): the first arrowhead's vertical wing
+    ends in a round cap touching the second arrow's shaft. The wing is too short for the skeleton
+    route and is found as a bar in the ink left over, its end put where that ink ends: already in
+    its own round end, where the ink thins to the neck between the two strokes. The walk from there
+    went on through the neck and the shaft, and the wing ended 7 px on, on the shaft's middle; its
+    ink a pen back from the end is a full stroke, so the thin ink the walk starts in is read as the
+    neck (ends.touching_end's `from_full`)."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    sheet = vector_sets.sheets("kicad", 1, first=9)[0]
+    wings = [p for p in sheet.primitives if p.type == "line" and abs(p.geometry["x1"] - 264.0) < 0.5 and
+             abs(p.geometry["x2"] - 264.0) < 0.5 and 680 < p.geometry["y1"] < 710 and 680 < p.geometry["y2"] < 710]
+    assert len(wings) == 1, "the page's truth has changed"
+    found = GeometricDetector().detect(sheet.image).primitives
+    near = [p for p in found if p.type == "line" and max(abs(p.geometry["x1"] - 264), abs(p.geometry["x2"] - 264)) < 5]
+    assert match(found, wings)["line"]["tp"] == 1, near
+
+
 def test_dxf_texts_are_drawn_as_letters_not_as_their_escape_codes():
     from api.demos.vectorization.realsets import drawable
 

@@ -91,7 +91,8 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
             depth = at_points(distance, walk[:run])  # the ink's depth along the walk, read once
-            neck = touching_end(depth, half)
+            inside = at_points(distance, np.array([[ex - 2 * half * ux, ey - 2 * half * uy]]))[0]  # a pen back
+            neck = touching_end(depth, half, from_full=bool(inside >= NECK_RISE * (half + 0.5)))
             if neck is not None:
                 run = neck
             t_end = run + 0.5 - half
@@ -184,19 +185,22 @@ def crossing_sine(ux: float, uy: float, other: Primitive, px: float, py: float) 
     return abs(ux * nx + uy * ny) / (math.hypot(nx, ny) or 1.0)
 
 
-def touching_end(depth: np.ndarray, half: float) -> int | None:
+def touching_end(depth: np.ndarray, half: float, from_full: bool = False) -> int | None:
     """How many steps of a walk along a line (`depth`: the ink's depth at each step) lie before a
     neck, when there is one: ink thinner
     than NECK of the stroke's depth, then as deep as a stroke again. A line whose round end only
     touches another stroke (an arrowhead's side beside the next arrow's shaft) runs on through
     that stroke's ink as if it met it, and was drawn to the meeting point, a pen past its end; a
     line that does meet another stays as deep where the two join. A walk that starts in thin ink
-    is not read (no neck ahead of it can be told from the end it starts at)."""
+    is read only `from_full`, when the line's ink a pen back from its end is a stroke's full depth:
+    then the walk starts in the line's own round end (a short bar whose end was put where its ink
+    ends), and the thin ink it starts in is the neck; otherwise no neck ahead of it can be told
+    from the end it starts at."""
     if len(depth) < 3:
         return None
     full = half + 0.5
     thin = np.flatnonzero(depth < NECK * full)
-    if not thin.size or thin[0] == 0:
+    if not thin.size or (thin[0] == 0 and not from_full):
         return None
     deep = np.flatnonzero(depth[thin[0]:] >= NECK_RISE * full)
     if not deep.size:
