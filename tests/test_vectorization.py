@@ -177,6 +177,25 @@ def test_blank_and_text_only_pages_give_nothing():
     assert text_only.primitives  # (the generator itself draws primitives besides its text)
 
 
+def test_a_small_drawing_on_a_large_page_is_found_and_a_noisy_blank_page_gives_nothing():
+    """The ink level is read from the page's darkest 0.3%; a small drawing on a large page inks less
+    than that, and the page was taken for blank. Its darkest pixels (binarize.SPARSE_INK) stand
+    out of the paper still; a blank page's noise does not."""
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.test_vectorization_real import page_with
+
+    drawing = [line(300, 400, 420, 400), circle(500, 400, 15)]
+    ink = page_with(drawing, pen=2, size=1000)
+    assert (ink > 127).mean() < 0.001
+    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    scores = match(found, drawing)
+    assert scores["line"]["f1"] == 1.0 and scores["circle"]["f1"] == 1.0, found
+    rng = np.random.default_rng(7)
+    for sigma in (2.0, 6.0):
+        blank = np.clip(230 + rng.normal(0, sigma, (1000, 1000)), 0, 255).astype(np.uint8)
+        assert GeometricDetector().detect(np.dstack([blank] * 3)).primitives == [], sigma
+
+
 def test_pins_two_to_three_pens_long_on_a_body_are_lines_and_their_labels_are_not():
     """Pins a few pen widths long leave no skeleton line of their own (junction trimming eats the
     stub): they are the bars left in the ink once the body is drawn over it (bars.py); the pin

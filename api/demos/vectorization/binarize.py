@@ -22,6 +22,9 @@ WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (bi
 # (binarize.word_bands); the word's band reaches WORD_REACH letter widths beyond its ends and
 # WORD_MARGIN of its height above and below, where its letters may touch a stroke and be kept
 WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
+# a page whose darkest 0.3% is paper may still hold a drawing: its ink level is then read from
+# this many darkest pixels (a blank page's noise does not stand out of the paper even so)
+SPARSE_INK = 50
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -78,6 +81,8 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     paper = float(np.median(paper_pixels))
     noise = float(1.4826 * np.median(np.abs(paper_pixels - paper))) + 1e-4
     ink_level = float(darkest)
+    if paper - ink_level < 8 * noise:  # little ink (a small drawing on a large page): its darkest pixels
+        ink_level = float(np.partition(smooth, SPARSE_INK, axis=None)[SPARSE_INK])
     threshold = paper - sensitivity * (paper - ink_level)
     threshold = min(threshold, paper - 5 * noise)
     # hysteresis: fainter pixels count when they touch surely-ink ones (faded stretches of a stroke)
