@@ -91,8 +91,11 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             if run >= len(steps):
                 continue  # the ink goes on: not this line's end
             depth = at_points(distance, walk[:run])  # the ink's depth along the walk, read once
-            inside = at_points(distance, np.array([[ex - 2 * half * ux, ey - 2 * half * uy]]))[0]  # a pen back
-            neck = touching_end(depth, half, from_full=bool(inside >= NECK_RISE * (half + 0.5)))
+            # a walk starting in thin ink: is the line's ink a full stroke a pen back from its end?
+            full = half + 0.5
+            back = np.array([[ex - 2 * half * ux, ey - 2 * half * uy]])
+            from_full = bool(depth.size and depth[0] < NECK * full and at_points(distance, back)[0] >= NECK_RISE * full)
+            neck = touching_end(depth, half, from_full=from_full)
             if neck is not None:
                 run = neck
             t_end = run + 0.5 - half
