@@ -25,6 +25,10 @@ WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
 # a page whose darkest 0.3% is paper may still hold a drawing: its ink level is then read from
 # this many darkest pixels (a blank page's noise does not stand out of the paper even so)
 SPARSE_INK = 50
+# the paper's noise is taken as at least a grey level in 255 of the flattened page: on a render
+# with no noise at all, a smooth shade the flattening leaves a fraction of a percent off (at the
+# page's border) would otherwise stand out of the paper as ink
+NOISE_FLOOR = 1 / 255
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -79,7 +83,7 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     darkest, middle = np.percentile(smooth, (0.3, 50))  # one partition of the page for both
     paper_pixels = smooth[smooth >= middle]
     paper = float(np.median(paper_pixels))
-    noise = float(1.4826 * np.median(np.abs(paper_pixels - paper))) + 1e-4
+    noise = max(float(1.4826 * np.median(np.abs(paper_pixels - paper))), NOISE_FLOOR)
     ink_level = float(darkest)
     if paper - ink_level < 8 * noise:  # little ink (a small drawing on a large page): its darkest pixels
         ink_level = float(np.partition(smooth, SPARSE_INK, axis=None)[SPARSE_INK])
