@@ -182,12 +182,11 @@ def test_a_small_drawing_on_a_large_page_is_found_and_a_blank_page_gives_nothing
     than that, and the page was taken for blank. Its darkest pixels (binarize.SPARSE_INK) stand
     out of the paper still; a blank page's noise does not, nor a noise-free page's shade."""
     from api.demos.vectorization.geometric import GeometricDetector
-    from tests.test_vectorization_real import page_with
 
     drawing = [line(300, 400, 420, 400), circle(500, 400, 15)]
     ink = page_with(drawing, pen=2, size=1000)
     assert (ink > 127).mean() < 0.001
-    found = GeometricDetector().detect(np.dstack([255 - ink] * 3)).primitives
+    found = detect(ink)
     scores = match(found, drawing)
     assert scores["line"]["f1"] == 1.0 and scores["circle"]["f1"] == 1.0, found
     rng = np.random.default_rng(7)
