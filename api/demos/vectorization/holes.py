@@ -12,11 +12,13 @@ line, and a side lying along a stroke the skeleton does follow joins its pieces.
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from .fitting import Piece
-from .spatial import at_points
+from .spatial import at_points, components
 
 LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
 SIDE_STRAIGHT = 1.25  # px: the hole's outline stays this close to a side all along it (a circle's hole does not)
@@ -32,7 +34,7 @@ def hole_sides(kept: np.ndarray, distance: np.ndarray, width: float) -> list[Pie
     transform; `width`: the pen width in px."""
     h, w = kept.shape
     paper = (~kept).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=4)
+    count, labels, stats = components(paper, connectivity=4)
     least = LEAST_PENS * width
     shift = 0.5 + width / 2  # from the hole's edge pixels' centres to the stroke's middle
     pieces: list[Piece] = []
@@ -93,8 +95,13 @@ def _runs(outline: np.ndarray, width: float) -> list[np.ndarray]:
     if len(outline) < 8:
         return []
     corners = cv2.approxPolyDP(outline.astype(np.float32).reshape(-1, 1, 2), max(1.0, width / 6), True)
-    # each corner's first place on the outline (all corners at once: one pass, not one each)
-    index = sorted(set(np.abs(outline[None, :, :] - corners[:, 0, None, :]).sum(axis=2).argmin(axis=1).tolist()))
+    # each corner's first place on the outline (the corners are outline pixels): pixels as numbers,
+    # each number's first place, looked up for all corners at once
+    stride = int(outline[:, 0].max()) + 2
+    places, first = np.unique(outline[:, 1].astype(np.int64) * stride + outline[:, 0].astype(np.int64),
+                              return_index=True)
+    keys = np.rint(corners[:, 0, 1]).astype(np.int64) * stride + np.rint(corners[:, 0, 0]).astype(np.int64)
+    index = sorted(set(first[np.searchsorted(places, keys)].tolist()))
     return [outline[a:b + 1] if a < b else np.concatenate([outline[a:], outline[:b + 1]])
             for a, b in zip(index, index[1:] + index[:1], strict=True)]
 
@@ -102,19 +109,20 @@ def _runs(outline: np.ndarray, width: float) -> list[np.ndarray]:
 def _straight(run: np.ndarray, labels: np.ndarray, hole: int) -> tuple[float, float, float, float, float] | None:
     """(length, direction, normal pointing away from the hole, whose pixels are labelled `hole`)
     of a straight run; None when it bends."""
-    start, end = run[0], run[-1]
-    length = float(np.hypot(*(end - start)))
+    x0, y0, x1, y1 = float(run[0, 0]), float(run[0, 1]), float(run[-1, 0]), float(run[-1, 1])
+    length = math.hypot(x1 - x0, y1 - y0)  # plain floats: thousands of short runs a page
     if length < 2:
         return None
-    ux, uy = (end - start) / length
+    ux, uy = (x1 - x0) / length, (y1 - y0) / length
     nx, ny = -uy, ux
-    px, py = np.round((start + end) / 2 + (nx, ny)).astype(int)
+    px, py = round((x0 + x1) / 2 + nx), round((y0 + y1) / 2 + ny)
     if 0 <= py < labels.shape[0] and 0 <= px < labels.shape[1] and labels[py, px] == hole:  # that way is the hole
         nx, ny = -nx, -ny
-    off = (run - start) @ np.array([nx, ny])
+    dx, dy = run[:, 0] - x0, run[:, 1] - y0
+    off = dx * nx + dy * ny
     if np.abs(off).max() > SIDE_STRAIGHT + 0.5:
         return None
-    along = (run - start) @ np.array([ux, uy])
+    along = dx * ux + dy * uy
     middle = (along > length / 4) & (along < 3 * length / 4)
     if middle.any() and abs(off[middle].mean()) > BULGE:  # a chord of a round hole: the outline bulges off it
         return None

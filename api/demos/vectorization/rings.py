@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from .dots import along_rays
 from .fitting import fit_circle
 from .primitives import Primitive, circle
+from .spatial import components
 
 RAYS = 32
 RING_INK = 0.9  # share of rays with ink at the ring's radius
@@ -45,7 +45,7 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
         return []
     h, w = ink.shape
     paper = (~ink).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=4)
+    count, labels, stats = components(paper, connectivity=4)
     size = 2 * (max_radius - half) + 2
     angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
     cos, sin = np.cos(angles), np.sin(angles)
