@@ -396,6 +396,18 @@ def test_a_large_arc_and_the_lines_tangent_to_it_meet_at_the_tangent_points():
     assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
 
 
+@pytest.mark.parametrize("pen", [2, 3, 4])
+def test_a_fillet_between_two_lines_is_an_arc_from_tangent_point_to_tangent_point(pen):
+    """A machined part's rounded corner: a quarter circle of radius 30 between two straight sides.
+    The line takes the arc's first stretch when a chain is cut (it stays within the tolerance of
+    the circle for some 10 px past the tangent point, at either end), which left too little of
+    the arc to keep; the joins go back to the tangent points (fitting.tangent_joins)."""
+    shape = [line(150, 150, 300, 150), arc(300, 180, 30, 270, 360), line(330, 180, 330, 330)]
+    found = detect(page_with(shape, pen=pen))
+    scores = match(found, shape)
+    assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+
+
 def test_the_straight_side_of_a_stadium_is_a_line_and_not_a_flat_arc():
     """A KiCad transistor's oval envelope, top side: 37 px of straight line running on into a
     half-circle of radius 106 (a skeleton chain, 8-direction steps). A flatter circle fits it all

@@ -292,6 +292,57 @@ class LineWindows:
         return float(np.abs((window[:, 1] - my) * math.cos(angle) - (window[:, 0] - mx) * math.sin(angle)).max())
 
 
+TANGENT_SLACK = 1.5  # tolerances: a line this close to tangent to an arc piece's circle meets it at the tangent point …
+TANGENT_PENS = 2.0  # … when its radius is at least this many pens (smaller: a letter's bowl, a corner's rounding)
+
+
+def tangent_joins(pieces: list[Piece], tolerance: float, least_radius: float = 0.0) -> list[Piece]:
+    """The joins between a line piece and the arc piece after or before it on one chain, moved to
+    the tangent point when the line is tangent to the arc's circle (TANGENT_SLACK). Cutting
+    takes the longest line first, and a line running smoothly into an arc (a fillet, a slot's
+    end) stays within the tolerance of it for a while, so the line piece takes the arc's first
+    stretch: a quarter circle between two lines kept half its length, too short for an arc. The
+    tangent point is where the circle's centre projects onto the line. Circles under `least_radius`
+    are left alone: a letter's bowl sitting on a line is tangent to it too."""
+    for i in range(len(pieces) - 1):
+        a, b = pieces[i], pieces[i + 1]
+        if {a.kind, b.kind} != {"line", "arc"}:
+            continue
+        line_first = a.kind == "line"
+        straight, round_ = (a.points, b.points) if line_first else (b.points[::-1], a.points[::-1])
+        moved = _past_tangent(straight, round_, tolerance, least_radius)
+        if not moved:
+            continue
+        keep = len(straight) - moved  # the two pieces share the point at the join, as cutting leaves them
+        straight, round_ = straight[:keep], np.concatenate([straight[keep - 1:-1], round_])
+        if line_first:
+            pieces[i], pieces[i + 1] = Piece("line", straight), Piece("arc", round_)
+        else:
+            pieces[i], pieces[i + 1] = Piece("arc", round_[::-1]), Piece("line", straight[::-1])
+    return pieces
+
+
+def _past_tangent(straight: np.ndarray, round_: np.ndarray, tolerance: float, least_radius: float) -> int:
+    """How many of the line piece's last points (`straight`, ending where `round_` starts) lie past
+    the tangent point of its line on the arc piece's circle; 0 when the line is not tangent to it."""
+    circle_fit = fit_circle(round_)
+    if circle_fit is None or circle_fit.r < least_radius or len(straight) < 6:
+        return 0
+    # the line from the piece less the stretch a circle of this radius stays within the tolerance of
+    reach = int(math.ceil(math.sqrt(2 * circle_fit.r * tolerance)))
+    line_fit = fit_line(straight[:max(3, len(straight) - reach)])
+    centre = np.array([circle_fit.cx, circle_fit.cy])
+    offset = centre - line_fit.centre
+    normal = np.array([-line_fit.direction[1], line_fit.direction[0]])
+    if abs(abs(float(offset @ normal)) - circle_fit.r) > TANGENT_SLACK * tolerance:
+        return 0
+    along = line_fit.project(straight)
+    tangent = float(offset @ line_fit.direction)
+    heading = 1.0 if along[-1] >= along[0] else -1.0
+    past = int(np.count_nonzero(heading * (along - tangent) > 0))
+    return past if past < len(straight) - 2 else 0
+
+
 class ChainCutter:
     def __init__(self, tolerance: float = 2.0, max_radius: float = 1e4, min_sweep: float = 20.0,
                  corner_window: int = 0):
@@ -320,7 +371,7 @@ class ChainCutter:
             return [Piece("arc", points)]
         found = corners(points, self.corner_window, closed) if self.corner_window else []
         if not found:
-            return self._cut(points)
+            return tangent_joins(self._cut(points), self.tolerance, TANGENT_PENS * self.corner_window)
         if closed:  # start at a corner, end at it again
             points = np.concatenate([points[found[0]:], points[:found[0] + 1]])
             found = [j - found[0] for j in found[1:]] + [len(points) - 1]
@@ -328,7 +379,8 @@ class ChainCutter:
         lo = 0
         for j in [*found, len(points) - 1]:
             if j - lo >= 2:
-                pieces.extend(self._cut(points[lo:j + 1]))
+                pieces.extend(tangent_joins(self._cut(points[lo:j + 1]), self.tolerance,
+                                             TANGENT_PENS * self.corner_window))
             lo = j
         return pieces
 
