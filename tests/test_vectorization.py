@@ -470,6 +470,21 @@ def test_small_circles_with_a_centre_line_through_them_stay_circles():
     assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, scores
 
 
+@pytest.mark.parametrize("pen", [2, 3, 4])
+def test_a_hole_with_its_centre_mark_standing_alone_is_a_circle_and_two_lines(pen):
+    """A drilled hole in a machined part: a circle of radius 16 or 20 and the cross of its centre
+    mark reaching past it, standing alone. As small as a letter, it was dropped as text; holed four
+    times, it is no letter (binarize.SECTORS). Kept, a circle inscribed in one of its quarters
+    touched the three strokes round it all the way with a thick pen, and came out as a false ring:
+    a ring encloses the hole it is found round (rings.RING_INSIDE)."""
+    for r in (16, 20):
+        reach = 1.5 * r
+        shape = [circle(250, 250, r), line(250 - reach, 250, 250 + reach, 250), line(250, 250 - reach, 250, 250 + reach)]
+        found = detect(page_with(shape, pen=pen))
+        scores = match(found, shape)
+        assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, (r, found)
+
+
 def test_the_dashes_of_a_dashed_line_are_lines_and_a_row_of_letters_is_not():
     """Dashes a few pens long stand alone, as small as letters, so binarize sets them aside as
     clutter; in a row along one axis they are a dashed line (bars.dashes). Letters side by side

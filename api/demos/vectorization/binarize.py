@@ -29,6 +29,7 @@ SPARSE_INK = 50
 # with no noise at all, a smooth shade the flattening leaves a fraction of a percent off (at the
 # page's border) would otherwise stand out of the paper as ink
 NOISE_FLOOR = 1 / 255
+SECTORS = 3  # a small component holed this many times (a circle and its centre mark) is no letter
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -191,6 +192,8 @@ def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
     outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
     if len(outer) != 1 or len(contours) < 2:
         return False
+    if len(contours) - 1 >= SECTORS:  # a circle that lines through it cut into sectors: a centre mark
+        return True
     _, radius = cv2.minEnclosingCircle(outer[0])
     return radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius
 

@@ -31,6 +31,7 @@ RING_INK = 0.9  # share of rays with ink at the ring's radius
 RING_PAPER = 0.5  # share of rays with paper half a pen (+1.5 px) outside the ring
 RING_HOLE = 0.25  # … and inside it (lines crossing the hole fill it; its smallest sectors are filled as pinholes)
 RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
+RING_INSIDE = 1.5  # px: the hole a ring is found round lies inside its pen's inner edge, this close
 RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
 
 
@@ -67,10 +68,21 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
             ring = _ring_at(ink, kept, cx, cy, radii, half, cos, sin)
             if ring is not None and math.hypot(ring[0] - cx, ring[1] - cy) > 1.0:  # looked at off its centre
                 ring = _ring_at(ink, kept, ring[0], ring[1], radii, half, cos, sin)
-            if ring is not None and not any(math.hypot(ring[0] - fx, ring[1] - fy) < 2.0 and
-                                            abs(ring[2] - fr) < 2.0 for fx, fy, fr in found):
+            if ring is not None and _encloses(ring, labels[y:y + bh, x:x + bw] == k, x, y, half) and \
+                    not any(math.hypot(ring[0] - fx, ring[1] - fy) < 2.0 and abs(ring[2] - fr) < 2.0
+                            for fx, fy, fr in found):
                 found.append(ring)
     return [circle(cx, cy, r) for cx, cy, r in found]
+
+
+def _encloses(ring: tuple[float, float, float], hole: np.ndarray, x: int, y: int, half: float) -> bool:
+    """Whether the hole it was looked for from (`hole`: its pixels in its box at x, y) lies inside
+    the ring, within its pen's inner edge (+ RING_INSIDE px): a circle inscribed in a sector that
+    lines cut from a larger circle touches the sector's three sides all round when the pen is
+    thick, but the sector's corners reach beyond it."""
+    ys, xs = np.nonzero(hole)
+    cx, cy, r = ring
+    return float(np.hypot(xs + x - cx, ys + y - cy).max()) <= r - half + RING_INSIDE
 
 
 def _centres(x: int, y: int, bw: int, bh: int, past: float) -> list[tuple[float, float]]:
