@@ -408,6 +408,23 @@ def test_a_fillet_between_two_lines_is_an_arc_from_tangent_point_to_tangent_poin
     assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
 
 
+@pytest.mark.parametrize("pen", [3, 4])
+def test_the_small_fillets_of_a_rounded_rectangle_are_arcs(pen):
+    """A plate's outline with corners rounded to radius 20: each quarter circle, 31 px long, is
+    shorter than an arc alone may be (letters' curves), and the lines on either side take all of
+    it but a stretch in the middle straight enough for a line piece of its own. A short piece
+    between two lines, on a circle tangent to both, is a fillet (fitting._fillet), kept however
+    short; the loop is cut starting mid-side, so that no fillet lies across its start.
+    (With a 2 px pen one corner turns sharply enough to pass for a corner, and is cut there.)"""
+    sides = [line(170, 150, 330, 150), line(350, 170, 350, 330), line(330, 350, 170, 350), line(150, 330, 150, 170)]
+    centres = ((330, 170, 270), (330, 330, 0), (170, 330, 90), (170, 170, 180))  # and the start of each quarter
+    fillets = [arc(x, y, 20, start, start + 90) for x, y, start in centres]
+    shape = sides + fillets
+    found = detect(page_with(shape, pen=pen))
+    scores = match(found, shape)
+    assert scores["arc"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+
+
 def test_the_straight_side_of_a_stadium_is_a_line_and_not_a_flat_arc():
     """A KiCad transistor's oval envelope, top side: 37 px of straight line running on into a
     half-circle of radius 106 (a skeleton chain, 8-direction steps). A flatter circle fits it all
@@ -479,7 +496,8 @@ def test_a_hole_with_its_centre_mark_standing_alone_is_a_circle_and_two_lines(pe
     a ring encloses the hole it is found round (rings.RING_INSIDE)."""
     for r in (16, 20):
         reach = 1.5 * r
-        shape = [circle(250, 250, r), line(250 - reach, 250, 250 + reach, 250), line(250, 250 - reach, 250, 250 + reach)]
+        cross = [line(250 - reach, 250, 250 + reach, 250), line(250, 250 - reach, 250, 250 + reach)]
+        shape = [circle(250, 250, r), *cross]
         found = detect(page_with(shape, pen=pen))
         scores = match(found, shape)
         assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, (r, found)

@@ -152,6 +152,7 @@ def angular_span(angles: np.ndarray) -> tuple[float, float]:
 class Piece:
     kind: str  # "line" or "arc"
     points: np.ndarray
+    fillet: bool = False  # an arc tangent to the lines on both sides of it (tangent_joins)
 
 
 CORNER_TURN = 35.0  # degrees: a chain turning at least this much within a few pen widths may be at a corner
@@ -304,9 +305,12 @@ def tangent_joins(pieces: list[Piece], tolerance: float, least_radius: float = 0
     stretch: a quarter circle between two lines kept half its length, too short for an arc. The
     tangent point is where the circle's centre projects onto the line. Circles under `least_radius`
     are left alone: a letter's bowl sitting on a line is tangent to it too."""
+    for i in range(1, len(pieces) - 1):
+        if all(p.kind == "line" for p in pieces[i - 1:i + 2]):
+            pieces[i - 1:i + 2] = _fillet(*pieces[i - 1:i + 2], tolerance, least_radius)
     for i in range(len(pieces) - 1):
         a, b = pieces[i], pieces[i + 1]
-        if {a.kind, b.kind} != {"line", "arc"}:
+        if {a.kind, b.kind} != {"line", "arc"} or a.fillet or b.fillet:
             continue
         line_first = a.kind == "line"
         straight, round_ = (a.points, b.points) if line_first else (b.points[::-1], a.points[::-1])
@@ -320,6 +324,41 @@ def tangent_joins(pieces: list[Piece], tolerance: float, least_radius: float = 0
         else:
             pieces[i], pieces[i + 1] = Piece("arc", round_[::-1]), Piece("line", straight[::-1])
     return pieces
+
+
+def _fillet(a: Piece, b: Piece, c: Piece, tolerance: float, least_radius: float) -> list[Piece]:
+    """Three line pieces in a row, cut again at the tangent points as line, arc (a fillet) and line
+    when a circle of at least `least_radius` fits the middle one and as many points again on either
+    side within `tolerance`, tangent to both lines (TANGENT_SLACK). A small fillet's arc is all
+    taken by the lines on either side but a stretch in the middle straight enough for a line piece
+    of its own."""
+    m = len(b.points)
+    if len(a.points) < m + 6 or len(c.points) < m + 6:
+        return [a, b, c]
+    points = np.concatenate([a.points, b.points[1:], c.points[1:]])
+    first, last = len(a.points) - 1, len(a.points) + m - 2  # the joins a|b and b|c
+    fit = fit_circle(points[first - m:last + m + 1])
+    if fit is None or fit.r < max(least_radius, 1.0) or fit.residuals.max() > tolerance:
+        return [a, b, c]
+    ends = []
+    for straight, heading in ((a.points[:len(a.points) - m], 1.0), (c.points[m:], -1.0)):
+        line_fit = fit_line(straight)
+        offset = np.array([fit.cx, fit.cy]) - line_fit.centre
+        normal = np.array([-line_fit.direction[1], line_fit.direction[0]])
+        if abs(abs(float(offset @ normal)) - fit.r) > TANGENT_SLACK * tolerance:
+            return [a, b, c]
+        along = line_fit.project(points)
+        way = heading * (1.0 if along[last] >= along[first] else -1.0)  # a: toward the fillet; c: away from it
+        ends.append(way * (along - float(offset @ line_fit.direction)))
+    past_a = np.flatnonzero(ends[0] > 0)  # points past a's tangent point
+    before_c = np.flatnonzero(ends[1] > 0)  # points before c's tangent point
+    if not past_a.size or not before_c.size:
+        return [a, b, c]
+    start, end = int(past_a[0]) - 1, int(before_c[-1]) + 1
+    if start < 2 or end > len(points) - 3 or end - start < 5:
+        return [a, b, c]
+    return [Piece("line", points[:start + 1]), Piece("arc", points[start:end + 1], fillet=True),
+            Piece("line", points[end:])]
 
 
 def _past_tangent(straight: np.ndarray, round_: np.ndarray, tolerance: float, least_radius: float) -> int:
@@ -371,7 +410,15 @@ class ChainCutter:
             return [Piece("arc", points)]
         found = corners(points, self.corner_window, closed) if self.corner_window else []
         if not found:
-            return tangent_joins(self._cut(points), self.tolerance, TANGENT_PENS * self.corner_window)
+            pieces = self._cut(points)
+            loop = closed or (len(points) > 8 and float(np.abs(points[0] - points[-1]).max()) <= 1)
+            if loop and len(pieces) > 1:  # a loop is cut from wherever it starts: start it mid-line
+                lines = [k for k, p in enumerate(pieces) if p.kind == "line"]
+                if lines:
+                    k = max(lines, key=lambda k: len(pieces[k].points))
+                    middle = sum(len(p.points) - 1 for p in pieces[:k]) + len(pieces[k].points) // 2
+                    pieces = self._cut(np.concatenate([points[middle:], points[:middle + 1]]))
+            return tangent_joins(pieces, self.tolerance, TANGENT_PENS * self.corner_window)
         if closed:  # start at a corner, end at it again
             points = np.concatenate([points[found[0]:], points[:found[0] + 1]])
             found = [j - found[0] for j in found[1:]] + [len(points) - 1]

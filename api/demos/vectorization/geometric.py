@@ -130,12 +130,18 @@ class GeometricDetector:
         support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap, support_mask)
         least = min_length if s.min_length else min(min_length, max(ARC_FLOOR, COIL_PENS * width))
-        round_things = [p for c in arc_clusters
-                        for p in primitives_of(c, max_gap, least, max_radius, support_mask)
-                        if p.geometry["r"] >= s.min_radius and
-                        (p.type == "arc" or p.geometry["r"] >= RING_PENS * width)]
-        short = [p for p in round_things if p.type == "arc" and length(p.type, p.geometry) < min_length]
-        round_things = [p for p in round_things if p.type != "arc" or length(p.type, p.geometry) >= min_length]
+        round_things, fillets = [], set()  # fillets: arcs tangent to a line at both ends, kept however short
+        for c in arc_clusters:
+            for p in primitives_of(c, max_gap, least, max_radius, support_mask):
+                if p.geometry["r"] >= s.min_radius and (p.type == "arc" or p.geometry["r"] >= RING_PENS * width):
+                    round_things.append(p)
+                    if all(piece.fillet for piece in c.pieces):
+                        fillets.add(id(p))
+        def long_arc(p: Primitive) -> bool:
+            return p.type != "arc" or length(p.type, p.geometry) >= min_length or id(p) in fillets
+
+        short = [p for p in round_things if not long_arc(p)]
+        round_things = [p for p in round_things if long_arc(p)]
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         distance = ink.distance
         sides = off_circles(hole_sides(ink.mask, distance, width), arc_clusters, tolerance)
