@@ -397,6 +397,22 @@ def test_a_large_arc_and_the_lines_tangent_to_it_meet_at_the_tangent_points():
 
 
 @pytest.mark.parametrize("pen", [2, 3, 4])
+def test_lines_tangent_to_a_whole_circle_end_at_the_tangent_points(pen):
+    """A lever's sides running from a point into its hub: two lines tangent to a circle of radius
+    60. Their walks ran on along the circle's ink some 18 px past the tangent points; as for an
+    arc, such a line end goes back onto the foot of the perpendicular from the centre
+    (ends.snap_tangent_circles), but no further than the circle's ink stays within a pen of the
+    line: a line going on past a small circle it rests on keeps its end."""
+    shape = [circle(300, 250, 60)]
+    turn = math.asin(60 / 200)
+    shape += [line(100, 250, 300 - 60 * math.sin(turn), 250 + side * 60 * math.cos(turn)) for side in (1, -1)]
+    resting = [line(60, 420, 268, 420), circle(250, 408, 12)]  # a bar resting on a contact, 18 px past it
+    found = detect(page_with(shape + resting, pen=pen))
+    scores = match(found, shape + resting)
+    assert scores["line"]["f1"] == 1.0 and scores["circle"]["f1"] == 1.0, found
+
+
+@pytest.mark.parametrize("pen", [2, 3, 4])
 def test_a_fillet_between_two_lines_is_an_arc_from_tangent_point_to_tangent_point(pen):
     """A machined part's rounded corner: a quarter circle of radius 30 between two straight sides.
     The line takes the arc's first stretch when a chain is cut (it stays within the tolerance of

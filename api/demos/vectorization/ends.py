@@ -280,6 +280,34 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
     return moved
 
 
+def snap_tangent_circles(circles: list[Primitive], lines: list[Primitive], tolerance: float, reach: float,
+                         width: float = 0.0) -> list[tuple[Primitive, int]]:
+    """A line tangent to a whole circle (a belt round a pulley, a lever's side running into its
+    hub) ends on the tangent point: its walk overshoots along the circle's ink as it does along an
+    arc's (snap_tangents). A line end past the foot of the perpendicular from the circle's centre,
+    no further than the circle's ink stays within a pen of the line (OVERSHOOT × √(r × pen
+    `width`) px: a line going on past a small circle it touches, a bar resting on contacts, goes
+    further), the line `tolerance` px from tangent, is moved back onto the foot (in place).
+    Returns the line ends moved."""
+    moved: list[tuple[Primitive, int]] = []
+    grid = Grid(cell=max(64.0, reach))
+    for index, p in enumerate(lines):
+        grid.add(index, p.bounds())
+    for c in circles:
+        g = c.geometry
+        overshoot = OVERSHOOT * math.sqrt(g["r"] * width)
+        for j in grid.query(grown(c.bounds(), overshoot)):
+            lg = lines[j].geometry
+            for end in (0, 1):
+                ex, ey, ox, oy = lg[f"x{end + 1}"], lg[f"y{end + 1}"], lg[f"x{2 - end}"], lg[f"y{2 - end}"]
+                found = _tangent_foot(g, lg, ex, ey, tolerance, overshoot)
+                if found is None or found[3] != end or (ex - found[1]) * (ex - ox) + (ey - found[2]) * (ey - oy) <= 0:
+                    continue  # not this end, or it stops short of the foot
+                lg[f"x{end + 1}"], lg[f"y{end + 1}"] = found[1], found[2]
+                moved.append((lines[j], end))
+    return moved
+
+
 def snap_touching_arcs(arcs: list[Primitive], tolerance: float, reach: float) -> None:
     """Where two arcs whose circles touch from outside join (an S-curve, a wave's half-circles, the
     bumps of a coil), the ink runs on smoothly from one into the other, and each walk overshoots

@@ -38,6 +38,7 @@ from .ends import (
     extend_arcs,
     extend_lines,
     settle_acute,
+    snap_tangent_circles,
     snap_tangents,
     snap_touching_arcs,
     split_at_necks,
@@ -175,6 +176,7 @@ class GeometricDetector:
         straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
         snapped = snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
+        snapped += snap_tangent_circles(circles, straight, max(2 * tolerance, width / 2), max_gap, width)
         tangent = {(id(p), end) for p, end in snapped}
         met = [(p, end) for p, end in met if (id(p), end) not in tangent]  # on a tangent point: settled
         round_things = circles + drop_covered_arcs(arcs, circles + straight, width / 2)
