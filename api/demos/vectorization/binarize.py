@@ -183,7 +183,9 @@ def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
 def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
     """Whether a component is a round stroke around a hole (a small circle, a terminal, a screw
     drawn as a circle with a slot): as wide as tall, its outline filling its enclosing circle, and
-    holed. Letters are not: o, O, 0, D, Q, e are taller than wide, open, or have a tail."""
+    holed; or as wide as tall and holed SECTORS times or more, whatever its outline (a hole's centre
+    mark reaching past its circle). Letters are not: o, O, 0, D, Q, e are taller than wide, open,
+    or have a tail, and none has three holes."""
     x, y, w, h = (int(v) for v in stat[:4])
     if min(w, h) < 0.85 * max(w, h):
         return False

@@ -256,9 +256,7 @@ def snap_tangents(arcs: list[Primitive], lines: list[Primitive], tolerance: floa
     arc's walks overshoot further: its reach grows to OVERSHOOT × √(r × width). Returns the line
     ends moved (line, 0 or 1): they are settled, not met (a walk from there overshoots again)."""
     moved: list[tuple[Primitive, int]] = []
-    grid = Grid(cell=max(64.0, reach))
-    for index, p in enumerate(lines):
-        grid.add(index, p.bounds())
+    grid = _grid_of(lines, reach)
     for a in arcs:
         g = a.geometry
         reach_of_arc = max(reach, OVERSHOOT * math.sqrt(g["r"] * width))
@@ -290,9 +288,7 @@ def snap_tangent_circles(circles: list[Primitive], lines: list[Primitive], toler
     further), the line `tolerance` px from tangent, is moved back onto the foot (in place).
     Returns the line ends moved."""
     moved: list[tuple[Primitive, int]] = []
-    grid = Grid(cell=max(64.0, reach))
-    for index, p in enumerate(lines):
-        grid.add(index, p.bounds())
+    grid = _grid_of(lines, reach)
     for c in circles:
         g = c.geometry
         overshoot = OVERSHOOT * math.sqrt(g["r"] * width)
@@ -306,6 +302,14 @@ def snap_tangent_circles(circles: list[Primitive], lines: list[Primitive], toler
                 lg[f"x{end + 1}"], lg[f"y{end + 1}"] = found[1], found[2]
                 moved.append((lines[j], end))
     return moved
+
+
+def _grid_of(lines: list[Primitive], reach: float) -> Grid:
+    """The lines by place (their index in `lines`), in cells no smaller than `reach`."""
+    grid = Grid(cell=max(64.0, reach))
+    for index, p in enumerate(lines):
+        grid.add(index, p.bounds())
+    return grid
 
 
 def snap_touching_arcs(arcs: list[Primitive], tolerance: float, reach: float) -> None:
