@@ -541,7 +541,7 @@ def test_python_m_front_with_a_filled_in_env_template_lists_the_apis_demos(env, 
             def page():
                 try:
                     return requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer while starting
                     assert front.poll() is None, front.stdout.read().decode()
                     return None
 

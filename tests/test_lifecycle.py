@@ -230,7 +230,7 @@ def test_serve_with_embedded_redis_and_submit_wait(tmp_path):
         def ready():
             try:
                 return requests.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer while starting
                 return False
 
         wait_for(ready, 60, 0.3, message="serve to be ready")

@@ -71,7 +71,7 @@ class Gunicorn:
         assert self.process.poll() is None, self.log.read_text()
         try:
             return requests.get(f"{self.url}/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer while starting
             return False
 
     def path_inside(self, path: Path) -> Path:
