@@ -343,13 +343,12 @@ def _fillet(a: Piece, b: Piece, c: Piece, tolerance: float, least_radius: float)
     ends = []
     for straight, heading in ((a.points[:len(a.points) - m], 1.0), (c.points[m:], -1.0)):
         line_fit = fit_line(straight)
-        offset = np.array([fit.cx, fit.cy]) - line_fit.centre
-        normal = np.array([-line_fit.direction[1], line_fit.direction[0]])
-        if abs(abs(float(offset @ normal)) - fit.r) > TANGENT_SLACK * tolerance:
+        tangent = _tangent_point(fit, line_fit, tolerance)
+        if tangent is None:
             return [a, b, c]
         along = line_fit.project(points)
         way = heading * (1.0 if along[last] >= along[first] else -1.0)  # a: toward the fillet; c: away from it
-        ends.append(way * (along - float(offset @ line_fit.direction)))
+        ends.append(way * (along - tangent))
     past_a = np.flatnonzero(ends[0] > 0)  # points past a's tangent point
     before_c = np.flatnonzero(ends[1] > 0)  # points before c's tangent point
     if not past_a.size or not before_c.size:
@@ -370,16 +369,25 @@ def _past_tangent(straight: np.ndarray, round_: np.ndarray, tolerance: float, le
     # the line from the piece less the stretch a circle of this radius stays within the tolerance of
     reach = int(math.ceil(math.sqrt(2 * circle_fit.r * tolerance)))
     line_fit = fit_line(straight[:max(3, len(straight) - reach)])
-    centre = np.array([circle_fit.cx, circle_fit.cy])
-    offset = centre - line_fit.centre
-    normal = np.array([-line_fit.direction[1], line_fit.direction[0]])
-    if abs(abs(float(offset @ normal)) - circle_fit.r) > TANGENT_SLACK * tolerance:
+    tangent = _tangent_point(circle_fit, line_fit, tolerance)
+    if tangent is None:
         return 0
     along = line_fit.project(straight)
-    tangent = float(offset @ line_fit.direction)
     heading = 1.0 if along[-1] >= along[0] else -1.0
     past = int(np.count_nonzero(heading * (along - tangent) > 0))
     return past if past < len(straight) - 2 else 0
+
+
+
+def _tangent_point(circle_fit: CircleFit, line_fit: LineFit, tolerance: float) -> float | None:
+    """Where the circle touches the line, as `line_fit.project` measures along it (the foot of the
+    perpendicular from the centre), when the line is within TANGENT_SLACK tolerances of tangent;
+    else None."""
+    offset = np.array([circle_fit.cx, circle_fit.cy]) - line_fit.centre
+    normal = np.array([-line_fit.direction[1], line_fit.direction[0]])
+    if abs(abs(float(offset @ normal)) - circle_fit.r) > TANGENT_SLACK * tolerance:
+        return None
+    return float(offset @ line_fit.direction)
 
 
 class ChainCutter:

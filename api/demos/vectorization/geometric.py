@@ -133,10 +133,11 @@ class GeometricDetector:
         least = min_length if s.min_length else min(min_length, max(ARC_FLOOR, COIL_PENS * width))
         round_things, fillets = [], set()  # fillets: arcs tangent to a line at both ends, kept however short
         for c in arc_clusters:
+            fillet = all(piece.fillet for piece in c.pieces)
             for p in primitives_of(c, max_gap, least, max_radius, support_mask):
                 if p.geometry["r"] >= s.min_radius and (p.type == "arc" or p.geometry["r"] >= RING_PENS * width):
                     round_things.append(p)
-                    if all(piece.fillet for piece in c.pieces):
+                    if fillet:
                         fillets.add(id(p))
         def long_arc(p: Primitive) -> bool:
             return p.type != "arc" or length(p.type, p.geometry) >= min_length or id(p) in fillets
