@@ -519,6 +519,45 @@ def test_a_hole_with_its_centre_mark_standing_alone_is_a_circle_and_two_lines(pe
         assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, (r, found)
 
 
+def _polygon(n: int, radius: float, cx: float = 250, cy: float = 250, first: float = 0.0) -> list[Primitive]:
+    """The sides of a regular polygon of `n` corners `radius` px from its centre, the first at
+    `first` degrees."""
+    at = [(cx + radius * math.cos(math.radians(first + 360 * k / n)),
+           cy + radius * math.sin(math.radians(first + 360 * k / n))) for k in range(n + 1)]
+    return [line(*at[k], *at[k + 1]) for k in range(n)]
+
+
+def test_a_socket_heads_small_hexagon_is_six_lines_and_not_a_circle():
+    """A socket head screw seen from above: a circle of radius 60 round a hexagon of radius 25.
+    The hexagon's skeleton is within 1.8 px of a circle, so its loop was taken whole as one arc
+    (fitting.ChainCutter._polygon: corners all round and straight sides between them make it a
+    polygon); with a thicker pen its hole is round enough for a ring as well, which the sides found
+    all round it now rule out (geometric._traced). With a 3 or 4 px pen its 25 px sides are too
+    short for lines, but no circle is made of them."""
+    frame = _polygon(4, 230 * math.sqrt(2), first=45)  # a border, so that the pen is measured on lines too
+    hexagon = _polygon(6, 25)
+    shape = [*frame, circle(250, 250, 60), *hexagon]
+    found = detect(page_with(shape, pen=2))
+    scores = match(found, shape)
+    assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+    for pen in (3, 4):
+        found = detect(page_with(shape, pen=pen))
+        assert [p.geometry["r"] for p in found if p.type == "circle"] == [pytest.approx(60, abs=1)], (pen, found)
+
+
+@pytest.mark.parametrize("pen", [2, 3, 4])
+def test_the_sides_of_a_square_round_its_inscribed_circle_are_whole_lines(pen):
+    """A bearing housing: a square of side 160 round a circle of radius 80 that touches each side
+    in its middle. The two strokes are one for some 60 px there, the skeleton runs between them,
+    and the circle takes that piece; each side was two stubs with a 72 px gap, too little of it
+    covered for a line. A gap that is deep ink all along the line counts as covered
+    (lines.LineCluster.coverage), as bare paper between a word's letters does not."""
+    shape = [*_polygon(4, 80 * math.sqrt(2), first=45), circle(250, 250, 80)]
+    found = detect(page_with(shape, pen=pen))
+    scores = match(found, shape)
+    assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
+
+
 def test_the_dashes_of_a_dashed_line_are_lines_and_a_row_of_letters_is_not():
     """Dashes a few pens long stand alone, as small as letters, so binarize sets them aside as
     clutter; in a row along one axis they are a dashed line (bars.dashes). Letters side by side

@@ -581,10 +581,12 @@ def test_a_box_side_that_letters_stand_on_is_found_from_its_stretches_between_th
     """A label drawn touching its box's bottom edge ("ENCODE" in an isolator's boxes): the letters
     join the box's ink, the skeleton runs through them, and the hole's bottom side is cut into
     stretches shorter than a side between the letters. Stretches in a row along one line are a
-    side (holes._in_a_row). (The letters' own strokes still become false lines: not judged here.)"""
+    side (holes._in_a_row); the skeleton's stretches of that side between the letters are one line
+    too, the letters' ink filling their gaps (lines.LineCluster.coverage): without both, one side
+    is lost. (The letters' own strokes still become false lines: not judged here.)"""
     import cv2
 
-    from api.demos.vectorization import holes
+    from api.demos.vectorization import holes, lines
 
     box = [line(80, 150, 320, 150), line(80, 200, 320, 200), line(80, 150, 80, 200), line(320, 150, 320, 200)]
 
@@ -595,4 +597,6 @@ def test_a_box_side_that_letters_stand_on_is_found_from_its_stretches_between_th
 
     assert [sides_found(thick) for thick in (2, 3)] == [4, 4]
     monkeypatch.setattr(holes, "_in_a_row", lambda *args: False)
+    assert [sides_found(thick) for thick in (2, 3)] == [4, 4]
+    monkeypatch.setattr(lines, "_inked", lambda *args: False)
     assert [sides_found(thick) for thick in (2, 3)] == [3, 3]

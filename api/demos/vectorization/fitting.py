@@ -414,9 +414,9 @@ class ChainCutter:
         return angular_span(fit.angles(points))[1] >= self.min_sweep
 
     def cut(self, points: np.ndarray, closed: bool = False) -> list[Piece]:
-        if closed and self.is_arc(points):
-            return [Piece("arc", points)]
         found = corners(points, self.corner_window, closed) if self.corner_window else []
+        if closed and self.is_arc(points) and not self._polygon(points, found):
+            return [Piece("arc", points)]
         if not found:
             pieces = self._cut(points)
             loop = closed or (len(points) > 8 and float(np.abs(points[0] - points[-1]).max()) <= 1)
@@ -438,6 +438,20 @@ class ChainCutter:
                                              TANGENT_PENS * self.corner_window))
             lo = j
         return pieces
+
+    def _polygon(self, points: np.ndarray, found: list[int]) -> bool:
+        """Whether a closed chain that a circle fits within the tolerance is a small regular polygon
+        (a hexagon socket, a nut's outline): corners all round it and straight sides between them.
+        A circle cut at three or more points leaves curved stretches (a hexagon of radius 25 px is
+        within 1.8 px of its circle at a 3 px pen)."""
+        if len(found) < 3:
+            return False
+        n, trim = len(points), self.corner_window // 2
+        for a, b in zip(found, [*found[1:], found[0] + n], strict=True):
+            side = points[np.arange(a + trim, b - trim + 1) % n]
+            if len(side) < 3 or fit_line(side).residuals.max() > STRAIGHT:
+                return False
+        return True
 
     def _cut(self, points: np.ndarray) -> list[Piece]:
         n = len(points)

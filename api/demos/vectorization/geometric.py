@@ -45,7 +45,7 @@ from .ends import (
     tangent_bridges,
 )
 from .fitting import ChainCutter
-from .holes import hole_sides
+from .holes import DEEP, hole_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings
@@ -56,6 +56,7 @@ LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gap
 # a skeleton loop narrower than this many pen widths is a knot of thick strokes (an acute corner, a
 # letter), not a ring: circles that small show no hole and are found as dots (dots.py)
 RING_PENS = 1.8
+POLYGON_TRACED = 0.8  # a ring or dot this much of whose circle runs along lines found is a polygon (_traced)
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
@@ -148,10 +149,11 @@ class GeometricDetector:
         distance = ink.distance
         sides = off_circles(hole_sides(ink.mask, distance, width), arc_clusters, tolerance)
         line_clusters = cluster_lines(line_pieces + sides, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
+        deep = ink.distance >= DEEP * width / 2  # a whole pen of ink round these pixels' middle
         side_ids = {id(p) for p in sides}
         segments, sided = [], set()  # sided: the lines along a hole's side, kept shorter
         for c in line_clusters:
-            if c.coverage(2 * width + 2) >= LINE_COVERAGE:
+            if c.coverage(2 * width + 2, deep) >= LINE_COVERAGE:
                 segments.append(segment_of(c))
                 if any(id(piece) in side_ids for piece in c.pieces):
                     sided.add(id(segments[-1]))
@@ -160,9 +162,9 @@ class GeometricDetector:
         straight = [p for p in straight if _along_a_stroke(p, distance, width)]  # before they stop others' walks
         lap("merge_s")
         round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
-                                  round_things, tolerance)
+                                  round_things, [], tolerance)
         round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
-                                  round_things, tolerance)
+                                  round_things, straight, tolerance)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]
         circles = [p for p in round_things if p.type != "arc"]
@@ -229,15 +231,41 @@ class GeometricDetector:
                           self.settings.min_support)
 
 
-def _new_circles(found: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
+def _new_circles(found: list[Primitive], round_things: list[Primitive], lines: list[Primitive],
+                 tolerance: float) -> list[Primitive]:
     """The circles `found` in the ink (dots, rings) that are not one found already (by the chains,
-    or as a dot: a ring whose hole survived)."""
+    or as a dot: a ring whose hole survived), nor a small polygon whose sides the chains gave as
+    `lines` (a hexagon socket's hole is round enough for a ring; a dot is solid ink, no outline)."""
     circles = [p.geometry for p in round_things if p.type == "circle"]
     def known(d: dict) -> bool:
         return any(math.hypot(d["cx"] - c["cx"], d["cy"] - c["cy"]) <= 2 * tolerance and
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
-    return [d for d in found if not known(d.geometry)]
+    return [d for d in found if not known(d.geometry) and _traced(d, lines, 2 * tolerance) < POLYGON_TRACED]
+
+
+def _traced(ring: Primitive, lines: list[Primitive], reach: float) -> float:
+    """The share of a circle that lies within `reach` of one of `lines` that does not run inside
+    it further than `reach` (a polygon's sides, all round it; a centre mark's or a wire's lines
+    cross it)."""
+    g = ring.geometry
+    angles = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
+    points = np.stack([g["cx"] + g["r"] * np.cos(angles), g["cy"] + g["r"] * np.sin(angles)], axis=1)
+    near = np.zeros(len(points), bool)
+    for p in lines:
+        q = p.geometry
+        a, b = np.array([q["x1"], q["y1"]]), np.array([q["x2"], q["y2"]])
+        if min(q["x1"], q["x2"]) > g["cx"] + g["r"] + reach or max(q["x1"], q["x2"]) < g["cx"] - g["r"] - reach or \
+                min(q["y1"], q["y2"]) > g["cy"] + g["r"] + reach or max(q["y1"], q["y2"]) < g["cy"] - g["r"] - reach:
+            continue
+        d = b - a
+        centre = np.array([g["cx"], g["cy"]])
+        t = float(np.clip((centre - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0))
+        if math.hypot(*(centre - a - t * d)) < g["r"] - reach:
+            continue
+        t = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
+        near |= np.hypot(*(points - a - t[:, None] * d).T) <= reach
+    return float(near.mean())
 
 
 def _length(p: Primitive) -> float:

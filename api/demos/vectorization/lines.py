@@ -31,15 +31,21 @@ class LineCluster:
     def box(self) -> Box:
         return box_of(self.points)
 
-    def coverage(self, gap: float) -> float:
+    def coverage(self, gap: float, ink: np.ndarray | None = None) -> float:
         """Share of the span its own skeleton points cover, gaps up to `gap` px counting as
-        covered (junctions cut a line there); the bits of letters a word's baseline lines up
-        are far apart, a drawn line's pieces are not."""
+        covered (junctions cut a line there), and longer ones that are `ink` all along the line
+        (a circle tangent to it: their strokes merge, and the skeleton runs between the two; the
+        caller passes the pixels deep in ink: blur joins a comb's teeth only at their very ends);
+        the bits of letters a word's baseline lines up are far apart, with paper between."""
         t = np.sort(self.fit.project(self.points))
         if len(t) < 2 or t[-1] - t[0] <= 0:
             return 1.0
         steps = np.diff(t)
-        return float(1.0 - steps[steps > gap].sum() / (t[-1] - t[0]))
+        wide = np.nonzero(steps > gap)[0]
+        if ink is not None:
+            inked = [i for i in wide if _inked(self.fit, float(t[i]), float(t[i + 1]), ink)]
+            wide = np.setdiff1d(wide, inked)
+        return float(1.0 - steps[wide].sum() / (t[-1] - t[0]))
 
     def absorb(self, points: np.ndarray, pieces: list[Piece], fit: LineFit) -> None:
         self.points = np.concatenate([self.points, points])
@@ -157,6 +163,12 @@ def _joint_fit(cluster: LineCluster, points: np.ndarray, tolerance: float, max_g
     if percentile(joint.residuals, 95) > 1.5 * tolerance:
         return None
     return joint
+
+
+def _inked(fit: LineFit, a: float, b: float, ink: np.ndarray) -> bool:
+    """Whether the line `fit` runs on `ink` all the way from a to b (positions along it)."""
+    steps = np.arange(a, b + 0.5, 1.0)
+    return bool(at_points(ink, fit.centre + steps[:, None] * fit.direction).all())
 
 
 def segment_of(cluster: LineCluster) -> Primitive:
