@@ -45,10 +45,10 @@ from .ends import (
     tangent_bridges,
 )
 from .fitting import ChainCutter
-from .holes import DEEP, hole_sides
+from .holes import DEEP, hole_sides, holes_of
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
-from .rings import find_rings
+from .rings import find_rings, round_holes
 from .spatial import at_points, on_mask
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
@@ -147,7 +147,8 @@ class GeometricDetector:
         round_things = [p for p in round_things if long_arc(p)]
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         distance = ink.distance
-        sides = off_circles(hole_sides(ink.mask, distance, width), arc_clusters, tolerance)
+        holes = holes_of(ink.mask)
+        sides = off_circles(hole_sides(holes, distance, width), arc_clusters, tolerance)
         line_clusters = cluster_lines(line_pieces + sides, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         deep = ink.distance >= DEEP * width / 2  # a whole pen of ink round these pixels' middle
         side_ids = {id(p) for p in sides}
@@ -165,6 +166,8 @@ class GeometricDetector:
                                   round_things, [], tolerance)
         round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, straight, tolerance)
+        round_things += _new_circles(round_holes(holes, ink.mask, width, max(s.min_radius, 4 * width, 12.0)),
+                                  round_things, [], tolerance)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]
         circles = [p for p in round_things if p.type != "arc"]

@@ -28,13 +28,20 @@ ROW_SINE = 0.05  # runs this parallel (sine of the angle between them) may be on
 DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
 
 
-def hole_sides(kept: np.ndarray, distance: np.ndarray, width: float) -> list[Piece]:
+Holes = tuple[int, np.ndarray, np.ndarray]  # the paper's 4-connected components: count, labels, stats
+
+
+def holes_of(kept: np.ndarray) -> Holes:
+    """The paper of `kept` (bool H×W, the ink less clutter: a letter's counter is not a hole) in
+    4-connected components: the holes, and the paper round the drawing touching the border."""
+    return components((~kept).astype(np.uint8), connectivity=4)
+
+
+def hole_sides(holes: Holes, distance: np.ndarray, width: float) -> list[Piece]:
     """Line pieces (1 px apart) along the middle of the strokes that bound the straight sides of
-    the holes in `kept` (bool H×W, the ink less clutter); `distance`: the ink's distance
-    transform; `width`: the pen width in px."""
-    h, w = kept.shape
-    paper = (~kept).astype(np.uint8)
-    count, labels, stats = components(paper, connectivity=4)
+    the `holes` (holes_of); `distance`: the ink's distance transform; `width`: the pen width in px."""
+    count, labels, stats = holes
+    h, w = labels.shape
     least = LEAST_PENS * width
     shift = 0.5 + width / 2  # from the hole's edge pixels' centres to the stroke's middle
     pieces: list[Piece] = []

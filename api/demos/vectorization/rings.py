@@ -1,4 +1,4 @@
-"""Small rings that lines cross: found from their holes.
+"""Circles found from their holes: small rings that lines cross, larger ones others merge with.
 
 A terminal, a crystal's pin or a drilled hole's centre mark is a small circle that a line runs
 through or into. Its skeleton is a knot of junctions: the chains cut the ring into arcs a few
@@ -14,15 +14,21 @@ filled as pinholes), and the pen crossed on the clean rays (paper, ink, paper) i
 pen all round (RING_EVEN: not a letter's bowl against its stem, nor a small triangle's corners).
 The circle is fitted to the pen's middles on those rays. Where blur closed the hole (a scan of a
 ring this small) there is nothing to find here.
+
+Larger circles are found by the chains, unless something merges with their stroke all round the
+outside (a nut's hexagon tangent to its circle, a square round one): the skeleton then runs
+between the two. The hole inside is still a disc, whatever it holds (round_holes).
 """
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from .dots import along_rays
 from .fitting import fit_circle
+from .holes import Holes
 from .primitives import Primitive, circle
 from .spatial import components
 
@@ -33,6 +39,8 @@ RING_HOLE = 0.25  # … and inside it (lines crossing the hole fill it; its smal
 RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
 RING_INSIDE = 1.5  # px: the hole a ring is found round lies inside its pen's inner edge, this close
 RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
+HOLE_ROUND = 0.5  # px: rms distance of a round hole's outline from its circle (pixel steps give ~0.3)
+HOLE_SIDE = 0.25  # quantile of the pen crossed going out from a round hole that is its own (more: strokes it touches)
 
 
 def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: float,
@@ -138,3 +146,37 @@ def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.
     if float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT:
         return None
     return fit.cx, fit.cy, fit.r
+
+
+
+def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Primitive]:
+    """Circles round holes whose outline is a circle, of radius at least `least` px: the paper
+    inside a drawn circle is a disc (or a disc less what it holds) whatever touches the circle
+    outside. Where lines tangent to it (a nut's hexagon, a square round it) or a neighbour merge
+    with its stroke, the skeleton runs between the two and the chains give no circle. `holes`:
+    the paper of `kept`, the ink less clutter (holes.holes_of)."""
+    count, labels, stats = holes
+    h, w = kept.shape
+    angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
+    cos, sin = np.cos(angles), np.sin(angles)
+    found = []
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if x == 0 or y == 0 or x + bw == w or y + bh == h or min(bw, bh) < 2 * least or \
+                abs(bw - bh) > max(2, 0.05 * max(bw, bh)):
+            continue
+        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        outline = max(contours, key=len)[:, 0, :].astype(np.float64) + (x, y)
+        fit = fit_circle(outline)
+        if fit is None or float(np.sqrt(np.mean(fit.residuals ** 2))) > HOLE_ROUND:
+            continue
+        inner = fit.r + 0.5  # the pen's inner edge: the outline runs through the hole's edge pixels
+        steps = np.arange(inner + 1.0, inner + 3 * width, 0.5)  # from a pixel into the ink (a ray's first
+        run = along_rays(kept, fit.cx, fit.cy, cos, sin, steps)  # look may round onto the hole)
+        if not run[:, 0].all():
+            continue
+        thickness = 1.0 + 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
+        pen = float(np.quantile(thickness, HOLE_SIDE))
+        found.append(circle(fit.cx, fit.cy, inner + pen / 2))
+    return found
