@@ -45,7 +45,7 @@ from .ends import (
     tangent_bridges,
 )
 from .fitting import ChainCutter
-from .holes import DEEP, hole_sides, holes_of
+from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import find_rings, round_holes
@@ -148,16 +148,25 @@ class GeometricDetector:
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         distance = ink.distance
         holes = holes_of(ink.mask)
-        sides = off_circles(hole_sides(holes, distance, width), arc_clusters, tolerance)
+        least_round = max(s.min_radius, 4 * width, 12.0)
+        merged = _new_circles(round_holes(holes, ink.mask, width, least_round),
+                              round_things, [], tolerance)  # circles the chains missed: others merge with them
+        round_things += merged
+        outlines = tangent_sides(ink.mask, [p for p in round_things if p.type == "circle" and
+                                            p.geometry["r"] >= least_round], width)
+        sides = off_circles(hole_sides(holes, distance, width), arc_clusters, tolerance) + outlines
         line_clusters = cluster_lines(line_pieces + sides, tolerance, max_gap, min_piece=max(3.0, width), ink=ink.raw)
         deep = ink.distance >= DEEP * width / 2  # a whole pen of ink round these pixels' middle
-        side_ids = {id(p) for p in sides}
+        side_ids, outline_ids = {id(p) for p in sides}, {id(p) for p in outlines}
         segments, sided = [], set()  # sided: the lines along a hole's side, kept shorter
+        outlined = set()  # the sides along a circle, found from the outline: they pass its tangent point
         for c in line_clusters:
             if c.coverage(2 * width + 2, deep) >= LINE_COVERAGE:
                 segments.append(segment_of(c))
                 if any(id(piece) in side_ids for piece in c.pieces):
                     sided.add(id(segments[-1]))
+                if any(id(piece) in outline_ids for piece in c.pieces):
+                    outlined.add(id(segments[-1]))
         straight = [p for p in segments if _length(p) >= min_line / 2 or id(p) in sided]  # ends not found yet
         stubs = [p for p in segments if _length(p) < min_line / 2 and id(p) not in sided]
         straight = [p for p in straight if _along_a_stroke(p, distance, width)]  # before they stop others' walks
@@ -166,14 +175,15 @@ class GeometricDetector:
                                   round_things, [], tolerance)
         round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, straight, tolerance)
-        round_things += _new_circles(round_holes(holes, ink.mask, width, max(s.min_radius, 4 * width, 12.0)),
-                                  round_things, [], tolerance)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]
         circles = [p for p in round_things if p.type != "arc"]
         extend_arcs(arcs, ink.raw, distance, reach)
         snap_touching_arcs(arcs, 2 * tolerance, max_gap)
         met = extend_lines(straight, round_things, ink.raw, distance, reach)
+        if merged:  # the skeleton's stretches between a merged circle and its sides: nothing drawn
+            sides_of = [p for p in straight if id(p) in outlined]
+            straight = [p for p in straight if id(p) in outlined or not _explained(p, merged, sides_of, 2 * tolerance)]
         settle_acute(straight, round_things, ink.raw, width)  # before lengths are judged; again at the end
         def long_enough(p: Primitive) -> bool:
             return _length(p) >= (SIDE_PENS * width if id(p) in sided else min_line)
@@ -182,7 +192,8 @@ class GeometricDetector:
         straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
         snapped = snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
-        snapped += snap_tangent_circles(circles, straight, max(2 * tolerance, width / 2), max_gap, width)
+        snapped += snap_tangent_circles(circles, [p for p in straight if id(p) not in outlined],
+                                        max(2 * tolerance, width / 2), max_gap, width)  # (sides pass their circle)
         tangent = {(id(p), end) for p, end in snapped}
         met = [(p, end) for p, end in met if (id(p), end) not in tangent]  # on a tangent point: settled
         round_things = circles + drop_covered_arcs(arcs, circles + straight, width / 2)
@@ -269,6 +280,25 @@ def _traced(ring: Primitive, lines: list[Primitive], reach: float) -> float:
         t = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
         near |= np.hypot(*(points - a - t[:, None] * d).T) <= reach
     return float(near.mean())
+
+
+def _explained(p: Primitive, circles: list[Primitive], lines: list[Primitive], reach: float) -> bool:
+    """Whether the line `p` lies within `reach` of one of `circles` or `lines` all along: a flat
+    stretch of a circle between the places others merge with it, or the skeleton running between
+    the circle and a side where their strokes are one."""
+    g = p.geometry
+    t = np.linspace(0.0, 1.0, 5)
+    points = np.column_stack([g["x1"] + t * (g["x2"] - g["x1"]), g["y1"] + t * (g["y2"] - g["y1"])])
+    near = np.zeros(len(points), bool)
+    for c in circles:
+        q = c.geometry
+        near |= np.abs(np.hypot(points[:, 0] - q["cx"], points[:, 1] - q["cy"]) - q["r"]) <= reach
+    for other in lines:
+        q = other.geometry
+        a, d = np.array([q["x1"], q["y1"]]), np.array([q["x2"] - q["x1"], q["y2"] - q["y1"]])
+        s = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
+        near |= np.hypot(*(points - a - s[:, None] * d).T) <= reach
+    return bool(near.all())
 
 
 def _length(p: Primitive) -> float:

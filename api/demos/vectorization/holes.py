@@ -17,7 +17,8 @@ import math
 import cv2
 import numpy as np
 
-from .fitting import Piece
+from .fitting import Piece, fit_line
+from .primitives import Primitive
 from .spatial import at_points, components
 
 LEAST_PENS = 2.0  # a hole's side at least this many pen widths long (shorter: a rounded bit, a notch)
@@ -26,6 +27,8 @@ BULGE = 0.5  # px: the middle half of a side lies on it this closely on average 
 POLYGON_MOST, POLYGON_PENS = 6, 0.8  # a hole that is a polygon of so few sides, all straight: sides this long count
 ROW_SINE = 0.05  # runs this parallel (sine of the angle between them) may be one side cut by letters
 DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
+TANGENT_EDGE = 1.5  # px: a straight run of the outline this close to a circle's tangent moved half a pen out: a side
+SIDE_ENDS = 0.75  # … when it passes the tangent point, both its ends this many pens beyond the circle (corners)
 
 
 Holes = tuple[int, np.ndarray, np.ndarray]  # the paper's 4-connected components: count, labels, stats
@@ -134,3 +137,59 @@ def _straight(run: np.ndarray, labels: np.ndarray, hole: int) -> tuple[float, fl
     if middle.any() and abs(off[middle].mean()) > BULGE:  # a chord of a round hole: the outline bulges off it
         return None
     return length, float(ux), float(uy), float(nx), float(ny)
+
+
+def tangent_sides(kept: np.ndarray, circles: list[Primitive], width: float) -> list[Piece]:
+    """Line pieces along the sides that touch each of `circles` from outside with their strokes
+    merged (a nut's hexagon round its chamfer circle): where they merge the skeleton runs between
+    the two, but the ink's outer outline still runs straight along the side, half a pen out from
+    the line tangent to the circle. Each straight run of the outline that far from the circle's
+    centre gives a piece on that tangent line, as long as the run. `kept`: the ink less clutter.
+    The outlines are the whole page's (a crop would cut a neighbour open, and its hole's edge
+    would pass for an outer one)."""
+    if not circles:
+        return []
+    contours, hierarchy = cv2.findContours(kept.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    outlines = [c[:, 0, :].astype(np.float64) for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
+    boxes = np.array([[o[:, 0].min(), o[:, 1].min(), o[:, 0].max(), o[:, 1].max()] for o in outlines])
+    runs: dict[int, list[np.ndarray]] = {}
+    pieces: list[Piece] = []
+    for ring in circles:
+        cx, cy, r = ring.geometry["cx"], ring.geometry["cy"], ring.geometry["r"]
+        reach = r + 3 * width
+        near = (boxes[:, 0] <= cx + reach) & (boxes[:, 2] >= cx - reach) & \
+            (boxes[:, 1] <= cy + reach) & (boxes[:, 3] >= cy - reach)
+        for k in np.flatnonzero(near):
+            for run in runs.setdefault(int(k), _runs(outlines[k], width)):
+                side = _tangent_side(run, ring.geometry, width)
+                if side is not None:
+                    pieces.append(Piece("line", side))
+    return pieces
+
+
+def _tangent_side(run: np.ndarray, ring: dict, width: float) -> np.ndarray | None:
+    """The points (1 px apart) of the side along the circle `ring` whose outer edge the outline's
+    `run` is, or None: the run is straight, long enough, half a pen out from a tangent of the
+    circle, and passes the tangent point with both its ends well beyond the circle (corners; a
+    line running into the circle leaves the outline along the circle's edge)."""
+    if len(run) < LEAST_PENS * width:
+        return None
+    fit = fit_line(run)
+    if fit.residuals.max() > SIDE_STRAIGHT + 0.5:
+        return None
+    centre, r = np.array([ring["cx"], ring["cy"]]), ring["r"]
+    normal = np.array([-fit.direction[1], fit.direction[0]])
+    off = float((fit.centre - centre) @ normal)
+    if abs(abs(off) - _edge(r, width)) > TANGENT_EDGE:
+        return None
+    out = math.copysign(1.0, off) * normal
+    along = (run - centre) @ fit.direction
+    if not along.min() < 0 < along.max() or float(np.hypot(*(run[[0, -1]] - centre).T).min()) < r + SIDE_ENDS * width:
+        return None
+    steps = np.arange(float(along.min()), float(along.max()) + 0.5, 1.0)
+    return centre + r * out + steps[:, None] * fit.direction
+
+
+def _edge(r: float, width: float) -> float:
+    """How far from a circle's centre the pixels of its stroke's outer outline lie."""
+    return r + width / 2 - 0.5
