@@ -580,6 +580,22 @@ def test_a_nut_is_its_hexagons_six_sides_its_inscribed_circle_and_its_bore(pen):
         assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, (radius, found)
 
 
+@pytest.mark.parametrize("pen", [2, 3, 4])
+def test_a_bearings_races_are_found_though_its_balls_touch_them(pen):
+    """A ball bearing's face: two races (circles of radius 30 and 40, 60 and 70) and ten balls of
+    radius 8 between them, each touching both. The balls merge with the middle two circles' strokes
+    at twenty places and the chains gave chords; the paper between 30 and 40 and between 60 and 70
+    is a ring whose outer edge is one circle's inside and whose island's edge is the other's outside
+    (rings.round_holes, both edges). (The balls themselves are not found: their holes are small
+    and the races press on them from both sides.)"""
+    races = [circle(250, 250, r) for r in (30, 40, 60, 70)]
+    balls = [circle(250 + 50 * math.cos(math.radians(36 * k)), 250 + 50 * math.sin(math.radians(36 * k)), 8)
+             for k in range(10)]
+    found = [p for p in detect(page_with([*_polygon(4, 230 * math.sqrt(2), first=45), *races, *balls], pen=pen))
+             if p.type == "circle"]
+    assert match(found, races)["circle"]["tp"] == 4, found
+
+
 def test_the_dashes_of_a_dashed_line_are_lines_and_a_row_of_letters_is_not():
     """Dashes a few pens long stand alone, as small as letters, so binarize sets them aside as
     clutter; in a row along one axis they are a dashed line (bars.dashes). Letters side by side

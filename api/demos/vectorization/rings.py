@@ -153,12 +153,12 @@ def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> l
     """Circles round holes whose outline is a circle, of radius at least `least` px: the paper
     inside a drawn circle is a disc (or a disc less what it holds) whatever touches the circle
     outside. Where lines tangent to it (a nut's hexagon, a square round it) or a neighbour merge
-    with its stroke, the skeleton runs between the two and the chains give no circle. `holes`:
-    the paper of `kept`, the ink less clutter (holes.holes_of)."""
+    with its stroke, the skeleton runs between the two and the chains give no circle. Likewise
+    an island in a hole whose edge is a circle is a circle drawn round what merges with it inside
+    (a bearing's inner race, its balls touching it). `holes`: the paper of `kept`, the ink less
+    clutter (holes.holes_of)."""
     count, labels, stats = holes
     h, w = kept.shape
-    angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
-    cos, sin = np.cos(angles), np.sin(angles)
     found = []
     for k in range(1, count):
         x, y, bw, bh = (int(v) for v in stats[k, :4])
@@ -166,17 +166,30 @@ def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> l
                 abs(bw - bh) > max(2, 0.05 * max(bw, bh)):
             continue
         crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
-        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        outline = max(contours, key=len)[:, 0, :].astype(np.float64) + (x, y)
-        fit = fit_circle(outline)
-        if fit is None or float(np.sqrt(np.mean(fit.residuals ** 2))) > HOLE_ROUND:
-            continue
-        inner = fit.r + 0.5  # the pen's inner edge: the outline runs through the hole's edge pixels
-        steps = np.arange(inner + 1.0, inner + 3 * width, 0.5)  # from a pixel into the ink (a ray's first
-        run = along_rays(kept, fit.cx, fit.cy, cos, sin, steps)  # look may round onto the hole)
-        if not run[:, 0].all():
-            continue
-        thickness = 1.0 + 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
-        pen = float(np.quantile(thickness, HOLE_SIDE))
-        found.append(circle(fit.cx, fit.cy, inner + pen / 2))
+        contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+        for contour, link in zip(contours, hierarchy[0], strict=True):
+            outward = link[3] < 0  # the hole's own edge: the ink lies outwards; an island's: inwards
+            if len(contour) >= 2 * math.pi * least * 0.8:
+                ring = _round_edge(kept, contour[:, 0, :].astype(np.float64) + (x, y), outward, width)
+                if ring is not None and ring.geometry["r"] >= least:
+                    found.append(ring)
     return found
+
+
+def _round_edge(kept: np.ndarray, outline: np.ndarray, outward: bool, width: float) -> Primitive | None:
+    """The circle whose stroke's edge a hole's `outline` (its edge pixels, round it) is, or None
+    when the outline is no circle: the stroke lies `outward` of it (or inwards: an island's edge),
+    as wide as the pen crossed on a quarter of the rays (HOLE_SIDE: the rest run into what touches it)."""
+    fit = fit_circle(outline)
+    if fit is None or float(np.sqrt(np.mean(fit.residuals ** 2))) > HOLE_ROUND:
+        return None
+    sign = 1.0 if outward else -1.0
+    edge = fit.r + 0.5 * sign  # the outline runs through the hole's pixels next to the ink
+    steps = edge + sign * np.arange(1.0, 3 * width, 0.5)  # from a pixel into the ink: a ray's first
+    steps = steps[steps > 0]  # look may round onto the hole
+    angles = np.linspace(0, 2 * math.pi, RAYS, endpoint=False)
+    run = along_rays(kept, fit.cx, fit.cy, np.cos(angles), np.sin(angles), steps)
+    if not len(steps) or not run[:, 0].all():
+        return None
+    thickness = 1.0 + 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
+    return circle(fit.cx, fit.cy, edge + sign * float(np.quantile(thickness, HOLE_SIDE)) / 2)
