@@ -56,7 +56,7 @@ LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gap
 # a skeleton loop narrower than this many pen widths is a knot of thick strokes (an acute corner, a
 # letter), not a ring: circles that small show no hole and are found as dots (dots.py)
 RING_PENS = 1.8
-POLYGON_TRACED = 0.8  # a ring or dot this much of whose circle runs along lines found is a polygon (_traced)
+POLYGON_TRACED = 0.8  # a ring this much of whose circle runs along lines found is a polygon (_traced)
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
 SPUR_PENS = 1.15
@@ -263,22 +263,17 @@ def _traced(ring: Primitive, lines: list[Primitive], reach: float) -> float:
     it further than `reach` (a polygon's sides, all round it; a centre mark's or a wire's lines
     cross it)."""
     g = ring.geometry
+    centre = np.array([[g["cx"], g["cy"]]])
     angles = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
     points = np.stack([g["cx"] + g["r"] * np.cos(angles), g["cy"] + g["r"] * np.sin(angles)], axis=1)
     near = np.zeros(len(points), bool)
     for p in lines:
         q = p.geometry
-        a, b = np.array([q["x1"], q["y1"]]), np.array([q["x2"], q["y2"]])
         if min(q["x1"], q["x2"]) > g["cx"] + g["r"] + reach or max(q["x1"], q["x2"]) < g["cx"] - g["r"] - reach or \
                 min(q["y1"], q["y2"]) > g["cy"] + g["r"] + reach or max(q["y1"], q["y2"]) < g["cy"] - g["r"] - reach:
             continue
-        d = b - a
-        centre = np.array([g["cx"], g["cy"]])
-        t = float(np.clip((centre - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0))
-        if math.hypot(*(centre - a - t * d)) < g["r"] - reach:
-            continue
-        t = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
-        near |= np.hypot(*(points - a - t[:, None] * d).T) <= reach
+        if _off_segment(centre, q)[0] >= g["r"] - reach:
+            near |= _off_segment(points, q) <= reach
     return float(near.mean())
 
 
@@ -294,11 +289,15 @@ def _explained(p: Primitive, circles: list[Primitive], lines: list[Primitive], r
         q = c.geometry
         near |= np.abs(np.hypot(points[:, 0] - q["cx"], points[:, 1] - q["cy"]) - q["r"]) <= reach
     for other in lines:
-        q = other.geometry
-        a, d = np.array([q["x1"], q["y1"]]), np.array([q["x2"] - q["x1"], q["y2"] - q["y1"]])
-        s = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
-        near |= np.hypot(*(points - a - s[:, None] * d).T) <= reach
+        near |= _off_segment(points, other.geometry) <= reach
     return bool(near.all())
+
+
+def _off_segment(points: np.ndarray, q: dict) -> np.ndarray:
+    """How far each of `points` (N×2) lies from the segment of the line geometry `q`."""
+    a, d = np.array([q["x1"], q["y1"]]), np.array([q["x2"] - q["x1"], q["y2"] - q["y1"]])
+    t = np.clip((points - a) @ d / max(float(d @ d), 1e-9), 0.0, 1.0)
+    return np.hypot(*(points - a - t[:, None] * d).T)
 
 
 def _length(p: Primitive) -> float:

@@ -17,7 +17,9 @@ ring this small) there is nothing to find here.
 
 Larger circles are found by the chains, unless something merges with their stroke all round the
 outside (a nut's hexagon tangent to its circle, a square round one): the skeleton then runs
-between the two. The hole inside is still a disc, whatever it holds (round_holes).
+between the two. The hole inside is still a disc, whatever it holds (round_holes); and where
+things merge with a circle inside (a bearing's balls), the ring of paper round it has the
+circle's outside for the edge of its island.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
 RING_INSIDE = 1.5  # px: the hole a ring is found round lies inside its pen's inner edge, this close
 RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
 HOLE_ROUND = 0.5  # px: rms distance of a round hole's outline from its circle (pixel steps give ~0.3)
-HOLE_SIDE = 0.25  # quantile of the pen crossed going out from a round hole that is its own (more: strokes it touches)
+HOLE_SIDE = 0.25  # quantile of the pen crossed from a round edge into the ink that is its own (more: what touches it)
 
 
 def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: float,
@@ -146,7 +148,6 @@ def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.
     if float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT:
         return None
     return fit.cx, fit.cy, fit.r
-
 
 
 def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Primitive]:
