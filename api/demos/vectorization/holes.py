@@ -29,6 +29,7 @@ ROW_SINE = 0.05  # runs this parallel (sine of the angle between them) may be on
 DEEP = 0.6  # share of half a pen the ink is deep all along the side moved out (it lies in a stroke)
 TANGENT_EDGE = 1.5  # px: a straight run of the outline this close to a circle's tangent moved half a pen out: a side
 SIDE_ENDS = 0.75  # … when it passes the tangent point, both its ends this many pens beyond the circle (corners)
+CROWDED = 0.25  # … looked for round a circle with ink just outside its stroke on this share of the rays round it
 
 
 Holes = tuple[int, np.ndarray, np.ndarray]  # the paper's 4-connected components: count, labels, stats
@@ -147,6 +148,7 @@ def tangent_sides(kept: np.ndarray, circles: list[Primitive], width: float) -> l
     centre gives a piece on that tangent line, as long as the run. `kept`: the ink less clutter.
     The outlines are the whole page's (a crop would cut a neighbour open, and its hole's edge
     would pass for an outer one)."""
+    circles = [c for c in circles if _crowded(kept, c.geometry, width)]
     if not circles:
         return []
     contours, hierarchy = cv2.findContours(kept.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
@@ -165,6 +167,15 @@ def tangent_sides(kept: np.ndarray, circles: list[Primitive], width: float) -> l
                 if side is not None:
                     pieces.append(Piece("line", side))
     return pieces
+
+
+def _crowded(kept: np.ndarray, ring: dict, width: float) -> bool:
+    """Whether ink lies just outside the circle's stroke on at least CROWDED of the rays round it
+    (sides merging with it; wires running into it cross a ray or two)."""
+    angles = np.linspace(0, 2 * math.pi, 32, endpoint=False)
+    radius = ring["r"] + width / 2 + 1.5
+    xs, ys = ring["cx"] + radius * np.cos(angles), ring["cy"] + radius * np.sin(angles)
+    return float(at_points(kept, np.column_stack([xs, ys])).mean()) >= CROWDED
 
 
 def _tangent_side(run: np.ndarray, ring: dict, width: float) -> np.ndarray | None:

@@ -41,10 +41,10 @@ class LineCluster:
         if len(t) < 2 or t[-1] - t[0] <= 0:
             return 1.0
         steps = np.diff(t)
-        wide = np.nonzero(steps > gap)[0]
+        wide = steps > gap
         if ink is not None:
-            inked = [i for i in wide if _inked(self.fit, float(t[i]), float(t[i + 1]), ink)]
-            wide = np.setdiff1d(wide, inked)
+            for i in np.flatnonzero(wide):
+                wide[i] = not _inked(self.fit, float(t[i]), float(t[i + 1]), ink)
         return float(1.0 - steps[wide].sum() / (t[-1] - t[0]))
 
     def absorb(self, points: np.ndarray, pieces: list[Piece], fit: LineFit) -> None:
