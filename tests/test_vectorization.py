@@ -527,6 +527,9 @@ def _polygon(n: int, radius: float, cx: float = 250, cy: float = 250, first: flo
     return [line(*at[k], *at[k + 1]) for k in range(n)]
 
 
+BORDER = _polygon(4, 230 * math.sqrt(2), first=45)  # a page's border, so that the pen is measured on lines too
+
+
 def test_a_socket_heads_small_hexagon_is_six_lines_and_not_a_circle():
     """A socket head screw seen from above: a circle of radius 60 round a hexagon of radius 25.
     The hexagon's skeleton is within 1.8 px of a circle, so its loop was taken whole as one arc
@@ -534,9 +537,8 @@ def test_a_socket_heads_small_hexagon_is_six_lines_and_not_a_circle():
     polygon); with a thicker pen its hole is round enough for a ring as well, which the sides found
     all round it now rule out (geometric._traced). With a 3 or 4 px pen its 25 px sides are too
     short for lines, but no circle is made of them."""
-    frame = _polygon(4, 230 * math.sqrt(2), first=45)  # a border, so that the pen is measured on lines too
     hexagon = _polygon(6, 25)
-    shape = [*frame, circle(250, 250, 60), *hexagon]
+    shape = [*BORDER, circle(250, 250, 60), *hexagon]
     found = detect(page_with(shape, pen=2))
     scores = match(found, shape)
     assert scores["circle"]["f1"] == 1.0 and scores["line"]["f1"] == 1.0, found
@@ -570,10 +572,9 @@ def test_a_nut_is_its_hexagons_six_sides_its_inscribed_circle_and_its_bore(pen):
     lies along the circle and its sides all the way is the skeleton between them
     (geometric._explained). Smaller nuts (radius 40-60) are exact with a 3 px pen; with 2 or 4 px
     one or two of their sides are still lost."""
-    frame = _polygon(4, 230 * math.sqrt(2), first=45)
     small = [(40, 17), (50, 21), (60, 25)] if pen == 3 else []
     for radius, bore in [(80, 35), (120, 50), *small]:
-        shape = [*frame, *_polygon(6, radius), circle(250, 250, radius * math.cos(math.radians(30))),
+        shape = [*BORDER, *_polygon(6, radius), circle(250, 250, radius * math.cos(math.radians(30))),
                  circle(250, 250, bore)]
         found = detect(page_with(shape, pen=pen))
         scores = match(found, shape)
@@ -591,7 +592,7 @@ def test_a_bearings_races_are_found_though_its_balls_touch_them(pen):
     races = [circle(250, 250, r) for r in (30, 40, 60, 70)]
     balls = [circle(250 + 50 * math.cos(math.radians(36 * k)), 250 + 50 * math.sin(math.radians(36 * k)), 8)
              for k in range(10)]
-    found = [p for p in detect(page_with([*_polygon(4, 230 * math.sqrt(2), first=45), *races, *balls], pen=pen))
+    found = [p for p in detect(page_with([*BORDER, *races, *balls], pen=pen))
              if p.type == "circle"]
     assert match(found, races)["circle"]["tp"] == 4, found
 

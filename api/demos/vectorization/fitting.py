@@ -378,7 +378,6 @@ def _past_tangent(straight: np.ndarray, round_: np.ndarray, tolerance: float, le
     return past if past < len(straight) - 2 else 0
 
 
-
 def _tangent_point(circle_fit: CircleFit, line_fit: LineFit, tolerance: float) -> float | None:
     """Where the circle touches the line, as `line_fit.project` measures along it (the foot of the
     perpendicular from the centre), when the line is within TANGENT_SLACK tolerances of tangent;

@@ -150,7 +150,7 @@ class GeometricDetector:
         holes = holes_of(ink.mask)
         least_round = max(s.min_radius, 4 * width, 12.0)
         merged = _new_circles(round_holes(holes, ink.mask, width, least_round),
-                              round_things, [], tolerance)  # circles the chains missed: others merge with them
+                              round_things, tolerance)  # circles the chains missed: others merge with them
         round_things += merged
         outlines = tangent_sides(ink.mask, [p for p in round_things if p.type == "circle" and
                                             p.geometry["r"] >= least_round], width)
@@ -172,9 +172,10 @@ class GeometricDetector:
         straight = [p for p in straight if _along_a_stroke(p, distance, width)]  # before they stop others' walks
         lap("merge_s")
         round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
-                                  round_things, [], tolerance)
-        round_things += _new_circles(find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0)),
-                                  round_things, straight, tolerance)
+                                  round_things, tolerance)
+        rings = find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0))
+        round_things += _new_circles([p for p in rings if _traced(p, straight, 2 * tolerance) < POLYGON_TRACED],
+                                     round_things, tolerance)  # (a small polygon's hole is round enough)
         reach = 3 * max_gap
         arcs = [p for p in round_things if p.type == "arc"]
         circles = [p for p in round_things if p.type != "arc"]
@@ -245,23 +246,21 @@ class GeometricDetector:
                           self.settings.min_support)
 
 
-def _new_circles(found: list[Primitive], round_things: list[Primitive], lines: list[Primitive],
-                 tolerance: float) -> list[Primitive]:
-    """The circles `found` in the ink (dots, rings) that are not one found already (by the chains,
-    or as a dot: a ring whose hole survived), nor a small polygon whose sides the chains gave as
-    `lines` (a hexagon socket's hole is round enough for a ring; a dot is solid ink, no outline)."""
+def _new_circles(found: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
+    """The circles `found` in the ink (dots, rings, round holes) that are not one found already (by
+    the chains, or as a dot: a ring whose hole survived)."""
     circles = [p.geometry for p in round_things if p.type == "circle"]
     def known(d: dict) -> bool:
         return any(math.hypot(d["cx"] - c["cx"], d["cy"] - c["cy"]) <= 2 * tolerance and
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
-    return [d for d in found if not known(d.geometry) and _traced(d, lines, 2 * tolerance) < POLYGON_TRACED]
+    return [d for d in found if not known(d.geometry)]
 
 
 def _traced(ring: Primitive, lines: list[Primitive], reach: float) -> float:
     """The share of a circle that lies within `reach` of one of `lines` that does not run inside
-    it further than `reach` (a polygon's sides, all round it; a centre mark's or a wire's lines
-    cross it)."""
+    it further than `reach` (a polygon's sides, all round it: a hexagon socket's hole is round
+    enough for a ring; a centre mark's or a wire's lines cross it)."""
     g = ring.geometry
     centre = np.array([[g["cx"], g["cy"]]])
     angles = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)

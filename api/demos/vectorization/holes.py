@@ -162,7 +162,9 @@ def tangent_sides(kept: np.ndarray, circles: list[Primitive], width: float) -> l
         near = (boxes[:, 0] <= cx + reach) & (boxes[:, 2] >= cx - reach) & \
             (boxes[:, 1] <= cy + reach) & (boxes[:, 3] >= cy - reach)
         for k in np.flatnonzero(near):
-            for run in runs.setdefault(int(k), _runs(outlines[k], width)):
+            if k not in runs:  # an outline near several circles is cut into runs once
+                runs[k] = _runs(outlines[k], width)
+            for run in runs[k]:
                 side = _tangent_side(run, ring.geometry, width)
                 if side is not None:
                     pieces.append(Piece("line", side))
