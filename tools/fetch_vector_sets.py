@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Fetch the real vector collections the vectorization evaluation renders (cached, checksummed).
 
-Two Debian packages hold real drawings with exact geometry:
+Three Debian packages hold real drawings with exact geometry:
 - kicad-symbols: KiCad's schematic symbol library (.kicad_sym: polylines, rectangles, circles,
-  three-point arcs, pins) — the tuning collection;
+  three-point arcs, pins) — a tuning collection;
+- kicad-footprints: KiCad's PCB footprint library (.kicad_mod: lines, rectangles, circles,
+  three-point arcs on the fabrication layer; pads) — a tuning collection;
 - librecad-data: LibreCAD's parts library (.dxf: LINE, ARC, CIRCLE, bulged LWPOLYLINE, ELLIPSE,
   TEXT) — held out of tuning.
 
@@ -31,6 +33,8 @@ from tools.debs import FetchError, download_unpacked
 PACKAGES = {
     "kicad": ("kicad-symbols", "6.0.10-1",
               "173f87b977361e65518ca4726b1f435b085e0d5c748bc44a043d334e6a5de164", "usr/share/kicad/symbols"),
+    "footprints": ("kicad-footprints", "6.0.11-1",
+                   "06c022eae7d40181238f86dc4d2d4d257364880ab89b9e41f553b690e5c502c1", "usr/share/kicad/footprints"),
     "librecad": ("librecad-data", "2.2.0-1",
                  "b70127aabec619cf830c6316ac1866b0871d9fe3d38575a6ce0ba89aa4554566", "usr/share/librecad/library"),
 }

@@ -30,6 +30,10 @@ SPARSE_INK = 50
 # page's border) would otherwise stand out of the paper as ink
 NOISE_FLOOR = 1 / 255
 SECTORS = 3  # a small component holed this many times (a circle and its centre mark) is no letter
+# a pixel that, before the blur, lies between strokes and within this share of the way from paper to
+# ink is paper, when such pixels run GAP_RUN or more (thin_gaps): a quarter, so that faded ink on a
+# noisy page, paler than the threshold but far from the paper, still joins its stroke
+GAP_LIGHT, GAP_RUN = 0.25, 20
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -103,8 +107,26 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
         min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24), distance, ridge)))
     mask = _drop_small_boxes(labelled, min_size, keep_rings=True)
+    # the gaps are opened once text and clutter are told apart: letters that touch with a gap
+    # between them stay one piece of clutter, as the blur left them
+    gaps = thin_gaps(flat < threshold, flat >= paper - GAP_LIGHT * (paper - ink_level))
+    if gaps.any():
+        raw &= ~gaps
+        mask &= ~gaps
+        distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
+        ridge = ridge_of(distance)
     return InkMask(mask=mask, raw=raw, distance=distance, stroke_width=stroke_width(mask, distance, ridge),
                    threshold=threshold, min_size=min_size, words=word_bands(labelled[1], min_size))
+
+
+def thin_gaps(ink: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """Paper one pixel wide between two strokes: `light` pixels (near the paper's level before the
+    blur) lying between `ink` on either side, in runs of GAP_RUN pixels or more. The blur that
+    steadies the threshold on a scan's noise darkens such a gap past it, and two concentric circles
+    a pixel apart (a pad round its hole) became one thick ring. Where two strokes' ends merely touch
+    (a comb's socket cups, a corner) the gap is a few pixels, and the strokes were drawn to meet."""
+    closed = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
+    return _remove_small(closed & light, area=GAP_RUN)
 
 
 def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
@@ -126,17 +148,19 @@ def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
 def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
     """The mask `labelled` (its components' labels and stats) without the components smaller than
     `min_size` both ways; with `keep_rings`, a small component that is a round ring (a hole, a
-    terminal, a small circle) is kept all the same."""
+    terminal, a small circle) is kept all the same unless it stands in a word."""
     labels, stats = labelled
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
     if keep_rings:
         small = np.nonzero(~big)[0]
         small = small[small > 0]
-        for index in small:
-            if stats[index, cv2.CC_STAT_AREA] >= 12 and _is_ring(labels, stats[index], index) and \
-                    not _in_a_word(stats, index, small):
-                big[index] = True
+        shapes = {index: _holed_shape(labels, stats[index], index) if stats[index, cv2.CC_STAT_AREA] >= 12 else None
+                  for index in small}
+        rings = np.array([index for index in small if shapes[index] == "ring"], int)
+        letters = np.array([index for index in small if shapes[index] is None], int)
+        worded = _worded_rings(stats, rings, letters)
+        big[[index for index in rings if index not in worded]] = True
     return np.take(big, labels)
 
 
@@ -144,12 +168,36 @@ def _in_a_word(stats: np.ndarray, index: int, small: np.ndarray) -> bool:
     """Whether another small component stands beside this one as letters do in a word: level
     with it (sharing half its height) and no further off, left or right, than half its width
     (an "o" between "C" and "n"; a terminal's ring stands alone or on its wire)."""
+    return bool(_beside(stats, index, small[small != index]).any())
+
+
+def _beside(stats: np.ndarray, index: int, others: np.ndarray) -> np.ndarray:
+    """Which of the components `others` stand beside component `index` as letters do (_in_a_word)."""
     x, y, w, h = (int(v) for v in stats[index, :4])
-    others = stats[small[small != index]]
-    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
+    ox, oy, ow, oh = (stats[others, k] for k in range(4))
     level = np.minimum(y + h, oy + oh) - np.maximum(y, oy) >= WORD_LEVEL * h
     gap = np.maximum(ox - (x + w), x - (ox + ow))
-    return bool((level & (gap <= WORD_GAP * w) & (oh >= WORD_LEVEL * h)).any())
+    return level & (gap <= WORD_GAP * w) & (oh >= WORD_LEVEL * h)
+
+
+def _worded_rings(stats: np.ndarray, rings: np.ndarray, letters: np.ndarray) -> set[int]:
+    """The small rings that stand in a word: beside one of `letters` (the small components neither
+    round nor holed), or in a row of rings side by side one of which does (the o's of "Coo"). A
+    row of rings no letter stands beside is a row of terminals, pads round their holes, square
+    pads among them."""
+    row = {int(i): int(i) for i in rings}
+
+    def root(i: int) -> int:
+        while row[i] != i:
+            row[i] = row[row[i]]
+            i = row[i]
+        return i
+
+    for i in rings:
+        for j in rings[_beside(stats, i, rings) & (rings != i)]:
+            row[root(int(i))] = root(int(j))
+    worded = {root(int(i)) for i in rings if _beside(stats, i, letters).any()}
+    return {int(i) for i in rings if root(int(i)) in worded}
 
 
 def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
@@ -180,24 +228,25 @@ def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
     return bands
 
 
-def _is_ring(labels: np.ndarray, stat: np.ndarray, index: int) -> bool:
-    """Whether a component is a round stroke around a hole (a small circle, a terminal, a screw
+def _holed_shape(labels: np.ndarray, stat: np.ndarray, index: int) -> str | None:
+    """"ring" when a component is a round stroke around a hole (a small circle, a terminal, a screw
     drawn as a circle with a slot): as wide as tall, its outline filling its enclosing circle, and
     holed; or as wide as tall and holed SECTORS times or more, whatever its outline (a hole's centre
     mark reaching past its circle). Letters are not: o, O, 0, D, Q, e are taller than wide, open,
-    or have a tail, and none has three holes."""
+    or have a tail, and none has three holes. "holed" when it is as wide as tall and holed all the
+    same (a square pad round its hole, an "a"); None otherwise."""
     x, y, w, h = (int(v) for v in stat[:4])
     if min(w, h) < 0.85 * max(w, h):
-        return False
+        return None
     crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
     contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
     if len(outer) != 1 or len(contours) < 2:
-        return False
+        return None
     if len(contours) - 1 >= SECTORS:  # a circle that lines through it cut into sectors: a centre mark
-        return True
+        return "ring"
     _, radius = cv2.minEnclosingCircle(outer[0])
-    return radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius
+    return "ring" if radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius else "holed"
 
 
 def stroke_width(mask: np.ndarray, distance: np.ndarray, ridge: np.ndarray) -> float:

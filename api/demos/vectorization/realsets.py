@@ -2,11 +2,15 @@
 
 The generator in synthetic.py is what the backend was first tuned on; real drawings differ (arcs
 crossing lines, circles tangent to lines, small and concentric circles, short arcs at corners,
-text touching strokes). Two real collections of different kinds, both Debian packages fetched by
+text touching strokes). Three real collections of two kinds, Debian packages fetched by
 tools/fetch_vector_sets.py:
 
 - `kicad`: KiCad's schematic symbols (.kicad_sym s-expressions: polylines, rectangles, circles,
   three-point arcs, pins, texts). This is the tuning collection.
+- `footprints`: KiCad's PCB footprints (.kicad_mod) drawn as assembly drawings: each part's body as
+  its fabrication layer draws it (lines, rectangles, circles, three-point arcs) with its drilled
+  pads' outlines (circles, rectangles, stadiums, rounded rectangles) and holes. Mechanical drawing
+  rather than schematic: many small and concentric circles. A second tuning collection.
 - `librecad`: LibreCAD's parts library (.dxf: lines, arcs, circles, bulged polylines, ellipses,
   texts). Kept out of tuning: only measured.
 
@@ -39,7 +43,7 @@ from .dxf import read_dxf_drawing
 from .primitives import Primitive, arc, arc_through, circle, line
 from .synthetic import draw_stroke, print_on_paper
 
-COLLECTIONS = ("kicad", "librecad")
+COLLECTIONS = ("kicad", "footprints", "librecad")
 HELD_OUT = ("librecad",)  # never used to choose a default or a method: measured only
 KICAD_LIBRARIES = ("Device", "Transformer", "Switch", "Motor", "Relay", "Sensor", "Isolator", "Diode",
                    "Transistor_BJT", "Transistor_FET", "Valve", "Simulation_SPICE", "Amplifier_Operational",
@@ -214,6 +218,121 @@ def librecad_part(folder: Path, path: Path) -> Part | None:
                 Counter(drawing.skipped))
 
 
+# -- KiCad footprints -------------------------------------------------------------------------------------
+# the body as its fabrication drawing shows it: silkscreen and courtyard repeat that outline a tenth
+# of a millimetre further out, strokes on top of each other that no reader of the image tells apart
+FOOTPRINT_LAYER = "F.Fab"
+# drilled pads are drawn (outline and hole); surface pads are not: a QFN's rows of tiny filled
+# rectangles are copper, not a drawing's strokes
+DRILLED = ("thru_hole", "np_thru_hole")
+
+
+def footprint_part(folder: Path, path: Path) -> Part | None:
+    """The footprint in `path` as an assembly drawing (FOOTPRINT_LAYER's graphics, drilled pads'
+    outlines and holes), or None when it has no circle or arc or draws a filled shape."""
+    try:
+        node = parse_sexpr(path.read_text(encoding="utf-8"))[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    part = Part(f"{path.parent.stem}:{path.stem}", [])
+    for item in node[1:]:
+        if not isinstance(item, list) or not item:
+            continue
+        if item[0] == "pad":
+            _pad(part, item)
+        elif _child(item, "layer") is not None and _child(item, "layer")[1] == FOOTPRINT_LAYER:
+            _footprint_item(part, item)
+    if part.skipped.get("filled shape") or not {p.type for p in part.primitives} & {"circle", "arc"}:
+        return None
+    return part
+
+
+def _at(node: list | None) -> tuple[float, float]:
+    return float(node[1]), float(node[2])  # footprints have y down
+
+
+def _footprint_item(part: Part, item: list) -> None:
+    kind = item[0]
+    fill = _child(item, "fill")
+    if fill is not None and fill[1] == "solid":
+        part.skipped["filled shape"] += 1
+    elif kind == "fp_line":
+        part.primitives.append(line(*_at(_child(item, "start")), *_at(_child(item, "end"))))
+    elif kind in ("fp_rect", "fp_poly"):
+        if kind == "fp_rect":
+            (x0, y0), (x1, y1) = _at(_child(item, "start")), _at(_child(item, "end"))
+            corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        else:
+            corners = [_at(p) for p in _child(item, "pts")[1:]]
+        part.primitives += [line(*a, *b) for a, b in pairwise(corners + corners[:1]) if a != b]
+    elif kind == "fp_circle":
+        (cx, cy), (ex, ey) = _at(_child(item, "center")), _at(_child(item, "end"))
+        part.primitives.append(circle(cx, cy, math.hypot(ex - cx, ey - cy)))
+    elif kind == "fp_arc":
+        part.primitives.append(arc_through(_at(_child(item, "start")), _at(_child(item, "mid")),
+                                           _at(_child(item, "end"))))
+    elif kind == "fp_text" and "hide" not in item:
+        at, font = _child(item, "at"), _child(_child(item, "effects") or [], "font")
+        size = _child(font, "size") if font else None
+        text = str(item[2]).replace("${REFERENCE}", "REF**")
+        if at is not None and text.strip():
+            part.texts.append((*_at(at), float(size[1]) if size else 1.0, text, 0.5))
+
+
+def _pad(part: Part, item: list) -> None:
+    """A drilled pad's outline, turned as the pad is, and its hole when the hole shows inside it."""
+    if len(item) < 4 or item[2] not in DRILLED:
+        return
+    at, size = _child(item, "at"), _child(item, "size")
+    x, y = _at(at)
+    w, h = float(size[1]), float(size[2])
+    ratio = _child(item, "roundrect_rratio")
+    outline = _pad_outline(item[3], w, h, float(ratio[1]) if ratio else 0.25)
+    if outline is None:
+        part.skipped[f"pad {item[3]}"] += 1
+        return
+    turn = -float(at[3]) if len(at) > 3 else 0.0  # KiCad turns anticlockwise on screen
+    part.primitives += [transformed(p, 1.0, x, y, turn, (x, y)) for p in outline]
+    drill = _child(item, "drill")
+    if drill is None or drill[1] == "oval":
+        return
+    offset = _child(drill, "offset")
+    dx, dy = _at(offset) if offset else (0.0, 0.0)
+    if float(drill[1]) < min(w, h):  # a hole as wide as its pad is its outline already
+        hole = circle(dx, dy, float(drill[1]) / 2)
+        part.primitives.append(transformed(hole, 1.0, x, y, turn, (x, y)))
+
+
+def _pad_outline(shape: str, w: float, h: float, ratio: float) -> list[Primitive] | None:
+    """A pad's outline centred on (0, 0) before it is turned; None for shapes not drawn (custom,
+    trapezoid)."""
+    if shape == "circle" or (shape == "oval" and w == h):
+        return [circle(0.0, 0.0, w / 2)]
+    if shape == "rect":
+        return _rounded_rectangle(w, h, 0.0)
+    if shape == "oval":
+        return _rounded_rectangle(w, h, min(w, h) / 2)
+    if shape == "roundrect":
+        return _rounded_rectangle(w, h, ratio * min(w, h))
+    return None
+
+
+def _rounded_rectangle(w: float, h: float, r: float) -> list[Primitive]:
+    """A w × h rectangle centred on (0, 0) whose corners are quarter circles of radius r (a
+    stadium when r is half the shorter side: its straight sides between two half circles)."""
+    a, b = w / 2 - r, h / 2 - r
+    sides = [line(-a, -h / 2, a, -h / 2), line(w / 2, -b, w / 2, b), line(a, h / 2, -a, h / 2),
+             line(-w / 2, b, -w / 2, -b)]
+    if r <= 0:
+        return sides
+    sides = [p for p in sides if _line_length(p) > 1e-9]
+    if b <= 1e-9:  # a stadium lying down: two half circles
+        return sides + [arc(a, 0.0, r, 270, 450), arc(-a, 0.0, r, 90, 270)]
+    if a <= 1e-9:  # standing up
+        return sides + [arc(0.0, b, r, 0, 180), arc(0.0, -b, r, 180, 360)]
+    return sides + [arc(a, -b, r, 270, 360), arc(a, b, r, 0, 90), arc(-a, b, r, 90, 180), arc(-a, -b, r, 180, 270)]
+
+
 # -- pages -----------------------------------------------------------------------------------------------
 def choose_parts(name: str, folder: Path, slots: range) -> list[Part]:
     """The parts of the given slots: slot k is the first suitable part of the k-th of
@@ -223,15 +342,17 @@ def choose_parts(name: str, folder: Path, slots: range) -> list[Part]:
         parts = sorted(kicad_parts(folder), key=lambda part: _shuffled(part.name))
         stride = max(1, len(parts) // CATALOGUE)
         return [parts[k * stride] for k in slots if k * stride < len(parts)]
-    if name != "librecad":
+    readers = {"librecad": ("*.dxf", librecad_part), "footprints": ("*.kicad_mod", footprint_part)}
+    if name not in readers:
         raise ValueError(f"unknown collection {name!r} (known: {', '.join(COLLECTIONS)})")
-    paths = sorted(folder.rglob("*.dxf"), key=lambda path: _shuffled(path.relative_to(folder).as_posix()))
-    # read lazily: the whole library takes half a minute
+    pattern, read = readers[name]
+    paths = sorted(folder.rglob(pattern), key=lambda path: _shuffled(path.relative_to(folder).as_posix()))
+    # read lazily: a whole library takes half a minute or more
     stride = max(1, len(paths) // CATALOGUE)
     chosen: list[Part] = []
     for slot in slots:
         for path in paths[slot * stride:(slot + 1) * stride]:
-            part = librecad_part(folder, path)
+            part = read(folder, path)
             if part is not None:
                 chosen.append(part)
                 break
