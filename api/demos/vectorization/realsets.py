@@ -225,11 +225,15 @@ FOOTPRINT_LAYER = "F.Fab"
 # drilled pads are drawn (outline and hole); surface pads are not: a QFN's rows of tiny filled
 # rectangles are copper, not a drawing's strokes
 DRILLED = ("thru_hole", "np_thru_hole")
+# mm: a larger part drawn in a quarter page (440 px) shows under 15 px a millimetre, its pads a
+# pen or two across: rings no reader tells from dots (a 2 × 38 pin socket is one dark bar)
+FOOTPRINT_SPAN = 30.0
 
 
 def footprint_part(folder: Path, path: Path) -> Part | None:
     """The footprint in `path` as an assembly drawing (FOOTPRINT_LAYER's graphics, drilled pads'
-    outlines and holes), or None when it has no circle or arc or draws a filled shape."""
+    outlines and holes), or None when it has no circle or arc, draws a filled shape or is larger
+    than FOOTPRINT_SPAN."""
     try:
         node = parse_sexpr(path.read_text(encoding="utf-8"))[0]
     except (OSError, UnicodeDecodeError, IndexError):
@@ -244,7 +248,8 @@ def footprint_part(folder: Path, path: Path) -> Part | None:
             _footprint_item(part, item)
     if part.skipped.get("filled shape") or not {p.type for p in part.primitives} & {"circle", "arc"}:
         return None
-    return part
+    x0, y0, x1, y1 = part.extent()
+    return part if max(x1 - x0, y1 - y0) <= FOOTPRINT_SPAN else None
 
 
 def _at(node: list | None) -> tuple[float, float]:
