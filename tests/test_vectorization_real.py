@@ -324,6 +324,21 @@ def test_drilled_pads_in_rows_are_each_a_ring_round_its_hole(monkeypatch):
     assert all(found(*case) < 12 for case in pads)  # one of each pair at best, or false circles
 
 
+def test_a_small_stadium_pad_whose_hole_touches_its_sides_is_not_a_letter():
+    """An oval pad round its drill hole, the hole's ring touching its straight sides: a component
+    smaller than the clutter size, taller than wide, holed three times (the hole and two crescents).
+    It was dropped as a letter and its hole never looked at; no letter has three holes. (Each of
+    its half-circle ends still comes out as a whole circle, closed through the hole's ink: not fixed.)"""
+    from api.demos.vectorization.realsets import _rounded_rectangle, transformed
+
+    for pen in (3, 4):
+        pads = [p for k in range(4) for p in _rounded_rectangle(38, 52, 19)]
+        pads = [transformed(p, 1.0, 100 + 60 * (i // 4), 250) for i, p in enumerate(pads)]  # 2 sides, 2 ends
+        holes = [circle(100 + 60 * k, 250, 13.4) for k in range(4)]
+        found = [p for p in detect(page_with(pads + holes, pen=pen)) if p.type == "circle"]
+        assert match(found, holes)["circle"]["tp"] == 4, (pen, found)
+
+
 def test_a_line_ending_on_a_connection_dot_ends_at_its_centre():
     import cv2
 

@@ -231,12 +231,13 @@ def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
 def _holed_shape(labels: np.ndarray, stat: np.ndarray, index: int) -> str | None:
     """"ring" when a component is a round stroke around a hole (a small circle, a terminal, a screw
     drawn as a circle with a slot): as wide as tall, its outline filling its enclosing circle, and
-    holed; or as wide as tall and holed SECTORS times or more, whatever its outline (a hole's centre
-    mark reaching past its circle). Letters are not: o, O, 0, D, Q, e are taller than wide, open,
-    or have a tail, and none has three holes. "holed" when it is as wide as tall and holed all the
-    same (a square pad round its hole, an "a"); None otherwise."""
+    holed; or holed SECTORS times or more, whatever its outline (a hole's centre mark reaching past
+    its circle; a stadium pad whose hole's ring touches its sides, at least half as wide as tall).
+    Letters are not: o, O, 0, D, Q, e are taller than wide, open, or have a tail, and none has
+    three holes. "holed" when it is as wide as tall and holed all the same (a square pad round its
+    hole, an "a"); None otherwise."""
     x, y, w, h = (int(v) for v in stat[:4])
-    if min(w, h) < 0.85 * max(w, h):
+    if min(w, h) < 0.5 * max(w, h):
         return None
     crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
     contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
@@ -245,6 +246,8 @@ def _holed_shape(labels: np.ndarray, stat: np.ndarray, index: int) -> str | None
         return None
     if len(contours) - 1 >= SECTORS:  # a circle that lines through it cut into sectors: a centre mark
         return "ring"
+    if min(w, h) < 0.85 * max(w, h):
+        return None
     _, radius = cv2.minEnclosingCircle(outer[0])
     return "ring" if radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius else "holed"
 
