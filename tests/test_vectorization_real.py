@@ -324,6 +324,24 @@ def test_drilled_pads_in_rows_are_each_a_ring_round_its_hole(monkeypatch):
     assert all(found(*case) < 12 for case in pads)  # one of each pair at best, or false circles
 
 
+def test_a_pad_whose_ring_and_hole_are_one_band_of_ink_is_two_circles(monkeypatch):
+    """A drilled pad whose outline and hole are closer than the pen: one band of ink round the hole,
+    wider than a pen (a JST header's pads, touching the body's outline). The skeleton runs down the
+    band's middle, and no ring is a pen wide (rings._ring_at); the band's edges are the two
+    circles' outer and inner sides (rings._annulus_at)."""
+    from api.demos.vectorization import rings
+
+    def found(pen: int) -> tuple[int, int]:
+        pads = [circle(60 + 40 * k, 250, r) for k in range(6) for r in (13.3, 8.3)]
+        body = [line(30, 265.3 + pen, 470, 265.3 + pen)]  # touching the lower row's pads
+        scores = match(detect(page_with(pads + body, pen=pen)), pads + body)["circle"]
+        return scores["tp"], scores["fp"]
+
+    assert [found(pen) for pen in (3, 4)] == [(12, 0), (12, 0)]
+    monkeypatch.setattr(rings, "_annulus_at", lambda *args: None)
+    assert all(found(pen)[0] < 12 for pen in (3, 4))
+
+
 def test_a_small_stadium_pad_whose_hole_touches_its_sides_is_not_a_letter():
     """An oval pad round its drill hole, the hole's ring touching its straight sides: a component
     smaller than the clutter size, taller than wide, holed three times (the hole and two crescents).

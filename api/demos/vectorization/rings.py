@@ -41,6 +41,9 @@ RING_HOLE = 0.25  # … and inside it (lines crossing the hole fill it; its smal
 RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
 RING_INSIDE = 1.5  # px: the hole a ring is found round lies inside its pen's inner edge, this close
 RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
+# a ring's band of ink this many pens wide is two concentric circles' strokes, as wide on this share of
+# the rays at least (the rest run into what touches it: _annulus_at)
+ANNULUS_PENS, ANNULUS_EVEN = 1.4, 0.75
 HOLE_ROUND = 0.5  # px: rms distance of a round hole's outline from its circle (pixel steps give ~0.3)
 HOLE_SIDE = 0.25  # quantile of the pen crossed from a round edge into the ink that is its own (more: what touches it)
 
@@ -70,6 +73,11 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
         if not (kept[y + bh // 2, x - 1] and kept[y + bh // 2, x + bw] and kept[y - 1, x + bw // 2] and
                 kept[y + bh, x + bw // 2]):
             continue  # a letter's hole (clutter), or paper reaching round
+        pair = _annulus_at(ink, x + (bw - 1) / 2, y + (bh - 1) / 2, half, max_radius, cos, sin)
+        if pair is not None:  # a pad round its hole, a pixel apart or touching: one wide band of ink
+            found += [r for r in pair if not any(math.hypot(r[0] - fx, r[1] - fy) < 2.0 and abs(r[2] - fr) < 2.0
+                                                  for fx, fy, fr in found)]
+            continue
         for cx, cy in _centres(x, y, bw, bh, half + 0.5):
             key = (int(round(cx)), int(round(cy)))
             if key in tried or any(math.hypot(cx - fx, cy - fy) < fr for fx, fy, fr in found):
@@ -148,6 +156,42 @@ def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.
     if float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT:
         return None
     return fit.cx, fit.cy, fit.r
+
+
+def _annulus_at(ink: np.ndarray, cx: float, cy: float, half: float, max_radius: float,
+                cos: np.ndarray, sin: np.ndarray) -> tuple[tuple[float, float, float], ...] | None:
+    """Two concentric circles whose strokes are one band of ink round a hole centred at (cx, cy):
+    every ray crosses paper, then ink ANNULUS_PENS pens wide or more, as wide (within RING_EVEN) on
+    ANNULUS_EVEN of them, then paper; the circles are the inner edge's circle half a pen out and
+    the outer edge's half a pen in (a drilled pad round its hole, the gap between them under a
+    pixel). None otherwise."""
+    steps = np.arange(0.0, max_radius + half + 3, 0.5)
+    profile = along_rays(ink, cx, cy, cos, sin, steps)
+    if profile[:, 0].any():
+        return None
+    inner, outer = [], []
+    for row in profile:
+        edge_in = int(np.argmax(row))
+        if not row[edge_in] or not (~row[edge_in:]).any():
+            return None
+        edge_out = edge_in + int(np.argmax(~row[edge_in:]))
+        inner.append(steps[edge_in] - 0.25)
+        outer.append(steps[edge_out] - 0.25)
+    band = np.array(outer) - np.array(inner)
+    wide = float(np.median(band))
+    even = np.abs(band - wide) <= max(1.5, RING_EVEN * 2 * half)  # the rest run into what touches the pad
+    if wide < ANNULUS_PENS * 2 * half or even.mean() < ANNULUS_EVEN:
+        return None
+    circles = []
+    for edge, inwards in ((np.array(inner), 1.0), (np.array(outer)[even], -1.0)):
+        on = even if inwards < 0 else np.ones(len(edge), bool)
+        points = np.column_stack([cx + cos[on] * edge, cy + sin[on] * edge])
+        fit = fit_circle(points)
+        if fit is None or float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT or \
+                math.hypot(fit.cx - cx, fit.cy - cy) > half:
+            return None
+        circles.append((fit.cx, fit.cy, fit.r + inwards * half))
+    return tuple(circles)
 
 
 def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Primitive]:
