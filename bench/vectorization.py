@@ -1,7 +1,7 @@
 """Vectorization benchmark: time per image and F1 per primitive type, on every evaluation set.
 
-Sets: `synthetic` (generated diagrams) and each real collection of realsets.py (`kicad`, tuned on;
-`librecad`, held out of tuning), each clean and scan-like. The real collections are fetched once
+Sets: `synthetic` (generated diagrams) and each real collection of realsets.py (`kicad` and
+`footprints`, tuned on; `librecad`, held out of tuning), each clean and scan-like. The real collections are fetched once
 (tools/fetch_vector_sets.py, cached and checksummed).
 
 For each size (default 1000 and 3000 px) and each kind of drawing (clean; noisy: tinted uneven
@@ -19,7 +19,7 @@ hold (skipped counts), the images worst first, and with --pictures DIR a picture
 (prediction over truth, evaluate.overlay).
 
     nice .venv/bin/python -m bench.vectorization [--images 10] [--sizes 1000,3000] [--threads 2]
-    nice .venv/bin/python -m bench.vectorization --sets kicad,librecad --images 12 [--pictures /tmp/worst]
+    nice .venv/bin/python -m bench.vectorization --sets kicad,footprints,librecad --images 12 [--pictures /tmp/worst]
 """
 from __future__ import annotations
 
@@ -111,8 +111,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000, help="first seed (default 1000: not the tests' seeds)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads (default 2)")
     parser.add_argument("--clean-only", action="store_true")
-    parser.add_argument("--sets", default="synthetic,kicad,librecad",
-                        help="comma-separated: synthetic, kicad, librecad (default all)")
+    parser.add_argument("--sets", default="synthetic,kicad,footprints,librecad",
+                        help="comma-separated: synthetic, kicad, footprints, librecad (default all)")
     parser.add_argument("--pictures", type=Path, default=None, help="folder for pictures of the worst images")
     args = parser.parse_args()
     sets = args.sets.split(",")

@@ -268,7 +268,7 @@ def _footprint_item(part: Part, item: list) -> None:
             (x0, y0), (x1, y1) = _at(_child(item, "start")), _at(_child(item, "end"))
             corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
         else:
-            corners = [_at(p) for p in _child(item, "pts")[1:]]
+            corners = [_at(p) for p in _child(item, "pts")[1:] if p[0] == "xy"]
         part.primitives += [line(*a, *b) for a, b in pairwise(corners + corners[:1]) if a != b]
     elif kind == "fp_circle":
         (cx, cy), (ex, ey) = _at(_child(item, "center")), _at(_child(item, "end"))
