@@ -20,6 +20,10 @@ outside (a nut's hexagon tangent to its circle, a square round one): the skeleto
 between the two. The hole inside is still a disc, whatever it holds (round_holes); and where
 things merge with a circle inside (a bearing's balls), the ring of paper round it has the
 circle's outside for the edge of its island.
+
+A drilled pad round its hole, the two strokes closer than the pen, is one band of ink round the
+hole, wider than a pen: the skeleton runs down its middle and no ring is a pen wide. The band's
+inner and outer edges are the two circles (_annulus_at).
 """
 from __future__ import annotations
 
@@ -183,10 +187,8 @@ def _annulus_at(ink: np.ndarray, cx: float, cy: float, half: float, max_radius: 
     if wide < ANNULUS_PENS * 2 * half or even.mean() < ANNULUS_EVEN:
         return None
     circles = []
-    for edge, inwards in ((np.array(inner), 1.0), (np.array(outer)[even], -1.0)):
-        on = even if inwards < 0 else np.ones(len(edge), bool)
-        points = np.column_stack([cx + cos[on] * edge, cy + sin[on] * edge])
-        fit = fit_circle(points)
+    for edge, on, inwards in ((np.array(inner), np.ones(len(inner), bool), 1.0), (np.array(outer), even, -1.0)):
+        fit = fit_circle(np.column_stack([cx + cos[on] * edge[on], cy + sin[on] * edge[on]]))
         if fit is None or float(np.sqrt(np.mean(fit.residuals ** 2))) > RING_FIT or \
                 math.hypot(fit.cx - cx, fit.cy - cy) > half:
             return None
