@@ -347,11 +347,10 @@ def test_a_small_stadium_pad_whose_hole_touches_its_sides_is_not_a_letter():
     smaller than the clutter size, taller than wide, holed three times (the hole and two crescents).
     It was dropped as a letter and its hole never looked at; no letter has three holes. (Each of
     its half-circle ends still comes out as a whole circle, closed through the hole's ink: not fixed.)"""
-    from api.demos.vectorization.realsets import _rounded_rectangle, transformed
-
     for pen in (3, 4):
-        pads = [p for k in range(4) for p in _rounded_rectangle(38, 52, 19)]
-        pads = [transformed(p, 1.0, 100 + 60 * (i // 4), 250) for i, p in enumerate(pads)]  # 2 sides, 2 ends
+        pads = [p for x in (100, 160, 220, 280)  # 38 × 52 px: two sides, two half circles
+                for p in (line(x + 19, 243, x + 19, 257), line(x - 19, 257, x - 19, 243),
+                          arc(x, 257, 19, 0, 180), arc(x, 243, 19, 180, 360))]
         holes = [circle(100 + 60 * k, 250, 13.4) for k in range(4)]
         found = [p for p in detect(page_with(pads + holes, pen=pen)) if p.type == "circle"]
         assert match(found, holes)["circle"]["tp"] == 4, (pen, found)
