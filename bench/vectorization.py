@@ -1,8 +1,8 @@
 """Vectorization benchmark: time per image and F1 per primitive type, on every evaluation set.
 
 Sets: `synthetic` (generated diagrams) and each real collection of realsets.py (`kicad` and
-`footprints`, tuned on; `librecad`, held out of tuning), each clean and scan-like. The real collections are fetched once
-(tools/fetch_vector_sets.py, cached and checksummed).
+`footprints`, tuned on; `librecad`, held out of tuning), each clean and scan-like. The real
+collections are fetched once (tools/fetch_vector_sets.py, cached and checksummed).
 
 For each size (default 1000 and 3000 px) and each kind of drawing (clean; noisy: tinted uneven
 paper, fibres, faded brown ink, blur, sensor noise, specks), generates diagrams with exact ground

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .spatial import close, components
+from .spatial import close, components, groups
 
 WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (binarize._in_a_word)
 # a word's letters: level, each no further from the next than this share of the taller's height
@@ -185,19 +185,12 @@ def _worded_rings(stats: np.ndarray, rings: np.ndarray, letters: np.ndarray) -> 
     round nor holed), or in a row of rings side by side one of which does (the o's of "Coo"). A
     row of rings no letter stands beside is a row of terminals, pads round their holes, square
     pads among them."""
-    row = {int(i): int(i) for i in rings}
-
-    def root(i: int) -> int:
-        while row[i] != i:
-            row[i] = row[row[i]]
-            i = row[i]
-        return i
-
-    for i in rings:
-        for j in rings[_beside(stats, i, rings) & (rings != i)]:
-            row[root(int(i))] = root(int(j))
-    worded = {root(int(i)) for i in rings if _beside(stats, i, letters).any()}
-    return {int(i) for i in rings if root(int(i)) in worded}
+    if not len(rings):
+        return set()
+    links = [(a, int(b)) for a, i in enumerate(rings) for b in np.flatnonzero(_beside(stats, i, rings) & (rings != i))]
+    row = groups(len(rings), links)
+    worded = {row[a] for a, i in enumerate(rings) if _beside(stats, i, letters).any()}
+    return {int(i) for a, i in enumerate(rings) if row[a] in worded}
 
 
 def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:

@@ -62,12 +62,18 @@ def box_of(points) -> Box:
     return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
 
 
-def group_sizes(n: int, links: list[tuple[int, int]]) -> np.ndarray:
-    """For each of `n` things, how many things its group holds, the groups being those that the
-    `links` (pairs of indices) join directly or through others (a run of dashes, a coil's turns)."""
+def groups(n: int, links: list[tuple[int, int]]) -> np.ndarray:
+    """For each of `n` things, the number of its group, the groups being those that the `links`
+    (pairs of indices) join directly or through others (a run of dashes, a coil's turns, a row of rings)."""
     rows = np.array([i for i, _ in links], dtype=np.int64)
     cols = np.array([j for _, j in links], dtype=np.int64)
     _, group = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(n, n)), directed=False)
+    return group
+
+
+def group_sizes(n: int, links: list[tuple[int, int]]) -> np.ndarray:
+    """For each of `n` things, how many things its group holds (groups)."""
+    group = groups(n, links)
     return np.bincount(group)[group]
 
 
