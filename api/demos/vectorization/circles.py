@@ -3,7 +3,8 @@
 Junctions cut a circle into several arc pieces (a radius touching it, a line crossing it). Pieces
 lying on one circle are gathered, the circle is refitted on all their points, and the angular
 coverage decides: no gap wider than a junction → a circle; otherwise one arc per covered stretch.
-Arcs shorter than the shortest arc alone are kept when they are the turns of a coil (`coiled`).
+Arcs shorter than the shortest arc alone are kept when they are the turns of a coil (`coiled`);
+two equal circles or arcs round a smaller circle midway are an oval pad's ends (`stadium_ends`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .spatial import Box, Grid, box_of, group_sizes
 COIL_RUN = 3  # a coil has at least this many turns …
 COIL_RATIO = 0.8  # … of one radius within this ratio …
 COIL_PITCH = 2.2  # … whose centres are no further apart than this many radii
+HALF_SWEEP = 120.0  # degrees of skeleton round an inked circle: a half circle, ends turned into ink
 MIN_COVERAGE = 0.7  # share of a circle its skeleton must cover (the rest: crossings and junctions)
 
 
@@ -165,10 +167,12 @@ def _nearest_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_radius: float,
-                  ink: np.ndarray | None = None) -> list[Primitive]:
+                  ink: np.ndarray | None = None, halves: list[Primitive] | None = None) -> list[Primitive]:
     """A circle when the coverage has no gap wider than `max_gap` px, nor any wider gap where the
     circle's path is ink all the same (another stroke crossing at a shallow angle); else one arc
-    per covered stretch."""
+    per covered stretch. A circle whose path is ink all round but whose skeleton covers less than
+    MIN_COVERAGE of it, and at least HALF_SWEEP degrees, is no circle: its covered stretches go to
+    `halves` (a stadium's ends, see stadium_ends; or a letter's bowl)."""
     fit = cluster.fit
     if fit.r > max_radius or fit.r < 2:
         return []
@@ -182,9 +186,18 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
         # the gaps the ink bridges must not be most of the circle: a small "circle" that turns
         # through a blob of ink (an acute corner, an arrowhead) is covered by skeleton on one side only
         covered = 360.0 - float(gaps[gaps > gap_limit].sum())
-        if covered < MIN_COVERAGE * 360.0:
-            return []
-        return [circle(fit.cx, fit.cy, fit.r)]  # a closed ring is a circle however small (min_radius decides)
+        if covered >= MIN_COVERAGE * 360.0:
+            return [circle(fit.cx, fit.cy, fit.r)]  # a closed ring is a circle however small (min_radius decides)
+        if halves is not None and covered >= HALF_SWEEP:
+            halves += _arcs_between(cluster, np.nonzero(gaps > gap_limit)[0], angles, min_length, max_radius)
+        return []
+    return _arcs_between(cluster, big, angles, min_length, max_radius)
+
+
+def _arcs_between(cluster: ArcCluster, big: np.ndarray, angles: np.ndarray, min_length: float,
+                  max_radius: float) -> list[Primitive]:
+    """One arc per stretch of the cluster's points between two of the `big` gaps."""
+    fit = cluster.fit
     result = []
     n = len(angles)
     for k, gap_index in enumerate(big):
@@ -240,3 +253,53 @@ def _inked_gap(ink: np.ndarray, fit: CircleFit, start: float, end: float, need: 
     if inside.mean() < 1:
         return False
     return float(ink[ys, xs].mean()) >= need
+
+
+def stadium_ends(round_things: list[Primitive], halves: list[Primitive], tolerance: float) -> list[Primitive]:
+    """A slot's or an oval pad's two ends, found as two circles or arcs, made the half circles they are.
+
+    When the hole's ring inside an oval pad touches its sides, the ink round each end closes into
+    a whole circle (the end's half circle, the sides and the far side of the hole's ring), or the
+    skeleton turns into the fused ink before the half circle ends (`halves`: primitives_of's arcs
+    round an inked circle, kept only here): two circles or arcs of one radius, their centres closer
+    than that radius, and a smaller circle midway between them. Each becomes the half circle facing
+    away from the other. Two equal circles that close with nothing at their middle (an eccentric's
+    circles) stay circles."""
+    every = round_things + halves
+    rounds = [p for p in every if p.type in ("circle", "arc")]
+    g = [p.geometry for p in rounds]
+    holes = [p.geometry for p in round_things if p.type == "circle"]
+    paired: dict[int, int] = {}
+    for i, a in enumerate(g):
+        for j in range(i + 1, len(g)):
+            b = g[j]
+            gap = math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"])
+            if abs(a["r"] - b["r"]) > tolerance or not 2 * tolerance < gap <= min(a["r"], b["r"]):
+                continue
+            if not (_faces(a, b) and _faces(b, a)):
+                continue
+            mx, my = (a["cx"] + b["cx"]) / 2, (a["cy"] + b["cy"]) / 2
+            if any(c["r"] < min(a["r"], b["r"]) - tolerance and math.hypot(c["cx"] - mx, c["cy"] - my) <= tolerance
+                   for c in holes) and i not in paired and j not in paired:
+                paired[i], paired[j] = j, i
+    ends = {id(rounds[i]): rounds[j] for i, j in paired.items()}
+    tentative = {id(p) for p in halves}
+    result = []
+    for p in every:
+        other = ends.get(id(p))
+        if other is None:
+            if id(p) not in tentative:
+                result.append(p)
+            continue
+        a, b = p.geometry, other.geometry
+        result.append(arc(a["cx"], a["cy"], a["r"], _away(a, b) - 90, _away(a, b) + 90, p.confidence))
+    return result
+
+
+def _away(a: dict, b: dict) -> float:
+    return math.degrees(math.atan2(a["cy"] - b["cy"], a["cx"] - b["cx"]))
+
+
+def _faces(a: dict, b: dict) -> bool:
+    """Whether `a` (a circle, or an arc) runs round the side facing away from `b`'s centre."""
+    return "start" not in a or (_away(a, b) - a["start"]) % 360.0 <= a["end"] - a["start"]

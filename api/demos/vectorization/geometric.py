@@ -14,7 +14,8 @@ among what is kept (ends.extend_lines' `again`) → the ends of acute corners pu
 binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
 lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
 before their ends are walked, and again at the end) → every primitive moved onto its stroke's middle,
-read across the ink (centring: a skeleton bends towards what joins a stroke).
+read across the ink (centring: a skeleton bends towards what joins a stroke) → an oval pad's ends,
+closed into circles through its hole's ink, made the half circles they are (circles.stadium_ends).
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import Band, ink_mask
 from .centring import centre_line, centre_round
 from .chains import chains_of, skeleton
-from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of
+from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of, stadium_ends
 from .dots import find_dots
 from .ends import (
     drop_covered_arcs,
@@ -132,10 +133,11 @@ class GeometricDetector:
         support_mask = cv2.dilate(ink.raw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         line_pieces = absorb_line_pieces(arc_clusters, line_pieces, tolerance, max_gap, support_mask)
         least = min_length if s.min_length else min(min_length, max(ARC_FLOOR, COIL_PENS * width))
+        halves: list[Primitive] = []  # arcs round an inked circle: kept as a stadium's ends only
         round_things, fillets = [], set()  # fillets: arcs tangent to a line at both ends, kept however short
         for c in arc_clusters:
             fillet = all(piece.fillet for piece in c.pieces)
-            for p in primitives_of(c, max_gap, least, max_radius, support_mask):
+            for p in primitives_of(c, max_gap, least, max_radius, support_mask, halves):
                 if p.geometry["r"] >= s.min_radius and (p.type == "arc" or p.geometry["r"] >= RING_PENS * width):
                     round_things.append(p)
                     if fillet:
@@ -213,6 +215,7 @@ class GeometricDetector:
         primitives = [p for p in primitives if p.type != "line"] + lines
         for p in primitives:
             (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
+        primitives = stadium_ends(primitives, halves, tolerance)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")
