@@ -324,6 +324,32 @@ def test_drilled_pads_in_rows_are_each_a_ring_round_its_hole(monkeypatch):
     assert all(found(*case) < 12 for case in pads)  # one of each pair at best, or false circles
 
 
+def test_a_square_pad_round_its_holes_ring_in_a_row_of_round_pads_is_four_lines(monkeypatch):
+    """Pin 1's square pad round its drill hole, before a row of round pads: smaller than the
+    clutter size and holed, it was dropped as a letter would be (an "a"); and the row of pads
+    formed a word's band, whose short lines are a word's strokes. A holed component round a ring
+    kept is a pad, and kept rings are no letters (binarize._round_one_of, word_bands' `kept`)."""
+    from api.demos.vectorization import binarize
+
+    def sides(pen: int, r: float, hole: float, pitch: float) -> int:
+        corners = ((-1, -1), (1, -1), (1, 1), (-1, 1))
+        square = [line(60 + dx * r, 250 + dy * r, 60 - dy * r, 250 + dx * r) for dx, dy in corners]
+        pads = [circle(60 + pitch * k, 250, radius) for k in range(1, 5) for radius in (r, hole)]
+        truth = square + pads + [circle(60, 250, hole)]
+        scores = match(detect(page_with(truth, pen=pen)), truth)
+        assert (scores["circle"]["tp"], scores["circle"]["fp"]) == (9, 0), scores
+        return scores["line"]["tp"] if not scores["line"]["fp"] else -1
+
+    cases = ((2, 20, 12, 56), (3, 22, 13, 60), (4, 24, 14, 64))
+    assert [sides(*case) for case in cases] == [4, 4, 4]
+    word_bands = binarize.word_bands
+    monkeypatch.setattr(binarize, "word_bands", lambda stats, min_size, kept=None: word_bands(stats, min_size))
+    assert all(sides(*case) < 4 for case in cases)
+    monkeypatch.undo()
+    monkeypatch.setattr(binarize, "_round_one_of", lambda *args: False)
+    assert all(sides(*case) < 4 for case in cases)
+
+
 def test_a_pad_whose_ring_and_hole_are_one_band_of_ink_is_two_circles(monkeypatch):
     """A drilled pad whose outline and hole are closer than the pen: one band of ink round the hole,
     wider than a pen (a JST header's pads, touching the body's outline). The skeleton runs down the

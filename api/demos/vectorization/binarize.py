@@ -105,8 +105,9 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
     ridge = ridge_of(distance)
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
-        min_size = max(24, int(CLUTTER_PENS * stroke_width(_drop_small_boxes(labelled, 24), distance, ridge)))
-    mask = _drop_small_boxes(labelled, min_size, keep_rings=True)
+        min_size = max(24, int(CLUTTER_PENS * stroke_width(np.take(_kept(labelled, 24), labelled[0]), distance, ridge)))
+    kept = _kept(labelled, min_size, keep_rings=True)
+    mask = np.take(kept, labelled[0])
     # the gaps are opened once text and clutter are told apart: letters that touch with a gap
     # between them stay one piece of clutter, as the blur left them
     gaps = thin_gaps(flat < threshold, flat >= paper - GAP_LIGHT * (paper - ink_level))
@@ -116,7 +117,7 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
         distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
         ridge = ridge_of(distance)
     return InkMask(mask=mask, raw=raw, distance=distance, stroke_width=stroke_width(mask, distance, ridge),
-                   threshold=threshold, min_size=min_size, words=word_bands(labelled[1], min_size))
+                   threshold=threshold, min_size=min_size, words=word_bands(labelled[1], min_size, kept))
 
 
 def thin_gaps(ink: np.ndarray, light: np.ndarray) -> np.ndarray:
@@ -145,10 +146,11 @@ def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
     return np.take(keep, labels)
 
 
-def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
-    """The mask `labelled` (its components' labels and stats) without the components smaller than
-    `min_size` both ways; with `keep_rings`, a small component that is a round ring (a hole, a
-    terminal, a small circle) is kept all the same unless it stands in a word."""
+def _kept(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bool = False) -> np.ndarray:
+    """Which components of `labelled` (their labels and stats) are kept, by label: not those smaller
+    than `min_size` both ways; with `keep_rings`, a small component that is a round ring (a hole, a
+    terminal, a small circle) is kept all the same unless it stands in a word, and so is a holed
+    one round such a ring (a square pad round its hole)."""
     labels, stats = labelled
     big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
     big[0] = False
@@ -160,8 +162,18 @@ def _drop_small_boxes(labelled: tuple[np.ndarray, np.ndarray], min_size: int, ke
         rings = np.array([index for index in small if shapes[index] == "ring"], int)
         letters = np.array([index for index in small if shapes[index] is None], int)
         worded = _worded_rings(stats, rings, letters)
-        big[[index for index in rings if index not in worded]] = True
-    return np.take(big, labels)
+        kept = [index for index in rings if index not in worded]
+        big[kept] = True
+        big[[index for index in small if shapes[index] == "holed" and _round_one_of(stats, index, kept)]] = True
+    return big
+
+
+def _round_one_of(stats: np.ndarray, index: int, rings: list[int]) -> bool:
+    """Whether component `index` (holed) holds one of `rings` in its box: a square pad round its
+    hole's ring. A letter's hole (an "a", a square "o") holds nothing."""
+    x, y, w, h = (int(v) for v in stats[index, :4])
+    return any(x < stats[r, 0] and y < stats[r, 1] and stats[r, 0] + stats[r, 2] < x + w and
+               stats[r, 1] + stats[r, 3] < y + h for r in rings)
 
 
 def _in_a_word(stats: np.ndarray, index: int, small: np.ndarray) -> bool:
@@ -193,13 +205,16 @@ def _worded_rings(stats: np.ndarray, rings: np.ndarray, letters: np.ndarray) -> 
     return {int(i) for a, i in enumerate(rings) if row[a] in worded}
 
 
-def word_bands(stats: np.ndarray, min_size: int) -> list[Band]:
+def word_bands(stats: np.ndarray, min_size: int, kept: np.ndarray | None = None) -> list[Band]:
     """The bands where words lie: rows of two or more small components standing as letters do
     (`_in_a_word`), each letter level with the row and near its last one (WORD_SPACING), the band
     grown by WORD_REACH letter widths either side and WORD_MARGIN of its height above and below.
     A letter touching a stroke is one ink with it and kept, but its word's other letters are
-    clutter and mark where it lies (text written over a resistor, a transistor's pin names)."""
+    clutter and mark where it lies (text written over a resistor, a transistor's pin names).
+    Small components `kept` (by label: rings, pads) are no letters: a row of pads is no word."""
     small = np.nonzero(np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < min_size)[0]
+    if kept is not None:
+        small = small[~kept[small]]
     letters = sorted((int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]))
                      for i in small[small > 0] if _in_a_word(stats, i, small[small > 0]))
     rows: list[list] = []  # [xmin, ymin, xmax, ymax, letter widths]
