@@ -268,20 +268,16 @@ def stadium_ends(round_things: list[Primitive], halves: list[Primitive], toleran
     every = round_things + halves
     rounds = [p for p in every if p.type in ("circle", "arc")]
     g = [p.geometry for p in rounds]
-    holes = [p.geometry for p in round_things if p.type == "circle"]
+    circles = [p.geometry for p in round_things if p.type == "circle"]
     paired: dict[int, int] = {}
-    for i, a in enumerate(g):
-        for j in range(i + 1, len(g)):
-            b = g[j]
-            gap = math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"])
-            if abs(a["r"] - b["r"]) > tolerance or not 2 * tolerance < gap <= min(a["r"], b["r"]):
-                continue
-            if not (_faces(a, b) and _faces(b, a)):
-                continue
-            mx, my = (a["cx"] + b["cx"]) / 2, (a["cy"] + b["cy"]) / 2
-            if any(c["r"] < min(a["r"], b["r"]) - tolerance and math.hypot(c["cx"] - mx, c["cy"] - my) <= tolerance
-                   for c in holes) and i not in paired and j not in paired:
-                paired[i], paired[j] = j, i
+    for i, j in _equal_and_close(g, tolerance):
+        a, b = g[i], g[j]
+        if i in paired or j in paired or not (_faces(a, b) and _faces(b, a)):
+            continue
+        mx, my = (a["cx"] + b["cx"]) / 2, (a["cy"] + b["cy"]) / 2
+        if any(c["r"] < min(a["r"], b["r"]) - tolerance and math.hypot(c["cx"] - mx, c["cy"] - my) <= tolerance
+               for c in circles):
+            paired[i], paired[j] = j, i
     ends = {id(rounds[i]): rounds[j] for i, j in paired.items()}
     tentative = {id(p) for p in halves}
     result = []
@@ -294,6 +290,22 @@ def stadium_ends(round_things: list[Primitive], halves: list[Primitive], toleran
         a, b = p.geometry, other.geometry
         result.append(arc(a["cx"], a["cy"], a["r"], _away(a, b) - 90, _away(a, b) + 90, p.confidence))
     return result
+
+
+def _equal_and_close(g: list[dict], tolerance: float) -> list[tuple[int, int]]:
+    """Pairs (i < j) of circles or arcs of one radius (within `tolerance`) whose centres are more
+    than two tolerances apart and no further apart than that radius, nearest first."""
+    grid = Grid(64.0)
+    for i, a in enumerate(g):
+        grid.add(i, (a["cx"], a["cy"], a["cx"], a["cy"]))
+    pairs = []
+    for i, a in enumerate(g):
+        for j in grid.query((a["cx"] - a["r"], a["cy"] - a["r"], a["cx"] + a["r"], a["cy"] + a["r"])):
+            b = g[j]
+            apart = math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"])
+            if j > i and abs(a["r"] - b["r"]) <= tolerance and 2 * tolerance < apart <= min(a["r"], b["r"]):
+                pairs.append((apart, i, j))
+    return [(i, j) for _, i, j in sorted(pairs)]
 
 
 def _away(a: dict, b: dict) -> float:
