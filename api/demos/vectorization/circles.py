@@ -179,17 +179,18 @@ def primitives_of(cluster: ArcCluster, max_gap: float, min_length: float, max_ra
     angles = np.sort(fit.angles(cluster.points))
     gaps = np.diff(np.concatenate([angles, [angles[0] + 360.0]]))
     gap_limit = max(3.0, math.degrees(max_gap / fit.r))
-    big = np.nonzero(gaps > gap_limit)[0]
+    wide = np.nonzero(gaps > gap_limit)[0]
+    big = wide
     if ink is not None:
-        big = np.array([i for i in big if not _inked_gap(ink, fit, angles[i], angles[i] + gaps[i])], int)
+        big = np.array([i for i in wide if not _inked_gap(ink, fit, angles[i], angles[i] + gaps[i])], int)
     if big.size == 0:
         # the gaps the ink bridges must not be most of the circle: a small "circle" that turns
         # through a blob of ink (an acute corner, an arrowhead) is covered by skeleton on one side only
-        covered = 360.0 - float(gaps[gaps > gap_limit].sum())
+        covered = 360.0 - float(gaps[wide].sum())
         if covered >= MIN_COVERAGE * 360.0:
             return [circle(fit.cx, fit.cy, fit.r)]  # a closed ring is a circle however small (min_radius decides)
         if halves is not None and covered >= HALF_SWEEP:
-            halves += _arcs_between(cluster, np.nonzero(gaps > gap_limit)[0], angles, min_length, max_radius)
+            halves += _arcs_between(cluster, wide, angles, min_length, max_radius)
         return []
     return _arcs_between(cluster, big, angles, min_length, max_radius)
 
@@ -287,8 +288,8 @@ def stadium_ends(round_things: list[Primitive], halves: list[Primitive], toleran
             if id(p) not in tentative:
                 result.append(p)
             continue
-        a, b = p.geometry, other.geometry
-        result.append(arc(a["cx"], a["cy"], a["r"], _away(a, b) - 90, _away(a, b) + 90, p.confidence))
+        a, away = p.geometry, _away(p.geometry, other.geometry)
+        result.append(arc(a["cx"], a["cy"], a["r"], away - 90, away + 90, p.confidence))
     return result
 
 
