@@ -368,6 +368,56 @@ def test_a_pad_whose_ring_and_hole_are_one_band_of_ink_is_two_circles(monkeypatc
     assert all(found(pen)[0] < 12 for pen in (3, 4))
 
 
+def test_pads_touching_their_neighbours_all_round_are_each_two_circles(monkeypatch):
+    """A header's drilled pads in two columns, each pad's outline and hole closer than the pen, the
+    pads touching one another and the body's outline: each pad's band of ink runs into its
+    neighbours on most rays (some never reach paper): the band is as wide as at its narrowest (what
+    touches it only widens it). Where pads stand apart and the band is wider, the skeleton runs
+    down its middle as one circle, and the band's two circles replace it (geometric._mid_band)."""
+    from api.demos.vectorization import geometric, rings
+
+    frame = [line(60, 40, 440, 40), line(440, 40, 440, 460), line(440, 460, 60, 460), line(60, 460, 60, 40)]
+    body = frame + [line(300, 80 + 30 * k, 380, 80 + 30 * k) for k in range(12)]  # the page's pen
+
+    def found(pen: int, r: float, hole: float, pitch: float) -> tuple[int, int]:
+        pads = [circle(200 + pitch * i, 100 + pitch * k, radius) for i in range(2) for k in range(6)
+                for radius in (r, hole)]
+        right = 200 + pitch + r + 2 * pen  # the body's outline, touching the right column's pads
+        outline = [line(right, 60, right, 100 + 5 * pitch + 40)]
+        scores = match(detect(page_with(pads + outline + body, pen=pen)), pads + outline + body)["circle"]
+        return scores["tp"], scores["fp"]
+
+    touching = ((3, 11, 7.5, 26), (3, 12, 8.5, 28), (4, 12, 8.5, 28))
+    apart = ((3, 20, 14, 50), (3, 16, 11, 40), (4, 20, 14, 50))  # wider bands: the skeleton is a circle
+    assert [found(*case) for case in touching + apart] == [(24, 0)] * 6
+    monkeypatch.setattr(geometric, "_mid_band", lambda *args: False)
+    assert all(found(*case)[0] < 24 for case in apart)
+    monkeypatch.undo()
+    monkeypatch.setattr(rings, "ANNULUS_EVEN", 0.75)
+    assert all(found(*case)[0] < 24 for case in touching)
+
+
+def test_a_band_round_a_hole_off_its_centre_is_no_pad(monkeypatch):
+    """A pad's two circles share a centre: a band of ink whose outer edge is round about another
+    centre than its hole (a blot round a pinhole, a small triangle round a hole a scan made round)
+    is no pad round its hole (rings.ANNULUS_CONCENTRIC)."""
+    import cv2
+
+    from api.demos.vectorization import rings
+
+    angles = np.linspace(0, 2 * math.pi, rings.RAYS, endpoint=False)
+
+    def band(offset: float) -> bool:
+        ink = np.zeros((100, 100), np.uint8)
+        cv2.circle(ink, (round((50 + offset) * 16), 800), 13 * 16, 1, -1, cv2.LINE_8, 4)
+        cv2.circle(ink, (800, 800), 4 * 16, 0, -1, cv2.LINE_8, 4)
+        return rings._annulus_at(ink > 0, 50.0, 50.0, 2.5, 20.0, np.cos(angles), np.sin(angles)) is not None
+
+    assert [band(offset) for offset in (0, 0.5, 1, 1.5, 2)] == [True, True, False, False, False]
+    monkeypatch.setattr(rings, "ANNULUS_CONCENTRIC", 99.0)
+    assert [band(offset) for offset in (1, 1.5, 2)] == [True, True, True]
+
+
 def test_a_small_stadium_pad_whose_hole_touches_its_sides_is_not_a_letter():
     """An oval pad round its drill hole, the hole's ring touching its straight sides: a component
     smaller than the clutter size, taller than wide, holed three times (the hole and two crescents).
@@ -601,7 +651,7 @@ def test_a_small_ring_a_line_runs_through_is_found_from_its_hole(monkeypatch):
         return match(detect(page_with(truth, pen=pen, size=400)), truth)["circle"]["tp"]
 
     assert [found(*case) for case in cases] == [1] * len(cases)
-    monkeypatch.setattr(geometric, "find_rings", lambda *args: [])
+    monkeypatch.setattr(geometric, "find_rings", lambda *args: ([], []))
     assert sum(found(*case) for case in cases) <= 2  # 2 of 6 found without
 
 

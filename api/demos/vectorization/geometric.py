@@ -49,7 +49,7 @@ from .fitting import ChainCutter
 from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
-from .rings import find_rings, round_holes
+from .rings import Pad, find_rings, round_holes
 from .spatial import at_points, on_mask
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
@@ -175,7 +175,9 @@ class GeometricDetector:
         lap("merge_s")
         round_things += _new_circles(find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0)),
                                   round_things, tolerance)
-        rings = find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0))
+        rings, pads = find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0))
+        round_things = [p for p in round_things if not _mid_band(p, pads, tolerance)]
+        rings += [p for pad in pads for p in pad]
         round_things += _new_circles([p for p in rings if _traced(p, straight, 2 * tolerance) < POLYGON_TRACED],
                                      round_things, tolerance)  # (a small polygon's hole is round enough)
         reach = 3 * max_gap
@@ -258,6 +260,15 @@ def _new_circles(found: list[Primitive], round_things: list[Primitive], toleranc
                    abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
 
     return [d for d in found if not known(d.geometry)]
+
+
+def _mid_band(thing: Primitive, pads: list[Pad], tolerance: float) -> bool:
+    """Whether `thing` is a circle midway in a band of ink that two concentric circles' strokes make
+    (a pad round its hole): the skeleton runs down the band's middle, and the chains found that."""
+    g = thing.geometry
+    return thing.type == "circle" and any(
+        math.hypot(g["cx"] - inner.geometry["cx"], g["cy"] - inner.geometry["cy"]) <= 2 * tolerance and
+        inner.geometry["r"] + tolerance < g["r"] < outer.geometry["r"] - tolerance for inner, outer in pads)
 
 
 def _traced(ring: Primitive, lines: list[Primitive], reach: float) -> float:

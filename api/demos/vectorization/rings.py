@@ -23,7 +23,9 @@ circle's outside for the edge of its island.
 
 A drilled pad round its hole, the two strokes closer than the pen, is one band of ink round the
 hole, wider than a pen: the skeleton runs down its middle and no ring is a pen wide. The band's
-inner and outer edges are the two circles (_annulus_at).
+inner and outer edges are the two circles (_annulus_at), found where the band is at its narrowest:
+pads in a header touch their neighbours and the body's outline, which only widen it. Such pairs
+come back apart (a Pad), so that the circle the chains found down the band's middle gives way.
 """
 from __future__ import annotations
 
@@ -45,22 +47,27 @@ RING_HOLE = 0.25  # … and inside it (lines crossing the hole fill it; its smal
 RING_FIT = 1.0  # px: rms distance of the pen's middles from the fitted circle
 RING_INSIDE = 1.5  # px: the hole a ring is found round lies inside its pen's inner edge, this close
 RING_EVEN = 0.3  # the pen crossed on a clean ray is as wide as the pen within this share (or 1.5 px)
-# a ring's band of ink this many pens wide is two concentric circles' strokes, as wide on this share of
-# the rays at least (the rest run into what touches it: _annulus_at)
-ANNULUS_PENS, ANNULUS_EVEN = 1.4, 0.75
+# a ring's band of ink this many pens wide is two concentric circles' strokes, as wide as at its
+# narrowest on this share of the rays at least (the rest run into what touches it: _annulus_at)
+ANNULUS_PENS, ANNULUS_EVEN = 1.4, 0.25
+ANNULUS_CONCENTRIC = 0.15  # pens: the band's edges' circles share a centre this close (not a small triangle's)
 HOLE_ROUND = 0.5  # px: rms distance of a round hole's outline from its circle (pixel steps give ~0.3)
 HOLE_SIDE = 0.25  # quantile of the pen crossed from a round edge into the ink that is its own (more: what touches it)
 
 
+Pad = tuple[Primitive, Primitive]  # a pad's circle and its hole's, their strokes one band of ink
+
+
 def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: float,
-               max_radius: float) -> list[Primitive]:
+               max_radius: float) -> tuple[list[Primitive], list[Pad]]:
     """Circles of radius up to `max_radius` drawn round a hole that lines cut into sectors (see the
-    module's doc). `ink`: all ink (bool H×W); `kept`: the ink less clutter (a letter's bowl is
+    module's doc), and the pairs of concentric circles whose strokes are one band round a hole
+    (a Pad: inner first). `ink`: all ink (bool H×W); `kept`: the ink less clutter (a letter's bowl is
     not a ring); `width`: the pen width in px."""
     half = width / 2
     least = max(min_radius, half + 2.0)  # the hole shows: paper inside the pen
     if least > max_radius:
-        return []
+        return [], []
     h, w = ink.shape
     paper = (~ink).astype(np.uint8)
     count, labels, stats = components(paper, connectivity=4)
@@ -69,6 +76,7 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
     cos, sin = np.cos(angles), np.sin(angles)
     radii = np.arange(least, max_radius + 0.25, 0.5)
     found: list[tuple[float, float, float]] = []
+    bands: list[tuple[tuple[float, float, float], ...]] = []  # (inner, outer)
     tried: set[tuple[int, int]] = set()
     for k in range(1, count):
         x, y, bw, bh = (int(v) for v in stats[k, :4])
@@ -79,8 +87,11 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
             continue  # a letter's hole (clutter), or paper reaching round
         pair = _annulus_at(ink, x + (bw - 1) / 2, y + (bh - 1) / 2, half, max_radius, cos, sin)
         if pair is not None:  # a pad round its hole, a pixel apart or touching: one wide band of ink
-            found += [r for r in pair if not any(math.hypot(r[0] - fx, r[1] - fy) < 2.0 and abs(r[2] - fr) < 2.0
-                                                  for fx, fy, fr in found)]
+            new = [r for r in pair if not any(math.hypot(r[0] - fx, r[1] - fy) < 2.0 and abs(r[2] - fr) < 2.0
+                                              for fx, fy, fr in found)]
+            found += new
+            if len(new) == 2:
+                bands.append(pair)
             continue
         for cx, cy in _centres(x, y, bw, bh, half + 0.5):
             key = (int(round(cx)), int(round(cy)))
@@ -94,7 +105,9 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
                     not any(math.hypot(ring[0] - fx, ring[1] - fy) < 2.0 and abs(ring[2] - fr) < 2.0
                             for fx, fy, fr in found):
                 found.append(ring)
-    return [circle(cx, cy, r) for cx, cy, r in found]
+    paired = {r for pair in bands for r in pair}
+    return [circle(cx, cy, r) for cx, cy, r in found if (cx, cy, r) not in paired], \
+        [(circle(*inner), circle(*outer)) for inner, outer in bands]
 
 
 def _encloses(ring: tuple[float, float, float], hole: np.ndarray, x: int, y: int, half: float) -> bool:
@@ -165,10 +178,11 @@ def _ring_at(ink: np.ndarray, kept: np.ndarray, cx: float, cy: float, radii: np.
 def _annulus_at(ink: np.ndarray, cx: float, cy: float, half: float, max_radius: float,
                 cos: np.ndarray, sin: np.ndarray) -> tuple[tuple[float, float, float], ...] | None:
     """Two concentric circles whose strokes are one band of ink round a hole centred at (cx, cy):
-    every ray crosses paper, then ink ANNULUS_PENS pens wide or more, as wide (within RING_EVEN) on
-    ANNULUS_EVEN of them, then paper; the circles are the inner edge's circle half a pen out and
-    the outer edge's half a pen in (a drilled pad round its hole, the gap between them under a
-    pixel). None otherwise."""
+    every ray crosses paper, then ink ANNULUS_PENS pens wide or more, as wide as at its narrowest
+    (within RING_EVEN) on ANNULUS_EVEN of them, then paper or more ink (what touches the pad: its
+    neighbours, the body's outline); the circles are the inner edge's circle half a pen out and
+    the outer edge's half a pen in, on those rays, their centres ANNULUS_CONCENTRIC apart at most
+    (a drilled pad round its hole, the gap between them under a pixel). None otherwise."""
     steps = np.arange(0.0, max_radius + half + 3, 0.5)
     profile = along_rays(ink, cx, cy, cos, sin, steps)
     if profile[:, 0].any():
@@ -176,14 +190,17 @@ def _annulus_at(ink: np.ndarray, cx: float, cy: float, half: float, max_radius: 
     inner, outer = [], []
     for row in profile:
         edge_in = int(np.argmax(row))
-        if not row[edge_in] or not (~row[edge_in:]).any():
+        if not row[edge_in]:
             return None
-        edge_out = edge_in + int(np.argmax(~row[edge_in:]))
+        beyond = ~row[edge_in:]
         inner.append(steps[edge_in] - 0.25)
-        outer.append(steps[edge_out] - 0.25)
+        outer.append(steps[edge_in + int(np.argmax(beyond))] - 0.25 if beyond.any() else math.inf)
     band = np.array(outer) - np.array(inner)
-    wide = float(np.median(band))
-    even = np.abs(band - wide) <= max(1.5, RING_EVEN * 2 * half)  # the rest run into what touches the pad
+    if not np.isfinite(band).any():
+        return None
+    slack = max(1.5, RING_EVEN * 2 * half)
+    wide = float(np.median(band[band <= band.min() + slack]))  # what touches the pad only widens the band
+    even = np.abs(band - wide) <= slack
     if wide < ANNULUS_PENS * 2 * half or even.mean() < ANNULUS_EVEN:
         return None
     circles = []
@@ -193,6 +210,9 @@ def _annulus_at(ink: np.ndarray, cx: float, cy: float, half: float, max_radius: 
                 math.hypot(fit.cx - cx, fit.cy - cy) > half:
             return None
         circles.append((fit.cx, fit.cy, fit.r + inwards * half))
+    (ix, iy, _), (ox, oy, _) = circles
+    if math.hypot(ix - ox, iy - oy) > ANNULUS_CONCENTRIC * 2 * half:
+        return None
     return tuple(circles)
 
 
