@@ -4,8 +4,9 @@ Scans have uneven lighting, tinted and textured paper, faded ink and specks. We 
 image by an estimate of the paper alone (a large morphological closing, computed small and scaled
 back), so the background is flat at 1.0 whatever its colour; then the threshold sits between the
 paper level and the ink level, but never inside the paper's own noise. Small specks and holes are
-removed, and connected components too small to hold a primitive (letters, numbers, dirt) are
-dropped: they are the text-like clutter a diagram's labels make.
+removed (not a small round hole: a pad's drill hole), and connected components too small to hold
+a primitive (letters, numbers, dirt) are dropped: they are the text-like clutter a diagram's
+labels make.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ SECTORS = 3  # a small component holed this many times (a circle and its centre 
 # ink is paper, when such pixels run GAP_RUN or more (thin_gaps): a quarter, so that faded ink on a
 # noisy page, paler than the threshold but far from the paper, still joins its stroke
 GAP_LIGHT, GAP_RUN = 0.25, 20
+# holes smaller than PINHOLE px in the ink are filled (a thick stroke's specks of paper), but
+# not those DRILL_ACROSS px wide and tall that fill DRILL_ROUND of their box: a disc (π/4), a drill hole
+PINHOLE, DRILL_ACROSS, DRILL_ROUND = 24, (4, 6), 0.7
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 
 
@@ -100,7 +104,7 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     if paper - ink_level < 8 * noise:  # nothing stands out from the paper: a blank page
         raw[:] = False
     raw = _remove_small(raw, area=6)
-    raw = ~_remove_small(~raw, area=24)  # pinholes inside thick strokes
+    raw |= _pinholes(~raw)  # inside thick strokes
     labelled = components(raw)[1:3]
     distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
     ridge = ridge_of(distance)
@@ -137,6 +141,18 @@ def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     keep[labels[strong & weak]] = True
     keep[0] = False
     return np.take(keep, labels)  # keep[labels] (as here and below), in half the time
+
+
+def _pinholes(paper: np.ndarray) -> np.ndarray:
+    """The specks of `paper` inside the ink to fill: smaller than PINHOLE px, unless round (a pad's
+    drill hole: as wide as tall, DRILL_ACROSS px, filling a disc's share of their box, DRILL_ROUND).
+    A pad drilled 5 px wide was a solid dot: its outline found, its hole's circle not."""
+    count, labels, stats = components(paper)
+    w, h, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    drilled = (w >= DRILL_ACROSS[0]) & (w <= DRILL_ACROSS[1]) & (w == h) & (area >= DRILL_ROUND * w * h)
+    fill = (area < PINHOLE) & ~drilled
+    fill[0] = False
+    return np.take(fill, labels)
 
 
 def _remove_small(mask: np.ndarray, area: int) -> np.ndarray:
