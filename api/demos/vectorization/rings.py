@@ -76,7 +76,7 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
     cos, sin = np.cos(angles), np.sin(angles)
     radii = np.arange(least, max_radius + 0.25, 0.5)
     found: list[tuple[float, float, float]] = []
-    bands: list[tuple[tuple[float, float, float], ...]] = []  # (inner, outer)
+    pads: list[tuple[tuple[float, float, float], ...]] = []  # (inner, outer)
     tried: set[tuple[int, int]] = set()
     for k in range(1, count):
         x, y, bw, bh = (int(v) for v in stats[k, :4])
@@ -91,7 +91,7 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
                                               for fx, fy, fr in found)]
             found += new
             if len(new) == 2:
-                bands.append(pair)
+                pads.append(pair)
             continue
         for cx, cy in _centres(x, y, bw, bh, half + 0.5):
             key = (int(round(cx)), int(round(cy)))
@@ -105,9 +105,9 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
                     not any(math.hypot(ring[0] - fx, ring[1] - fy) < 2.0 and abs(ring[2] - fr) < 2.0
                             for fx, fy, fr in found):
                 found.append(ring)
-    paired = {r for pair in bands for r in pair}
+    paired = {r for pair in pads for r in pair}
     return [circle(cx, cy, r) for cx, cy, r in found if (cx, cy, r) not in paired], \
-        [(circle(*inner), circle(*outer)) for inner, outer in bands]
+        [(circle(*inner), circle(*outer)) for inner, outer in pads]
 
 
 def _encloses(ring: tuple[float, float, float], hole: np.ndarray, x: int, y: int, half: float) -> bool:
