@@ -274,6 +274,12 @@ def page_with(primitives, pen: int = 3, size: int = 500) -> np.ndarray:
     return ink
 
 
+def pen_strokes() -> list:
+    """A frame and a dozen lines on a 500 px page: enough strokes of the page's own pen that its
+    width is read from them, not from the bands of pads drawn beside them."""
+    frame = [line(60, 40, 440, 40), line(440, 40, 440, 460), line(440, 460, 60, 460), line(60, 460, 60, 40)]
+    return frame + [line(300, 80 + 30 * k, 380, 80 + 30 * k) for k in range(12)]
+
 def test_labels_as_tall_as_eight_pens_are_text_but_small_round_symbols_are_kept():
     import cv2
 
@@ -376,8 +382,7 @@ def test_pads_touching_their_neighbours_all_round_are_each_two_circles(monkeypat
     down its middle as one circle, and the band's two circles replace it (geometric._mid_band)."""
     from api.demos.vectorization import geometric, rings
 
-    frame = [line(60, 40, 440, 40), line(440, 40, 440, 460), line(440, 460, 60, 460), line(60, 460, 60, 40)]
-    body = frame + [line(300, 80 + 30 * k, 380, 80 + 30 * k) for k in range(12)]  # the page's pen
+    body = pen_strokes()
 
     def found(pen: int, r: float, hole: float, pitch: float) -> tuple[int, int]:
         pads = [circle(200 + pitch * i, 100 + pitch * k, radius) for i in range(2) for k in range(6)
@@ -425,8 +430,7 @@ def test_a_pad_drilled_a_few_pixels_wide_keeps_its_hole(monkeypatch):
     outline found, the hole's circle not). A round hole that small is kept (binarize._pinholes)."""
     from api.demos.vectorization import binarize
 
-    frame = [line(60, 40, 440, 40), line(440, 40, 440, 460), line(440, 460, 60, 460), line(60, 460, 60, 40)]
-    body = frame + [line(300, 80 + 30 * k, 380, 80 + 30 * k) for k in range(12)]  # the page's pen
+    body = pen_strokes()
 
     def found(pen: int, hole: float, r: float) -> tuple[int, int]:
         pads = [circle(100 + 30 * k, 300, radius) for k in range(6) for radius in (r, hole)]
