@@ -460,6 +460,36 @@ def test_a_small_stadium_pad_whose_hole_touches_its_sides_is_not_a_letter():
         assert (scores["arc"]["tp"], scores["arc"]["fp"]) == (8, 0), (pen, scores)
 
 
+def stadium(cx: float, cy: float, r: float, half: float, upright: bool) -> list:
+    """An oval pad's outline: two sides 2 × `half` long, two half circles of radius `r`."""
+    if upright:
+        return [line(cx - r, cy - half, cx - r, cy + half), line(cx + r, cy - half, cx + r, cy + half),
+                arc(cx, cy - half, r, 180, 360), arc(cx, cy + half, r, 0, 180)]
+    return [line(cx - half, cy - r, cx + half, cy - r), line(cx - half, cy + r, cx + half, cy + r),
+            arc(cx + half, cy, r, 270, 450), arc(cx - half, cy, r, 90, 270)]
+
+
+def test_oval_pads_touching_a_body_outline_are_two_sides_and_two_half_circles(monkeypatch):
+    """Oval pads whose outline fuses with the body's outline along a side or at an end: the
+    skeleton runs between the two strokes and turns into the side before each half circle is
+    done, giving sides running on round the ends, arcs too short to keep, pieces running on into
+    the outline. The paper inside is the pad's shape shrunk by half a pen: its ends' circles give
+    both sides and both half circles (slots.py)."""
+    from api.demos.vectorization import geometric
+
+    def found(pen: int, r: float, half: float, upright: bool, apart: float) -> dict:
+        pads = [p for k in range(3) for p in stadium(100 + 70 * k, 250, r, half, upright)]
+        y = 250 + (half if upright else 0) + r + apart  # the body's outline, its stroke touching each pad's
+        truth = pads + [line(75, y, 270, y)] + pen_strokes()
+        scores = match(detect(page_with(truth, pen=pen)), truth)
+        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc")}
+
+    cases = ((3, 30, 20, True, 3.3), (2, 10, 8, True, 4.5), (4, 14, 10, False, 7), (4, 18, 12, False, 7))
+    assert [found(*case) for case in cases] == [{"line": (23, 0), "arc": (6, 0)}] * 4
+    monkeypatch.setattr(geometric, "with_slots", lambda primitives, slots, tolerance: primitives)
+    assert all(found(*case)["arc"][0] <= 3 for case in cases)
+
+
 def test_two_equal_circles_a_little_apart_with_no_hole_between_stay_circles():
     """An eccentric's circles (one radius, centres closer than it) are the stadium's ends' shape,
     without the smaller circle midway: they stay whole."""

@@ -50,6 +50,7 @@ from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, sample_array
 from .rings import Pad, find_rings, round_holes
+from .slots import find_slots, with_slots
 from .spatial import at_points, on_mask
 
 LINE_FLOOR, LINE_PENS = 20.0, 5.0  # automatic shortest line: real drawings are full of short ones
@@ -63,6 +64,7 @@ POLYGON_TRACED = 0.8  # a ring this much of whose circle runs along lines found 
 SPUR_PENS = 1.15
 TICK_PENS = 2.5  # shorter lines are not kept even side by side (geometric.GeometricDetector._ticks)
 SIDE_PENS = 3.5  # … nor shorter lines along a hole's side (holes.py: a small triangle's sides)
+SLOT_PENS = 1.0  # a slot's hole at least this many pens wide: a letter's counter is narrower
 ARC_FLOOR, ARC_PENS = 15.0, 6.0  # automatic shortest arc: coils and rounded corners are short arcs
 COIL_PENS = 3.0  # … down to this many pen widths for the turns of a coil (circles.coiled)
 WORD_LINES = 1.5  # a line lying in a word's band, no longer than this many times its height, is its letters'
@@ -150,6 +152,7 @@ class GeometricDetector:
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         distance = ink.distance
         holes = holes_of(ink.mask)
+        slots = find_slots(holes, ink.mask, width, max(SLOT_PENS * width, s.min_radius))
         least_round = max(s.min_radius, 4 * width, 12.0)
         merged = _new_circles(round_holes(holes, ink.mask, width, least_round),
                               round_things, tolerance)  # circles the chains missed: others merge with them
@@ -217,7 +220,7 @@ class GeometricDetector:
         primitives = [p for p in primitives if p.type != "line"] + lines
         for p in primitives:
             (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
-        primitives = stadium_ends(primitives, halves, tolerance)
+        primitives = with_slots(stadium_ends(primitives, halves, tolerance), slots, tolerance)
         _clip_inside(primitives, w, h)
         _name(primitives)
         lap("score_s")

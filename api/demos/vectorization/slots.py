@@ -1,0 +1,197 @@
+"""Oval pads and slots: a hole whose outline is a stadium, two half circles joined by straight sides.
+
+A stadium drawn with a thick pen is hard on the skeleton: where a body's outline or a neighbour
+runs along one side the two strokes fuse and the skeleton runs between them, and at each end it
+turns into the side before the half circle is done. The chains then give sides running on round
+the ends and arcs too short to keep. The paper inside is the stadium shrunk by half a pen,
+whatever touches it outside: its axis and its half width give both sides and both half circles,
+which replace what the chains made of them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .fitting import CircleFit, fit_circle
+from .holes import Holes
+from .primitives import Primitive, arc, line, sample_array
+from .spatial import on_mask
+
+SLOT_ROUND = 0.7  # px: rms distance of a slot's hole's outline from its stadium where it runs along it
+SLOT_ON, SLOT_ON_PX = 0.6, 1.0  # … on this share of it at least, this close (the rest: what fuses with a side)
+SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least (cut short by a side, too)
+SLOT_TRIES = 64  # circles tried through three of an end's points
+SLOT_STRAIGHT = 1.0  # pens: the straight sides at least this long (shorter: a round hole, round_holes')
+SLOT_INKED = 0.9  # share of the outline with ink right outside the hole (else the hole is a gap's, not a slot's)
+SLOT_SIDE = 0.25  # quantile of the pen crossed from the hole's edge into the ink that is its own stroke
+SLOT_ALONG, SLOT_MOST = 2.0, 0.5  # what lies this many tolerances from a slot's outline over this share of
+# its length is the chains' try at it (running on along what fuses with it)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A stadium: its axis from (x0, y0) to (x1, y1), the half circles' centres, and its radius."""
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    r: float
+
+    def primitives(self, confidence: float = 1.0) -> list[Primitive]:
+        """The two sides and the two half circles, each facing away from the other end."""
+        ux, uy = self.x1 - self.x0, self.y1 - self.y0
+        n = math.hypot(ux, uy)
+        nx, ny = -uy / n * self.r, ux / n * self.r
+        away = math.degrees(math.atan2(uy, ux))
+        return [line(self.x0 + nx, self.y0 + ny, self.x1 + nx, self.y1 + ny, confidence),
+                line(self.x1 - nx, self.y1 - ny, self.x0 - nx, self.y0 - ny, confidence),
+                arc(self.x1, self.y1, self.r, away - 90, away + 90, confidence),
+                arc(self.x0, self.y0, self.r, away + 90, away + 270, confidence)]
+
+    def around(self, step: float) -> tuple[np.ndarray, np.ndarray]:
+        """Points about `step` px apart round the outline (N×2), and the outward normals there."""
+        ux, uy = self.x1 - self.x0, self.y1 - self.y0
+        length = math.hypot(ux, uy)
+        ux, uy = ux / length, uy / length
+        t = np.arange(0.0, length, step)
+        turn = np.linspace(-math.pi / 2, math.pi / 2, max(3, int(math.pi * self.r / step)))
+        ends = [(self.x1, self.y1, math.atan2(uy, ux)), (self.x0, self.y0, math.atan2(-uy, -ux))]
+        normals = [np.column_stack([np.full_like(t, -uy), np.full_like(t, ux)]),
+                   np.column_stack([np.full_like(t, uy), np.full_like(t, -ux)])]
+        points = [np.column_stack([self.x0 + t * ux, self.y0 + t * uy]) + normals[0] * self.r,
+                  np.column_stack([self.x0 + t * ux, self.y0 + t * uy]) + normals[1] * self.r]
+        for x, y, facing in ends:
+            v = np.column_stack([np.cos(facing + turn), np.sin(facing + turn)])
+            points.append(np.array([x, y]) + v * self.r)
+            normals.append(v)
+        return np.vstack(points), np.vstack(normals)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Bounds (x0, y0, x1, y1) of what lies within a radius of its outline (_along)."""
+        return (min(self.x0, self.x1) - 2 * self.r, min(self.y0, self.y1) - 2 * self.r,
+                max(self.x0, self.x1) + 2 * self.r, max(self.y0, self.y1) + 2 * self.r)
+
+    @property
+    def length(self) -> float:
+        """The straight sides' length."""
+        return math.hypot(self.x1 - self.x0, self.y1 - self.y0)
+
+    def off_outline(self, points: np.ndarray, signed: bool = False) -> np.ndarray:
+        """Each point's (N×2) distance from the stadium's outline (`signed`: outside positive)."""
+        ux, uy = self.x1 - self.x0, self.y1 - self.y0
+        n2 = ux * ux + uy * uy
+        t = np.clip(((points[:, 0] - self.x0) * ux + (points[:, 1] - self.y0) * uy) / n2, 0.0, 1.0)
+        off = np.hypot(points[:, 0] - self.x0 - t * ux, points[:, 1] - self.y0 - t * uy) - self.r
+        return off if signed else np.abs(off)
+
+
+def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Slot]:
+    """The stadiums round holes (holes.holes_of) whose outline is one, their half width at least
+    `least` px; `kept`: the ink less clutter; `width`: the pen width in px."""
+    count, labels, stats = holes
+    h, w = kept.shape
+    found = []
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if x == 0 or y == 0 or x + bw == w or y + bh == h or min(bw, bh) < 2 * least or \
+                max(bw, bh) < min(bw, bh) + SLOT_STRAIGHT * width:
+            continue
+        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        edge = max(contours, key=len)
+        if cv2.contourArea(edge) < SLOT_CONVEX * cv2.contourArea(cv2.convexHull(edge)):
+            continue
+        outline = edge[:, 0, :].astype(np.float64) + (x, y)
+        slot = _stadium(outline, width)
+        if slot is not None and slot.r >= least:
+            slot = _stroked(slot, kept, width)
+            if slot is not None:
+                found.append(slot)
+    return found
+
+
+def _stadium(outline: np.ndarray, width: float) -> Slot | None:
+    """The stadium whose inner edge a hole's edge pixels `outline` run along, or None when they
+    are no stadium's. The two ends are fitted apart (what fuses with a side cuts the hole short
+    there, never an end all round); the edge must then run along the stadium on SLOT_ON of its
+    length, and lie inside it all round."""
+    centre = outline.mean(axis=0)
+    offsets = outline - centre
+    _, vectors = np.linalg.eigh(offsets.T @ offsets)
+    t = offsets @ vectors[:, 1]
+    across = offsets @ np.array([-vectors[1, 1], vectors[0, 1]])
+    half_width = (across.max() - across.min()) / 2
+    ends = [_round_end(outline[t < t.min() + half_width]), _round_end(outline[t > t.max() - half_width])]
+    if ends[0] is None or ends[1] is None or abs(ends[0].r - ends[1].r) > SLOT_ROUND * 2:
+        return None
+    edge = Slot(ends[0].cx, ends[0].cy, ends[1].cx, ends[1].cy, (ends[0].r + ends[1].r) / 2 + 0.5)
+    if edge.length < SLOT_STRAIGHT * width:
+        return None
+    off = edge.off_outline(outline, signed=True) + 0.5  # the edge pixels' centres, half a pixel in
+    on = np.abs(off) <= SLOT_ON_PX
+    if on.mean() < SLOT_ON or off.max() > SLOT_ON_PX or float(np.sqrt(np.mean(off[on] ** 2))) > SLOT_ROUND:
+        return None
+    return edge
+
+
+def _round_end(points: np.ndarray) -> CircleFit | None:
+    """The circle most of a stadium's end `points` lie on (within SLOT_ON_PX), found by trying
+    the circles through SLOT_TRIES triples of them: the end's points include the ends of what
+    fuses with a side and cuts the hole short."""
+    if len(points) < 5:
+        return None
+    picks = np.random.default_rng(0).integers(0, len(points), (SLOT_TRIES, 3))
+    a, b, c = points[picks[:, 0]], points[picks[:, 1]], points[picks[:, 2]]
+    d = 2 * ((a[:, 0] - c[:, 0]) * (b[:, 1] - c[:, 1]) - (b[:, 0] - c[:, 0]) * (a[:, 1] - c[:, 1]))
+    ok = np.abs(d) > 1e-6
+    a, b, c, d = a[ok], b[ok], c[ok], d[ok]
+    na = ((a ** 2).sum(axis=1) - (c ** 2).sum(axis=1))
+    nb = ((b ** 2).sum(axis=1) - (c ** 2).sum(axis=1))
+    cx = (na * (b[:, 1] - c[:, 1]) - nb * (a[:, 1] - c[:, 1])) / d
+    cy = ((a[:, 0] - c[:, 0]) * nb - (b[:, 0] - c[:, 0]) * na) / d
+    r = np.hypot(a[:, 0] - cx, a[:, 1] - cy)
+    if not len(r):
+        return None
+    off = np.abs(np.hypot(points[None, :, 0] - cx[:, None], points[None, :, 1] - cy[:, None]) - r[:, None])
+    best = int(np.argmax((off <= SLOT_ON_PX).sum(axis=1)))
+    return fit_circle(points[off[best] <= SLOT_ON_PX])
+
+
+def _stroked(edge: Slot, kept: np.ndarray, width: float) -> Slot | None:
+    """The stadium down the middle of the stroke whose inner edge is `edge`, the stroke as wide as
+    the ink crossed outwards on SLOT_SIDE of the rays (the rest run into what touches it)."""
+    points, normals = edge.around(2.0)
+    steps = 0.5 + np.arange(0.0, 3 * width, 0.5)
+    run = on_mask(kept, points[:, 0, None] + normals[:, 0, None] * steps,
+                  points[:, 1, None] + normals[:, 1, None] * steps)
+    if run[:, 0].mean() < SLOT_INKED:
+        return None
+    thickness = 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
+    return Slot(edge.x0, edge.y0, edge.x1, edge.y1, edge.r + float(np.quantile(thickness, SLOT_SIDE)) / 2)
+
+
+def with_slots(primitives: list[Primitive], slots: list[Slot], tolerance: float) -> list[Primitive]:
+    """The `primitives` less those lying along a slot's outline over most of their length (the
+    chains' sides running on round its ends, its ends' short arcs, pieces running on into what
+    touches it), with each slot's two sides and two half circles."""
+    if not slots:
+        return primitives
+    kept = []
+    for p in primitives:
+        x0, y0, x1, y1 = p.bounds()
+        near = [slot for slot in slots if x0 <= slot.box[2] and slot.box[0] <= x1 and
+                y0 <= slot.box[3] and slot.box[1] <= y1]
+        points = sample_array(p.type, p.geometry, 2.0) if near else None
+        if not any(_along(slot.off_outline(points), slot.r, tolerance) for slot in near):
+            kept.append(p)
+    return kept + [q for slot in slots for q in slot.primitives()]
+
+
+def _along(off: np.ndarray, r: float, tolerance: float) -> bool:
+    """Whether points `off` px from a slot's outline lie along it over SLOT_MOST of their length
+    and no further from it than its radius (a body's outline running past touches it, no more)."""
+    return bool((off <= SLOT_ALONG * tolerance).mean() >= SLOT_MOST and off.max() <= r)
