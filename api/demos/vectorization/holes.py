@@ -13,6 +13,7 @@ line, and a side lying along a stroke the skeleton does follow joins its pieces.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -41,19 +42,25 @@ def holes_of(kept: np.ndarray) -> Holes:
     return components((~kept).astype(np.uint8), connectivity=4)
 
 
+def inner_holes(holes: Holes, wanted: Callable[[int, int], bool]) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """The holes (holes_of) not touching the border whose box's width and height are `wanted`:
+    each one's label, its box's corner (x, y) and its pixels in that box (uint8, 1 in the hole)."""
+    count, labels, stats = holes
+    h, w = labels.shape
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if x > 0 and y > 0 and x + bw < w and y + bh < h and wanted(bw, bh):
+            yield k, x, y, (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+
+
 def hole_sides(holes: Holes, distance: np.ndarray, width: float) -> list[Piece]:
     """Line pieces (1 px apart) along the middle of the strokes that bound the straight sides of
     the `holes` (holes_of); `distance`: the ink's distance transform; `width`: the pen width in px."""
-    count, labels, stats = holes
-    h, w = labels.shape
+    labels = holes[1]
     least = LEAST_PENS * width
     shift = 0.5 + width / 2  # from the hole's edge pixels' centres to the stroke's middle
     pieces: list[Piece] = []
-    for k in range(1, count):
-        x, y, bw, bh = (int(v) for v in stats[k, :4])
-        if x == 0 or y == 0 or x + bw == w or y + bh == h or max(bw, bh) < least:
-            continue
-        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+    for k, x, y, crop in inner_holes(holes, lambda bw, bh: max(bw, bh) >= least):
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         for contour in contours:
             pieces += _sides(contour[:, 0, :].astype(np.float64) + (x, y), labels, k, least, shift, distance, width)

@@ -36,7 +36,7 @@ import numpy as np
 
 from .dots import along_rays
 from .fitting import fit_circle
-from .holes import Holes
+from .holes import Holes, inner_holes
 from .primitives import Primitive, circle
 from .spatial import components
 
@@ -224,15 +224,11 @@ def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> l
     an island in a hole whose edge is a circle is a circle drawn round what merges with it inside
     (a bearing's inner race, its balls touching it). `holes`: the paper of `kept`, the ink less
     clutter (holes.holes_of)."""
-    count, labels, stats = holes
-    h, w = kept.shape
+    def wanted(bw: int, bh: int) -> bool:
+        return min(bw, bh) >= 2 * least and abs(bw - bh) <= max(2, 0.05 * max(bw, bh))
+
     found = []
-    for k in range(1, count):
-        x, y, bw, bh = (int(v) for v in stats[k, :4])
-        if x == 0 or y == 0 or x + bw == w or y + bh == h or min(bw, bh) < 2 * least or \
-                abs(bw - bh) > max(2, 0.05 * max(bw, bh)):
-            continue
-        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+    for _, x, y, crop in inner_holes(holes, wanted):
         contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         for contour, link in zip(contours, hierarchy[0], strict=True):
             outward = link[3] < 0  # the hole's own edge: the ink lies outwards; an island's: inwards

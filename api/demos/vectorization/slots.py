@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .fitting import CircleFit, fit_circle
-from .holes import Holes
+from .holes import Holes, inner_holes
 from .primitives import Primitive, arc, line, sample_array
 from .spatial import on_mask
 
@@ -92,15 +92,11 @@ class Slot:
 def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Slot]:
     """The stadiums round holes (holes.holes_of) whose outline is one, their half width at least
     `least` px; `kept`: the ink less clutter; `width`: the pen width in px."""
-    count, labels, stats = holes
-    h, w = kept.shape
+    def wanted(bw: int, bh: int) -> bool:
+        return min(bw, bh) >= 2 * least and max(bw, bh) >= min(bw, bh) + SLOT_STRAIGHT * width
+
     found = []
-    for k in range(1, count):
-        x, y, bw, bh = (int(v) for v in stats[k, :4])
-        if x == 0 or y == 0 or x + bw == w or y + bh == h or min(bw, bh) < 2 * least or \
-                max(bw, bh) < min(bw, bh) + SLOT_STRAIGHT * width:
-            continue
-        crop = (labels[y:y + bh, x:x + bw] == k).astype(np.uint8)
+    for _, x, y, crop in inner_holes(holes, wanted):
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         edge = max(contours, key=len)
         if cv2.contourArea(edge) < SLOT_CONVEX * cv2.contourArea(cv2.convexHull(edge)):
