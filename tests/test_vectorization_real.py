@@ -490,6 +490,27 @@ def test_oval_pads_touching_a_body_outline_are_two_sides_and_two_half_circles(mo
     assert all(found(*case)["arc"][0] <= 3 for case in cases)
 
 
+def test_oval_pads_whose_drill_ring_touches_both_sides_are_a_stadium_round_a_circle(monkeypatch):
+    """Oval pads round a drill whose ring touches both straight sides (a header's pads): the paper
+    inside is a crescent at each end and the drill's round hole. The skeleton closed each end
+    into a circle through the far side of the ring, matching nothing. Each crescent's convex edge
+    is its end's circle; two of one radius facing away are one stadium's ends, and the round hole
+    midway is the drill's (slots._paired_ends)."""
+    from api.demos.vectorization import slots
+
+    def found(pen: int, r: float, half: float, drill: float) -> dict:
+        pads = [p for k in range(4)
+                for p in stadium(100 + 50 * k, 250, r, half, True) + [circle(100 + 50 * k, 250, drill)]]
+        truth = pads + pen_strokes()
+        scores = match(detect(page_with(truth, pen=pen)), truth)
+        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+
+    cases = ((3, 15, 9, 11), (3, 18, 10, 13), (2, 14, 8, 11))
+    assert [found(*case) for case in cases] == [{"line": (24, 0), "arc": (8, 0), "circle": (4, 0)}] * 3
+    monkeypatch.setattr(slots, "_paired_ends", lambda holes, kept, width, least: [])
+    assert all(found(*case)["arc"][0] <= 4 for case in cases)
+
+
 def test_two_equal_circles_a_little_apart_with_no_hole_between_stay_circles():
     """An eccentric's circles (one radius, centres closer than it) are the stadium's ends' shape,
     without the smaller circle midway: they stay whole."""

@@ -233,13 +233,13 @@ def round_holes(holes: Holes, kept: np.ndarray, width: float, least: float) -> l
         for contour, link in zip(contours, hierarchy[0], strict=True):
             outward = link[3] < 0  # the hole's own edge: the ink lies outwards; an island's: inwards
             if len(contour) >= 2 * math.pi * least * 0.8:
-                ring = _round_edge(kept, contour[:, 0, :].astype(np.float64) + (x, y), outward, width)
+                ring = round_edge(kept, contour[:, 0, :].astype(np.float64) + (x, y), outward, width)
                 if ring is not None and ring.geometry["r"] >= least:
                     found.append(ring)
     return found
 
 
-def _round_edge(kept: np.ndarray, outline: np.ndarray, outward: bool, width: float) -> Primitive | None:
+def round_edge(kept: np.ndarray, outline: np.ndarray, outward: bool, width: float) -> Primitive | None:
     """The circle whose stroke's edge a hole's `outline` (its edge pixels, round it) is, or None
     when the outline is no circle: the stroke lies `outward` of it (or inwards: an island's edge),
     as wide as the pen crossed on a quarter of the rays (HOLE_SIDE: the rest run into what touches it)."""

@@ -10,7 +10,7 @@ which replace what the chains made of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -18,11 +18,14 @@ import numpy as np
 from .fitting import CircleFit, fit_circle
 from .holes import Holes, inner_holes
 from .primitives import Primitive, arc, line, sample_array
+from .rings import round_edge
 from .spatial import on_mask
 
 SLOT_ROUND = 0.7  # px: rms distance of a slot's hole's outline from its stadium where it runs along it
 SLOT_ON, SLOT_ON_PX = 0.6, 1.0  # … on this share of it at least, this close (the rest: what fuses with a side)
 SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least (cut short by a side, too)
+SLOT_CAP = 0.8  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
+SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
 SLOT_TRIES = 64  # circles tried through three of an end's points
 SLOT_STRAIGHT = 1.0  # pens: the straight sides at least this long (shorter: a round hole, round_holes')
 SLOT_INKED = 0.9  # share of the outline with ink right outside the hole (else the hole is a gap's, not a slot's)
@@ -39,9 +42,11 @@ class Slot:
     x1: float
     y1: float
     r: float
+    drill: Primitive | None = None  # the circle of the hole midway, when its ring touches both sides
 
     def primitives(self, confidence: float = 1.0) -> list[Primitive]:
-        """The two sides and the two half circles, each facing away from the other end."""
+        """The two sides and the two half circles, each facing away from the other end (and the
+        drill's circle)."""
         ux, uy = self.x1 - self.x0, self.y1 - self.y0
         n = math.hypot(ux, uy)
         nx, ny = -uy / n * self.r, ux / n * self.r
@@ -49,7 +54,7 @@ class Slot:
         return [line(self.x0 + nx, self.y0 + ny, self.x1 + nx, self.y1 + ny, confidence),
                 line(self.x1 - nx, self.y1 - ny, self.x0 - nx, self.y0 - ny, confidence),
                 arc(self.x1, self.y1, self.r, away - 90, away + 90, confidence),
-                arc(self.x0, self.y0, self.r, away + 90, away + 270, confidence)]
+                arc(self.x0, self.y0, self.r, away + 90, away + 270, confidence)] + ([self.drill] if self.drill else [])
 
     def around(self, step: float) -> tuple[np.ndarray, np.ndarray]:
         """Points about `step` px apart round the outline (N×2), and the outward normals there."""
@@ -107,6 +112,51 @@ def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> li
             slot = _stroked(slot, kept, width)
             if slot is not None:
                 found.append(slot)
+    return found + _paired_ends(holes, kept, width, least)
+
+
+def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Slot]:
+    """The stadiums whose hole's ring touches both sides: the paper left is a crescent at each
+    end, between the end's half circle and the ring. Each crescent's convex edge is its end's
+    circle (on SLOT_CAP of a half circle at least, the crescent as wide as it, lying beyond its
+    centre); two of one radius facing away from each other are one stadium's ends."""
+    ends = []  # (circle, the crescent's centre, its edge pixels)
+    drills = []  # (circle, edge pixels) of the round holes: one may lie midway
+    for _, x, y, crop in inner_holes(holes, lambda bw, bh: max(bw, bh) >= 2 * SLOT_DRILL):
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        outline = max(contours, key=len)[:, 0, :].astype(np.float64) + (x, y)
+        fit = _round_end(outline)
+        if fit is None or abs(2 * fit.r + 1 - max(crop.shape)) > 2 * SLOT_ON_PX:
+            continue
+        on = np.abs(np.hypot(outline[:, 0] - fit.cx, outline[:, 1] - fit.cy) - fit.r) <= SLOT_ON_PX
+        middle = outline.mean(axis=0)
+        beyond = math.hypot(middle[0] - fit.cx, middle[1] - fit.cy)
+        if on.all() and beyond <= SLOT_ON_PX:
+            drills.append((fit, outline))
+        elif fit.r >= least and on.sum() >= SLOT_CAP * math.pi * fit.r and beyond >= 0.3 * fit.r:
+            ends.append((fit, middle, outline))
+    found, used = [], set()
+    for i, (a, am, ao) in enumerate(ends):
+        for j in range(i + 1, len(ends)):
+            b, bm, bo = ends[j]
+            if i in used or j in used or abs(a.r - b.r) > 2 * SLOT_ROUND:
+                continue
+            apart = np.array([b.cx - a.cx, b.cy - a.cy])
+            length = float(np.hypot(*apart))
+            if not SLOT_STRAIGHT * width <= length <= 4 * a.r:
+                continue
+            if (am - (a.cx, a.cy)) @ apart >= 0 or (bm - (b.cx, b.cy)) @ apart <= 0:
+                continue  # each crescent beyond its own circle's centre, away from the other
+            edge = Slot(a.cx, a.cy, b.cx, b.cy, (a.r + b.r) / 2 + 0.5)
+            if (edge.off_outline(np.vstack([ao, bo]), signed=True) + 0.5).max() > SLOT_ON_PX:
+                continue
+            slot = _stroked(edge, kept, width)
+            if slot is not None:
+                mx, my = (a.cx + b.cx) / 2, (a.cy + b.cy) / 2
+                midway = [round_edge(kept, o, True, width) for c, o in drills
+                          if math.hypot(c.cx - mx, c.cy - my) <= SLOT_ON_PX]
+                found.append(replace(slot, drill=next((c for c in midway if c is not None), None)))
+                used |= {i, j}
     return found
 
 
@@ -161,19 +211,20 @@ def _stroked(edge: Slot, kept: np.ndarray, width: float) -> Slot | None:
     """The stadium down the middle of the stroke whose inner edge is `edge`, the stroke as wide as
     the ink crossed outwards on SLOT_SIDE of the rays (the rest run into what touches it)."""
     points, normals = edge.around(2.0)
-    steps = 0.5 + np.arange(0.0, 3 * width, 0.5)
+    steps = 1.0 + np.arange(0.0, 3 * width, 0.5)  # from its edge, a pixel in: rounding lands on the ink
     run = on_mask(kept, points[:, 0, None] + normals[:, 0, None] * steps,
                   points[:, 1, None] + normals[:, 1, None] * steps)
     if run[:, 0].mean() < SLOT_INKED:
         return None
-    thickness = 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
+    thickness = 0.5 + 0.5 * np.where((~run).any(axis=1), np.argmax(~run, axis=1), len(steps))
     return Slot(edge.x0, edge.y0, edge.x1, edge.y1, edge.r + float(np.quantile(thickness, SLOT_SIDE)) / 2)
 
 
 def with_slots(primitives: list[Primitive], slots: list[Slot], tolerance: float) -> list[Primitive]:
     """The `primitives` less those lying along a slot's outline over most of their length (the
     chains' sides running on round its ends, its ends' short arcs, pieces running on into what
-    touches it), with each slot's two sides and two half circles."""
+    touches it), with each slot's two sides and two half circles, and its drill's circle unless
+    found already."""
     if not slots:
         return primitives
     kept = []
@@ -184,7 +235,13 @@ def with_slots(primitives: list[Primitive], slots: list[Slot], tolerance: float)
         points = sample_array(p.type, p.geometry, 2.0) if near else None
         if not any(_along(slot.off_outline(points), slot.r, tolerance) for slot in near):
             kept.append(p)
-    return kept + [q for slot in slots for q in slot.primitives()]
+    circles = [p.geometry for p in kept if p.type == "circle"]
+    return kept + [q for slot in slots for q in slot.primitives()
+                   if q is not slot.drill or not any(_same_circle(q.geometry, c, tolerance) for c in circles)]
+
+
+def _same_circle(a: dict, b: dict, tolerance: float) -> bool:
+    return math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) <= tolerance and abs(a["r"] - b["r"]) <= 2 * tolerance
 
 
 def _along(off: np.ndarray, r: float, tolerance: float) -> bool:
