@@ -26,6 +26,7 @@ SLOT_ON, SLOT_ON_PX = 0.6, 1.0  # … on this share of it at least, this close (
 SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least (cut short by a side, too)
 SLOT_CAP = 0.8  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
 SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
+SLOT_CRESCENT = 0.75  # a crescent's depth at most this share of its width
 SLOT_TRIES = 64  # circles tried through three of an end's points
 SLOT_STRAIGHT = 1.0  # pens: the straight sides at least this long (shorter: a round hole, round_holes')
 SLOT_INKED = 0.9  # share of the outline with ink right outside the hole (else the hole is a gap's, not a slot's)
@@ -120,20 +121,18 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
     end, between the end's half circle and the ring. Each crescent's convex edge is its end's
     circle (on SLOT_CAP of a half circle at least, the crescent as wide as it, lying beyond its
     centre); two of one radius facing away from each other are one stadium's ends."""
+    def wanted(bw: int, bh: int) -> bool:  # a crescent: as wide as its end, less deep
+        return max(bw, bh) >= 2 * least and min(bw, bh) <= SLOT_CRESCENT * max(bw, bh)
+
     ends = []  # (circle, the crescent's centre, its edge pixels)
-    drills = []  # (circle, edge pixels) of the round holes: one may lie midway
-    for _, x, y, crop in inner_holes(holes, lambda bw, bh: max(bw, bh) >= 2 * SLOT_DRILL):
-        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        outline = max(contours, key=len)[:, 0, :].astype(np.float64) + (x, y)
+    for _, x, y, crop in inner_holes(holes, wanted):
+        outline = _outline(crop, x, y)
         fit = _round_end(outline)
-        if fit is None or abs(2 * fit.r + 1 - max(crop.shape)) > 2 * SLOT_ON_PX:
+        if fit is None or fit.r < least or abs(2 * fit.r + 1 - max(crop.shape)) > 2 * SLOT_ON_PX:
             continue
         on = np.abs(np.hypot(outline[:, 0] - fit.cx, outline[:, 1] - fit.cy) - fit.r) <= SLOT_ON_PX
         middle = outline.mean(axis=0)
-        beyond = math.hypot(middle[0] - fit.cx, middle[1] - fit.cy)
-        if on.all() and beyond <= SLOT_ON_PX:
-            drills.append((fit, outline))
-        elif fit.r >= least and on.sum() >= SLOT_CAP * math.pi * fit.r and beyond >= 0.3 * fit.r:
+        if on.sum() >= SLOT_CAP * math.pi * fit.r and math.hypot(middle[0] - fit.cx, middle[1] - fit.cy) >= 0.3 * fit.r:
             ends.append((fit, middle, outline))
     found, used = [], set()
     for i, (a, am, ao) in enumerate(ends):
@@ -152,12 +151,30 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
                 continue
             slot = _stroked(edge, kept, width)
             if slot is not None:
-                mx, my = (a.cx + b.cx) / 2, (a.cy + b.cy) / 2
-                midway = [round_edge(kept, o, True, width) for c, o in drills
-                          if math.hypot(c.cx - mx, c.cy - my) <= SLOT_ON_PX]
-                found.append(replace(slot, drill=next((c for c in midway if c is not None), None)))
+                found.append(replace(slot, drill=_drill(holes, kept, slot, width)))
                 used |= {i, j}
     return found
+
+
+def _drill(holes: Holes, kept: np.ndarray, slot: Slot, width: float) -> Primitive | None:
+    """The circle round the hole midway between a slot's ends, when it is a round hole centred there."""
+    count, labels, stats = holes
+    mx, my = (slot.x0 + slot.x1) / 2, (slot.y0 + slot.y1) / 2
+    k = int(labels[int(round(my)), int(round(mx))])
+    x, y, bw, bh = (int(v) for v in stats[k, :4])
+    x0, y0, x1, y1 = slot.box
+    if k == 0 or x < x0 or y < y0 or x + bw > x1 or y + bh > y1 or min(bw, bh) < 2 * SLOT_DRILL:
+        return None
+    ring = round_edge(kept, _outline((labels[y:y + bh, x:x + bw] == k).astype(np.uint8), x, y), True, width)
+    if ring is None or math.hypot(ring.geometry["cx"] - mx, ring.geometry["cy"] - my) > SLOT_ON_PX:
+        return None
+    return ring
+
+
+def _outline(crop: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A hole's edge pixels (N×2, page coordinates), from its pixels `crop` in its box at (x, y)."""
+    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=len)[:, 0, :].astype(np.float64) + (x, y)
 
 
 def _stadium(outline: np.ndarray, width: float) -> Slot | None:
