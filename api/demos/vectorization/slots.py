@@ -27,6 +27,8 @@ SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least 
 SLOT_CAP = 0.8  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
 SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
 SLOT_CRESCENT = 0.75  # a crescent's depth at most this share of its width
+SLOT_BEYOND = 0.3  # radii: how far a crescent's middle lies beyond its end's centre at least
+SLOT_LONGEST = 4.0  # radii: the longest sides of a slot paired from its ends
 SLOT_TRIES = 64  # circles tried through three of an end's points
 SLOT_STRAIGHT = 1.0  # pens: the straight sides at least this long (shorter: a round hole, round_holes')
 SLOT_INKED = 0.9  # share of the outline with ink right outside the hole (else the hole is a gap's, not a slot's)
@@ -103,11 +105,10 @@ def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> li
 
     found = []
     for _, x, y, crop in inner_holes(holes, wanted):
-        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        edge = max(contours, key=len)
+        outline = _outline(crop, x, y)
+        edge = outline.astype(np.float32)
         if cv2.contourArea(edge) < SLOT_CONVEX * cv2.contourArea(cv2.convexHull(edge)):
             continue
-        outline = edge[:, 0, :].astype(np.float64) + (x, y)
         slot = _stadium(outline, width)
         if slot is not None and slot.r >= least:
             slot = _stroked(slot, kept, width)
@@ -132,7 +133,8 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
             continue
         on = np.abs(np.hypot(outline[:, 0] - fit.cx, outline[:, 1] - fit.cy) - fit.r) <= SLOT_ON_PX
         middle = outline.mean(axis=0)
-        if on.sum() >= SLOT_CAP * math.pi * fit.r and math.hypot(middle[0] - fit.cx, middle[1] - fit.cy) >= 0.3 * fit.r:
+        beyond = math.hypot(middle[0] - fit.cx, middle[1] - fit.cy)
+        if on.sum() >= SLOT_CAP * math.pi * fit.r and beyond >= SLOT_BEYOND * fit.r:
             ends.append((fit, middle, outline))
     found, used = [], set()
     for i, (a, am, ao) in enumerate(ends):
@@ -142,7 +144,7 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
                 continue
             apart = np.array([b.cx - a.cx, b.cy - a.cy])
             length = float(np.hypot(*apart))
-            if not SLOT_STRAIGHT * width <= length <= 4 * a.r:
+            if not SLOT_STRAIGHT * width <= length <= SLOT_LONGEST * a.r:
                 continue
             if (am - (a.cx, a.cy)) @ apart >= 0 or (bm - (b.cx, b.cy)) @ apart <= 0:
                 continue  # each crescent beyond its own circle's centre, away from the other
@@ -158,7 +160,7 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
 
 def _drill(holes: Holes, kept: np.ndarray, slot: Slot, width: float) -> Primitive | None:
     """The circle round the hole midway between a slot's ends, when it is a round hole centred there."""
-    count, labels, stats = holes
+    _, labels, stats = holes
     mx, my = (slot.x0 + slot.x1) / 2, (slot.y0 + slot.y1) / 2
     k = int(labels[int(round(my)), int(round(mx))])
     x, y, bw, bh = (int(v) for v in stats[k, :4])
