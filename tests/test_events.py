@@ -272,7 +272,8 @@ def test_many_clients_of_many_jobs_cost_one_blocking_redis_read_and_each_gets_ev
     with ThreadPoolExecutor(clients) as pool:
         readings = [pool.submit(read_stream, api.events_url(jobs[i % 2])) for i in range(clients)]
         try:
-            wait_for(lambda: api.app.extensions["api_event_hub"].open_streams == clients, 10,
+            # the hub is made at the first stream the server opens, which may come after this first look
+            wait_for(lambda: (hub := api.app.extensions.get("api_event_hub")) and hub.open_streams == clients, 10,
                      message="every client connected")
             assert len(blocked_xreads(api)) == 1
         finally:
