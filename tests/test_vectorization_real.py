@@ -511,6 +511,29 @@ def test_oval_pads_whose_drill_ring_touches_both_sides_are_a_stadium_round_a_cir
     assert all(found(*case)["arc"][0] <= 4 for case in cases)
 
 
+def test_small_oval_pads_all_ink_round_their_drill_are_a_stadium(monkeypatch):
+    """Oval pads so small that the ring round the drill fills them (a connector's pads, r about
+    ten pixels, footprints-009): the ink is a solid stadium, the drill a dot of paper, the ends'
+    slivers filled as pinholes, and the body's outline touches their ends. The skeleton is a line
+    down the middle; the ink deeper than a pen is the stadium shrunk by a pen (slots._solid_pads)."""
+    from api.demos.vectorization import slots
+
+    def found(pen: int, r: float, half: float, drill: float) -> dict:
+        pads = [p for k in range(4)
+                for p in stadium(100 + 40 * k, 250, r, half, True) + [circle(100 + 40 * k, 250, drill)]]
+        y = 250 + half + r + (2 * pen + 0.5)  # the body's outline, its stroke touching each pad's
+        truth = pads + [line(75, y, 270, y)] + pen_strokes()
+        scores = match(detect(page_with(truth, pen=pen)), truth)
+        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+
+    cases = ((3, 9.4, 4.7, 6.3), (3, 10, 5, 7), (3, 9.4, 6, 6.3))
+    assert [found(*case) for case in cases] == [{"line": (25, 0), "arc": (8, 0), "circle": (4, 0)}] * 3
+    # a drill 5 px across the binarizer fills as a pinhole: the pad is found, its drill is not
+    assert found(3, 9, 5, 6) == {"line": (25, 0), "arc": (8, 0), "circle": (0, 0)}
+    monkeypatch.setattr(slots, "_solid_pads", lambda holes, kept, distance, width, least: [])
+    assert all(found(*case)["arc"][0] == 0 for case in cases)
+
+
 def test_two_equal_circles_a_little_apart_with_no_hole_between_stay_circles():
     """An eccentric's circles (one radius, centres closer than it) are the stadium's ends' shape,
     without the smaller circle midway: they stay whole."""

@@ -152,7 +152,7 @@ class GeometricDetector:
         round_things += coiled([p for p in round_things if p.type == "arc"], short)
         distance = ink.distance
         holes = holes_of(ink.mask)
-        slots = find_slots(holes, ink.mask, width, max(SLOT_PENS * width, s.min_radius))
+        slots = find_slots(holes, ink.mask, distance, width, max(SLOT_PENS * width, s.min_radius))
         least_round = max(s.min_radius, 4 * width, 12.0)
         merged = _new_circles(round_holes(holes, ink.mask, width, least_round),
                               round_things, tolerance)  # circles the chains missed: others merge with them

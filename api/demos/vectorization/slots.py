@@ -19,13 +19,20 @@ from .fitting import CircleFit, fit_circle
 from .holes import Holes, inner_holes
 from .primitives import Primitive, arc, line, sample_array
 from .rings import round_edge
-from .spatial import on_mask
+from .spatial import components, on_mask
 
 SLOT_ROUND = 0.7  # px: rms distance of a slot's hole's outline from its stadium where it runs along it
 SLOT_ON, SLOT_ON_PX = 0.6, 1.0  # … on this share of it at least, this close (the rest: what fuses with a side)
 SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least (cut short by a side, too)
 SLOT_CAP = 0.8  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
 SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
+SOLID_DRILL = 2.0  # px: … between a small pad's ends, all ink but for it (_solid_pads)
+SOLID_DOT = 1.0  # pens: … and at most this wide (a dot: the pad's ink round it is deep)
+SOLID_ROUND = 0.7  # … its dot filling this share of its box at least, as wide as tall (a pixel either way)
+SOLID_CORE = 1.0  # pens: a small pad's ink deeper than this is its core, a stadium (a stroke is half a pen deep)
+SOLID_WIDE = 0.75  # pens: a small pad's core at least this wide either side of its axis (narrower: thick strokes fused)
+SOLID_REACH = 1.5  # half widths: each end fitted this far from its tip (a stroke touching it leaves a thread)
+SOLID_ON = 0.8  # share of the core's outline on its stadium (SLOT_ON_PX)
 SLOT_CRESCENT = 0.75  # a crescent's depth at most this share of its width
 SLOT_BEYOND = 0.3  # radii: how far a crescent's middle lies beyond its end's centre at least
 SLOT_LONGEST = 4.0  # radii: the longest sides of a slot paired from its ends
@@ -46,6 +53,7 @@ class Slot:
     y1: float
     r: float
     drill: Primitive | None = None  # the circle of the hole midway, when its ring touches both sides
+    pen: float = 0.0  # a small pad's pen: its ink is all it is (what lies within half a pen outside, _solid_pads)
 
     def primitives(self, confidence: float = 1.0) -> list[Primitive]:
         """The two sides and the two half circles, each facing away from the other end (and the
@@ -97,9 +105,10 @@ class Slot:
         return off if signed else np.abs(off)
 
 
-def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Slot]:
+def find_slots(holes: Holes, kept: np.ndarray, distance: np.ndarray, width: float, least: float) -> list[Slot]:
     """The stadiums round holes (holes.holes_of) whose outline is one, their half width at least
-    `least` px; `kept`: the ink less clutter; `width`: the pen width in px."""
+    `least` px, and small pads all ink; `kept`: the ink less clutter; `distance`: the ink's distance
+    transform; `width`: the pen width in px."""
     def wanted(bw: int, bh: int) -> bool:
         return min(bw, bh) >= 2 * least and max(bw, bh) >= min(bw, bh) + SLOT_STRAIGHT * width
 
@@ -114,7 +123,7 @@ def find_slots(holes: Holes, kept: np.ndarray, width: float, least: float) -> li
             slot = _stroked(slot, kept, width)
             if slot is not None:
                 found.append(slot)
-    return found + _paired_ends(holes, kept, width, least)
+    return found + _paired_ends(holes, kept, width, least) + _solid_pads(holes, kept, distance, width, least)
 
 
 def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> list[Slot]:
@@ -158,14 +167,60 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
     return found
 
 
-def _drill(holes: Holes, kept: np.ndarray, slot: Slot, width: float) -> Primitive | None:
-    """The circle round the hole midway between a slot's ends, when it is a round hole centred there."""
+def _solid_pads(holes: Holes, kept: np.ndarray, distance: np.ndarray, width: float, least: float) -> list[Slot]:
+    """Oval pads so small that the ring round their drill fills them: the ink is a solid stadium,
+    its drill at most a dot of paper (SOLID_DRILL), its ends' slivers filled as pinholes. Its ink
+    deeper than SOLID_CORE pens is the stadium shrunk by as much, whatever touches it (a stroke
+    touching it is not that deep); the pad is the stadium grown back less half a pen."""
+    depth = SOLID_CORE * width
+    _, labels, stats = holes
+    bw, bh, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    small = (np.maximum(bw, bh) <= SOLID_DOT * width + 1) & (np.abs(bw - bh) <= 1) & (area >= SOLID_ROUND * bw * bh)
+    small[0] = False
+    if small.any():  # a drill's dot the binarizer kept: the pad is as deep round it as without
+        distance = cv2.distanceTransform((kept | np.take(small, labels)).astype(np.uint8), cv2.DIST_L2, 5)
+    core = cv2.morphologyEx(((distance >= depth) & kept).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, labels, stats = components(core > 0)  # opened: a stroke touching it leaves a thread
+    found = []
+    for k in range(1, count):
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        if max(bw, bh) < min(bw, bh) + SLOT_STRAIGHT * width or 2 * (least + width / 2 - depth) > min(bw, bh) + 1:
+            continue
+        outline = _outline((labels[y:y + bh, x:x + bw] == k).astype(np.uint8), x, y)
+        inner = _stadium_of(outline, SOLID_REACH)
+        if inner is None or inner.length < SLOT_STRAIGHT * width or inner.r < SOLID_WIDE * width or \
+                (inner.off_outline(outline) <= SLOT_ON_PX).mean() < SOLID_ON:
+            continue
+        pad = replace(inner, r=inner.r + 0.5 + depth - width / 2, pen=width)  # pixel centres: ½ px in
+        if pad.r >= least:
+            found.append(replace(pad, drill=_drill(holes, kept, pad, width, SOLID_DRILL)))
+    return found
+
+
+def _stadium_of(outline: np.ndarray, reach: float = 1.0) -> Slot | None:
+    """The stadium through a closed outline's pixels, each end's circle fitted apart (_round_end)
+    to the pixels within `reach` half widths of its tip."""
+    centre = outline.mean(axis=0)
+    offsets = outline - centre
+    _, vectors = np.linalg.eigh(offsets.T @ offsets)
+    t = offsets @ vectors[:, 1]
+    across = offsets @ np.array([-vectors[1, 1], vectors[0, 1]])
+    within = reach * (across.max() - across.min()) / 2
+    ends = [_round_end(outline[t < t.min() + within]), _round_end(outline[t > t.max() - within])]
+    if ends[0] is None or ends[1] is None or abs(ends[0].r - ends[1].r) > SLOT_ROUND * 2:
+        return None
+    return Slot(ends[0].cx, ends[0].cy, ends[1].cx, ends[1].cy, (ends[0].r + ends[1].r) / 2)
+
+
+def _drill(holes: Holes, kept: np.ndarray, slot: Slot, width: float, least: float = SLOT_DRILL) -> Primitive | None:
+    """The circle round the hole midway between a slot's ends, when it is a round hole centred
+    there at least `least` px in radius."""
     _, labels, stats = holes
     mx, my = (slot.x0 + slot.x1) / 2, (slot.y0 + slot.y1) / 2
     k = int(labels[int(round(my)), int(round(mx))])
     x, y, bw, bh = (int(v) for v in stats[k, :4])
     x0, y0, x1, y1 = slot.box
-    if k == 0 or x < x0 or y < y0 or x + bw > x1 or y + bh > y1 or min(bw, bh) < 2 * SLOT_DRILL:
+    if k == 0 or x < x0 or y < y0 or x + bw > x1 or y + bh > y1 or min(bw, bh) < 2 * least:
         return None
     ring = round_edge(kept, _outline((labels[y:y + bh, x:x + bw] == k).astype(np.uint8), x, y), True, width)
     if ring is None or math.hypot(ring.geometry["cx"] - mx, ring.geometry["cy"] - my) > SLOT_ON_PX:
@@ -184,16 +239,10 @@ def _stadium(outline: np.ndarray, width: float) -> Slot | None:
     are no stadium's. The two ends are fitted apart (what fuses with a side cuts the hole short
     there, never an end all round); the edge must then run along the stadium on SLOT_ON of its
     length, and lie inside it all round."""
-    centre = outline.mean(axis=0)
-    offsets = outline - centre
-    _, vectors = np.linalg.eigh(offsets.T @ offsets)
-    t = offsets @ vectors[:, 1]
-    across = offsets @ np.array([-vectors[1, 1], vectors[0, 1]])
-    half_width = (across.max() - across.min()) / 2
-    ends = [_round_end(outline[t < t.min() + half_width]), _round_end(outline[t > t.max() - half_width])]
-    if ends[0] is None or ends[1] is None or abs(ends[0].r - ends[1].r) > SLOT_ROUND * 2:
+    fitted = _stadium_of(outline)
+    if fitted is None:
         return None
-    edge = Slot(ends[0].cx, ends[0].cy, ends[1].cx, ends[1].cy, (ends[0].r + ends[1].r) / 2 + 0.5)
+    edge = replace(fitted, r=fitted.r + 0.5)
     if edge.length < SLOT_STRAIGHT * width:
         return None
     off = edge.off_outline(outline, signed=True) + 0.5  # the edge pixels' centres, half a pixel in
@@ -252,11 +301,22 @@ def with_slots(primitives: list[Primitive], slots: list[Slot], tolerance: float)
         near = [slot for slot in slots if x0 <= slot.box[2] and slot.box[0] <= x1 and
                 y0 <= slot.box[3] and slot.box[1] <= y1]
         points = sample_array(p.type, p.geometry, 2.0) if near else None
-        if not any(_along(slot.off_outline(points), slot.r, tolerance) for slot in near):
+        if not any(_along(slot.off_outline(points), slot.r, tolerance) or _within(p, points, slot, tolerance)
+                   for slot in near):
             kept.append(p)
     circles = [p.geometry for p in kept if p.type == "circle"]
     return kept + [q for slot in slots for q in slot.primitives()
                    if q is not slot.drill or not any(_same_circle(q.geometry, c, tolerance) for c in circles)]
+
+
+def _within(p: Primitive, points: np.ndarray, slot: Slot, tolerance: float) -> bool:
+    """Whether `p` (its `points`) lies in a small pad's ink (Slot.pen), give or take two
+    tolerances: the chains' lines down its middle and circles round its slivers. A circle round
+    its middle is its drill's, kept."""
+    if not slot.pen or p.type == "circle" and math.hypot(p.geometry["cx"] - (slot.x0 + slot.x1) / 2,
+                                                        p.geometry["cy"] - (slot.y0 + slot.y1) / 2) <= tolerance:
+        return False
+    return bool(slot.off_outline(points, signed=True).max() <= slot.pen / 2 + 2 * tolerance)
 
 
 def _same_circle(a: dict, b: dict, tolerance: float) -> bool:
