@@ -15,7 +15,9 @@ binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (
 lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
 before their ends are walked, and again at the end) → every primitive moved onto its stroke's middle,
 read across the ink (centring: a skeleton bends towards what joins a stroke) → an oval pad's ends,
-closed into circles through its hole's ink, made the half circles they are (circles.stadium_ends).
+closed into circles through its hole's ink, made the half circles they are (circles.stadium_ends) →
+oval pads and slots read from their hole, their ends' crescents or their solid ink (slots.py) in
+place of what the chains made of them.
 Every threshold is a `Settings` field, and the demo exposes them as job parameters.
 """
 from __future__ import annotations
