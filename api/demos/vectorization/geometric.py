@@ -50,7 +50,7 @@ from .ends import (
 from .fitting import ChainCutter
 from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
-from .primitives import Primitive, length, sample_array
+from .primitives import Primitive, length, same_circle, sample_array
 from .rings import Pad, find_rings, round_holes
 from .slots import find_slots, with_slots
 from .spatial import at_points, on_mask
@@ -260,11 +260,7 @@ def _new_circles(found: list[Primitive], round_things: list[Primitive], toleranc
     """The circles `found` in the ink (dots, rings, round holes) that are not one found already (by
     the chains, or as a dot: a ring whose hole survived)."""
     circles = [p.geometry for p in round_things if p.type == "circle"]
-    def known(d: dict) -> bool:
-        return any(math.hypot(d["cx"] - c["cx"], d["cy"] - c["cy"]) <= 2 * tolerance and
-                   abs(d["r"] - c["r"]) <= 2 * tolerance for c in circles)
-
-    return [d for d in found if not known(d.geometry)]
+    return [d for d in found if not any(same_circle(d.geometry, c, 2 * tolerance, 2 * tolerance) for c in circles)]
 
 
 def _mid_band(thing: Primitive, pads: list[Pad], tolerance: float) -> bool:

@@ -102,6 +102,12 @@ def arc_point(g: dict[str, float], degrees: float) -> tuple[float, float]:
     return g["cx"] + g["r"] * math.cos(t), g["cy"] + g["r"] * math.sin(t)
 
 
+def same_circle(a: dict[str, float], b: dict[str, float], centres: float, radii: float) -> bool:
+    """Whether two circles' (or arcs') geometries are one: centres within `centres` px of each
+    other, radii within `radii` px."""
+    return math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) <= centres and abs(a["r"] - b["r"]) <= radii
+
+
 def length(kind: str, g: dict[str, float]) -> float:
     if kind == "line":
         return math.hypot(g["x2"] - g["x1"], g["y2"] - g["y1"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from .fitting import CircleFit, fit_circle
 from .holes import Holes, inner_holes
-from .primitives import Primitive, arc, line, sample_array
+from .primitives import Primitive, arc, line, same_circle, sample_array
 from .rings import round_edge
 from .spatial import components, on_mask
 
@@ -55,17 +55,17 @@ class Slot:
     drill: Primitive | None = None  # the circle of the hole midway, when its ring touches both sides
     pen: float = 0.0  # a small pad's pen: its ink is all it is (what lies within half a pen outside, _solid_pads)
 
-    def primitives(self, confidence: float = 1.0) -> list[Primitive]:
+    def primitives(self) -> list[Primitive]:
         """The two sides and the two half circles, each facing away from the other end (and the
         drill's circle)."""
         ux, uy = self.x1 - self.x0, self.y1 - self.y0
         n = math.hypot(ux, uy)
         nx, ny = -uy / n * self.r, ux / n * self.r
         away = math.degrees(math.atan2(uy, ux))
-        return [line(self.x0 + nx, self.y0 + ny, self.x1 + nx, self.y1 + ny, confidence),
-                line(self.x1 - nx, self.y1 - ny, self.x0 - nx, self.y0 - ny, confidence),
-                arc(self.x1, self.y1, self.r, away - 90, away + 90, confidence),
-                arc(self.x0, self.y0, self.r, away + 90, away + 270, confidence)] + ([self.drill] if self.drill else [])
+        return [line(self.x0 + nx, self.y0 + ny, self.x1 + nx, self.y1 + ny),
+                line(self.x1 - nx, self.y1 - ny, self.x0 - nx, self.y0 - ny),
+                arc(self.x1, self.y1, self.r, away - 90, away + 90),
+                arc(self.x0, self.y0, self.r, away + 90, away + 270)] + ([self.drill] if self.drill else [])
 
     def around(self, step: float) -> tuple[np.ndarray, np.ndarray]:
         """Points about `step` px apart round the outline (N×2), and the outward normals there."""
@@ -305,8 +305,10 @@ def with_slots(primitives: list[Primitive], slots: list[Slot], tolerance: float)
                    for slot in near):
             kept.append(p)
     circles = [p.geometry for p in kept if p.type == "circle"]
-    return kept + [q for slot in slots for q in slot.primitives()
-                   if q is not slot.drill or not any(_same_circle(q.geometry, c, tolerance) for c in circles)]
+    def found(drill: Primitive) -> bool:
+        return any(same_circle(drill.geometry, c, tolerance, 2 * tolerance) for c in circles)
+
+    return kept + [q for slot in slots for q in slot.primitives() if q is not slot.drill or not found(q)]
 
 
 def _within(p: Primitive, points: np.ndarray, slot: Slot, tolerance: float) -> bool:
@@ -317,10 +319,6 @@ def _within(p: Primitive, points: np.ndarray, slot: Slot, tolerance: float) -> b
                                                         p.geometry["cy"] - (slot.y0 + slot.y1) / 2) <= tolerance:
         return False
     return bool(slot.off_outline(points, signed=True).max() <= slot.pen / 2 + 2 * tolerance)
-
-
-def _same_circle(a: dict, b: dict, tolerance: float) -> bool:
-    return math.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) <= tolerance and abs(a["r"] - b["r"]) <= 2 * tolerance
 
 
 def _along(off: np.ndarray, r: float, tolerance: float) -> bool:
