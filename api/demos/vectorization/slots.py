@@ -24,7 +24,9 @@ from .spatial import components, on_mask
 SLOT_ROUND = 0.7  # px: rms distance of a slot's hole's outline from its stadium where it runs along it
 SLOT_ON, SLOT_ON_PX = 0.6, 1.0  # … on this share of it at least, this close (the rest: what fuses with a side)
 SLOT_CONVEX = 0.95  # a slot's hole fills this much of its convex hull at least (cut short by a side, too)
-SLOT_CAP = 0.8  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
+SLOT_CAP = 0.6  # share of a half circle a crescent's convex edge runs along its end's circle (_paired_ends)
+SLOT_CAP_PX = 4.0  # px: the crescent as wide as that circle, within this (a scan's bleed)
+SLOT_OUT_PX = 1.5  # px: the two crescents' pixels nowhere further outside their stadium
 SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
 SOLID_DRILL = 2.0  # px: … between a small pad's ends, all ink but for it (_solid_pads)
 SOLID_DOT = 1.0  # pens: … and at most this wide (a dot: the pad's ink round it is deep)
@@ -33,8 +35,8 @@ SOLID_CORE = 1.0  # pens: a small pad's ink deeper than this is its core, a stad
 SOLID_WIDE = 0.75  # pens: a small pad's core at least this wide either side of its axis (narrower: thick strokes fused)
 SOLID_REACH = 1.5  # half widths: each end fitted this far from its tip (a stroke touching it leaves a thread)
 SOLID_ON = 0.8  # share of the core's outline on its stadium (SLOT_ON_PX)
-SLOT_CRESCENT = 0.75  # a crescent's depth at most this share of its width
-SLOT_BEYOND = 0.3  # radii: how far a crescent's middle lies beyond its end's centre at least
+SLOT_CRESCENT = 0.85  # a crescent's depth at most this share of its width
+SLOT_BEYOND = 0.2  # radii: how far a crescent's middle lies beyond its end's centre at least
 SLOT_LONGEST = 4.0  # radii: the longest sides of a slot paired from its ends
 SLOT_TRIES = 64  # circles tried through three of an end's points
 SLOT_STRAIGHT = 1.0  # pens: the straight sides at least this long (shorter: a round hole, round_holes')
@@ -138,7 +140,7 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
     for _, x, y, crop in inner_holes(holes, wanted):
         outline = _outline(crop, x, y)
         fit = _round_end(outline)
-        if fit is None or fit.r < least or abs(2 * fit.r + 1 - max(crop.shape)) > 2 * SLOT_ON_PX:
+        if fit is None or fit.r < least or abs(2 * fit.r + 1 - max(crop.shape)) > SLOT_CAP_PX:
             continue
         on = np.abs(np.hypot(outline[:, 0] - fit.cx, outline[:, 1] - fit.cy) - fit.r) <= SLOT_ON_PX
         middle = outline.mean(axis=0)
@@ -158,7 +160,7 @@ def _paired_ends(holes: Holes, kept: np.ndarray, width: float, least: float) -> 
             if (am - (a.cx, a.cy)) @ apart >= 0 or (bm - (b.cx, b.cy)) @ apart <= 0:
                 continue  # each crescent beyond its own circle's centre, away from the other
             edge = Slot(a.cx, a.cy, b.cx, b.cy, (a.r + b.r) / 2 + 0.5)
-            if (edge.off_outline(np.vstack([ao, bo]), signed=True) + 0.5).max() > SLOT_ON_PX:
+            if (edge.off_outline(np.vstack([ao, bo]), signed=True) + 0.5).max() > SLOT_OUT_PX:
                 continue
             slot = _stroked(edge, kept, width)
             if slot is not None:
