@@ -292,6 +292,27 @@ def test_labels_as_tall_as_eight_pens_are_text_but_small_round_symbols_are_kept(
     assert match(found, [ring, screw])["circle"]["f1"] == 1.0
 
 
+def test_a_bold_asterisk_in_a_word_is_text_but_a_polarity_dot_standing_alone_is_a_circle(monkeypatch):
+    """KiCad footprints label each part "REF**": drawn with a bold pen, each asterisk is a solid
+    blob as round as a polarity dot (dots._discs), and a pair of false circles followed every
+    label (16 on the footprints set). It stands in the word's band; the dot stands alone."""
+    import cv2
+
+    from api.demos.vectorization import dots
+
+    def circles(pen: int) -> list:
+        ink = page_with(pen_strokes())
+        cv2.circle(ink, (400, 420), 7, 255, -1, cv2.LINE_AA)  # a polarity dot: a circle of radius 5
+        cv2.putText(ink, "REF**", (80, 300), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 255, pen, cv2.LINE_AA)
+        return [p for p in detect(ink) if p.type == "circle"]
+
+    dot = [circle(400, 420, 5)]
+    assert all(match(circles(pen), dot)["circle"]["f1"] == 1.0 for pen in (3, 5))
+    discs = dots._discs
+    monkeypatch.setattr(dots, "_discs", lambda mask, words: discs(mask, ()))
+    assert all(len(circles(pen)) == 3 for pen in (3, 5))
+
+
 def test_a_round_o_standing_in_a_word_is_text_but_a_ring_standing_alone_is_a_circle():
     """A round "o" is a ring as small as a terminal, and the ring test kept it (KiCad titles drawn
     large on a thin-pen page: "Con", "vor"); but it stands level with letters beside it, as in a

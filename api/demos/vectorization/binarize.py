@@ -23,6 +23,7 @@ WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (bi
 # (binarize.word_bands); the word's band reaches WORD_REACH letter widths beyond its ends and
 # WORD_MARGIN of its height above and below, where its letters may touch a stroke and be kept
 WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
+WORD_DOTS = 3  # solid discs in a row alone that may be a word ("**", "..."); more are dots or pads
 # a page whose darkest 0.3% is paper may still hold a drawing: its ink level is then read from
 # this many darkest pixels (a blank page's noise does not stand out of the paper even so)
 SPARSE_INK = 50
@@ -227,29 +228,40 @@ def word_bands(stats: np.ndarray, min_size: int, kept: np.ndarray | None = None)
     grown by WORD_REACH letter widths either side and WORD_MARGIN of its height above and below.
     A letter touching a stroke is one ink with it and kept, but its word's other letters are
     clutter and mark where it lies (text written over a resistor, a transistor's pin names).
-    Small components `kept` (by label: rings, pads) are no letters: a row of pads is no word."""
+    Small components `kept` (by label: rings, pads) are no letters: a row of pads is no word; nor is
+    a row of more than WORD_DOTS solid discs alone (dots, pads drawn solid), where a period or a bold
+    asterisk is a letter ("REF**" whose letters touch a stroke)."""
     small = np.nonzero(np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < min_size)[0]
     if kept is not None:
         small = small[~kept[small]]
-    letters = sorted((int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]))
+    solid = discs(stats)
+    letters = sorted((int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]), bool(solid[i]))
                      for i in small[small > 0] if _in_a_word(stats, i, small[small > 0]))
-    rows: list[list] = []  # [xmin, ymin, xmax, ymax, letter widths]
-    for x, y, w, h in letters:
+    rows: list[list] = []  # [xmin, ymin, xmax, ymax, letter widths, all solid discs]
+    for x, y, w, h, disc in letters:
         for row in rows:
             height = row[3] - row[1]
             if min(y + h, row[3]) - max(y, row[1]) >= WORD_LEVEL * min(h, height) and \
                     x - row[2] <= WORD_SPACING * max(h, height):
                 row[:4] = [min(row[0], x), min(row[1], y), max(row[2], x + w), max(row[3], y + h)]
                 row[4].append(w)
+                row[5] &= disc
                 break
         else:
-            rows.append([x, y, x + w, y + h, [w]])
+            rows.append([x, y, x + w, y + h, [w], disc])
     bands = []
-    for x0, y0, x1, y1, widths in rows:
-        if len(widths) >= 2:
+    for x0, y0, x1, y1, widths, dotted in rows:
+        if 2 <= len(widths) and (not dotted or len(widths) <= WORD_DOTS):
             reach, margin = WORD_REACH * float(np.median(widths)), WORD_MARGIN * (y1 - y0)
             bands.append((x0 - reach, y0 - margin, x1 + reach, y1 + margin, float(y1 - y0)))
     return bands
+
+
+def discs(stats: np.ndarray) -> np.ndarray:
+    """Which components (their stats) are solid discs: as wide as tall, filling their circle."""
+    w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    size = np.maximum(w, h)
+    return (np.minimum(w, h) >= 0.85 * size) & (stats[:, cv2.CC_STAT_AREA] >= 0.7 * math.pi * (size / 2) ** 2)
 
 
 def _holed_shape(labels: np.ndarray, stat: np.ndarray, index: int) -> str | None:

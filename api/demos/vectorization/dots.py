@@ -13,11 +13,13 @@ outline only between the strokes leaving it, and gets a second look (_junction_d
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from .binarize import Band, discs
 from .fitting import fit_circle, median
 from .primitives import Primitive, circle
 from .spatial import components, on_mask
@@ -35,17 +37,18 @@ JUNCTION_FIRST = 0.7  # … a first, cheap look from the deepest pixel: this sha
 
 
 def find_dots(ink: np.ndarray, kept: np.ndarray, distance: np.ndarray, width: float, min_radius: float,
-              max_radius: float | None = None) -> list[Primitive]:
+              max_radius: float | None = None, words: Sequence[Band] = ()) -> list[Primitive]:
     """Circles drawn as solid dots (see the module's doc). `ink`: all ink; `kept`: the ink less
     clutter (text: the joints of bold letters are deep too), a dot is looked for there or in a
-    clutter component that is itself a round disc (a polarity dot standing alone); `distance`: the
-    ink's distance transform, `width`: the pen width in px."""
+    clutter component that is itself a round disc (a polarity dot standing alone, not in one of the
+    `words`' bands: a bold asterisk, "REF**"); `distance`: the ink's distance transform, `width`:
+    the pen width in px."""
     half = width / 2
     deep = max(DEPTH * (half + 0.5), half + 2.0)
     if not (distance >= deep).any():
         return []
     peaks = (distance >= deep) & (distance >= cv2.dilate(distance, np.ones((5, 5), np.uint8)))
-    peaks &= kept | _discs(ink & ~kept)
+    peaks &= kept | _discs(ink & ~kept, words)
     ys, xs = np.nonzero(peaks)
     order = np.argsort(-distance[ys, xs], kind="stable")
     found: list[tuple[float, float, float]] = []
@@ -198,13 +201,14 @@ def _runs_round(flags: np.ndarray) -> list[tuple[int, int]]:
     return runs
 
 
-def _discs(mask: np.ndarray) -> np.ndarray:
-    """The components of `mask` that are filled discs: as wide as tall, filling their circle."""
+def _discs(mask: np.ndarray, words: Sequence[Band]) -> np.ndarray:
+    """The components of `mask` that are solid discs (binarize.discs) not inside one of the
+    `words`' bands."""
     count, labels, stats = components(mask)
-    size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
-    square = np.minimum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 0.85 * size
-    full = stats[:, cv2.CC_STAT_AREA] >= 0.7 * math.pi * (size / 2) ** 2
-    keep = square & full
+    keep = discs(stats)
+    x, y, w, h = (stats[:, k] for k in range(4))
+    for x0, y0, x1, y1, _ in words:
+        keep &= ~((x >= x0) & (y >= y0) & (x + w <= x1) & (y + h <= y1))
     keep[0] = False
     return np.take(keep, labels)
 
