@@ -78,7 +78,7 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
     found: list[tuple[float, float, float]] = []
     pads: list[tuple[tuple[float, float, float], ...]] = []  # (inner, outer)
     tried: set[tuple[int, int]] = set()
-    for k in range(1, count):
+    for k in _largest_first(stats):
         x, y, bw, bh = (int(v) for v in stats[k, :4])
         if x == 0 or y == 0 or x + bw == w or y + bh == h or max(bw, bh) > size or stats[k, 4] < 6:
             continue
@@ -108,6 +108,13 @@ def find_rings(ink: np.ndarray, kept: np.ndarray, width: float, min_radius: floa
     paired = {r for pair in pads for r in pair}
     return [circle(cx, cy, r) for cx, cy, r in found if (cx, cy, r) not in paired], \
         [(circle(*inner), circle(*outer)) for inner, outer in pads]
+
+
+def _largest_first(stats: np.ndarray) -> np.ndarray:
+    """The holes' labels (not the paper's, 0) by area, largest first: a pad's whole drill hole
+    before the slivers of paper left between its ring and the pad's outline, whose rings, looked
+    for first, run through both strokes off the pad's centre and take its place."""
+    return 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")
 
 
 def _encloses(ring: tuple[float, float, float], hole: np.ndarray, x: int, y: int, half: float) -> bool:
