@@ -251,7 +251,7 @@ def word_bands(stats: np.ndarray, min_size: int, kept: np.ndarray | None = None)
             rows.append([x, y, x + w, y + h, [w], disc])
     bands = []
     for x0, y0, x1, y1, widths, dotted in rows:
-        if 2 <= len(widths) and (not dotted or len(widths) <= WORD_DOTS):
+        if len(widths) >= 2 and (not dotted or len(widths) <= WORD_DOTS):
             reach, margin = WORD_REACH * float(np.median(widths)), WORD_MARGIN * (y1 - y0)
             bands.append((x0 - reach, y0 - margin, x1 + reach, y1 + margin, float(y1 - y0)))
     return bands

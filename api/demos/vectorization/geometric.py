@@ -178,8 +178,8 @@ class GeometricDetector:
         stubs = [p for p in segments if _length(p) < min_line / 2 and id(p) not in sided]
         straight = [p for p in straight if _along_a_stroke(p, distance, width)]  # before they stop others' walks
         lap("merge_s")
-        dots = find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0), ink.words)
-        round_things += _new_circles(dots, round_things, tolerance)
+        solid = find_dots(ink.raw, ink.mask, distance, width, s.min_radius, max(4 * width, 12.0), ink.words)
+        round_things += _new_circles(solid, round_things, tolerance)
         rings, pads = find_rings(ink.raw, ink.mask, width, s.min_radius, max(4 * width, 12.0))
         round_things = [p for p in round_things if not _mid_band(p, pads, tolerance)]
         rings += [p for pad in pads for p in pad]
