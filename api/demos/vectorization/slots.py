@@ -94,6 +94,11 @@ class Slot:
                 max(self.x0, self.x1) + 2 * self.r, max(self.y0, self.y1) + 2 * self.r)
 
     @property
+    def middle(self) -> tuple[float, float]:
+        """Midway between the ends' centres: where its drill lies."""
+        return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+
+    @property
     def length(self) -> float:
         """The straight sides' length."""
         return math.hypot(self.x1 - self.x0, self.y1 - self.y0)
@@ -218,7 +223,7 @@ def _drill(holes: Holes, kept: np.ndarray, slot: Slot, width: float, least: floa
     """The circle round the hole midway between a slot's ends, when it is a round hole centred
     there at least `least` px in radius."""
     _, labels, stats = holes
-    mx, my = (slot.x0 + slot.x1) / 2, (slot.y0 + slot.y1) / 2
+    mx, my = slot.middle
     k = int(labels[int(round(my)), int(round(mx))])
     x, y, bw, bh = (int(v) for v in stats[k, :4])
     x0, y0, x1, y1 = slot.box
@@ -317,8 +322,8 @@ def _within(p: Primitive, points: np.ndarray, slot: Slot, tolerance: float) -> b
     """Whether `p` (its `points`) lies in a small pad's ink (Slot.pen), give or take two
     tolerances: the chains' lines down its middle and circles round its slivers. A circle round
     its middle is its drill's, kept."""
-    if not slot.pen or p.type == "circle" and math.hypot(p.geometry["cx"] - (slot.x0 + slot.x1) / 2,
-                                                        p.geometry["cy"] - (slot.y0 + slot.y1) / 2) <= tolerance:
+    mx, my = slot.middle
+    if not slot.pen or p.type == "circle" and math.hypot(p.geometry["cx"] - mx, p.geometry["cy"] - my) <= tolerance:
         return False
     return bool(slot.off_outline(points, signed=True).max() <= slot.pen / 2 + 2 * tolerance)
 
