@@ -614,6 +614,25 @@ def test_short_lines_joined_to_longer_ones_are_found():
     assert match(found, truth)["line"]["f1"] == 1.0, found
 
 
+def test_square_tabs_on_an_outline_are_three_sides_not_a_curve(monkeypatch):
+    """A footprint's tabs: a U three pens tall standing on the body's outline. The skeleton's walk
+    round it starts a pen above the outline, where the junction ends it, so each corner lies less
+    than two windows from an end of the chain; cut there no more, the U was fitted as one curve
+    (two false circles on footprints-003) or dropped with its sides."""
+    from api.demos.vectorization import fitting
+
+    for h in (20, 21):
+        tabs = [side for x in (100, 160, 220) for side in (
+            line(x, 250, x, 250 - h), line(x, 250 - h, x + 24, 250 - h), line(x + 24, 250 - h, x + 24, 250))]
+        ink = page_with(pen_strokes() + [line(80, 250, 270, 250)] + tabs)
+        found = detect(ink)
+        assert _found(found, tabs)["line"][0] == 9, (h, found)
+        assert not [p for p in found if p.type != "line"], (h, found)
+        with monkeypatch.context() as m:
+            m.setattr(fitting, "END_SHARE", 1.0)  # an end's stretch as long as a side between corners
+            assert _found(detect(ink), tabs)["line"][0] <= 3, h
+
+
 def test_collinear_strokes_apart_on_bare_paper_stay_apart():
     """A channel drawn in three parts, a dashed rule: the blank gaps are not junctions."""
     truth = [line(100, 50, 100, 150), line(100, 164, 100, 264), line(100, 278, 100, 378),

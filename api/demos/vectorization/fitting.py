@@ -199,9 +199,17 @@ def corners(points: np.ndarray, window: int, closed: bool = False) -> list[int]:
     return _spaced(sorted(found), n, 2 * k, closed)
 
 
+# the stretch from a chain's end to its first corner may be this share of `least` (_spaced): a walk
+# ending at a junction stops a pen short of the stroke it meets (a tab standing on an outline)
+END_SHARE = 0.8
+
+
 def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
     """The corners with at least `least` points of chain to the next corner (or end) on both
-    sides: a polyline's sides are long, while a word's letters bend every few pixels."""
+    sides: a polyline's sides are long, while a word's letters bend every few pixels. An end's
+    stretch may be END_SHARE as long when corners() could measure, `least` points further in,
+    that the chain turns less there than at the corner (near both ends it could not: a short
+    piece of a small arc, broken off on a scan, turns like a corner everywhere)."""
     while found:
         if closed:
             gaps = [(found[(j + 1) % len(found)] - found[j]) % n or n for j in range(len(found))]
@@ -209,6 +217,10 @@ def _spaced(found: list[int], n: int, least: int, closed: bool) -> list[int]:
         else:
             marks = [0, *found, n - 1]
             gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+            if found[0] + least < n - least // 2:  # corners() zeroes the turn a window from an end
+                gaps[0] /= END_SHARE
+            if found[-1] - least >= least // 2:
+                gaps[-1] /= END_SHARE
             short = [j for j in range(len(found)) if min(gaps[j], gaps[j + 1]) < least]
         if not short:
             break
