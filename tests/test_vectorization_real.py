@@ -633,6 +633,33 @@ def test_square_tabs_on_an_outline_are_three_sides_not_a_curve(monkeypatch):
             assert _found(detect(ink), tabs)["line"][0] <= 3, h
 
 
+def test_a_label_whose_letters_all_stand_on_an_outline_is_text(monkeypatch):
+    """A footprint's "REF**" written on its body's outline: every letter one ink with the outline,
+    none left as clutter to mark the word, so its stems and arms were found as short lines. Pads
+    beside a narrow tab keep the tab's short top (rings are no stroke a letter stands on)."""
+    import cv2
+
+    from api.demos.vectorization import binarize
+
+    outline = line(80, 250, 270, 250)
+    tab = [line(190, 420, 190, 320), line(190, 320, 212, 320), line(212, 320, 212, 420)]
+
+    def letters(found) -> list:
+        return [p for p in found if p.type == "line" and 200 < (p.geometry["y1"] + p.geometry["y2"]) / 2 < 246
+                and min(p.geometry["x1"], p.geometry["x2"]) < 290]
+
+    for word in ("REF", "U12"):
+        ink = page_with(pen_strokes() + [outline, circle(120, 330, 12), circle(155, 330, 12), *tab])
+        for i, letter in enumerate(word):
+            cv2.putText(ink, letter, (100 + 36 * i, 250), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 255, 6, cv2.LINE_AA)
+        found = detect(ink)
+        assert not letters(found), (word, found)
+        assert _found(found, [outline, *tab])["line"][0] == 4, (word, found)
+        with monkeypatch.context() as m:
+            m.setattr(binarize, "TOUCH_RUN", 100.0)  # no stroke taken away: the letters stay one ink with it
+            assert len(letters(detect(ink))) >= 3, word
+
+
 def test_collinear_strokes_apart_on_bare_paper_stay_apart():
     """A channel drawn in three parts, a dashed rule: the blank gaps are not junctions."""
     truth = [line(100, 50, 100, 150), line(100, 164, 100, 264), line(100, 278, 100, 378),

@@ -24,6 +24,9 @@ WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (bi
 # WORD_MARGIN of its height above and below, where its letters may touch a stroke and be kept
 WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
 WORD_DOTS = 3  # solid discs in a row alone that may be a word ("**", "..."); more are dots or pads
+# letters written on a stroke: what is left of kept ink once runs TOUCH_RUN of min_size long are
+# taken away, under TOUCH_TALL of min_size both ways and of TOUCH_AREA px or more (_touching_letters)
+TOUCH_RUN, TOUCH_TALL, TOUCH_AREA = 0.6, 0.5, 12
 # a page whose darkest 0.3% is paper may still hold a drawing: its ink level is then read from
 # this many darkest pixels (a blank page's noise does not stand out of the paper even so)
 SPARSE_INK = 50
@@ -122,7 +125,35 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
         distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
         ridge = ridge_of(distance)
     return InkMask(mask=mask, raw=raw, distance=distance, stroke_width=stroke_width(mask, distance, ridge),
-                   threshold=threshold, min_size=min_size, words=word_bands(labelled[1], min_size, kept))
+                   threshold=threshold, min_size=min_size, words=_words(labelled, min_size, kept))
+
+
+def _words(labelled: tuple[np.ndarray, np.ndarray], min_size: int, kept: np.ndarray) -> list[Band]:
+    """The bands of the clutter's words (word_bands) and of the words written on a stroke
+    (_touching_letters), the two rows of letters read apart: a pad's rest cut off a line beside a
+    drill dot that is clutter would be a word of two (a column of solid pads along a line)."""
+    strokes = _kept(labelled, min_size)  # rings kept though small are no stroke a letter stands on
+    written = _touching_letters(labelled[0], strokes, min_size)
+    return word_bands(labelled[1], min_size, kept) + word_bands(written, min_size)
+
+
+def _touching_letters(labels: np.ndarray, strokes: np.ndarray, min_size: int) -> np.ndarray:
+    """The stats (row 0 the background's, as for components) of the pieces of the `strokes`'
+    ink (by label) that are left once their long straight runs are taken away: a footprint's
+    "REF**" written on its body's outline is one ink with it, no letter left as clutter to mark
+    the word, and its stems and arms were found as lines. Runs TOUCH_RUN of min_size long or more,
+    across or down, and a pixel round them (the letters' feet) are strokes; pieces left under
+    TOUCH_TALL of min_size both ways and of TOUCH_AREA px or more may be letters."""
+    ink = np.take(strokes, labels).astype(np.uint8)
+    run = max(3, int(TOUCH_RUN * min_size))
+    runs = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)) | \
+        cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8))
+    rest = ink & (1 - cv2.dilate(runs, np.ones((3, 3), np.uint8)))
+    stats = components(rest)[2]
+    size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    letter = (size < TOUCH_TALL * min_size) & (stats[:, cv2.CC_STAT_AREA] >= TOUCH_AREA)
+    letter[0] = True
+    return stats[letter]
 
 
 def thin_gaps(ink: np.ndarray, light: np.ndarray) -> np.ndarray:
