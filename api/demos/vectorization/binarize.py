@@ -24,8 +24,9 @@ WORD_LEVEL, WORD_GAP = 0.5, 0.5  # letters beside a small ring, as in a word (bi
 # WORD_MARGIN of its height above and below, where its letters may touch a stroke and be kept
 WORD_SPACING, WORD_REACH, WORD_MARGIN = 0.6, 2.0, 0.3
 WORD_DOTS = 3  # solid discs in a row alone that may be a word ("**", "..."); more are dots or pads
-# letters written on a stroke: what is left of kept ink once runs TOUCH_RUN of min_size long are
-# taken away, under TOUCH_TALL of min_size both ways and of TOUCH_AREA px or more (_touching_letters)
+# letters written on a stroke: what is left of the large components' ink once runs TOUCH_RUN of
+# min_size long are taken away, under TOUCH_TALL of min_size both ways, TOUCH_AREA px or more
+# (_touching_letters)
 TOUCH_RUN, TOUCH_TALL, TOUCH_AREA = 0.6, 0.5, 12
 # a page whose darkest 0.3% is paper may still hold a drawing: its ink level is then read from
 # this many darkest pixels (a blank page's noise does not stand out of the paper even so)
