@@ -151,8 +151,7 @@ def _touching_letters(labels: np.ndarray, strokes: np.ndarray, min_size: int) ->
         cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8))
     rest = ink & (1 - cv2.dilate(runs, np.ones((3, 3), np.uint8)))
     stats = components(rest)[2]
-    size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
-    letter = (size < TOUCH_TALL * min_size) & (stats[:, cv2.CC_STAT_AREA] >= TOUCH_AREA)
+    letter = (_sizes(stats) < TOUCH_TALL * min_size) & (stats[:, cv2.CC_STAT_AREA] >= TOUCH_AREA)
     letter[0] = True
     return stats[letter]
 
@@ -201,7 +200,7 @@ def _kept(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bo
     terminal, a small circle) is kept all the same unless it stands in a word, and so is a holed
     one round such a ring (a square pad round its hole)."""
     labels, stats = labelled
-    big = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_size
+    big = _sizes(stats) >= min_size
     big[0] = False
     if keep_rings:
         small = np.nonzero(~big)[0]
@@ -263,7 +262,7 @@ def word_bands(stats: np.ndarray, min_size: int, kept: np.ndarray | None = None)
     Small components `kept` (by label: rings, pads) are no letters: a row of pads is no word; nor is
     a row of more than WORD_DOTS solid discs alone (dots, pads drawn solid), where a period or a bold
     asterisk is a letter ("REF**" whose letters touch a stroke)."""
-    small = np.nonzero(np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) < min_size)[0]
+    small = np.nonzero(_sizes(stats) < min_size)[0]
     if kept is not None:
         small = small[~kept[small]]
     solid = discs(stats)
@@ -287,6 +286,12 @@ def word_bands(stats: np.ndarray, min_size: int, kept: np.ndarray | None = None)
             reach, margin = WORD_REACH * float(np.median(widths)), WORD_MARGIN * (y1 - y0)
             bands.append((x0 - reach, y0 - margin, x1 + reach, y1 + margin, float(y1 - y0)))
     return bands
+
+
+def _sizes(stats: np.ndarray) -> np.ndarray:
+    """Each component's size (its stats): the longer side of its box, against which min_size and
+    the letters' bounds are read."""
+    return np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
 
 
 def discs(stats: np.ndarray) -> np.ndarray:
