@@ -588,6 +588,27 @@ def test_small_oval_pads_all_ink_round_their_drill_are_a_stadium(monkeypatch):
     assert all(found(*case)["arc"][0] == 0 for case in cases)
 
 
+def test_a_small_pad_whose_end_a_stroke_overlaps_keeps_its_round_end(monkeypatch):
+    """A stroke overlapping a small solid pad's end (on scan-like pages the blur fuses them:
+    footprints-009's connector) is as deep as the pad there: the pad's core runs on into it as a
+    thread, its end fitted to the thread's tip, a circle a third as large. That end is the other
+    end's circle moved along the axis onto the outline beyond (slots._end_beyond)."""
+    from api.demos.vectorization import slots
+
+    def found(r: float, half: float, drill: float) -> dict:
+        pads = [p for k in range(4)
+                for p in stadium(100 + 40 * k, 250, r, half, True) + [circle(100 + 40 * k, 250, drill)]]
+        y = 250 + half + r + 4  # the line's stroke overlaps each pad's end by two or three pixels
+        truth = pads + [line(75, y, 270, y)] + pen_strokes()
+        scores = match(detect(page_with(truth, pen=3)), truth)
+        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+
+    cases = ((9.4, 4.7, 6.3), (10, 5, 7))
+    assert [found(*case) for case in cases] == [{"line": (25, 0), "arc": (8, 0), "circle": (4, 0)}] * 2
+    monkeypatch.setattr(slots, "SOLID_THREAD", 0.0)
+    assert all(found(*case)["arc"][0] == 0 for case in cases)
+
+
 def test_two_equal_circles_a_little_apart_with_no_hole_between_stay_circles():
     """An eccentric's circles (one radius, centres closer than it) are the stadium's ends' shape,
     without the smaller circle midway: they stay whole."""

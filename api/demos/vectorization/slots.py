@@ -34,6 +34,7 @@ SOLID_ROUND = 0.7  # … its dot filling this share of its box at least, as wide
 SOLID_CORE = 1.0  # pens: a small pad's ink deeper than this is its core, a stadium (a stroke is half a pen deep)
 SOLID_WIDE = 0.75  # pens: a small pad's core at least this wide either side of its axis (narrower: thick strokes fused)
 SOLID_REACH = 1.5  # half widths: each end fitted this far from its tip (a stroke touching it leaves a thread)
+SOLID_THREAD = 0.6  # share of the other end's radius: an end fitted smaller is a thread (_stadium_of)
 SOLID_ON = 0.8  # share of the core's outline on its stadium (SLOT_ON_PX)
 SLOT_CRESCENT = 0.85  # a crescent's depth at most this share of its width
 SLOT_BEYOND = 0.2  # radii: how far a crescent's middle lies beyond its end's centre at least
@@ -102,6 +103,14 @@ class Slot:
     def length(self) -> float:
         """The straight sides' length."""
         return math.hypot(self.x1 - self.x0, self.y1 - self.y0)
+
+    def spanned(self, points: np.ndarray) -> np.ndarray:
+        """The points (N×2) no further along the axis than its ends' tips (and SLOT_ON_PX): not the
+        thread a stroke touching an end leaves (_stadium_of)."""
+        ux, uy = self.x1 - self.x0, self.y1 - self.y0
+        n = math.hypot(ux, uy)
+        t = ((points[:, 0] - self.x0) * ux + (points[:, 1] - self.y0) * uy) / n
+        return points[(t >= -self.r - SLOT_ON_PX) & (t <= n + self.r + SLOT_ON_PX)]
 
     def off_outline(self, points: np.ndarray, signed: bool = False) -> np.ndarray:
         """Each point's (N×2) distance from the stadium's outline (`signed`: outside positive)."""
@@ -194,9 +203,9 @@ def _solid_pads(holes: Holes, kept: np.ndarray, distance: np.ndarray, width: flo
         if max(bw, bh) < min(bw, bh) + SLOT_STRAIGHT * width or 2 * (least + width / 2 - depth) > min(bw, bh) + 1:
             continue
         outline = _outline((labels[y:y + bh, x:x + bw] == k).astype(np.uint8), x, y)
-        inner = _stadium_of(outline, SOLID_REACH)
+        inner = _stadium_of(outline, SOLID_REACH, threads=True)
         if inner is None or inner.length < SLOT_STRAIGHT * width or inner.r < SOLID_WIDE * width or \
-                (inner.off_outline(outline) <= SLOT_ON_PX).mean() < SOLID_ON:
+                (inner.off_outline(inner.spanned(outline)) <= SLOT_ON_PX).mean() < SOLID_ON:
             continue
         pad = replace(inner, r=inner.r + 0.5 + depth - width / 2, pen=width)  # pixel centres: ½ px in
         if pad.r >= least:
@@ -204,9 +213,12 @@ def _solid_pads(holes: Holes, kept: np.ndarray, distance: np.ndarray, width: flo
     return found
 
 
-def _stadium_of(outline: np.ndarray, reach: float = 1.0) -> Slot | None:
+def _stadium_of(outline: np.ndarray, reach: float = 1.0, threads: bool = False) -> Slot | None:
     """The stadium through a closed outline's pixels, each end's circle fitted apart (_round_end)
-    to the pixels within `reach` half widths of its tip."""
+    to the pixels within `reach` half widths of its tip. With `threads`, an end fitted to a circle
+    much smaller than the other's (SOLID_THREAD) is a thread run on from the end (a stroke
+    touching a small pad's end is as deep there, its core runs on into it): that end is the
+    other's circle moved along the axis to where the most of the outline beyond lies on it."""
     centre = outline.mean(axis=0)
     offsets = outline - centre
     _, vectors = np.linalg.eigh(offsets.T @ offsets)
@@ -214,6 +226,10 @@ def _stadium_of(outline: np.ndarray, reach: float = 1.0) -> Slot | None:
     across = offsets @ np.array([-vectors[1, 1], vectors[0, 1]])
     within = reach * (across.max() - across.min()) / 2
     ends = [_round_end(outline[t < t.min() + within]), _round_end(outline[t > t.max() - within])]
+    if threads and ends[0] is not None and ends[1] is not None and \
+            min(ends[0].r, ends[1].r) < SOLID_THREAD * max(ends[0].r, ends[1].r):
+        thin = int(ends[1].r < ends[0].r)
+        ends[thin] = _end_beyond(outline, ends[1 - thin], vectors[:, 1] * (1 if thin else -1))
     if ends[0] is None or ends[1] is None or abs(ends[0].r - ends[1].r) > SLOT_ROUND * 2:
         return None
     return Slot(ends[0].cx, ends[0].cy, ends[1].cx, ends[1].cy, (ends[0].r + ends[1].r) / 2)
@@ -257,6 +273,23 @@ def _stadium(outline: np.ndarray, width: float) -> Slot | None:
     if on.mean() < SLOT_ON or off.max() > SLOT_ON_PX or float(np.sqrt(np.mean(off[on] ** 2))) > SLOT_ROUND:
         return None
     return edge
+
+
+def _end_beyond(outline: np.ndarray, other: CircleFit, axis: np.ndarray) -> CircleFit | None:
+    """The circle as large as `other` moved along `axis` (a unit vector) to where the most of the
+    outline's pixels beyond its centre lie on it (within SLOT_ON_PX), none if fewer than a
+    quarter of its circumference do."""
+    start = np.array([other.cx, other.cy])
+    along = (outline - start) @ axis
+    best, where = 0, None
+    for step in np.arange(0.5, along.max(), 0.5):
+        beyond = outline[along > step]
+        on = int((np.abs(np.hypot(*(beyond - start - step * axis).T) - other.r) <= SLOT_ON_PX).sum())
+        if on > best:
+            best, where = on, start + step * axis
+    if where is None or best < math.pi * other.r / 2:
+        return None
+    return replace(other, cx=float(where[0]), cy=float(where[1]))
 
 
 def _round_end(points: np.ndarray) -> CircleFit | None:
