@@ -1027,3 +1027,24 @@ def test_a_box_side_that_letters_stand_on_is_found_from_its_stretches_between_th
     assert [sides_found(thick) for thick in (2, 3)] == [4, 4]
     monkeypatch.setattr(lines, "_inked", lambda *args: False)
     assert [sides_found(thick) for thick in (2, 3)] == [3, 3]
+
+
+def test_a_label_whose_letters_the_blur_fused_is_text_not_strokes(monkeypatch):
+    """A footprint's name under its drawing on a scan-like page (footprints-000): the blur fuses
+    its letters into one ink as wide as the drawing, longer than the clutter bound, so its stems
+    and bars were found as lines. Such a component, a few pens tall, inking about half its box
+    and holed only by letters' counters, is a word (binarize._fused_words)."""
+    from api.demos.vectorization import binarize
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    sheet = vector_sets.sheets("footprints", 1, scan=True, first=0)[0]
+
+    def lines() -> tuple[int, int]:
+        scores = match(GeometricDetector().detect(sheet.image).primitives, sheet.primitives)["line"]
+        return scores["tp"], scores["fp"]
+
+    tp, fp = lines()
+    assert tp >= 15 and fp <= 8, (tp, fp)  # 15 and 6
+    monkeypatch.setattr(binarize, "TEXT_FILL", (2.0, 2.0))  # no component inks more than its box
+    assert lines()[1] >= 14  # 17 without

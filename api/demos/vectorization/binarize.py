@@ -44,6 +44,10 @@ GAP_LIGHT, GAP_RUN = 0.25, 20
 # not those DRILL_ACROSS px wide and tall that fill DRILL_ROUND of their box: a disc (π/4), a drill hole
 PINHOLE, DRILL_ACROSS, DRILL_ROUND = 24, (4, 6), 0.7
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
+# a word whose letters the blur fused is one component longer than min_size: TEXT_TALL pens tall,
+# TEXT_WIDE times as wide at least, inking TEXT_FILL of its box, no hole TEXT_HOLE of its height long,
+# no edge straight for TOUCH_RUN of min_size
+TEXT_TALL, TEXT_WIDE, TEXT_FILL, TEXT_HOLE = (2.5, 7.5), 1.3, (0.45, 0.85), 0.8
 
 
 Band = tuple[float, float, float, float, float]  # xmin, ymin, xmax, ymax, the letters' height
@@ -114,8 +118,11 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
     ridge = ridge_of(distance)
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
-        min_size = max(24, int(CLUTTER_PENS * stroke_width(np.take(_kept(labelled, 24), labelled[0]), distance, ridge)))
-    kept = _kept(labelled, min_size, keep_rings=True)
+        pen = stroke_width(np.take(_kept(labelled, 24), labelled[0]), distance, ridge)
+        min_size = max(24, int(CLUTTER_PENS * pen))
+    else:
+        pen = min_size / CLUTTER_PENS
+    kept = _kept(labelled, min_size, keep_rings=True) & ~_fused_words(labelled, min_size, pen)
     mask = np.take(kept, labelled[0])
     # the gaps are opened once text and clutter are told apart: letters that touch with a gap
     # between them stay one piece of clutter, as the blur left them
@@ -214,6 +221,37 @@ def _kept(labelled: tuple[np.ndarray, np.ndarray], min_size: int, keep_rings: bo
         big[kept] = True
         big[[index for index in small if shapes[index] == "holed" and _round_one_of(stats, index, kept)]] = True
     return big
+
+
+def _fused_words(labelled: tuple[np.ndarray, np.ndarray], min_size: int, pen: float) -> np.ndarray:
+    """Which components of `labelled` are a word whose letters the blur fused (scan-like pages;
+    a bold label on a clean one), by label: longer than `min_size` across but less tall, a few
+    pens tall (TEXT_TALL), wider than tall (TEXT_WIDE), inking a letter's share of their box
+    (TEXT_FILL: a stroke's box is mostly paper, a bar's all ink), and no hole in them as long as
+    they are tall (TEXT_HOLE: a letter's counter is smaller; a box round a word, a fuse's slits
+    are not), nor an edge as straight as a stroke's (TOUCH_RUN: a row of pads on a line is)."""
+    labels, stats = labelled
+    w, h, area = (stats[:, k] for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+    fused = (w >= min_size) & (h < min_size) & (h >= TEXT_TALL[0] * pen) & (h <= TEXT_TALL[1] * pen) & \
+        (w >= TEXT_WIDE * h) & (area >= TEXT_FILL[0] * w * h) & (area <= TEXT_FILL[1] * w * h)
+    fused[0] = False
+    for index in np.flatnonzero(fused):
+        x, y, bw, bh = (int(v) for v in stats[index, :4])
+        crop = (labels[y:y + bh, x:x + bw] == index).astype(np.uint8)
+        contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        holes = [max(cv2.boundingRect(c)[2:]) for c, link in zip(contours, hierarchy[0], strict=True) if link[3] >= 0]
+        fused[index] = (not holes or max(holes) < TEXT_HOLE * bh) and _straight_edge(crop) < TOUCH_RUN * min_size
+    return fused
+
+
+def _straight_edge(crop: np.ndarray) -> int:
+    """The longest run of a component's (`crop`, its box) top or bottom edge along one row, in px:
+    a stroke's edge runs on, a row of letters' is broken at each letter."""
+    ink = np.pad(crop > 0, 1)
+    edges = np.vstack([ink[1:-1] & ~ink[:-2], ink[1:-1] & ~ink[2:]]).astype(np.int8)
+    steps = np.diff(np.pad(edges, ((0, 0), (1, 1))), axis=1)
+    starts, ends = np.nonzero(steps == 1), np.nonzero(steps == -1)
+    return int((ends[1] - starts[1]).max()) if len(starts[1]) else 0
 
 
 def _round_one_of(stats: np.ndarray, index: int, rings: list[int]) -> bool:
