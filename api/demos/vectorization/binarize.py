@@ -120,7 +120,7 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     if min_size <= 0:  # automatic: letters are five to ten pen widths tall
         pen = stroke_width(np.take(_kept(labelled, 24), labelled[0]), distance, ridge)
         min_size = max(24, int(CLUTTER_PENS * pen))
-    else:
+    else:  # a min_size given: the pen it stands for
         pen = min_size / CLUTTER_PENS
     kept = _kept(labelled, min_size, keep_rings=True) & ~_fused_words(labelled, min_size, pen)
     mask = np.take(kept, labelled[0])
