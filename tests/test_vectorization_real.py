@@ -565,6 +565,17 @@ def test_scan_like_oval_pads_round_a_drill_keep_their_ragged_crescents(monkeypat
     assert all(arcs(*case) <= 20 for case in cases)
 
 
+def pads_on_a_line(pen: int, r: float, half: float, drill: float, gap: float) -> dict:
+    """Four small upright oval pads round their drills and the body's outline below them, `gap` px
+    below their lower ends' outlines (and pen_strokes): (tp, fp) of each kind found."""
+    pads = [p for k in range(4)
+            for p in stadium(100 + 40 * k, 250, r, half, True) + [circle(100 + 40 * k, 250, drill)]]
+    y = 250 + half + r + gap
+    truth = pads + [line(75, y, 270, y)] + pen_strokes()
+    scores = match(detect(page_with(truth, pen=pen)), truth)
+    return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+
+
 def test_small_oval_pads_all_ink_round_their_drill_are_a_stadium(monkeypatch):
     """Oval pads so small that the ring round the drill fills them (a connector's pads, r about
     ten pixels, footprints-009): the ink is a solid stadium, the drill a dot of paper, the ends'
@@ -573,12 +584,7 @@ def test_small_oval_pads_all_ink_round_their_drill_are_a_stadium(monkeypatch):
     from api.demos.vectorization import slots
 
     def found(pen: int, r: float, half: float, drill: float) -> dict:
-        pads = [p for k in range(4)
-                for p in stadium(100 + 40 * k, 250, r, half, True) + [circle(100 + 40 * k, 250, drill)]]
-        y = 250 + half + r + (2 * pen + 0.5)  # the body's outline, its stroke touching each pad's
-        truth = pads + [line(75, y, 270, y)] + pen_strokes()
-        scores = match(detect(page_with(truth, pen=pen)), truth)
-        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+        return pads_on_a_line(pen, r, half, drill, 2 * pen + 0.5)  # the outline's stroke touching each pad's
 
     cases = ((3, 9.4, 4.7, 6.3), (3, 10, 5, 7), (3, 9.4, 6, 6.3))
     assert [found(*case) for case in cases] == [{"line": (25, 0), "arc": (8, 0), "circle": (4, 0)}] * 3
@@ -596,12 +602,7 @@ def test_a_small_pad_whose_end_a_stroke_overlaps_keeps_its_round_end(monkeypatch
     from api.demos.vectorization import slots
 
     def found(r: float, half: float, drill: float) -> dict:
-        pads = [p for k in range(4)
-                for p in stadium(100 + 40 * k, 250, r, half, True) + [circle(100 + 40 * k, 250, drill)]]
-        y = 250 + half + r + 4  # the line's stroke overlaps each pad's end by two or three pixels
-        truth = pads + [line(75, y, 270, y)] + pen_strokes()
-        scores = match(detect(page_with(truth, pen=3)), truth)
-        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc", "circle")}
+        return pads_on_a_line(3, r, half, drill, 4)  # the line's stroke overlaps each pad's end by 2-3 px
 
     cases = ((9.4, 4.7, 6.3), (10, 5, 7))
     assert [found(*case) for case in cases] == [{"line": (25, 0), "arc": (8, 0), "circle": (4, 0)}] * 2
