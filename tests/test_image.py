@@ -117,8 +117,13 @@ class Container:
         return json.loads((self.data / "results" / app / tracking_id / JOB_FILE).read_text())
 
     def finished(self, app: str, tracking_id: str) -> dict:
-        return wait_until(lambda: (s := self.status(app, tracking_id))["state"] in ("SUCCESS", "FAILURE", "CANCELLED")
-                          and s, JOB_WAIT_S, f"{app} job {tracking_id} to end", interval=0.5, diagnose=self.logs)
+        """The ended job's status, once its `job.json` records the end too: the worker mirrors the
+        end to disk just after Redis has it, so until then the folder may hold that write's temp file."""
+        status = wait_until(lambda: (s := self.status(app, tracking_id))["state"] in ("SUCCESS", "FAILURE", "CANCELLED")
+                            and s, JOB_WAIT_S, f"{app} job {tracking_id} to end", interval=0.5, diagnose=self.logs)
+        wait_until(lambda: self.on_disk(app, tracking_id).get("finished_at"), 30,
+                   f"{app} job {tracking_id}'s end on disk", interval=0.2, diagnose=self.logs)
+        return status
 
     def gunicorn_headers(self, path: str) -> str:
         """Response headers of gunicorn itself, asked on its socket inside the container."""
