@@ -43,6 +43,10 @@ GAP_LIGHT, GAP_RUN = 0.25, 20
 # holes smaller than PINHOLE px in the ink are filled (a thick stroke's specks of paper), but
 # not those DRILL_ACROSS px wide and tall that fill DRILL_ROUND of their box: a disc (π/4), a drill hole
 PINHOLE, DRILL_ACROSS, DRILL_ROUND = 24, (4, 6), 0.7
+# a drill hole the blur closed (_blurred_drills): a spot paler than the threshold, DRILL_SPOT px
+# across, its palest pixel within DRILL_LIGHT of the way from the paper to the ink, DRILL_DEPTH px
+# deep in ink all round (a pad 22 px across or more)
+DRILL_SPOT, DRILL_LIGHT, DRILL_DEPTH = (2, 7), 0.4, 11.0
 CLUTTER_PENS = 10  # automatic min_size: components smaller than this many pen widths both ways are clutter
 # a word whose letters the blur fused is one component longer than min_size: TEXT_TALL pens tall,
 # TEXT_WIDE times as wide at least, inking TEXT_FILL of its box, no hole TEXT_HOLE of its height long,
@@ -113,7 +117,8 @@ def ink_mask(rgb: np.ndarray, min_size: int = 0, sensitivity: float = 0.5) -> In
     if paper - ink_level < 8 * noise:  # nothing stands out from the paper: a blank page
         raw[:] = False
     raw = _remove_small(raw, area=6)
-    raw |= _pinholes(~raw)  # inside thick strokes
+    drills = _blurred_drills(smooth, raw, threshold, paper - DRILL_LIGHT * (paper - ink_level))
+    raw = (raw | _pinholes(~raw)) & ~drills  # specks inside thick strokes filled, drill holes open
     labelled = components(raw)[1:3]
     distance = cv2.distanceTransform(raw.astype(np.uint8), cv2.DIST_L2, 5)
     ridge = ridge_of(distance)
@@ -180,6 +185,36 @@ def _touching(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
     keep[labels[strong & weak]] = True
     keep[0] = False
     return np.take(keep, labels)  # keep[labels] (as here and below), in half the time
+
+
+def _blurred_drills(smooth: np.ndarray, raw: np.ndarray, threshold: float, light: float) -> np.ndarray:
+    """The drill holes the blur closed: on scan-like paper a pad's 3 px hole is paler than the
+    threshold but darker than the hysteresis' faint-ink level, so it became ink and the pad a
+    solid disc (clutter, or one blob with the outline), its two circles lost. A spot paler than
+    the threshold, DRILL_SPOT px across, wholly inside the ink, its palest pixel `light` or paler
+    and at the bottom of ink DRILL_DEPTH px deep all round (a pad's disc, where a letter's counter
+    or the notch between two strokes lies in ink a stroke deep) is opened: its pixels paler than
+    half-way from the threshold to that palest one."""
+    count, labels, stats = components(smooth >= threshold)
+    w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    sized = (np.minimum(w, h) >= DRILL_SPOT[0]) & (np.maximum(w, h) <= DRILL_SPOT[1])
+    sized[0] = False
+    opened = np.zeros_like(raw)
+    reach = int(math.ceil(DRILL_DEPTH)) + 1
+    for index in np.nonzero(sized)[0]:
+        x, y, bw, bh = (int(v) for v in stats[index, :4])
+        window = slice(max(0, y - reach), y + bh + reach), slice(max(0, x - reach), x + bw + reach)
+        spot = labels[window] == index
+        ink = raw[window] | spot
+        peak = float(smooth[window][spot].max())
+        if peak < light or not ink[max(0, y - 1) - window[0].start:y + bh + 1 - window[0].start,
+                                  max(0, x - 1) - window[1].start:x + bw + 1 - window[1].start].all():
+            continue
+        # paper beyond the page's edge: the window framed by a pixel of paper
+        depth = cv2.distanceTransform(np.pad(ink, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        if depth[spot].max() >= DRILL_DEPTH:
+            opened[window] |= spot & (smooth[window] >= (threshold + peak) / 2)
+    return opened
 
 
 def _pinholes(paper: np.ndarray) -> np.ndarray:
