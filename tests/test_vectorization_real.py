@@ -1037,19 +1037,13 @@ def test_a_label_whose_letters_the_blur_fused_is_text_not_strokes(monkeypatch):
     and bars were found as lines. Such a component, a few pens tall, inking about half its box
     and holed only by letters' counters, is a word (binarize._fused_words)."""
     from api.demos.vectorization import binarize
-    from api.demos.vectorization.geometric import GeometricDetector
     from tests.support import vector_sets
 
     sheet = vector_sets.sheets("footprints", 1, scan=True, first=0)[0]
-
-    def lines() -> tuple[int, int]:
-        scores = match(GeometricDetector().detect(sheet.image).primitives, sheet.primitives)["line"]
-        return scores["tp"], scores["fp"]
-
-    tp, fp = lines()
+    tp, fp = found_on(sheet, "line")
     assert tp >= 15 and fp <= 8, (tp, fp)  # 15 and 6
     monkeypatch.setattr(binarize, "TEXT_FILL", (2.0, 2.0))  # no component inks more than its box
-    assert lines()[1] >= 14  # 17 without
+    assert found_on(sheet, "line")[1] >= 14  # 17 without
 
 
 def test_a_pads_drill_hole_the_blur_closed_is_opened_again(monkeypatch):
@@ -1058,16 +1052,18 @@ def test_a_pads_drill_hole_the_blur_closed_is_opened_again(monkeypatch):
     solid discs (clutter, or one blob with the outline): both circles of each pad were lost. A pale
     spot at the bottom of ink a pad's radius deep is a drill hole (binarize._blurred_drills)."""
     from api.demos.vectorization import binarize
-    from api.demos.vectorization.geometric import GeometricDetector
     from tests.support import vector_sets
 
     sheet = vector_sets.sheets("footprints", 1, scan=True, first=9)[0]
-
-    def circles() -> tuple[int, int]:
-        scores = match(GeometricDetector().detect(sheet.image).primitives, sheet.primitives)["circle"]
-        return scores["tp"], scores["fp"]
-
-    tp, fp = circles()
+    tp, fp = found_on(sheet, "circle")
     assert tp >= 75 and fp <= 12, (tp, fp)  # 85 and 9
     monkeypatch.setattr(binarize, "DRILL_DEPTH", 1e9)  # no ink that deep: no hole opened
-    assert circles()[0] <= 45  # 36 without
+    assert found_on(sheet, "circle")[0] <= 45  # 36 without
+
+
+def found_on(sheet, kind: str) -> tuple[int, int]:
+    """The `kind` primitives the detector finds right and wrong on a real set's page."""
+    from api.demos.vectorization.geometric import GeometricDetector
+
+    scores = match(GeometricDetector().detect(sheet.image).primitives, sheet.primitives)[kind]
+    return scores["tp"], scores["fp"]

@@ -207,9 +207,9 @@ def _blurred_drills(smooth: np.ndarray, raw: np.ndarray, threshold: float, light
         spot = labels[window] == index
         ink = raw[window] | spot
         peak = float(smooth[window][spot].max())
-        if peak < light or not ink[max(0, y - 1) - window[0].start:y + bh + 1 - window[0].start,
-                                  max(0, x - 1) - window[1].start:x + bw + 1 - window[1].start].all():
-            continue
+        top, left = y - window[0].start, x - window[1].start  # the spot's box in the window
+        if peak < light or not ink[max(0, top - 1):top + bh + 1, max(0, left - 1):left + bw + 1].all():
+            continue  # not pale enough, or paper beside it
         # paper beyond the page's edge: the window framed by a pixel of paper
         depth = cv2.distanceTransform(np.pad(ink, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
         if depth[spot].max() >= DRILL_DEPTH:
