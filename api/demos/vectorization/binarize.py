@@ -273,8 +273,7 @@ def _fused_words(labelled: tuple[np.ndarray, np.ndarray], min_size: int, pen: fl
     for index in np.flatnonzero(fused):
         x, y, bw, bh = (int(v) for v in stats[index, :4])
         crop = (labels[y:y + bh, x:x + bw] == index).astype(np.uint8)
-        contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        holes = [max(cv2.boundingRect(c)[2:]) for c, link in zip(contours, hierarchy[0], strict=True) if link[3] >= 0]
+        holes = [max(cv2.boundingRect(c)[2:]) for c in _outer_and_holes(crop)[1]]
         fused[index] = (not holes or max(holes) < TEXT_HOLE * bh) and _straight_edge(crop) < TOUCH_RUN * min_size
     return fused
 
@@ -385,17 +384,24 @@ def _holed_shape(labels: np.ndarray, stat: np.ndarray, index: int) -> str | None
     x, y, w, h = (int(v) for v in stat[:4])
     if min(w, h) < 0.5 * max(w, h):
         return None
-    crop = (labels[y:y + h, x:x + w] == index).astype(np.uint8)
-    contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
-    if len(outer) != 1 or len(contours) < 2:
+    outer, holes = _outer_and_holes((labels[y:y + h, x:x + w] == index).astype(np.uint8))
+    if len(outer) != 1 or not holes:
         return None
-    if len(contours) - 1 >= SECTORS:  # a circle that lines through it cut into sectors: a centre mark
+    if len(holes) >= SECTORS:  # a circle that lines through it cut into sectors: a centre mark
         return "ring"
     if min(w, h) < 0.85 * max(w, h):
         return None
     _, radius = cv2.minEnclosingCircle(outer[0])
     return "ring" if radius >= 2 and cv2.contourArea(outer[0]) >= 0.8 * math.pi * radius * radius else "holed"
+
+
+def _outer_and_holes(crop: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The outlines of the ink in `crop` (a component's box, uint8) and of the holes in it, framed
+    by a pixel of paper so that ink on the box's edge is outlined too."""
+    contours, hierarchy = cv2.findContours(np.pad(crop, 1), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    links = hierarchy[0] if hierarchy is not None else []
+    outer = [c for c, link in zip(contours, links, strict=True) if link[3] < 0]
+    return outer, [c for c, link in zip(contours, links, strict=True) if link[3] >= 0]
 
 
 def stroke_width(mask: np.ndarray, distance: np.ndarray, ridge: np.ndarray) -> float:
