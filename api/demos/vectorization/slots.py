@@ -30,8 +30,10 @@ SLOT_OUT_PX = 1.5  # px: the two crescents' pixels nowhere further outside their
 SLOT_DRILL = 3.0  # px: the least radius of a drill's round hole midway between a slot's ends
 SOLID_DRILL = 2.0  # px: … between a small pad's ends, all ink but for it (_solid_pads)
 SOLID_DOT = 1.0  # pens: … and at most this wide (a dot: the pad's ink round it is deep)
-SOLID_ROUND = 0.7  # … its dot filling this share of its box at least, as wide as tall (a pixel either way)
+SOLID_ROUND = 0.6  # … its dot filling this share of its box at least, as wide as tall (a pixel either way)
+# (a drill the blur closed and binarize reopened: 8 pixels of a 3 × 4 box)
 SOLID_CORE = 1.0  # pens: a small pad's ink deeper than this is its core, a stadium (a stroke is half a pen deep)
+SOLID_STRAIGHT = 0.75  # pens: a small pad's core's straight sides at least this long (blurred: its pen read wide)
 SOLID_WIDE = 0.75  # pens: a small pad's core at least this wide either side of its axis (narrower: thick strokes fused)
 SOLID_REACH = 1.5  # half widths: each end fitted this far from its tip (a stroke touching it leaves a thread)
 SOLID_THREAD = 0.6  # share of the other end's radius: an end fitted smaller is a thread (_stadium_of)
@@ -204,7 +206,7 @@ def _solid_pads(holes: Holes, kept: np.ndarray, distance: np.ndarray, width: flo
             continue
         outline = _outline((labels[y:y + bh, x:x + bw] == k).astype(np.uint8), x, y)
         inner = _stadium_of(outline, SOLID_REACH, threads=True)
-        if inner is None or inner.length < SLOT_STRAIGHT * width or inner.r < SOLID_WIDE * width or \
+        if inner is None or inner.length < SOLID_STRAIGHT * width or inner.r < SOLID_WIDE * width or \
                 (inner.off_outline(inner.spanned(outline)) <= SLOT_ON_PX).mean() < SOLID_ON:
             continue
         pad = replace(inner, r=inner.r + 0.5 + depth - width / 2, pen=width)  # pixel centres: ½ px in
