@@ -15,6 +15,7 @@ from api.demos.vectorization.evaluate import evaluate_paths, match, overlay, tot
 from api.demos.vectorization.primitives import arc, arc_through, circle, line
 from api.demos.vectorization.realsets import (
     _kicad_part,
+    _rounded_rectangle,
     footprint_part,
     inked_width,
     parse_sexpr,
@@ -1059,6 +1060,32 @@ def test_a_pads_drill_hole_the_blur_closed_is_opened_again(monkeypatch):
     assert tp >= 75 and fp <= 12, (tp, fp)  # 85 and 9
     monkeypatch.setattr(binarize, "DRILL_DEPTH", 1e9)  # no ink that deep: no hole opened
     assert found_on(sheet, "circle")[0] <= 45  # 36 without
+
+
+def test_a_rounded_corner_a_junction_cut_short_is_kept_between_its_sides(monkeypatch):
+    """A body's outline with rounded corners and a tick meeting each side just short of the corner
+    (footprints-003: a comb of pins along the outline). The junction ends the corner's chain, so the
+    arc piece has no line before it on its chain: no fillet to the cutter, and a quarter circle too
+    short for an arc alone. Both its ends join a side tangentially: it is kept
+    (ends.fillets_between), and the sides stop at its tangent points."""
+    from api.demos.vectorization import geometric
+
+    def found(r: float, off: float) -> dict:
+        box = [transformed(p, 1.0, 180, 250) for p in _rounded_rectangle(160, 120, r)]
+        ticks = []
+        for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            cx, cy = 180 + sx * (80 - r), 250 + sy * (60 - r)  # the corner's centre
+            ticks += [line(cx - sx * off, cy + sy * r, cx - sx * off, cy + sy * (r + 20)),
+                      line(cx + sx * r, cy - sy * off, cx + sx * (r + 20), cy - sy * off)]
+        truth = box + ticks + pen_strokes()
+        scores = match(detect(page_with(truth)), truth)
+        return {kind: (scores[kind]["tp"], scores[kind]["fp"]) for kind in ("line", "arc")}
+
+    cases = ((16, 8), (20, 4), (20, 8), (24, 8))
+    results = [found(*case) for case in cases]
+    assert all(r["arc"][0] >= 3 and r["arc"][1] == 0 and r["line"][0] >= 26 for r in results), results
+    monkeypatch.setattr(geometric, "fillets_between", lambda arcs, lines, ink, tolerance, reach, least: [])
+    assert [found(*case)["arc"][0] for case in cases] == [0] * 4
 
 
 def test_a_small_pad_the_blur_thickened_is_still_a_stadium(monkeypatch):

@@ -348,6 +348,42 @@ def _move_end(g: dict, key: str, x: float, y: float) -> bool:
     return True
 
 
+def fillets_between(arcs: list[Primitive], lines: list[Primitive], ink: np.ndarray, tolerance: float,
+                    reach: float, least_radius: float) -> list[Primitive]:
+    """The `arcs` (too short to keep alone) that round a corner between two lines: a rounded
+    corner whose chain a junction cut (a tick or a neighbour's stroke meeting a side there), so
+    that the lines on either side lie in chains of their own and the cutter saw no fillet. Each
+    end joins a line tangentially, as snap_tangents would snap it (within `tolerance` px of the
+    tangent point, the line's end within `reach` px of it: walks overshoot into the corner), and
+    the corner the two lines would make lies on paper (`ink`): a sharp corner's skeleton rounds
+    it too, but its point is inked. Circles under `least_radius` px are left out (a letter's bowl
+    on a line)."""
+    grid = _grid_of(lines, reach)
+    kept = []
+    for a in arcs:
+        g = a.geometry
+        if g["r"] < least_radius:
+            continue
+        joins = []  # per end: the lines it joins
+        for key in ("start", "end"):
+            ex, ey = arc_point(g, g[key])
+            feet = ((j, _tangent_foot(g, lines[j].geometry, ex, ey, tolerance, reach))
+                    for j in grid.query(grown((ex, ey, ex, ey), reach)))
+            joins.append({j for j, foot in feet if foot is not None and foot[0] <= tolerance})
+        if any(_rounded(lines[i], lines[j], ink) for i in joins[0] for j in joins[1] if i != j):
+            kept.append(a)
+    return kept
+
+
+def _rounded(a: Primitive, b: Primitive, ink: np.ndarray) -> bool:
+    """Whether the corner lines `a` and `b` would make, extended, lies on paper."""
+    g = a.geometry
+    heading = np.array([g["x2"] - g["x1"], g["y2"] - g["y1"]])
+    ux, uy = heading / max(float(np.hypot(*heading)), 1e-9)
+    corner = intersections(g["x1"], g["y1"], ux, uy, b, math.inf)
+    return bool(corner) and not bool(at_points(ink, np.array(corner))[0])
+
+
 def _tangent_foot(arc_g: dict, line_g: dict, ex: float, ey: float, tolerance: float, reach: float):
     """(distance to the arc end, foot x, foot y, which line end) when the line is tangent to the
     arc's circle near the arc's end and one of its ends lies near the foot; else None."""

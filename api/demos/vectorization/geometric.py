@@ -40,6 +40,7 @@ from .ends import (
     drop_covered_lines,
     extend_arcs,
     extend_lines,
+    fillets_between,
     settle_acute,
     snap_tangent_circles,
     snap_tangents,
@@ -47,7 +48,7 @@ from .ends import (
     split_at_necks,
     tangent_bridges,
 )
-from .fitting import ChainCutter
+from .fitting import TANGENT_PENS, ChainCutter
 from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, same_circle, sample_array
@@ -200,6 +201,11 @@ class GeometricDetector:
 
         shortened = [p for p in straight if not long_enough(p)]  # ends found already
         straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
+        taken = {id(p) for p in round_things}  # the short arcs kept already: a coil's turns
+        corners = [p for p in short if id(p) not in taken and not any(  # (a nut's circle between its sides)
+            same_circle(p.geometry, c.geometry, 2 * tolerance, 2 * tolerance) for c in circles)]
+        arcs += fillets_between(corners, straight, ink.raw, max(2 * tolerance, width / 2), max_gap,
+                                TANGENT_PENS * width)  # rounded corners a junction cut short
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
         snapped = snap_tangents(arcs, straight, max(2 * tolerance, width / 2), max_gap, width)
         snapped += snap_tangent_circles(circles, [p for p in straight if id(p) not in outlined],
