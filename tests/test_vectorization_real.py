@@ -1106,6 +1106,21 @@ def test_a_small_pad_the_blur_thickened_is_still_a_stadium(monkeypatch):
     assert found_on(sheet, "arc")[0] <= 30  # 28 without
 
 
+def test_arcs_down_the_middle_of_fused_strokes_are_dropped(monkeypatch):
+    """footprints-008: a pin header drawn with a wide pen, each pad's two circles and its
+    neighbours' fused into one mass of ink. The skeleton runs down its middle, a pen deep, and
+    gave arcs of nothing drawn; a stroke's own middle is half a pen deep, and no arc found right
+    on the real sets runs deeper than 0.72 pens (geometric._in_fused_strokes)."""
+    from api.demos.vectorization import geometric
+    from tests.support import vector_sets
+
+    sheet = vector_sets.sheets("footprints", 1, first=8)[0]
+    tp, fp = found_on(sheet, "arc")
+    assert tp >= 2 and fp <= 5, (tp, fp)  # 2 and 3
+    monkeypatch.setattr(geometric, "FUSED_DEPTH", 1e9)
+    assert found_on(sheet, "arc")[1] >= 8  # 10 without
+
+
 def found_on(sheet, kind: str) -> tuple[int, int]:
     """The `kind` primitives the detector finds right and wrong on a real set's page."""
     from api.demos.vectorization.geometric import GeometricDetector

@@ -61,6 +61,7 @@ LINE_COVERAGE = 0.6  # share of a line its own skeleton must cover, junction gap
 # a skeleton loop narrower than this many pen widths is a knot of thick strokes (an acute corner, a
 # letter), not a ring: circles that small show no hole and are found as dots (dots.py)
 RING_PENS = 1.8
+FUSED_DEPTH = 0.9  # pens: an arc this deep in the ink over half its length runs between fused strokes
 POLYGON_TRACED = 0.8  # a ring this much of whose circle runs along lines found is a polygon (_traced)
 # skeleton branches shorter than this many pen widths are spurs of a thick stroke, not strokes meeting
 # at a junction (chains._cluster_junctions)
@@ -228,6 +229,7 @@ class GeometricDetector:
         primitives = [p for p in primitives if p.type != "line"] + lines
         for p in primitives:
             (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
+        primitives = [p for p in primitives if p.type != "arc" or not _in_fused_strokes(p, distance, width)]
         primitives = with_slots(stadium_ends(primitives, halves, tolerance), slots, tolerance)
         _clip_inside(primitives, w, h)
         _name(primitives)
@@ -353,6 +355,14 @@ def _along_a_stroke(p: Primitive, distance: np.ndarray, width: float) -> bool:
     aside = int(round(RIDGE_ENDS * len(points)))
     middle = points[aside:len(points) - aside] if len(points) > 2 * aside + 2 else points
     return float((at_points(distance, middle) >= RIDGE_DEPTH * width).mean()) >= RIDGE_SHARE
+
+
+def _in_fused_strokes(p: Primitive, distance: np.ndarray, width: float) -> bool:
+    """Whether an arc runs FUSED_DEPTH pens deep in the ink or more over half its length: down the
+    middle of strokes fused into one mass (a pad's two circles and its neighbours', drawn with a
+    wide pen), a pen deep, where the skeleton gives arcs of nothing drawn; a stroke's own middle
+    lies half a pen deep."""
+    return float(np.median(at_points(distance, sample_array(p.type, p.geometry, 1.0)))) >= FUSED_DEPTH * width
 
 
 def _support(p: Primitive, mask: np.ndarray) -> float:
