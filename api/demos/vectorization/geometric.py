@@ -203,8 +203,8 @@ class GeometricDetector:
         shortened = [p for p in straight if not long_enough(p)]  # ends found already
         straight = drop_covered_lines([p for p in straight if long_enough(p)], 2 * tolerance)
         taken = {id(p) for p in round_things}  # the short arcs kept already: a coil's turns
-        corners = [p for p in short if id(p) not in taken and not any(  # (a nut's circle between its sides)
-            same_circle(p.geometry, c.geometry, 2 * tolerance, 2 * tolerance) for c in circles)]
+        corners = _new_circles([p for p in short if id(p) not in taken], circles,
+                               tolerance)  # none on a circle found: a nut's circle between its sides
         arcs += fillets_between(corners, straight, ink.raw, max(2 * tolerance, width / 2), max_gap,
                                 TANGENT_PENS * width)  # rounded corners a junction cut short
         straight += tangent_bridges(arcs, straight, ink.raw, 2 * tolerance, max_gap, width)
@@ -266,7 +266,7 @@ class GeometricDetector:
 
 def _new_circles(found: list[Primitive], round_things: list[Primitive], tolerance: float) -> list[Primitive]:
     """The circles `found` in the ink (dots, rings, round holes) that are not one found already (by
-    the chains, or as a dot: a ring whose hole survived)."""
+    the chains, or as a dot: a ring whose hole survived); likewise arcs not on such a circle."""
     circles = [p.geometry for p in round_things if p.type == "circle"]
     return [d for d in found if not any(same_circle(d.geometry, c, 2 * tolerance, 2 * tolerance) for c in circles)]
 
