@@ -16,7 +16,7 @@ then SVG, JSON and preview PNG), and prints:
 
 For real sets: F1 per type at 3 px, mean error, CPU seconds per image, what the truth could not
 hold (skipped counts), the images worst first, and with --pictures DIR a picture of the worst ones
-(prediction over truth, evaluate.overlay).
+(prediction over truth, misses marked: evaluate.overlay).
 
     nice .venv/bin/python -m bench.vectorization [--images 10] [--sizes 1000,3000] [--threads 2]
     nice .venv/bin/python -m bench.vectorization --sets kicad,footprints,librecad --images 12 [--pictures /tmp/worst]
@@ -91,7 +91,7 @@ def run_real(name: str, scan: bool, images: int, pictures: Path | None) -> dict:
         pictures.mkdir(parents=True, exist_ok=True)
         for image_name in order[:3]:
             sheet, predicted = predictions[image_name]
-            picture = overlay(sheet.image, predicted, sheet.primitives)
+            picture = overlay(sheet.image, predicted, sheet.primitives, sheet.unscored)
             cv2.imwrite(str(pictures / f"{image_name}{'-scan' if scan else ''}.png"), picture[..., ::-1])
     return {
         "set": name, "scan": scan, "held_out": name in realsets.HELD_OUT, "images": len(per_image),

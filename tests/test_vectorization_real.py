@@ -11,7 +11,8 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from api.demos.vectorization.evaluate import evaluate_paths, match, overlay, total, worst_first
+from api.demos.vectorization.evaluate import MISSED_COLOUR, evaluate_paths, match, misses, overlay, total, worst_first
+from api.demos.vectorization.preview import COLOURS
 from api.demos.vectorization.primitives import arc, arc_through, circle, line
 from api.demos.vectorization.realsets import (
     _kicad_part,
@@ -84,11 +85,24 @@ def test_images_are_listed_worst_first_and_pictured():
     truth = [line(10, 10, 90, 10), circle(50, 50, 20)]
     reports = {"good": match(truth, truth), "bad": match([truth[0]], truth), "empty": match([], [])}
     assert worst_first(reports) == ["bad", "empty", "good"]  # mean F1 over the types present, then name
-    picture = overlay(np.full((100, 100, 3), 255, np.uint8), [truth[0]], truth)
+    stray = line(10, 90, 90, 90)
+    picture = overlay(np.full((100, 100, 3), 255, np.uint8), [truth[0], stray], truth)
     assert picture.shape == (100, 100, 3)
-    truth_colour, line_colour = np.array([250, 200, 120]), np.array([220, 30, 30])
-    assert (np.abs(picture[50, 30].astype(int) - truth_colour) < 40).all(), "the missed circle shows as truth"
+    missed_colour, line_colour = np.array(MISSED_COLOUR), np.array(COLOURS["line"])
+    assert (np.abs(picture[50, 30].astype(int) - missed_colour) < 40).all(), "the missed circle in magenta"
     assert (np.abs(picture[10, 50].astype(int) - line_colour) < 40).all(), "the found line in its colour"
+    assert (picture[90, 50] < 60).all(), "the false line in black"
+
+
+def test_misses_are_what_the_score_counts_against_the_prediction():
+    truth = [line(10, 10, 90, 10), circle(50, 50, 20), arc(50, 50, 30, 0, 90)]
+    tiny = line(10, 95, 14, 95)  # a piece left out of the score: a prediction on it is excused
+    near, off, on_tiny = line(11, 11, 89, 9), circle(50, 50, 26), line(10, 94, 14, 96)
+    false, missed = misses([near, off, on_tiny], truth, 3.0, [tiny])
+    assert false == [off] and missed == [truth[1], truth[2]]
+    report = match([near, off, on_tiny], truth, 3.0, [tiny])
+    assert [(report[k]["tp"], report[k]["fp"], report[k]["fn"]) for k in ("line", "circle", "arc")] == \
+        [(1, 0, 0), (0, 1, 1), (0, 0, 1)]
 
 
 def test_the_command_line_pictures_the_worst_images(tmp_path, capsys):

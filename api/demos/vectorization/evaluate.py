@@ -16,7 +16,8 @@ prediction SVG (`height` attribute) or given with --height.
 The report lists the images worst first (mean F1 over the types present) and counts what the truth
 files draw that is none of the three primitives (`skipped_in_truth`: elliptical arcs, curves,
 ellipses, texts …). With --pictures DIR --images DIR, the worst images (--worst, default 5) get a
-picture each: the truth pale and thick, the prediction thin in its type's colour over it.
+picture each (`overlay`): the truth pale and thick, magenta where missed, the prediction thin in its
+type's colour over it, black where it matched nothing.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -65,20 +67,57 @@ def match(predicted: list[Primitive], truth: list[Primitive], tolerance: float =
     name); a prediction matching none of the truth but one of these is no false positive either."""
     report = {}
     for kind in TYPES:
-        pred = [p.geometry for p in predicted if p.type == kind]
-        true = [t.geometry for t in truth if t.type == kind]
-        cost = _costs(kind, pred, true, tolerance)
-        rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
-        matched = [(i, j) for i, j in zip(rows, cols, strict=True) if cost[i, j] < INFEASIBLE]
-        tp = len(matched)
-        mean_error = round(float(np.mean([cost[i, j] for i, j in matched])), 3) if tp else None
-        found = {i for i, _ in matched}
-        rest = [p for i, p in enumerate(pred) if i not in found]
-        left_out = _costs(kind, rest, [u.geometry for u in unscored if u.type == kind], tolerance)
-        excused = int((left_out[linear_sum_assignment(left_out)] < INFEASIBLE).sum()) if left_out.size else 0
-        report[kind] = _scores(tp, len(pred) - tp - excused, len(true) - tp)
-        report[kind]["mean_error_px"] = mean_error
+        pairing = _pairing(kind, predicted, truth, tolerance, unscored)
+        tp = len(pairing.matched)
+        errors = [pairing.cost[i, j] for i, j in pairing.matched]
+        report[kind] = _scores(tp, pairing.predicted - tp - len(pairing.excused), pairing.true - tp)
+        report[kind]["mean_error_px"] = round(float(np.mean(errors)), 3) if tp else None
     return report
+
+
+def misses(predicted: list[Primitive], truth: list[Primitive], tolerance: float = 3.0,
+           unscored: Sequence[Primitive] = ()) -> tuple[list[Primitive], list[Primitive]]:
+    """What `match` counts against the prediction, to be looked at: the false positives (matched
+    to no truth, nor excused by an unscored piece) and the truth no prediction matched."""
+    false, missed = [], []
+    for kind in TYPES:
+        pred = [p for p in predicted if p.type == kind]
+        true = [t for t in truth if t.type == kind]
+        pairing = _pairing(kind, predicted, truth, tolerance, unscored)
+        found, hit = {i for i, _ in pairing.matched}, {j for _, j in pairing.matched}
+        false += [p for i, p in enumerate(pred) if i not in found and i not in pairing.excused]
+        missed += [t for j, t in enumerate(true) if j not in hit]
+    return false, missed
+
+
+@dataclass
+class _Pairing:
+    """One type's one-to-one assignment: (prediction, truth) index pairs within the tolerance, their
+    distances, and the unmatched predictions an unscored piece excuses (indices among the type's)."""
+
+    matched: list[tuple[int, int]]
+    cost: np.ndarray
+    excused: set[int]
+    predicted: int
+    true: int
+
+
+def _pairing(kind: str, predicted: list[Primitive], truth: list[Primitive], tolerance: float,
+             unscored: Sequence[Primitive]) -> _Pairing:
+    pred = [p.geometry for p in predicted if p.type == kind]
+    true = [t.geometry for t in truth if t.type == kind]
+    cost = _costs(kind, pred, true, tolerance)
+    rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
+    matched = [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] < INFEASIBLE]
+    found = {i for i, _ in matched}
+    rest = [i for i in range(len(pred)) if i not in found]
+    left_out = _costs(kind, [pred[i] for i in rest], [u.geometry for u in unscored if u.type == kind], tolerance)
+    excused = set()
+    if left_out.size:
+        for r, c in zip(*linear_sum_assignment(left_out), strict=True):
+            if left_out[r, c] < INFEASIBLE:
+                excused.add(rest[r])
+    return _Pairing(matched, cost, excused, len(pred), len(true))
 
 
 def _costs(kind: str, pred: list[dict], true: list[dict], tolerance: float) -> np.ndarray:
@@ -129,16 +168,24 @@ def worst_first(per_image: dict[str, dict]) -> list[str]:
     return sorted(per_image, key=score)
 
 
-def overlay(rgb: np.ndarray, predicted: list[Primitive], truth: list[Primitive]) -> np.ndarray:
-    """A picture to judge one image by: the truth thick and pale, the prediction thin in its
-    type's colour over it (preview.py's colours), on the faded image."""
+TRUTH_COLOUR, MISSED_COLOUR, FALSE_COLOUR = (250, 200, 120), (235, 0, 190), (0, 0, 0)  # RGB
+
+
+def overlay(rgb: np.ndarray, predicted: list[Primitive], truth: list[Primitive],
+            unscored: Sequence[Primitive] = (), tolerance: float = 3.0) -> np.ndarray:
+    """A picture to judge one image by, on the faded image: the truth thick and pale, the truth
+    no prediction matched thick in magenta (a miss), the prediction thin over it in its type's
+    colour (preview.py's), and black where it matched nothing (a false positive): what the score
+    counts against the prediction is what stands out."""
     canvas = draw_preview(rgb, [], mark_ends=False)
     thin = max(1, round(max(canvas.shape[:2]) / 700))
-    for layer, colour, thickness in ((truth, None, 3 * thin + 2), (predicted, COLOURS, thin)):
-        for p in layer:
-            pts = np.round(np.array(p.points(step=2.0)) * 16).astype(np.int32)
-            cv2.polylines(canvas, [pts], p.type == "circle", colour[p.type] if colour else (250, 200, 120),
-                          thickness, cv2.LINE_AA, 4)
+    false, missed = misses(predicted, truth, tolerance, unscored)
+    false_ids, missed_ids = {id(p) for p in false}, {id(t) for t in missed}
+    layers = [(t, MISSED_COLOUR if id(t) in missed_ids else TRUTH_COLOUR, 3 * thin + 2) for t in truth]
+    layers += [(p, FALSE_COLOUR if id(p) in false_ids else COLOURS[p.type], thin) for p in predicted]
+    for p, colour, thickness in layers:
+        pts = np.round(np.array(p.points(step=2.0)) * 16).astype(np.int32)
+        cv2.polylines(canvas, [pts], p.type == "circle", colour, thickness, cv2.LINE_AA, 4)
     return canvas
 
 
@@ -226,7 +273,7 @@ IMAGE_SUFFIXES_IN_ORDER = _PREFERRED + tuple(sorted(IMAGE_SUFFIXES - set(_PREFER
 
 
 def draw_worst(predictions: Path, truth: Path, images: Path, out: Path, names: list[str],
-               height: float | None = None) -> list[str]:
+               height: float | None = None, tolerance: float = 3.0) -> list[str]:
     """A picture (overlay) of each named image, found in `images` by the same name as its
     prediction; returns the files written (an image not found is said, not skipped silently)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +288,7 @@ def draw_worst(predictions: Path, truth: Path, images: Path, out: Path, names: l
             raise ValueError(f"no image named {name} (.png, .jpg, …) in {images}")
         rgb = np.asarray(Image.open(image_path).convert("RGB"))
         h = height if height is not None or true_path.suffix.lower() != ".dxf" else float(rgb.shape[0])
-        picture = overlay(rgb, read_primitives(pred_path), read_primitives(true_path, height=h))
+        picture = overlay(rgb, read_primitives(pred_path), read_primitives(true_path, height=h), tolerance=tolerance)
         target = out / f"{name.replace('/', '__')}.png"
         cv2.imwrite(str(target), picture[..., ::-1])
         written.append(str(target))
@@ -268,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.images is None:
                 raise ValueError("--pictures needs --images (the images the predictions were made from)")
             report["pictures"] = draw_worst(args.predictions, args.truth, args.images, args.pictures,
-                                            report["worst_first"][:args.worst], args.height)
+                                            report["worst_first"][:args.worst], args.height, args.tolerance)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
