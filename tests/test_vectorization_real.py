@@ -656,8 +656,9 @@ def test_square_tabs_on_an_outline_are_three_sides_not_a_curve(monkeypatch):
     """A footprint's tabs: a U three pens tall standing on the body's outline. The skeleton's walk
     round it starts a pen above the outline, where the junction ends it, so each corner lies less
     than two windows from an end of the chain; cut there no more, the U was fitted as one curve
-    (two false circles on footprints-003) or dropped with its sides."""
-    from api.demos.vectorization import fitting
+    (two false circles on footprints-003) or dropped with its sides. (Without the cut, the hooks
+    in the ink left over find most sides again: they are left out of the ablation too.)"""
+    from api.demos.vectorization import bars, fitting
 
     for h in (20, 21):
         tabs = [side for x in (100, 160, 220) for side in (
@@ -668,7 +669,39 @@ def test_square_tabs_on_an_outline_are_three_sides_not_a_curve(monkeypatch):
         assert not [p for p in found if p.type != "line"], (h, found)
         with monkeypatch.context() as m:
             m.setattr(fitting, "END_SHARE", 1.0)  # an end's stretch as long as a side between corners
+            m.setattr(bars, "_hooks", lambda *args: [])
             assert _found(detect(ink), tabs)["line"][0] <= 3, h
+
+
+def test_a_zeners_bent_ends_are_lines(monkeypatch):
+    """A Zener diode's bar ends in two hooks a few pens long, drawn with a wide pen: each is one
+    bend of ink with the bar's end, too short for a line of its own and no straight bar once the
+    bar is drawn over it (an L of ink is left: bars._hooks). Generated (20 and 24 px hooks, 7 px
+    pen) and on a real page (kicad-008: two Zeners back to back and two more, eight hooks)."""
+    from api.demos.vectorization import bars
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    def zener(x: float, y: float, hook: float) -> list:
+        body = [line(x - 52, y - 37, x - 52, y + 37), line(x - 52, y - 37, x, y), line(x - 52, y + 37, x, y),
+                line(x, y - 37, x, y + 37), line(x - 90, y, x - 52, y), line(x, y, x + 40, y)]
+        return body + [line(x, y - 37, x - hook, y - 37), line(x, y + 37, x + hook, y + 37)]
+
+    for hook in (20, 24):
+        truth = zener(180, 150, hook) + zener(380, 210, hook)
+        hooks = [p for p in truth if abs(p.geometry["x2"] - p.geometry["x1"]) == hook]
+        ink = page_with(pen_strokes()[:4] + truth, pen=7)
+        assert _found(detect(ink), hooks)["line"][0] == 4, hook
+        with monkeypatch.context() as m:
+            m.setattr(bars, "_hooks", lambda *args: [])
+            assert _found(detect(ink), hooks)["line"][0] == 0, hook
+    hooks = [line(213, 158, 195, 158), line(287, 158, 305, 158), line(213, 232, 232, 232), line(287, 232, 268, 232),
+             line(707, 750, 707, 728), line(707, 728, 728, 728), line(750, 815, 750, 793), line(728, 815, 750, 815)]
+    sheet = vector_sets.sheets("kicad", 1, first=8)[0]
+    assert _found(GeometricDetector().detect(sheet.image).primitives, hooks, 2.0)["line"][0] >= 7
+    with monkeypatch.context() as m:
+        m.setattr(bars, "_hooks", lambda *args: [])
+        assert _found(GeometricDetector().detect(sheet.image).primitives, hooks, 2.0)["line"][0] <= 1
 
 
 def test_a_label_whose_letters_all_stand_on_an_outline_is_text(monkeypatch):

@@ -14,6 +14,8 @@ The dashes of a dashed line are also bars standing alone, set aside as clutter w
 the clutter, bars in a row along one axis are dashes (`dashes`). Short lines the skeleton does give
 are kept when they stand side by side like a comb's teeth (`ticks`: a connector's pins), and so
 are the components set aside as clutter that stand so (`teeth`: pins drawn apart from the body).
+A short stroke bent at a right angle (a Zener diode's hooked bar ends) is left over as an L of
+ink, no rectangle: opened along each axis it comes apart into its two bars (`_hooks`).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ TICK_PITCH = 3.0  # ticks side by side: each no further from the next, middle to
 TICK_SLIP = 0.25  # … nor shifted along their direction by more than this share of a length (+ 2 px)
 TOOTH_PENS = 5.0  # a tooth set aside as clutter is at least this many pen widths long (teeth)
 FILLED = 0.65  # share of its rectangle a bar's pixels fill (a bent stroke or a letter's joint fills less)
+HOOK_SHARE = 0.85  # a hook's two bars explain this share of its pixels at least (_hooks)
 
 
 def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Primitive]:
@@ -46,7 +49,9 @@ def short_bars(found: list[Primitive], ink: np.ndarray, width: float) -> list[Pr
     for p in found:
         points = np.round(sample_array(p.type, p.geometry, 1.0) * 16).astype(np.int32)
         cv2.polylines(drawn, [points], p.type == "circle", 255, pen, cv2.LINE_8, 4)
-    return _bars_in(ink & (drawn == 0), width)
+    left = ink & (drawn == 0)
+    bars = _bars_in(left, width)
+    return bars + _hooks(left, bars, width)
 
 
 def dashes(clutter: np.ndarray, width: float) -> list[Primitive]:
@@ -93,6 +98,50 @@ def teeth(clutter: np.ndarray, width: float) -> np.ndarray:
     found = {id(p) for p in ticks(axes, width)}
     keep[[k for k, p in zip(indices, axes, strict=True) if id(p) in found]] = True
     return np.take(keep, labels)
+
+
+def _hooks(left: np.ndarray, bars: list[Primitive], width: float) -> list[Primitive]:
+    """Lines along the hooks among the components of `left` that are no bar: two bars at a right
+    angle, end to end (a Zener diode's bent ends, a bracket's), drawn along the page's axes. The
+    bars of a component are the bars of its ink opened with a horizontal and a vertical stroke
+    LEAST_PENS long (a stroke across the opening's direction vanishes in it); a component two such
+    bars explain (HOOK_SHARE of its pixels within a pen of them), meeting within 1.5 pens, is a hook.
+    A letter left over (one touching a stroke) opens into more bars, or bars that leave its curves
+    unexplained; so does a ring's piece, which straightens only where it runs along an axis."""
+    count, labels, stats = components(left)
+    a_bar = np.zeros(count, bool)
+    a_bar[[_label_at(labels, b) for b in bars]] = True
+    least, n = LEAST_PENS * width, max(3, int(round(LEAST_PENS * width)))
+    kernels = (np.ones((1, n), np.uint8), np.ones((n, 1), np.uint8))
+    hooks = []
+    for k in range(1, count):
+        x, y, bw, bh, area = (int(v) for v in stats[k])
+        if a_bar[k] or not least <= max(bw, bh) <= MOST_PENS * width + 10 or area < 2 * 0.6 * least * width:
+            continue
+        ink = np.pad(labels[y:y + bh, x:x + bw] == k, n).astype(np.uint8)  # (the border is paper)
+        x, y = x - n, y - n
+        legs = [b for kernel in kernels for b in _bars_in(cv2.morphologyEx(ink, cv2.MORPH_OPEN, kernel) > 0, width)]
+        if len(legs) != 2 or not _end_to_end(*legs, 1.5 * width):
+            continue
+        explained = np.zeros_like(ink)
+        for b in legs:
+            points = np.round(sample_array(b.type, b.geometry, 1.0) * 16).astype(np.int32)
+            cv2.polylines(explained, [points], False, 1, max(1, int(round(width))) + 2, cv2.LINE_8, 4)
+        if np.count_nonzero(explained & ink) >= HOOK_SHARE * area:
+            hooks += [line(g["x1"] + x, g["y1"] + y, g["x2"] + x, g["y2"] + y) for g in (b.geometry for b in legs)]
+    return hooks
+
+
+def _label_at(labels: np.ndarray, bar: Primitive) -> int:
+    """The component a bar lies on: the label under its middle (a filled rectangle's middle is ink)."""
+    g = bar.geometry
+    return int(labels[int(round((g["y1"] + g["y2"]) / 2)), int(round((g["x1"] + g["x2"]) / 2))])
+
+
+def _end_to_end(a: Primitive, b: Primitive, reach: float) -> bool:
+    ga, gb = a.geometry, b.geometry
+    ends_a, ends_b = ((ga["x1"], ga["y1"]), (ga["x2"], ga["y2"])), ((gb["x1"], gb["y1"]), (gb["x2"], gb["y2"]))
+    return min(math.dist(p, q) for p in ends_a for q in ends_b) <= reach
 
 
 def _in_runs(lines: list[Primitive], linked, ratio: float) -> list[Primitive]:
