@@ -704,6 +704,32 @@ def test_a_zeners_bent_ends_are_lines(monkeypatch):
         assert _found(GeometricDetector().detect(sheet.image).primitives, hooks, 2.0)["line"][0] <= 1
 
 
+def test_an_outline_jogging_sideways_by_less_than_a_pen_is_two_lines(monkeypatch):
+    """A footprint's outline steps sideways by 3-5 px half-way down (footprints-011, -009): with a
+    7 px pen the two strokes are one ink, fitted as one line leaning across both, which matched
+    neither. Read across the stroke, its middles lie on two parallel lines: it is cut there
+    (centring.split_at_jogs). The same outline with no jog, a wire meeting it, stays one line."""
+    from api.demos.vectorization import geometric
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    for jog in (0, 3, 5):
+        truth = [line(300, 420, 300, 250), line(300 - jog, 250, 300 - jog, 80)]
+        if jog:
+            truth += [line(200, 80, 200, 250), line(200 + jog, 250, 200 + jog, 420)]
+        else:
+            truth = [line(300, 420, 300, 80), line(200, 80, 200, 420), line(200, 250, 120, 250)]
+        ink = page_with(pen_strokes()[:4] + truth, pen=7)
+        assert _found(detect(ink), truth)["line"] == (len(truth), 4, 0), jog  # (the frame is not in the truth)
+        if jog:
+            with monkeypatch.context() as m:
+                m.setattr(geometric, "split_at_jogs", lambda primitives, *args: primitives)
+                assert _found(detect(ink), truth)["line"][0] == 0, jog
+    sheet = vector_sets.sheets("footprints", 1, first=11)[0]
+    jogged = [line(465, 970, 465, 673), line(468, 673, 468, 530)]
+    assert _found(GeometricDetector().detect(sheet.image).primitives, jogged)["line"][0] == 2
+
+
 def test_a_label_whose_letters_all_stand_on_an_outline_is_text(monkeypatch):
     """A footprint's "REF**" written on its body's outline: every letter one ink with the outline,
     none left as clutter to mark the word, so its stems and arms were found as short lines. Pads

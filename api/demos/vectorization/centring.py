@@ -9,7 +9,8 @@ either side); a run wider than RUN pens crosses something else (a junction, a fi
 is not read, nor one that does not end within a pen on both sides. The primitive is fitted to the
 runs' middles again, and moved there unless it would move more than MOVE pens (the runs read are
 not its stroke's) or fewer than LEAST runs were read. Where along it a line or an arc ends (its
-ends' walks, ends.py) is kept.
+ends' walks, ends.py) is kept. The same middles tell where a line's stroke steps sideways by less
+than a pen (an outline's jog): there it is two lines (split_at_jogs).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import math
 import numpy as np
 
 from .fitting import fit_circle
-from .primitives import Primitive, arc_point
+from .primitives import Primitive, arc_point, line
 from .spatial import on_mask
 
 STEP, STEP_ACROSS = 2.0, 0.5  # px between the runs read, and across each
@@ -27,6 +28,9 @@ RUN = 1.5  # pens: a wider run crosses something else
 OFF = 1.0  # px: a line's middles further off the first fit are dropped before the second
 LEAST, MOVE = 5, 1.0  # runs read at least; pens moved at most
 TURN = 30.0  # degrees an arc's sweep may change when refitted (more: its ends seen round the other way)
+JOG = 2.0  # px: a line's stroke stepping sideways by this much at least is two lines (split_at_jogs)
+JOG_PENS = 3.0  # … each side of the step at least this many pens long
+JOG_SPREAD, JOG_SHARE = 0.6, 0.9  # px: … this share of each side's middles within this of its line
 
 
 def centre_line(p: Primitive, ink: np.ndarray, width: float) -> None:
@@ -88,6 +92,66 @@ def centre_round(p: Primitive, ink: np.ndarray, width: float) -> None:
     if abs(new_sweep - sweep) > TURN:
         return
     g.update(cx=fit.cx, cy=fit.cy, r=fit.r, start=new_start, end=new_start + new_sweep)
+
+
+def split_at_jogs(lines: list[Primitive], ink: np.ndarray, width: float) -> list[Primitive]:
+    """`lines`, each cut in two where its stroke steps sideways: a footprint's outline jogs by a
+    few pixels, less than the pen, so the two strokes are one ink and were fitted as one line
+    leaning across both. Read across the stroke every pixel (run_middles), the middles of such a
+    line lie on two parallel lines JOG px apart or more, each JOG_PENS pens long at least and 90%
+    of its middles within JOG_SPREAD px of it; each piece is moved onto its own, and they end
+    where the step is. A line whose middles lie on one line that closely is not looked at further."""
+    out = []
+    for p in lines:
+        pieces = _jogged(p, ink, width) if p.type == "line" else None
+        out += pieces or [p]
+    return out
+
+
+def _jogged(p: Primitive, ink: np.ndarray, width: float) -> list[Primitive] | None:
+    g = p.geometry
+    ax, ay, bx, by = g["x1"], g["y1"], g["x2"], g["y2"]
+    length, least = math.hypot(bx - ax, by - ay), JOG_PENS * width
+    if length < 2 * least:
+        return None
+    ux, uy = (bx - ax) / length, (by - ay) / length
+    along = np.arange(width / 2, length - width / 2, STEP)
+    points = np.column_stack([ax + along * ux, ay + along * uy])
+    read, middle = run_middles(ink, points, np.broadcast_to((-uy, ux), points.shape), width)
+    t, m = along[read], middle[read]
+    if len(t) < 2 * LEAST:
+        return None
+    slope, offset = _straight(t, m)
+    if _close(m - offset - slope * t) >= JOG_SHARE:
+        return None
+    # where the middles step: the means of the few reads either side differ by half a jog
+    side = LEAST
+    before = np.convolve(m, np.ones(side) / side, "valid")  # before[k]: mean of m[k:k + side]
+    steps = [i for i in range(side, len(t) - side + 1)
+             if abs(before[i] - before[i - side]) >= JOG / 2 and t[i - 1] - t[0] >= least and t[-1] - t[i] >= least]
+    best = None
+    fit = np.column_stack([t, np.ones_like(t), np.zeros_like(t)])  # a common slope, an offset, the step
+    for i in steps:
+        fit[:, 2] = np.arange(len(t)) >= i
+        coef = np.linalg.lstsq(fit, m, rcond=None)[0]
+        residuals = m - fit @ coef
+        squares = float(residuals @ residuals)
+        if abs(coef[2]) >= JOG and _close(residuals) >= JOG_SHARE and (best is None or squares < best[0]):
+            best = (squares, (t[i - 1] + t[i]) / 2, coef)
+    if best is None:
+        return None
+    _, cut, (slope, offset, step) = best
+
+    def at(s: float, stepped: bool) -> tuple[float, float]:  # the point s along, moved onto its piece
+        across = slope * s + offset + (step if stepped else 0.0)
+        return ax + s * ux - across * uy, ay + s * uy + across * ux
+
+    return [line(*at(0.0, False), *at(cut, False)), line(*at(cut, True), *at(length, True))]
+
+
+def _close(residuals: np.ndarray) -> float:
+    """The share of a fit's residuals within JOG_SPREAD px."""
+    return float(np.count_nonzero(np.abs(residuals) <= JOG_SPREAD)) / len(residuals)
 
 
 def run_middles(ink: np.ndarray, points: np.ndarray, normals: np.ndarray,

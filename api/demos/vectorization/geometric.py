@@ -14,7 +14,8 @@ among what is kept (ends.extend_lines' `again`) → the ends of acute corners pu
 binarize.word_bands) → lines cut where their ink narrows to a neck or breaks (ends.split_at_necks) →
 lines whose middle does not run inside a stroke dropped (fitted across letters or a zigzag: once merged,
 before their ends are walked, and again at the end) → every primitive moved onto its stroke's middle,
-read across the ink (centring: a skeleton bends towards what joins a stroke) → an oval pad's ends,
+read across the ink (centring: a skeleton bends towards what joins a stroke), a line whose stroke
+steps sideways cut in two there (centring.split_at_jogs) → an oval pad's ends,
 closed into circles through its hole's ink, made the half circles they are (circles.stadium_ends) →
 oval pads and slots read from their hole, their ends' crescents or their solid ink (slots.py) in
 place of what the chains made of them.
@@ -31,7 +32,7 @@ import numpy as np
 
 from .bars import LEAST_PENS, dashes, short_bars, teeth, ticks
 from .binarize import Band, ink_mask
-from .centring import centre_line, centre_round
+from .centring import centre_line, centre_round, split_at_jogs
 from .chains import chains_of, skeleton
 from .circles import absorb_line_pieces, cluster_arcs, coiled, off_circles, primitives_of, stadium_ends
 from .dots import find_dots
@@ -229,6 +230,7 @@ class GeometricDetector:
         primitives = [p for p in primitives if p.type != "line"] + lines
         for p in primitives:
             (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
+        primitives = split_at_jogs(primitives, ink.raw, width)
         primitives = [p for p in primitives if p.type != "arc" or not _in_fused_strokes(p, distance, width)]
         primitives = with_slots(stadium_ends(primitives, halves, tolerance), slots, tolerance)
         _clip_inside(primitives, w, h)
