@@ -105,7 +105,8 @@ def _hooks(left: np.ndarray, bars: list[Primitive], width: float) -> list[Primit
     angle, end to end (a Zener diode's bent ends, a bracket's), drawn along the page's axes. The
     bars of a component are the bars of its ink opened with a horizontal and a vertical stroke
     LEAST_PENS long (a stroke across the opening's direction vanishes in it); a component two such
-    bars explain (HOOK_SHARE of its pixels within a pen of them), meeting within 1.5 pens, is a hook.
+    bars explain (HOOK_SHARE of its pixels under them drawn a pen and two pixels wide), meeting
+    within 1.5 pens, is a hook.
     A letter left over (one touching a stroke) opens into more bars, or bars that leave its curves
     unexplained; so does a ring's piece, which straightens only where it runs along an axis."""
     count, labels, stats = components(left)
@@ -117,7 +118,7 @@ def _hooks(left: np.ndarray, bars: list[Primitive], width: float) -> list[Primit
     for k in range(1, count):
         x, y, bw, bh, area = (int(v) for v in stats[k])
         if a_bar[k] or not least <= max(bw, bh) <= MOST_PENS * width + 10 or area < 2 * 0.6 * least * width:
-            continue
+            continue  # (as long as a bar at most, as much ink as two of the shortest at least: _bars_in)
         ink = np.pad(labels[y:y + bh, x:x + bw] == k, n).astype(np.uint8)  # (the border is paper)
         x, y = x - n, y - n
         legs = [b for kernel in kernels for b in _bars_in(cv2.morphologyEx(ink, cv2.MORPH_OPEN, kernel) > 0, width)]

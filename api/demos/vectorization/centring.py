@@ -97,10 +97,12 @@ def centre_round(p: Primitive, ink: np.ndarray, width: float) -> None:
 def split_at_jogs(lines: list[Primitive], ink: np.ndarray, width: float) -> list[Primitive]:
     """`lines`, each cut in two where its stroke steps sideways: a footprint's outline jogs by a
     few pixels, less than the pen, so the two strokes are one ink and were fitted as one line
-    leaning across both. Read across the stroke every pixel (run_middles), the middles of such a
-    line lie on two parallel lines JOG px apart or more, each JOG_PENS pens long at least and 90%
-    of its middles within JOG_SPREAD px of it; each piece is moved onto its own, and they end
-    where the step is. A line whose middles lie on one line that closely is not looked at further."""
+    leaning across both. Read across the stroke every STEP px (run_middles), the middles of such a
+    line lie on two parallel lines JOG px apart or more, each JOG_PENS pens long at least and
+    JOG_SHARE of its middles within JOG_SPREAD px of it (a common slope, an offset and a step fitted
+    by least squares where the middles step; the step fitting best is taken); each piece is moved
+    onto its own, and they end where the step is. A line whose middles lie on one line that
+    closely is not looked at further."""
     out = []
     for p in lines:
         pieces = _jogged(p, ink, width) if p.type == "line" else None
