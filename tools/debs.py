@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+COMPLETE = ".complete"  # the marker of a folder put in place whole
+
 
 class FetchError(RuntimeError):
     """A package could not be had; the message says which and why."""
@@ -37,3 +39,24 @@ def _download(package: str, version: str, folder: Path) -> Path:
         if attempt == 0:
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
     raise FetchError(f"apt-get download {spec} failed: {result.stderr.strip()[-400:]}")
+
+
+def complete(root: Path) -> bool:
+    """Whether `root` was put in place whole by `publish` (an interrupted fetch leaves no marker)."""
+    return (root / COMPLETE).exists()
+
+
+def publish(folder: Path, root: Path, digest: str) -> None:
+    """Move the finished `folder` to `root`, its marker already inside, so that `root` appears whole
+    or not at all: two fetches at once (two benches, a test beside a bench) each unpack their own
+    copy, the first to arrive stays and the second's is dropped with its temporary folder."""
+    (folder / COMPLETE).write_text(digest + "\n")
+    if complete(root):
+        return
+    if root.exists():  # what an interrupted fetch of an older layout left
+        shutil.rmtree(root, ignore_errors=True)
+    try:
+        folder.rename(root)
+    except OSError:
+        if not complete(root):
+            raise

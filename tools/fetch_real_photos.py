@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools.debs import FetchError, download_unpacked
+from tools.debs import FetchError, complete, download_unpacked, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS = ROOT / "tests" / "data" / "pages"
@@ -78,7 +78,7 @@ def fetch(cache: Path | None = None) -> list[Path]:
     paths: list[Path] = []
     for package, version, digest, inner, images in PACKAGES.values():
         root = cache / f"{package}_{version.replace(':', '%3a')}"
-        if not (root / ".complete").exists():
+        if not complete(root):
             _unpack(package, version, digest, inner, images, root)
         paths += [root / image for image in images]
     return paths + [SCANS / name for name in SCAN_FILES]
@@ -95,10 +95,7 @@ def _unpack(package: str, version: str, digest: str, inner: str, images: list[st
                 raise FetchError(f"{package} {version} has no image {inner}/{image}")
             (kept / image).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, kept / image)
-        if root.exists():
-            shutil.rmtree(root)
-        kept.rename(root)
-    (root / ".complete").write_text(digest + "\n")
+        publish(kept, root, digest)
 
 
 def main(argv: list[str] | None = None) -> int:

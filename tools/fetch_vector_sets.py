@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tools.debs import FetchError, download_unpacked
+from tools.debs import FetchError, complete, download_unpacked, publish
 
 # name: (Debian package, version, sha256 of the .deb, folder inside the package)
 PACKAGES = {
@@ -48,16 +47,11 @@ def fetch(name: str, cache: Path | None = None) -> Path:
     """The unpacked folder of collection `name`, downloading and checking it the first time."""
     package, version, digest, inner = PACKAGES[name]
     root = (cache or cache_folder()) / f"{package}_{version}"
-    done = root / ".complete"
-    if done.exists():
+    if complete(root):
         return root / inner
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as work:
-        unpacked = download_unpacked(package, version, digest, Path(work))
-        if root.exists():
-            shutil.rmtree(root)
-        unpacked.rename(root)
-    done.write_text(digest + "\n")
+        publish(download_unpacked(package, version, digest, Path(work)), root, digest)
     return root / inner
 
 
