@@ -704,6 +704,34 @@ def test_a_zeners_bent_ends_are_lines(monkeypatch):
         assert _found(GeometricDetector().detect(sheet.image).primitives, hooks, 2.0)["line"][0] <= 1
 
 
+def test_a_square_whose_corners_lie_in_a_circles_stroke_ends_at_its_corners(monkeypatch):
+    """A square pad's outline inside its round pad, corners half a pen inside the circle
+    (footprints-008): the ink of each corner is one with the circle's, and the walks of both sides
+    run on into it. A side's end met on the circle goes back to the corner with the other side,
+    which ran on past it as far (ends.CORNER_PAST): all four sides end at their corners."""
+    from api.demos.vectorization import ends
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    for r, half_side in ((64, 41.6), (50, 33.0)):
+        a, b = 250 - half_side, 250 + half_side
+        square = [line(a, a, b, a), line(b, a, b, b), line(b, b, a, b), line(a, b, a, a)]
+        ink = page_with(pen_strokes()[:4] + square + [circle(250, 250, r)], pen=7)
+        assert _found(detect(ink), square)["line"] == (4, 4, 0), r  # (the frame is not in the truth)
+        with monkeypatch.context() as m:
+            m.setattr(ends, "CORNER_PAST", 0.0)
+            assert _found(detect(ink), square)["line"][0] == 0, r
+    sheet = vector_sets.sheets("footprints", 1, scan=True, first=8)[0]
+    def ends_of(p) -> tuple[tuple[float, float], tuple[float, float]]:
+        g = p.geometry
+        return (g["x1"], g["y1"]), (g["x2"], g["y2"])
+
+    sides = [p for p in sheet.primitives if p.type == "line" and 75 < math.dist(*ends_of(p)) < 95 and
+             math.dist(np.mean(ends_of(p), axis=0), (668, 260)) < 50]  # the square pad round the first terminal's screw
+    assert len(sides) == 4
+    assert _found(GeometricDetector().detect(sheet.image).primitives, sides)["line"][0] == 4
+
+
 def test_an_outline_jogging_sideways_by_less_than_a_pen_is_two_lines(monkeypatch):
     """A footprint's outline steps sideways by 3-5 px half-way down (footprints-011, -009): with a
     7 px pen the two strokes are one ink, fitted as one line leaning across both, which matched

@@ -33,6 +33,9 @@ SPLIT_NECK = 0.45  # … and a line is cut where its ink narrows below this shar
 # it passed, up to this many meeting windows (half a pen and a pixel) behind it: the ink of a circle
 # crossing at a corner runs on from it, and the first walk went on into it
 CORNER_BACK = 2.0
+# … where the other line's end lies on from the corner by as much, up to this many windows: both
+# walks went on into the circle (a square pad's outline inside its round pad, corners a pen within)
+CORNER_PAST = 2.0
 # two line ends this many pen widths apart or closer, their lines less than this many degrees
 # apart, are an acute corner (settle_acute) …
 ACUTE_NEAR, ACUTE = 1.0, 45.0
@@ -65,7 +68,8 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
     Returns the ends (line, 0 or 1) put on a meeting point. `again`: walk only those ends, once every
     end is settled (a second walk: what they met may have been dropped since), so a meeting point
     must lie on the other primitive, not on its prolongation, and an end met on a circle goes back
-    to a corner with another line it passed (CORNER_BACK)."""
+    to a corner with another line it passed (CORNER_BACK), whose end may have run on into the
+    circle too (CORNER_PAST)."""
     wanted = None if again is None else {(id(p), end) for p, end in again}
     met: list[tuple[Primitive, int]] = []
     steps = np.arange(1, int(reach) + 1, dtype=np.float64)
@@ -116,7 +120,8 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
                     if -reach_in <= t - t_end <= window and (best is None or abs(t - t_end) < best[0]):
                         best = (abs(t - t_end), px, py, other.type)
                     if wanted is not None and other.type == "line" and -CORNER_BACK * window <= t <= t_end and \
-                            _near_end(other, px, py, slack) and (corner is None or t < corner[0]):
+                            _near_end(other, px, py, max(slack, CORNER_PAST * window)) and \
+                            (corner is None or t < corner[0]):
                         corner = (t, px, py)
             if best is not None and best[3] != "line" and corner is not None:
                 # a corner, then a circle's stroke running on from it: the first walk went on
