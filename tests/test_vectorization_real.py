@@ -732,6 +732,41 @@ def test_a_square_whose_corners_lie_in_a_circles_stroke_ends_at_its_corners(monk
     assert _found(GeometricDetector().detect(sheet.image).primitives, sides)["line"][0] == 4
 
 
+def test_an_outlines_corners_rounded_by_three_pens_are_arcs(monkeypatch):
+    """A connector body's corners rounded with r = 2.8 pens (footprints-003): too short a curve
+    for the chains, so the sides were lines walking on into the corner. Where the sides' lines
+    cross is paper there (rounded.rounded_corners): the arc is put back, the sides end at its
+    tangent points. A sharp rectangle's corners stay corners."""
+    from api.demos.vectorization import geometric
+    from api.demos.vectorization.geometric import GeometricDetector
+    from tests.support import vector_sets
+
+    r, (a, b) = 20.0, (140.0, 360.0)
+    sides = [line(a + r, a, b - r, a), line(b, a + r, b, b - r), line(b - r, b, a + r, b), line(a, b - r, a, a + r)]
+    corners = [arc(b - r, a + r, r, 270, 360), arc(b - r, b - r, r, 0, 90), arc(a + r, b - r, r, 90, 180),
+               arc(a + r, a + r, r, 180, 270)]
+    ink = page_with(pen_strokes()[:4] + sides + corners, pen=7)
+    found = _found(detect(ink), sides + corners)
+    assert found["line"][::2] == (4, 0) and found["arc"] == (4, 0, 0), found
+    with monkeypatch.context() as m:
+        m.setattr(geometric, "rounded_corners", lambda *args: [])
+        without = _found(detect(ink), sides + corners)
+        assert without["line"][0] == 0 and without["arc"][0] == 0, without
+    sharp = [line(a, a, b, a), line(b, a, b, b), line(b, b, a, b), line(a, b, a, a)]
+    found = detect(page_with(pen_strokes()[:4] + sharp, pen=7))
+    assert _found(found, sharp)["line"][::2] == (4, 0) and not [p for p in found if p.type == "arc"]
+    for scan in (False, True):
+        sheet = vector_sets.sheets("footprints", 1, scan=scan, first=3)[0]
+        truth = [p for p in sheet.primitives if p.type == "arc" and 15 < p.geometry["r"] < 25 and
+                 p.geometry["cx"] > 500 and p.geometry["cy"] < 400]  # the body's four rounded corners
+        assert len(truth) == 4
+        # three (the fourth's side runs on straight up a tab's side), one of them the chains' already
+        assert _found(GeometricDetector().detect(sheet.image).primitives, truth)["arc"][0] == 3, scan
+        with monkeypatch.context() as m:
+            m.setattr(geometric, "rounded_corners", lambda *args: [])
+            assert _found(GeometricDetector().detect(sheet.image).primitives, truth)["arc"][0] == 1, scan
+
+
 def test_an_outline_jogging_sideways_by_less_than_a_pen_is_two_lines(monkeypatch):
     """A footprint's outline steps sideways by 3-5 px half-way down (footprints-011, -009): with a
     7 px pen the two strokes are one ink, fitted as one line leaning across both, which matched

@@ -85,7 +85,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
         for end in (0, 1):
             if wanted is not None and (id(current), end) not in wanted:
                 continue
-            (ex, ey), (ox, oy) = _end(current, end), _end(current, 1 - end)
+            (ex, ey), (ox, oy) = end_point(current, end), end_point(current, 1 - end)
             length = math.hypot(ex - ox, ey - oy)
             if length < 1:
                 continue
@@ -133,7 +133,7 @@ def extend_lines(lines: list[Primitive], others: list[Primitive], ink: np.ndarra
             else:
                 t = max(t_end, -length / 4)
                 nx, ny = ex + t * ux, ey + t * uy
-            _set_end(current, end, (nx, ny))
+            set_end_point(current, end, (nx, ny))
     return met
 
 
@@ -480,13 +480,13 @@ def drop_covered_arcs(arcs: list[Primitive], others: list[Primitive], reach: flo
             inside = ((points[:, 0] >= x0 - reach) & (points[:, 0] <= x1 + reach) &
                       (points[:, 1] >= y0 - reach) & (points[:, 1] <= y1 + reach) & ~near)
             if inside.any():
-                near[inside] = _distance_to(p, points[inside]) <= reach
+                near[inside] = distance_to(p, points[inside]) <= reach
         if near.mean() >= COVERED:
             kept.remove(a)
     return kept
 
 
-def _distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
+def distance_to(p: Primitive, points: np.ndarray) -> np.ndarray:
     """Each point's distance (N×2 → N) to the primitive: to its circle within an arc's sweep, to
     the nearer end outside it."""
     g = p.geometry
@@ -556,24 +556,24 @@ def settle_acute(lines: list[Primitive], round_things: list[Primitive], ink: np.
         for ea in (0, 1):
             if (i, ea) in settled:
                 continue
-            pa = _end(a, ea)
+            pa = end_point(a, ea)
             pairs = [(apart, j, eb)
                      for j in grid.query(grown((pa[0], pa[1], pa[0], pa[1]), near)) if j != i
-                     for eb in (0, 1) for apart in (math.dist(pa, _end(lines[j], eb)),) if apart <= near]
+                     for eb in (0, 1) for apart in (math.dist(pa, end_point(lines[j], eb)),) if apart <= near]
             if not pairs:
                 continue
             _, j, eb = min(pairs)
             if (j, eb) in settled:
                 continue
             b = lines[j]
-            pb = _end(b, eb)
-            vertex = _apex(pa, _end(a, 1 - ea), pb, _end(b, 1 - eb), ink, width)
+            pb = end_point(b, eb)
+            vertex = _apex(pa, end_point(a, 1 - ea), pb, end_point(b, 1 - eb), ink, width)
             if vertex is None or max(math.dist(vertex, pa), math.dist(vertex, pb)) > ACUTE_REACH * width:
                 continue
-            if any(_distance_to(r, np.array([vertex]))[0] <= ACUTE_CLEAR * width for r in round_things):
+            if any(distance_to(r, np.array([vertex]))[0] <= ACUTE_CLEAR * width for r in round_things):
                 continue  # a circle's stroke at the tip: the ink past the vertex may be the circle's
-            _set_end(a, ea, vertex)
-            _set_end(b, eb, vertex)
+            set_end_point(a, ea, vertex)
+            set_end_point(b, eb, vertex)
             settled |= {(i, ea), (j, eb)}
 
 
@@ -601,7 +601,7 @@ def _apex(pa: tuple[float, float], fa: tuple[float, float], pb: tuple[float, flo
 
 def _near_end(p: Primitive, x: float, y: float, slack: float) -> bool:
     """Whether (x, y) lies within `slack` px of one of line `p`'s ends."""
-    return min(math.hypot(x - ex, y - ey) for ex, ey in (_end(p, 0), _end(p, 1))) <= slack
+    return min(math.hypot(x - ex, y - ey) for ex, ey in (end_point(p, 0), end_point(p, 1))) <= slack
 
 
 def _off_line(point: tuple[float, float], origin: tuple[float, float], u: np.ndarray) -> float:
@@ -609,13 +609,13 @@ def _off_line(point: tuple[float, float], origin: tuple[float, float], u: np.nda
     return abs(float(u[0] * (point[1] - origin[1]) - u[1] * (point[0] - origin[0])))
 
 
-def _end(p: Primitive, end: int) -> tuple[float, float]:
+def end_point(p: Primitive, end: int) -> tuple[float, float]:
     """A line's end 0 (x1, y1) or 1 (x2, y2)."""
     g = p.geometry
     return (g["x1"], g["y1"]) if end == 0 else (g["x2"], g["y2"])
 
 
-def _set_end(p: Primitive, end: int, point: tuple[float, float]) -> None:
+def set_end_point(p: Primitive, end: int, point: tuple[float, float]) -> None:
     g = p.geometry
     if end == 0:
         g["x1"], g["y1"] = point

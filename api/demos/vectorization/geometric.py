@@ -54,6 +54,7 @@ from .holes import DEEP, hole_sides, holes_of, tangent_sides
 from .lines import cluster_lines, segment_of
 from .primitives import Primitive, length, same_circle, sample_array
 from .rings import Pad, find_rings, round_holes
+from .rounded import rounded_corners
 from .slots import find_slots, with_slots
 from .spatial import at_points, on_mask
 
@@ -231,6 +232,7 @@ class GeometricDetector:
         for p in primitives:
             (centre_line if p.type == "line" else centre_round)(p, ink.raw, width)
         primitives = split_at_jogs(primitives, ink.raw, width)
+        primitives += rounded_corners(primitives, ink.raw, width)
         primitives = [p for p in primitives if p.type != "arc" or not _in_fused_strokes(p, distance, width)]
         primitives = with_slots(stadium_ends(primitives, halves, tolerance), slots, tolerance)
         _clip_inside(primitives, w, h)
