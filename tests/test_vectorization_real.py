@@ -1203,7 +1203,8 @@ def test_a_rounded_corner_a_junction_cut_short_is_kept_between_its_sides(monkeyp
     (footprints-003: a comb of pins along the outline). The junction ends the corner's chain, so the
     arc piece has no line before it on its chain: no fillet to the cutter, and a quarter circle too
     short for an arc alone. Both its ends join a side tangentially: it is kept
-    (ends.fillets_between), and the sides stop at its tangent points."""
+    (ends.fillets_between), and the sides stop at its tangent points. Without it, the corners are
+    found from their sides too (rounded.rounded_corners: where they cross is paper)."""
     from api.demos.vectorization import geometric
 
     def found(r: float, off: float) -> dict:
@@ -1221,6 +1222,8 @@ def test_a_rounded_corner_a_junction_cut_short_is_kept_between_its_sides(monkeyp
     results = [found(*case) for case in cases]
     assert all(r["arc"][0] >= 3 and r["arc"][1] == 0 and r["line"][0] >= 26 for r in results), results
     monkeypatch.setattr(geometric, "fillets_between", lambda arcs, lines, ink, tolerance, reach, least: [])
+    assert [found(*case)["arc"][0] for case in cases] == [4] * 4  # found from their sides (rounded.py)
+    monkeypatch.setattr(geometric, "rounded_corners", lambda *args: [])
     assert [found(*case)["arc"][0] for case in cases] == [0] * 4
 
 
